@@ -1,0 +1,406 @@
+"""Build the fg_bg dataset: `python -m pipeline.build --bg ... --fg ... --output ...`.
+
+The graph, as the data flows:
+
+  backgrounds ─ read, check, resize ─ write bg/ ─┐
+  foregrounds (+ masks) ─ read, check ─ side input ┴ cross ─ compose ─ [depth]
+    ─ write overlay/mask/depth ─┬ label_data.csv, samples.csv
+                                ├ tfrecords/<split>-*
+                                └ stats.json (exact pixel moments)
+  rejects ─ rejects.csv;  everything ─ manifest.json (written last)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import logging
+import posixpath
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from typing import Dict, List, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline.options import FgbgOptions
+from transforms import layout
+from transforms.compositing import ComposeSamples, EncodingConfig
+from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
+from transforms.placements import PlacementConfig, parse_scales
+from transforms.progress import total_progress
+from transforms.records import match_files
+from transforms.stats import ComputeStats, stats_document
+from transforms.writers import (MOMENTS, WriteBackgrounds, WriteRejects, WriteSamples,
+                                WriteTables, WriteTFRecords, json_bytes, read_file, write_file)
+
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+PACKAGES = ("apache-beam", "numpy", "pillow", "tensorflow", "tf_keras", "tensorflow-transform",
+            "google-cloud-storage")
+EXIT_TOO_MANY_REJECTS = 3
+
+
+class UsageError(ValueError):
+    """A bad option: the message says which and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Everything the graph needs, derived once from the options."""
+
+    output: str
+    csv_prefix: str
+    inputs: InputConfig
+    placements: PlacementConfig
+    encoding: EncodingConfig
+    records_per_shard: int
+    depth_model: str
+    depth_encoding: str  # 'none' when there is no depth stage
+
+
+def parse_size(text: str) -> tuple:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
+
+
+def check_options(opts: FgbgOptions) -> None:
+    """Fail fast, before any work, with a message naming the option."""
+    for name in ("bg", "fg", "output"):
+        if not getattr(opts, name):
+            raise UsageError(f"--{name} is required (see --help)")
+    if not 0 <= opts.mask_threshold < 255:
+        raise UsageError("--mask_threshold must be in 0..254")
+    if opts.val_fraction < 0 or opts.test_fraction < 0 or opts.val_fraction + opts.test_fraction > 1:
+        raise UsageError("--val_fraction and --test_fraction must be >= 0 and sum to at most 1")
+    if opts.size < 8 or opts.placements_per_scale < 1 or opts.records_per_shard < 1:
+        raise UsageError("--size must be >= 8; --placements_per_scale and "
+                         "--records_per_shard must be >= 1")
+    for name in ("bg_quality", "overlay_quality", "mask_quality", "depth_quality"):
+        if not 1 <= getattr(opts, name) <= 100:
+            raise UsageError(f"--{name} must be in 1..100")
+    try:
+        parse_scales(opts.scales)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    width, height = parse_size(opts.depth_input_size)
+    if width % 32 or height % 32:
+        raise UsageError(f"--depth_input_size {opts.depth_input_size}: both sides must be "
+                         "multiples of 32 (DenseDepth's encoder downsamples 32x)")
+
+
+def build_config(opts: FgbgOptions) -> BuildConfig:
+    output = opts.output.rstrip("/")
+    depth_on = opts.depth_model != "none"
+    return BuildConfig(
+        output=output,
+        csv_prefix=opts.csv_prefix if opts.csv_prefix is not None else posixpath.basename(output),
+        inputs=InputConfig(size=opts.size, max_input_pixels=opts.max_input_pixels,
+                           min_background_side=opts.min_background_side,
+                           mask_threshold=opts.mask_threshold,
+                           val_fraction=opts.val_fraction, test_fraction=opts.test_fraction),
+        placements=PlacementConfig(seed=opts.seed, size=opts.size,
+                                   scales=parse_scales(opts.scales),
+                                   placements_per_scale=opts.placements_per_scale,
+                                   mirror=opts.mirror),
+        encoding=EncodingConfig(overlay_quality=opts.overlay_quality,
+                                mask_format=opts.mask_format, mask_quality=opts.mask_quality),
+        records_per_shard=opts.records_per_shard,
+        depth_model=opts.depth_model,
+        depth_encoding=opts.depth_encoding if depth_on else "none",
+    )
+
+
+def package_versions() -> Dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def count_matches(pattern: Optional[str]) -> int:
+    return len(match_files(pattern)) if pattern else 0
+
+
+def add_depth_stage(composites, opts: FgbgOptions):
+    """Composite -> Composite with depth bytes; imported only when depth is on,
+    so composites-only builds never load TensorFlow for it."""
+    from transforms.depth import DepthConfig, EstimateDepth
+
+    config = DepthConfig(
+        model=opts.depth_model, weights=opts.depth_weights, seed=opts.seed,
+        batch_size=opts.depth_batch_size, min_batch_size=opts.depth_min_batch_size,
+        max_batch_wait_s=opts.depth_max_batch_wait_s,
+        input_size=parse_size(opts.depth_input_size), encoding=opts.depth_encoding,
+        jpeg_quality=opts.depth_quality, out_size=(opts.size, opts.size))
+    return composites | "EstimateDepth" >> EstimateDepth(config)
+
+
+def depth_extension(opts: FgbgOptions) -> str:
+    if opts.depth_model == "none":
+        return ""
+    from transforms.depth import DEPTH_FILE_EXTENSION
+    return DEPTH_FILE_EXTENSION[opts.depth_encoding]
+
+
+def depth_description(opts: FgbgOptions) -> Dict[str, object]:
+    """What the manifest says about depth; loud when it is not real depth."""
+    if opts.depth_model == "none":
+        return {"model": "none", "note": "composites-only build: no depth maps were made"}
+    description: Dict[str, object] = {
+        "model": opts.depth_model, "weights": opts.depth_weights,
+        "encoding": opts.depth_encoding, "input_size": opts.depth_input_size}
+    if opts.depth_model == "untrained":
+        from transforms.densedepth import UNTRAINED_WARNING
+        description["warning"] = UNTRAINED_WARNING
+    return description
+
+
+def depth_scale(config: BuildConfig) -> tuple:
+    """(stored value that means 1.0, what it means) for stats.json."""
+    if config.depth_encoding == "metric":
+        from transforms.densedepth import METRIC_DEPTH_SCALE, METRIC_DEPTH_UNIT
+        return METRIC_DEPTH_SCALE, METRIC_DEPTH_UNIT
+    if config.depth_encoding == "minmax":
+        return 255.0, "per-image min-max: 0 nearest, 255 farthest in that image"
+    return 255.0, "no depth"
+
+
+def manifest_document(opts: FgbgOptions, config: BuildConfig, started: str,
+                      expected: Dict[str, int], split_counts: List[Dict[str, int]],
+                      shards: List[str], rejects: List, backgrounds: int,
+                      foregrounds: int) -> Dict[str, object]:
+    counts = split_counts[0] if split_counts else {}
+    return {
+        "dataset": "fgbg",
+        "seed": opts.seed,
+        "started_at": started,
+        "finished_at": utc_now(),
+        "counts": {
+            "samples": sum(counts.values()),
+            "samples_per_split": dict(sorted(counts.items())),
+            "backgrounds": backgrounds,
+            "foregrounds": foregrounds,
+            "samples_per_pair": config.placements.samples_per_pair,
+            "input_files": expected,
+            "rejected": len(rejects),
+            "tfrecord_shards": len(shards),
+        },
+        "rejects": [{"path": r.path, "reason": r.reason} for r in rejects],
+        "depth": depth_description(opts),
+        "files": {"label_csv": layout.LABEL_CSV, "samples_csv": layout.SAMPLES_CSV,
+                  "rejects_csv": layout.REJECTS_CSV, "stats": layout.STATS_JSON,
+                  "tfrecords": sorted(shards)},
+        "options": fgbg_option_values(opts),
+        "versions": package_versions(),
+    }
+
+
+def fgbg_option_values(opts: FgbgOptions) -> Dict[str, object]:
+    """Our own options (not Beam's), as given or defaulted."""
+    parser = argparse.ArgumentParser(add_help=False)
+    FgbgOptions._add_argparse_args(parser)
+    values = opts.get_all_options()
+    return {action.dest: values.get(action.dest) for action in sorted(
+        parser._actions, key=lambda action: action.dest)}
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, started: str,
+                expected: Dict[str, int], progress_dir: Optional[str] = None) -> None:
+    """Assemble the whole pipeline on `p`."""
+    root = config.output
+    prepared, bg_rejects = p | "ReadBackgrounds" >> ReadBackgrounds(opts.bg, config.inputs)
+    foregrounds, fg_rejects = p | "ReadForegrounds" >> ReadForegrounds(
+        opts.fg, opts.fg_mask, config.inputs)
+    written_bgs = prepared | "WriteBackgrounds" >> WriteBackgrounds(root, opts.bg_quality)
+
+    composites = written_bgs.backgrounds | "Compose" >> ComposeSamples(
+        foregrounds, config.inputs, config.placements, config.encoding)
+    if config.depth_model != "none":
+        composites = add_depth_stage(composites, opts)
+    rows = composites | "WriteSamples" >> WriteSamples(
+        root, opts.mask_format, depth_extension(opts), progress_dir)
+
+    split_counts = rows | "WriteTables" >> WriteTables(root, config.csv_prefix)
+    shards = rows | "WriteTFRecords" >> WriteTFRecords(
+        root, config.records_per_shard, config.depth_encoding)
+
+    sample_moments = rows | "SampleMoments" >> beam.FlatMap(lambda row: row.moments.items())
+    scale, unit = depth_scale(config)
+    stats = ((written_bgs[MOMENTS], sample_moments)
+             | "AllMoments" >> beam.Flatten()
+             | "Stats" >> ComputeStats()
+             | "WriteStats" >> beam.Map(lambda totals: write_file(
+                 layout.resolve(root, layout.STATS_JSON),
+                 json_bytes(stats_document(totals, scale, unit)))))
+
+    rejects = ((bg_rejects, fg_rejects)
+               | "AllRejects" >> beam.Flatten()
+               | "WriteRejects" >> WriteRejects(root))
+    bg_count = written_bgs.backgrounds | "CountBackgrounds" >> beam.combiners.Count.Globally()
+    fg_count = foregrounds | "CountForegrounds" >> beam.combiners.Count.Globally()
+
+    def write_manifest(_, split_counts, shards, rejects, backgrounds, foregrounds, _stats):
+        document = manifest_document(opts, config, started, expected, split_counts, shards,
+                                     rejects[0] if rejects else [], backgrounds, foregrounds)
+        write_file(layout.resolve(root, layout.MANIFEST_JSON), json_bytes(document))
+
+    (p
+     | "ManifestTrigger" >> beam.Create([None])
+     | "WriteManifest" >> beam.Map(
+         write_manifest, beam.pvalue.AsList(split_counts), beam.pvalue.AsList(shards),
+         beam.pvalue.AsList(rejects), beam.pvalue.AsSingleton(bg_count),
+         beam.pvalue.AsSingleton(fg_count), beam.pvalue.AsList(stats)))
+
+
+class ProgressReporter:
+    """Logs samples done / expected, rate and ETA every interval on local runs."""
+
+    def __init__(self, directory: str, expected: int, interval_s: float):
+        self._directory = directory
+        self._expected = expected
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> "ProgressReporter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def line(self) -> str:
+        done = total_progress(self._directory)
+        elapsed = time.monotonic() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        remaining = max(self._expected - done, 0)
+        eta = f"{remaining / rate:.0f}s" if rate > 0 else "unknown"
+        return (f"progress: {done}/{self._expected} samples, {rate:.1f} samples/s, "
+                f"elapsed {elapsed:.0f}s, ETA {eta}")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            logging.info(self.line())
+
+
+def resolve_runner(options: PipelineOptions) -> str:
+    """Local runs use the FnApiRunner (the DirectRunner's engine) by name, so
+    offline machines skip the Prism download attempt."""
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "FnApiRunner"
+    return standard.runner.split(".")[-1]
+
+
+def read_manifest(output: str) -> Dict[str, object]:
+    import json
+    return json.loads(read_file(layout.resolve(output, layout.MANIFEST_JSON)))
+
+
+def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, object]:
+    """Build the dataset; returns the manifest. Raises UsageError on bad options."""
+    options = PipelineOptions(argv)
+    opts = options.view_as(FgbgOptions)
+    check_options(opts)
+    config = build_config(opts)
+    runner = resolve_runner(options)
+    expected = {"backgrounds": count_matches(opts.bg), "foregrounds": count_matches(opts.fg),
+                "masks": count_matches(opts.fg_mask)}
+    if not expected["backgrounds"] or not expected["foregrounds"]:
+        raise UsageError(f"no input files: --bg {opts.bg!r} matched {expected['backgrounds']}, "
+                         f"--fg {opts.fg!r} matched {expected['foregrounds']}")
+    started = utc_now()
+    progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if runner in LOCAL_RUNNERS else None
+    try:
+        p = test_pipeline or beam.Pipeline(options=options)
+        build_graph(p, opts, config, started, expected, progress_dir)
+        expected_samples = (expected["backgrounds"] * expected["foregrounds"]
+                            * config.placements.samples_per_pair)
+        if progress_dir:
+            with ProgressReporter(progress_dir, expected_samples, opts.progress_interval_s):
+                p.run().wait_until_finish()
+        else:
+            p.run().wait_until_finish()
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
+    return read_manifest(config.output)
+
+
+def too_many_rejects(manifest: Dict[str, object], max_fraction: float) -> bool:
+    counts = manifest["counts"]
+    inputs = sum(counts["input_files"].values())
+    return inputs > 0 and counts["rejected"] / inputs > max_fraction
+
+
+def summary(manifest: Dict[str, object], output: str) -> str:
+    counts = manifest["counts"]
+    lines = [
+        f"fgbg: {counts['samples']} samples "
+        f"({', '.join(f'{k} {v}' for k, v in counts['samples_per_split'].items())}) "
+        f"from {counts['backgrounds']} backgrounds x {counts['foregrounds']} foregrounds",
+        f"  output:   {output}",
+        f"  rejected: {counts['rejected']} input files (see {layout.REJECTS_CSV})",
+        f"  depth:    {manifest['depth']['model']}",
+        f"  started {manifest['started_at']}, finished {manifest['finished_at']}",
+    ]
+    for reject in manifest["rejects"][:10]:
+        lines.append(f"  reject: {reject['path']}: {reject['reason']}")
+    if "warning" in manifest["depth"]:
+        lines.append(f"  WARNING: {manifest['depth']['warning']}")
+    return "\n".join(lines)
+
+
+def help_parser() -> argparse.ArgumentParser:
+    """The --help text: our options by stage, then a pointer to Beam's."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.build",
+        description="Build a foreground/background composite dataset with masks, depth "
+                    "maps, CSVs, TFRecords and statistics.",
+        epilog="Any Apache Beam option is accepted too, e.g. --runner DataflowRunner, "
+               "--direct_num_workers 0 --direct_running_mode multi_processing "
+               "(all local cores), --project/--region/--temp_location for Dataflow. "
+               "Local runs default to the FnApiRunner (the DirectRunner's engine).")
+    FgbgOptions._add_argparse_args(parser)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        help_parser().print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        manifest = run(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    opts = PipelineOptions(argv).view_as(FgbgOptions)
+    print(summary(manifest, opts.output))
+    if too_many_rejects(manifest, opts.max_reject_fraction):
+        print(f"error: more than --max_reject_fraction={opts.max_reject_fraction} of the "
+              "input files were rejected", file=sys.stderr)
+        return EXIT_TOO_MANY_REJECTS
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (first run) and run every test: the pipeline's suite in .venv, then
+# the Airflow DAG's in its own virtualenv. Arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/ensure_venv.sh
+python -m pytest -q "$@" tests
+if [ -f composer/run_tests.sh ]; then
+  bash composer/run_tests.sh
+fi

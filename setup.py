@@ -1,0 +1,30 @@
+"""fgbg: synthetic depth + segmentation training sets, as an Apache Beam pipeline.
+
+Dataflow stages this file with --setup_file, so workers get the same packages.
+"""
+import setuptools
+
+setuptools.setup(
+    name="fgbg",
+    version="0.1.0",
+    description="Foreground/background composites with masks and DenseDepth depth maps, "
+                "built with Apache Beam",
+    packages=["pipeline", "transforms"],
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "apache-beam[gcp]>=2.77,<2.78",
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-transform>=1.21,<1.22",
+        "tf_keras>=2.21,<2.22",
+        "tensorflow-hub>=0.16.1,<0.17",
+        # tensorflow-hub 0.16 imports pkg_resources, gone from setuptools 82.
+        "setuptools<82",
+        "pillow>=12,<13",
+        "numpy>=1.26,<3",
+        "google-cloud-storage>=3.17,<4",
+        "h5py>=3.10,<4",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "gcp-storage-emulator>=2026.7,<2027"],
+    },
+)

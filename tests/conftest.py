@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny, seeded input sets made on the fly (nothing is downloaded)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+LOCAL_RUNNER = ["--runner=FnApiRunner"]
+
+
+def make_background(path: Path, size=(96, 72), seed: int = 0) -> None:
+    """A smooth, photo-like gradient with a few soft blobs."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx / w) * 200 + rng.integers(0, 50),
+                     (yy / h) * 180 + rng.integers(0, 60),
+                     ((xx + yy) / (w + h)) * 150 + rng.integers(0, 80)], axis=-1)
+    image = Image.fromarray(base.clip(0, 255).astype(np.uint8))
+    image.save(path, quality=95)
+
+
+def make_foreground(path: Path, size=(40, 30), seed: int = 0) -> np.ndarray:
+    """An RGBA ellipse cut-out with a soft edge; returns its alpha."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    alpha = Image.new("L", (w * 4, h * 4), 0)
+    ImageDraw.Draw(alpha).ellipse((2, 2, w * 4 - 3, h * 4 - 3), fill=255)
+    alpha = alpha.resize((w, h), Image.LANCZOS)
+    colour = rng.integers(40, 220, size=3)
+    rgb = np.broadcast_to(colour, (h, w, 3)).astype(np.uint8)
+    rgba = np.dstack([rgb, np.asarray(alpha)])
+    Image.fromarray(rgba, "RGBA").save(path)
+    return np.asarray(alpha)
+
+
+def make_inputs(root: Path, backgrounds: int = 2, foregrounds: int = 2,
+                masks: int = 1) -> Dict[str, str]:
+    """bg/, fg/, fg_mask/ under root; returns the glob options."""
+    for folder in ("bg", "fg", "fg_mask"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(backgrounds):
+        make_background(root / "bg" / f"bg{i + 1}.jpg", size=(96 + 8 * i, 72 + 4 * i), seed=i)
+    for i in range(foregrounds):
+        alpha = make_foreground(root / "fg" / f"fg_{i + 1}.png", size=(40 - 4 * i, 30 + 2 * i),
+                                seed=100 + i)
+        if i < masks:
+            Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8), "L").save(
+                root / "fg_mask" / f"mask_fg_{i + 1}.png")
+    return {"bg": str(root / "bg" / "*"), "fg": str(root / "fg" / "*"),
+            "fg_mask": str(root / "fg_mask" / "*")}
+
+
+def small_build_args(inputs: Dict[str, str], output: Path, *extra: str) -> List[str]:
+    """Reduced counts so an end-to-end build takes seconds: 2 scales x 2 placements x 2 flips."""
+    return [f"--bg={inputs['bg']}", f"--fg={inputs['fg']}", f"--fg_mask={inputs['fg_mask']}",
+            f"--output={output}", "--size=64", "--scales=1.0,0.5", "--placements_per_scale=2",
+            "--depth_model=none", "--records_per_shard=10", "--val_fraction=0.3",
+            "--test_fraction=0.3", *LOCAL_RUNNER, *extra]
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Dict[str, str]:
+    return make_inputs(tmp_path / "inputs")
+
+
+def all_files(root: Path) -> Dict[str, bytes]:
+    """Relative path -> bytes of every file under root."""
+    return {str(path.relative_to(root)): path.read_bytes()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,172 @@
+"""The whole graph, end to end, on tiny inputs."""
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import build
+from tests.conftest import all_files, make_inputs, small_build_args
+from transforms.records import read_tfrecords
+
+SAMPLES_PER_PAIR = 8  # small_build_args: 2 flips x 2 scales x 2 placements
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One build with a few bad inputs mixed in, shared by the checks below."""
+    root = tmp_path_factory.mktemp("e2e")
+    inputs = make_inputs(root / "inputs", backgrounds=3, foregrounds=2, masks=1)
+    (root / "inputs" / "bg" / "empty.jpg").write_bytes(b"")
+    (root / "inputs" / "bg" / "notes.jpg").write_text("not a photo")
+    (root / "inputs" / "fg" / "huge.png").write_bytes(
+        (root / "inputs" / "bg" / "bg1.jpg").read_bytes())
+    output = root / "out"
+    manifest = build.run(small_build_args(inputs, output))
+    return output, manifest
+
+
+def read_image(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_counts_and_layout(built):
+    output, manifest = built
+    counts = manifest["counts"]
+    assert counts["backgrounds"] == 3 and counts["foregrounds"] == 2
+    assert counts["samples"] == 3 * 2 * SAMPLES_PER_PAIR
+    assert sorted(p.name for p in (output / "bg").iterdir()) == ["bg1.jpg", "bg2.jpg", "bg3.jpg"]
+    for bg in ("bg1", "bg2", "bg3"):
+        for fg in ("fg_1", "fg_2"):
+            for kind, ext in (("overlay", "jpg"), ("mask", "png")):
+                names = sorted(int(p.stem) for p in (output / bg / fg / kind).glob(f"*.{ext}"))
+                assert names == list(range(1, SAMPLES_PER_PAIR + 1))
+            assert not (output / bg / fg / "depth").exists()
+    assert not list(output.rglob(".*.tmp"))
+
+
+def test_images_have_the_dataset_size_and_masks_are_binary(built):
+    output, _ = built
+    overlay = read_image(output / "bg1" / "fg_1" / "overlay" / "1.jpg")
+    mask = read_image(output / "bg1" / "fg_1" / "mask" / "1.png")
+    assert overlay.shape == (64, 64, 3) and mask.shape == (64, 64)
+    for path in output.rglob("mask/*.png"):
+        assert set(np.unique(read_image(path))) <= {0, 255}
+
+
+def test_label_csv_has_the_original_format(built):
+    output, manifest = built
+    text = (output / "label_data.csv").read_text()
+    lines = text.split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == manifest["counts"]["samples"]
+    assert lines[0] == '"out/bg/bg1.jpg";"out/bg1/fg_1/overlay/1.jpg";"out/bg1/fg_1/mask/1.png";""'
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert all(len(row) == 4 for row in rows)
+    for bg_path, overlay, mask, depth in rows:
+        assert (output.parent / overlay).is_file() and (output.parent / mask).is_file()
+        assert (output.parent / bg_path).is_file() and depth == ""
+
+
+def test_samples_csv_describes_every_sample(built):
+    output, manifest = built
+    rows = list(csv.DictReader(open(output / "samples.csv")))
+    assert len(rows) == manifest["counts"]["samples"]
+    splits = {}
+    for row in rows:
+        splits.setdefault(row["bg"], set()).add(row["split"])
+        mask = read_image(output / row["mask_path"])
+        x, y, w, h = (int(row[k]) for k in "xywh")
+        ys, xs = np.nonzero(mask)
+        assert xs.min() >= x and xs.max() < x + w and ys.min() >= y and ys.max() < y + h
+        assert row["flip"] == ("1" if int(row["number"]) > SAMPLES_PER_PAIR // 2 else "0")
+    assert all(len(s) == 1 for s in splits.values()), "a background leaked across splits"
+    per_split = {}
+    for row in rows:
+        per_split[row["split"]] = per_split.get(row["split"], 0) + 1
+    assert per_split == manifest["counts"]["samples_per_split"]
+
+
+def test_tfrecords_parse_through_the_reader(built):
+    output, manifest = built
+    total = 0
+    for split, count in manifest["counts"]["samples_per_split"].items():
+        records = list(read_tfrecords(str(output / "tfrecords" / f"{split}-*")))
+        assert len(records) == count
+        total += count
+        first = records[0]
+        sample_id = first["id"].numpy().decode()
+        assert first["overlay"].shape == (64, 64, 3) and first["mask"].shape == (64, 64, 1)
+        on_disk = read_image(output / f"{sample_id.rsplit('/', 1)[0]}/mask/"
+                             f"{sample_id.rsplit('/', 1)[1]}.png")
+        assert np.array_equal(first["mask"].numpy()[..., 0], on_disk)
+        assert first["split"].numpy().decode() == split
+    assert total == manifest["counts"]["samples"]
+
+
+def test_stats_match_numpy_over_the_written_images(built):
+    output, _ = built
+    stats = json.loads((output / "stats.json").read_text())
+    groups = {"background": sorted((output / "bg").glob("*.jpg")),
+              "overlay": sorted(output.rglob("overlay/*.jpg")),
+              "mask": sorted(output.rglob("mask/*.png"))}
+    for kind, paths in groups.items():
+        channels = 1 if kind == "mask" else 3
+        pixels = np.concatenate([read_image(p).reshape(-1, channels)
+                                 for p in paths]).astype(np.float64)
+        np.testing.assert_allclose(stats[kind]["mean"], pixels.mean(axis=0), rtol=1e-9)
+        np.testing.assert_allclose(stats[kind]["std"], pixels.std(axis=0), rtol=1e-9)
+    assert "depth" not in stats
+
+
+def test_rejects_are_reported_and_good_inputs_kept(built):
+    output, manifest = built
+    rejects = {Path(r["path"]).name: r["reason"] for r in manifest["rejects"]}
+    assert rejects["empty.jpg"] == "empty file"
+    assert "not a readable image" in rejects["notes.jpg"]
+    assert "larger than the 64x64 background" in rejects["huge.png"]
+    table = list(csv.DictReader(open(output / "rejects.csv")))
+    assert sorted(Path(r["path"]).name for r in table) == sorted(rejects)
+    assert manifest["counts"]["rejected"] == 3
+    assert manifest["depth"]["model"] == "none"
+
+
+def test_same_seed_gives_identical_bytes_across_running_modes(tmp_path, inputs):
+    single = tmp_path / "a" / "out"
+    multi = tmp_path / "b" / "out"
+    reseeded = tmp_path / "c" / "out"
+    build.run(small_build_args(inputs, single))
+    build.run(small_build_args(inputs, multi, "--direct_num_workers=2",
+                               "--direct_running_mode=multi_processing"))
+    build.run(small_build_args(inputs, reseeded, "--seed=1"))
+    first, second = all_files(single), all_files(multi)
+    manifests = [json.loads(files.pop("manifest.json")) for files in (first, second)]
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
+    for manifest in manifests:
+        for volatile in ("started_at", "finished_at"):
+            manifest.pop(volatile)
+        manifest["options"].pop("output")
+    assert manifests[0] == manifests[1]
+    third = all_files(reseeded)
+    assert third["samples.csv"] != first["samples.csv"]
+
+
+def test_bad_options_fail_fast_with_the_option_named(tmp_path, inputs):
+    with pytest.raises(build.UsageError, match="--output is required"):
+        build.run([f"--bg={inputs['bg']}", f"--fg={inputs['fg']}"])
+    with pytest.raises(build.UsageError, match="no input files"):
+        build.run(small_build_args({**inputs, "bg": str(tmp_path / "nothing" / "*")},
+                                   tmp_path / "o"))
+    with pytest.raises(build.UsageError, match="multiples of 32"):
+        build.run(small_build_args(inputs, tmp_path / "o", "--depth_input_size=100x100"))
+
+
+def test_cli_exit_status_reports_too_many_rejects(tmp_path, inputs, capsys):
+    (Path(inputs["bg"]).parent / "junk.jpg").write_bytes(b"junk")
+    args = small_build_args(inputs, tmp_path / "out", "--max_reject_fraction=0.01")
+    assert build.main(args) == build.EXIT_TOO_MANY_REJECTS
+    captured = capsys.readouterr()
+    assert "junk.jpg" in captured.out and "max_reject_fraction" in captured.err

@@ -1,0 +1,34 @@
+"""Where every output lives, relative to the dataset root (`--output`).
+
+The layout is the original dataset's, so existing consumers keep working:
+`bg/<bg>.jpg` and `<bg>/<fg>/{overlay,mask,depth}/<n>.<ext>`.
+"""
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.types import Placement
+
+BACKGROUND_DIR = "bg"
+LABEL_CSV = "label_data.csv"
+SAMPLES_CSV = "samples.csv"
+REJECTS_CSV = "rejects.csv"
+STATS_JSON = "stats.json"
+MANIFEST_JSON = "manifest.json"
+TFRECORD_DIR = "tfrecords"
+
+
+def background_path(stem: str) -> str:
+    return f"{BACKGROUND_DIR}/{stem}.jpg"
+
+
+def sample_path(placement: Placement, kind: str, extension: str) -> str:
+    """kind is 'overlay', 'mask' or 'depth'."""
+    return f"{placement.bg_stem}/{placement.fg_stem}/{kind}/{placement.number}.{extension}"
+
+
+def tfrecord_path(split: str, shard: int, num_shards: int) -> str:
+    return f"{TFRECORD_DIR}/{split}-{shard:05d}-of-{num_shards:05d}"
+
+
+def resolve(root: str, relative: str) -> str:
+    """Join a relative output path onto a local or gs:// root."""
+    return FileSystems.join(root, *relative.split("/"))

@@ -1,0 +1,93 @@
+"""The records that flow between stages.
+
+Images travel as numpy arrays inside one fused stage and as encoded bytes when
+they are written; the dataclasses are plain and picklable so Beam can move them
+between workers.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+# (pixel count, per-channel sums, per-channel sums of squares), as Python ints
+# so that merging is exact and independent of order.
+Moments = Tuple[int, Tuple[int, ...], Tuple[int, ...]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    """An input file left out of the build, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Background:
+    """A checked background. Its pixels are not carried: each stage that needs
+    them reloads them, so no collection holds every background image."""
+
+    stem: str
+    source: str
+    split: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Foreground:
+    """A validated transparent cut-out and its binary mask."""
+
+    stem: str
+    source: str
+    mask_source: Optional[str]
+    rgba: np.ndarray  # (h, w, 4) uint8; alpha is what the overlay composites with
+    mask: np.ndarray  # (h, w) uint8, strictly 0/255
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where and how one foreground is pasted: everything random about a sample."""
+
+    bg_stem: str
+    fg_stem: str
+    number: int  # 1-based, the original's file number
+    flip: bool
+    scale: float
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def sample_id(self) -> str:
+        return f"{self.bg_stem}/{self.fg_stem}/{self.number}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Composite:
+    """One generated sample before it is written.
+
+    `depth` is filled by the depth stage (encoded image bytes) and stays None
+    for composites-only builds.
+    """
+
+    placement: Placement
+    split: str
+    overlay: np.ndarray  # (H, W, 3) uint8, the composite before JPEG encoding
+    overlay_encoded: bytes
+    mask_encoded: bytes
+    depth: Optional[bytes] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleRow:
+    """A written sample: its metadata, relative paths and pixel moments."""
+
+    placement: Placement
+    split: str
+    bg_path: str
+    overlay_path: str
+    mask_path: str
+    depth_path: str  # '' when the build has no depth stage
+    moments: Dict[str, Moments]

@@ -1,0 +1,307 @@
+"""Writers: images, tables, TFRecord shards, rejects and JSON documents.
+
+Every file is written so that a crash never leaves a half-written file under
+its final name: locally through a hidden temporary file renamed into place;
+on object stores (gs://) an upload only becomes visible when it completes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import uuid
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import layout
+from transforms.compositing import encode_jpeg
+from transforms.progress import ProgressFile
+from transforms.records import frame_record, sample_example
+from transforms.seeding import stable_hash
+from transforms.stats import encoded_moments
+from transforms.types import Background, Composite, Reject, SampleRow
+
+MOMENTS = "moments"
+
+
+def is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write `data` to `path` so that only complete files carry final names."""
+    if is_local(path):
+        directory, name = os.path.split(path)
+        os.makedirs(directory or ".", exist_ok=True)
+        temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+        return
+    with FileSystems.create(path) as handle:
+        handle.write(data)
+
+
+def read_file(path: str) -> bytes:
+    with FileSystems.open(path) as handle:
+        return handle.read()
+
+
+def natural_key(text: str) -> Tuple:
+    """'bg10' after 'bg9': digit runs compare as numbers."""
+    return tuple(int(part) if part.isdigit() else part
+                 for part in re.split(r"(\d+)", text))
+
+
+def row_order(row: SampleRow) -> Tuple:
+    placement = row.placement
+    return natural_key(placement.bg_stem), natural_key(placement.fg_stem), placement.number
+
+
+class WriteBackgrounds(beam.PTransform):
+    """(Background, image) -> Background, after writing bg/<stem>.jpg; the
+    written image's moments go to the MOMENTS output."""
+
+    def __init__(self, root: str, quality: int):
+        super().__init__()
+        self._root = root
+        self._quality = quality
+
+    def expand(self, prepared):
+        return prepared | "WriteBackground" >> beam.ParDo(
+            _WriteBackground(self._root, self._quality)).with_outputs(MOMENTS, main="backgrounds")
+
+
+class _WriteBackground(beam.DoFn):
+    def __init__(self, root: str, quality: int):
+        self._root = root
+        self._quality = quality
+
+    def process(self, prepared: Tuple[Background, np.ndarray]) -> Iterator:
+        background, image = prepared
+        encoded = encode_jpeg(image, self._quality)
+        write_file(layout.resolve(self._root, layout.background_path(background.stem)), encoded)
+        yield beam.pvalue.TaggedOutput(MOMENTS, ("background", encoded_moments(encoded)))
+        yield background
+
+
+class _WriteSample(beam.DoFn):
+    """Writes a composite's files and describes them in a SampleRow."""
+
+    def __init__(self, root: str, mask_extension: str, depth_extension: str,
+                 progress_dir: Optional[str]):
+        self._root = root
+        self._mask_extension = mask_extension
+        self._depth_extension = depth_extension
+        self._progress_dir = progress_dir
+        self._written = beam.metrics.Metrics.counter("writers", "samples_written")
+
+    def setup(self) -> None:
+        self._progress = ProgressFile(self._progress_dir)
+
+    def finish_bundle(self) -> None:
+        self._progress.flush()
+
+    def process(self, composite: Composite) -> Iterator[SampleRow]:
+        placement = composite.placement
+        files = {
+            "overlay": (layout.sample_path(placement, "overlay", "jpg"),
+                        composite.overlay_encoded),
+            "mask": (layout.sample_path(placement, "mask", self._mask_extension),
+                     composite.mask_encoded),
+        }
+        if composite.depth is not None:
+            files["depth"] = (layout.sample_path(placement, "depth", self._depth_extension),
+                              composite.depth)
+        for relative, data in files.values():
+            write_file(layout.resolve(self._root, relative), data)
+        moments = {kind: encoded_moments(data) for kind, (_, data) in files.items()
+                   if kind != "overlay"}
+        # The overlay's JPEG is lossy: its statistics are those of the written file.
+        moments["overlay"] = encoded_moments(composite.overlay_encoded)
+        self._written.inc()
+        self._progress.add()
+        yield SampleRow(
+            placement=placement, split=composite.split,
+            bg_path=layout.background_path(placement.bg_stem),
+            overlay_path=files["overlay"][0], mask_path=files["mask"][0],
+            depth_path=files["depth"][0] if "depth" in files else "",
+            moments=moments)
+
+
+class WriteSamples(beam.PTransform):
+    """Composite -> SampleRow, after writing its overlay, mask and depth.
+
+    `progress_dir` (local runs) receives per-worker counts for progress lines.
+    """
+
+    def __init__(self, root: str, mask_extension: str, depth_extension: str,
+                 progress_dir: Optional[str] = None):
+        super().__init__()
+        self._root = root
+        self._mask_extension = mask_extension
+        self._depth_extension = depth_extension
+        self._progress_dir = progress_dir
+
+    def expand(self, composites):
+        return composites | "WriteSampleFiles" >> beam.ParDo(_WriteSample(
+            self._root, self._mask_extension, self._depth_extension, self._progress_dir))
+
+
+def label_rows(rows: Sequence[SampleRow], prefix: str) -> List[List[str]]:
+    """The original's label_data.csv rows: bg;overlay;mask;depth, paths
+    relative to the dataset's parent folder."""
+    def full(path: str) -> str:
+        return f"{prefix}/{path}" if path else ""
+
+    return [[full(row.bg_path), full(row.overlay_path), full(row.mask_path),
+             full(row.depth_path)] for row in rows]
+
+
+SAMPLE_COLUMNS = ("id", "bg", "fg", "number", "flip", "scale", "x", "y", "w", "h", "split",
+                  "bg_path", "overlay_path", "mask_path", "depth_path")
+
+
+def sample_table_rows(rows: Sequence[SampleRow]) -> List[List[object]]:
+    table: List[List[object]] = []
+    for row in rows:
+        p = row.placement
+        table.append([p.sample_id, p.bg_stem, p.fg_stem, p.number, int(p.flip), p.scale,
+                      p.x, p.y, p.w, p.h, row.split, row.bg_path, row.overlay_path,
+                      row.mask_path, row.depth_path])
+    return table
+
+
+def render_csv(rows: Iterable[Sequence[object]], header: Sequence[str] = (),
+               delimiter: str = ",", quote_all: bool = False) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n",
+                        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+class _WriteTables(beam.DoFn):
+    def __init__(self, root: str, prefix: str):
+        self._root = root
+        self._prefix = prefix
+
+    def process(self, rows: List[SampleRow]) -> Iterator[Dict[str, int]]:
+        ordered = sorted(rows, key=row_order)
+        write_file(layout.resolve(self._root, layout.LABEL_CSV),
+                   render_csv(label_rows(ordered, self._prefix), delimiter=";", quote_all=True))
+        write_file(layout.resolve(self._root, layout.SAMPLES_CSV),
+                   render_csv(sample_table_rows(ordered), header=SAMPLE_COLUMNS))
+        counts: Dict[str, int] = {}
+        for row in ordered:
+            counts[row.split] = counts.get(row.split, 0) + 1
+        yield counts
+
+
+class WriteTables(beam.PTransform):
+    """label_data.csv (the original's format) and samples.csv, sorted; outputs
+    the sample count per split."""
+
+    def __init__(self, root: str, prefix: str):
+        super().__init__()
+        self._root = root
+        self._prefix = prefix
+
+    def expand(self, rows):
+        return (rows
+                | "Gather" >> beam.combiners.ToList()
+                | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix)))
+
+
+def shard_count(records: int, records_per_shard: int) -> int:
+    return max(1, math.ceil(records / records_per_shard))
+
+
+def shard_of(row: SampleRow, num_shards: int) -> int:
+    """A stable shard for a sample: the same on every run and runner."""
+    return stable_hash("shard", row.placement.sample_id) % num_shards
+
+
+class _WriteShard(beam.DoFn):
+    """Reads a shard's written files back and writes the shard in sample order,
+    so no stage holds image bytes of more than one shard at a time."""
+
+    def __init__(self, root: str, depth_encoding: str):
+        self._root = root
+        self._depth_encoding = depth_encoding
+
+    def process(self, keyed: Tuple[Tuple[str, int, int], Iterable[SampleRow]]) -> Iterator[str]:
+        (split, shard, num_shards), rows = keyed
+        relative = layout.tfrecord_path(split, shard, num_shards)
+        buffer = io.BytesIO()
+        for row in sorted(rows, key=row_order):
+            images = {"background": row.bg_path, "overlay": row.overlay_path,
+                      "mask": row.mask_path, "depth": row.depth_path}
+            payload = {kind: read_file(layout.resolve(self._root, path))
+                       for kind, path in images.items() if path}
+            buffer.write(frame_record(sample_example(row, payload, self._depth_encoding)))
+        write_file(layout.resolve(self._root, relative), buffer.getvalue())
+        yield relative
+
+
+class WriteTFRecords(beam.PTransform):
+    """SampleRow -> tfrecords/<split>-SSSSS-of-NNNNN; outputs the shard paths."""
+
+    def __init__(self, root: str, records_per_shard: int, depth_encoding: str):
+        super().__init__()
+        self._root = root
+        self._records_per_shard = records_per_shard
+        self._depth_encoding = depth_encoding
+
+    def expand(self, rows):
+        per_split = (rows
+                     | "KeySplit" >> beam.Map(lambda row: (row.split, 1))
+                     | "CountSplit" >> beam.CombinePerKey(sum))
+        records_per_shard = self._records_per_shard
+
+        def assign(row: SampleRow, counts: Dict[str, int]):
+            shards = shard_count(counts[row.split], records_per_shard)
+            return (row.split, shard_of(row, shards), shards), row
+
+        return (rows
+                | "AssignShard" >> beam.Map(assign, beam.pvalue.AsDict(per_split))
+                | "GroupShard" >> beam.GroupByKey()
+                | "WriteShard" >> beam.ParDo(_WriteShard(self._root, self._depth_encoding)))
+
+
+class WriteRejects(beam.PTransform):
+    """rejects.csv (path, reason), sorted; outputs the rejects as a sorted list."""
+
+    def __init__(self, root: str):
+        super().__init__()
+        self._root = root
+
+    def expand(self, rejects):
+        root = self._root
+
+        def write(items: List[Reject]) -> List[Reject]:
+            ordered = sorted(items, key=lambda reject: (reject.path, reject.reason))
+            write_file(layout.resolve(root, layout.REJECTS_CSV), render_csv(
+                [(reject.path, reject.reason) for reject in ordered], header=("path", "reason")))
+            return ordered
+
+        return (rejects
+                | "GatherRejects" >> beam.combiners.ToList()
+                | "WriteRejectsCsv" >> beam.Map(write))
+
+
+def json_bytes(document: object) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def write_json(root: str, relative: str, document: object) -> None:
+    write_file(layout.resolve(root, relative), json_bytes(document))
+
