@@ -25,19 +25,23 @@ from importlib import metadata
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.options import FgbgOptions
+from pipeline.options import SAMPLE_SHAPING_OPTIONS, FgbgOptions
 from transforms import layout
-from transforms.compositing import ComposeSamples, EncodingConfig
+from transforms.compositing import RESUMED, ComposeSamples, EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig, parse_scales
 from transforms.progress import total_progress
 from transforms.records import match_files
+from transforms.resume import options_fingerprint
 from transforms.stats import ComputeStats, stats_document
+from transforms.timing import NAMESPACE
+from transforms.storage import read_file, remove_stale_temporaries, write_file
 from transforms.writers import (MOMENTS, WriteBackgrounds, WriteRejects, WriteSamples,
-                                WriteTables, WriteTFRecords, json_bytes, read_file, write_file)
+                                WriteTables, WriteTFRecords, json_bytes, remove_stale_shards,
+                                write_json)
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 PACKAGES = ("apache-beam", "numpy", "pillow", "tensorflow", "tf_keras", "tensorflow-transform",
@@ -61,6 +65,7 @@ class BuildConfig:
     records_per_shard: int
     depth_model: str
     depth_encoding: str  # 'none' when there is no depth stage
+    fingerprint: str  # of the sample-shaping options
 
 
 def parse_size(text: str) -> tuple:
@@ -115,6 +120,8 @@ def build_config(opts: FgbgOptions) -> BuildConfig:
         records_per_shard=opts.records_per_shard,
         depth_model=opts.depth_model,
         depth_encoding=opts.depth_encoding if depth_on else "none",
+        fingerprint=options_fingerprint(
+            {name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS}),
     )
 
 
@@ -184,6 +191,7 @@ def manifest_document(opts: FgbgOptions, config: BuildConfig, started: str,
     return {
         "dataset": "fgbg",
         "seed": opts.seed,
+        "fingerprint": config.fingerprint,
         "started_at": started,
         "finished_at": utc_now(),
         "counts": {
@@ -228,12 +236,16 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
         opts.fg, opts.fg_mask, config.inputs)
     written_bgs = prepared | "WriteBackgrounds" >> WriteBackgrounds(root, opts.bg_quality)
 
-    composites = written_bgs.backgrounds | "Compose" >> ComposeSamples(
-        foregrounds, config.inputs, config.placements, config.encoding)
+    composed = written_bgs.backgrounds | "Compose" >> ComposeSamples(
+        foregrounds, config.inputs, config.placements, config.encoding,
+        resume_from=root if opts.resume else None, fingerprint=config.fingerprint)
+    composites = composed.composites
     if config.depth_model != "none":
         composites = add_depth_stage(composites, opts)
-    rows = composites | "WriteSamples" >> WriteSamples(
-        root, opts.mask_format, depth_extension(opts), progress_dir)
+    written = composites | "WriteSamples" >> WriteSamples(
+        root, opts.mask_format, depth_extension(opts), config.placements.samples_per_pair,
+        progress_dir)
+    rows = (written, composed[RESUMED]) | "AllRows" >> beam.Flatten()
 
     split_counts = rows | "WriteTables" >> WriteTables(root, config.csv_prefix)
     shards = rows | "WriteTFRecords" >> WriteTFRecords(
@@ -257,6 +269,7 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     def write_manifest(_, split_counts, shards, rejects, backgrounds, foregrounds, _stats):
         document = manifest_document(opts, config, started, expected, split_counts, shards,
                                      rejects[0] if rejects else [], backgrounds, foregrounds)
+        remove_stale_shards(root, shards)
         write_file(layout.resolve(root, layout.MANIFEST_JSON), json_bytes(document))
 
     (p
@@ -327,21 +340,58 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, o
         raise UsageError(f"no input files: --bg {opts.bg!r} matched {expected['backgrounds']}, "
                          f"--fg {opts.fg!r} matched {expected['foregrounds']}")
     started = utc_now()
+    remove_stale_temporaries(config.output)
     progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if runner in LOCAL_RUNNERS else None
     try:
         p = test_pipeline or beam.Pipeline(options=options)
         build_graph(p, opts, config, started, expected, progress_dir)
         expected_samples = (expected["backgrounds"] * expected["foregrounds"]
                             * config.placements.samples_per_pair)
+        clock = time.monotonic()
         if progress_dir:
             with ProgressReporter(progress_dir, expected_samples, opts.progress_interval_s):
-                p.run().wait_until_finish()
+                result = run_to_completion(p)
         else:
-            p.run().wait_until_finish()
+            result = run_to_completion(p)
+        write_json(config.output, layout.TIMINGS_JSON,
+                   timings_document(result, time.monotonic() - clock))
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
     return read_manifest(config.output)
+
+
+def run_to_completion(p: beam.Pipeline):
+    result = p.run()
+    result.wait_until_finish()
+    return result
+
+
+def timings_document(result, wall_s: float) -> Dict[str, object]:
+    """Wall time of the run and CPU seconds per stage, from Beam metrics.
+
+    Stage CPU seconds add up over all workers, so on N cores they can exceed
+    the wall time by up to N times.
+    """
+    stages: Dict[str, float] = {}
+    counters: Dict[str, int] = {}
+    try:
+        queried = result.metrics().query(MetricsFilter())
+    except NotImplementedError:
+        return {"wall_s": round(wall_s, 3), "cpu_s_by_stage": {}, "counters": {}}
+    for distribution in queried["distributions"]:
+        name = distribution.key.metric
+        total = distribution.committed.sum if distribution.committed else 0
+        if name.namespace == NAMESPACE:
+            stages[name.name] = stages.get(name.name, 0.0) + total / 1e6
+        elif name.name == "inference_batch_latency_micro_secs":
+            stages["depth"] = stages.get("depth", 0.0) + total / 1e6
+    for counter in queried["counters"]:
+        key = f"{counter.key.metric.namespace}.{counter.key.metric.name}"
+        counters[key] = counters.get(key, 0) + (counter.committed or 0)
+    return {"wall_s": round(wall_s, 3),
+            "cpu_s_by_stage": {k: round(v, 3) for k, v in sorted(stages.items())},
+            "counters": dict(sorted(counters.items()))}
 
 
 def too_many_rejects(manifest: Dict[str, object], max_fraction: float) -> bool:

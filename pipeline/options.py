@@ -15,6 +15,14 @@ DEPTH_MODELS_HELP = (
     "SavedModel mapping RGB in [0,1] to depth")
 
 
+# The options that decide what a sample's files contain. A finished pair is
+# reused by a rerun only when these (and its input files) are unchanged.
+SAMPLE_SHAPING_OPTIONS = (
+    "seed", "size", "scales", "placements_per_scale", "mirror", "mask_threshold",
+    "val_fraction", "test_fraction", "overlay_quality", "mask_format", "mask_quality",
+    "depth_model", "depth_weights", "depth_input_size", "depth_encoding", "depth_quality")
+
+
 class FgbgOptions(PipelineOptions):
     """Options of `python -m pipeline.build`."""
 
@@ -121,6 +129,10 @@ class FgbgOptions(PipelineOptions):
             "--csv_prefix", default=None,
             help="Prefix of the paths in label_data.csv (default: the output folder's "
                  "name, so paths are relative to its parent, as in the original).")
+        outputs.add_argument(
+            "--no_resume", dest="resume", action="store_false", default=True,
+            help="Remake every sample. By default a rerun into the same output reuses "
+                 "pairs that an earlier run finished with the same inputs and options.")
         outputs.add_argument(
             "--progress_interval_s", type=float, default=10.0,
             help="Seconds between progress lines on local runs. Default: %(default)s.")

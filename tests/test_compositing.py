@@ -60,12 +60,13 @@ def test_compose_pair_overlay_and_mask_share_the_footprint():
     alpha = np.zeros((12, 16), np.uint8)
     alpha[2:10, 3:13] = 255
     rgba = np.dstack([np.full((12, 16, 3), (250, 0, 0), np.uint8), alpha])
-    fg = Foreground(stem="fg", source="fg.png", mask_source=None, rgba=rgba, mask=alpha.copy())
+    fg = Foreground(stem="fg", source="fg.png", mask_source=None, rgba=rgba, mask=alpha.copy(),
+                    digest="d1")
     bg_image = np.zeros((32, 32, 3), np.uint8)
     config = PlacementConfig(seed=3, size=32, scales=(1.0, 0.5), placements_per_scale=2,
                              mirror=True)
-    composites = list(compose_pair(Background("bg", "bg.jpg", "train"), bg_image, fg, config,
-                                   EncodingConfig(90, "png", 50)))
+    composites = list(compose_pair(Background("bg", "bg.jpg", "train", "d2"), bg_image, fg,
+                                   config, EncodingConfig(90, "png", 50), "key"))
     assert [c.placement.number for c in composites] == list(range(1, 9))
     for composite in composites:
         mask = np.asarray(Image.open(io.BytesIO(composite.mask_encoded)))

@@ -51,7 +51,7 @@ def test_compose_samples_crosses_every_pair(tmp_path):
         foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, CONFIG)
         composites = (prepared | beam.Map(lambda item: item[0])
                       | ComposeSamples(foregrounds, CONFIG, placements,
-                                       EncodingConfig(50, "png", 50)))
+                                       EncodingConfig(50, "png", 50))).composites
         ids = composites | beam.Map(lambda c: c.placement.sample_id)
         assert_that(ids, equal_to([f"bg{b}/fg_{f}/{n}" for b in (1, 2) for f in (1, 2, 3)
                                    for n in range(1, 9)]))

@@ -3,14 +3,16 @@
 The cross of backgrounds and foregrounds is made with the (small) foreground
 collection as a side input; the pairs are then reshuffled so that a runner can
 spread them over all workers, and each pair makes its samples in one call,
-resizing the foreground once per (flip, scale).
+resizing the foreground once per (flip, scale). A pair already finished by an
+earlier run into the same output (see transforms/resume.py) is not made again:
+its recorded rows go to the RESUMED output.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import io
-from typing import Dict, Iterable, Iterator, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -18,7 +20,12 @@ from PIL import Image
 
 from transforms.inputs import InputConfig, load_background
 from transforms.placements import PlacementConfig, pair_placements, scaled_size
+from transforms.resume import finished_rows, pair_key
+from transforms.storage import read_file
+from transforms.timing import stage_timer, timed_items
 from transforms.types import Background, Composite, Foreground
+
+RESUMED = "resumed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,24 +95,25 @@ def encode_mask(mask: np.ndarray, config: EncodingConfig) -> bytes:
 
 
 def compose_pair(background: Background, image: np.ndarray, foreground: Foreground,
-                 placement_config: PlacementConfig,
-                 encoding: EncodingConfig) -> Iterator[Composite]:
+                 placement_config: PlacementConfig, encoding: EncodingConfig,
+                 key: str) -> Iterator[Composite]:
     """All samples of one pair, in number order."""
     cutouts: Dict[Tuple[bool, float], Tuple[np.ndarray, np.ndarray]] = {}
     mirrored = mirror(foreground) if placement_config.mirror else None
     height, width = foreground.mask.shape
     for placement in pair_placements(placement_config, background.stem, foreground.stem,
                                      (width, height)):
-        key = (placement.flip, placement.scale)
-        if key not in cutouts:
+        variant = (placement.flip, placement.scale)
+        if variant not in cutouts:
             rgba, mask = mirrored if placement.flip else (foreground.rgba, foreground.mask)
-            cutouts[key] = resize_cutout(rgba, mask, scaled_size(width, height, placement.scale))
-        rgba, mask = cutouts[key]
+            cutouts[variant] = resize_cutout(rgba, mask,
+                                             scaled_size(width, height, placement.scale))
+        rgba, mask = cutouts[variant]
         overlay = alpha_composite(image, rgba, placement.x, placement.y)
         full_mask = place_mask(mask, placement.x, placement.y, placement_config.size)
         yield Composite(placement=placement, split=background.split, overlay=overlay,
                         overlay_encoded=encode_jpeg(overlay, encoding.overlay_quality),
-                        mask_encoded=encode_mask(full_mask, encoding))
+                        mask_encoded=encode_mask(full_mask, encoding), pair_key=key)
 
 
 class _CrossWithForegrounds(beam.DoFn):
@@ -122,12 +130,16 @@ class _ComposePair(beam.DoFn):
     _CACHED_BACKGROUNDS = 4
 
     def __init__(self, input_config: InputConfig, placement_config: PlacementConfig,
-                 encoding: EncodingConfig):
+                 encoding: EncodingConfig, resume_from: Optional[str], fingerprint: str):
         self._input_config = input_config
         self._placement_config = placement_config
         self._encoding = encoding
+        self._resume_from = resume_from
+        self._fingerprint = fingerprint
         self._pairs = beam.metrics.Metrics.counter("compositing", "pairs")
+        self._resumed = beam.metrics.Metrics.counter("compositing", "pairs_resumed")
         self._samples = beam.metrics.Metrics.counter("compositing", "samples")
+        self._timer = stage_timer("compositing")
 
     def setup(self) -> None:
         self._backgrounds: "collections.OrderedDict[str, np.ndarray]" = collections.OrderedDict()
@@ -135,7 +147,7 @@ class _ComposePair(beam.DoFn):
     def _background_image(self, background: Background) -> np.ndarray:
         image = self._backgrounds.pop(background.source, None)
         if image is None:
-            image = load_background(background.source, self._input_config)
+            image = load_background(read_file(background.source), self._input_config)
         self._backgrounds[background.source] = image
         while len(self._backgrounds) > self._CACHED_BACKGROUNDS:
             self._backgrounds.popitem(last=False)
@@ -144,24 +156,42 @@ class _ComposePair(beam.DoFn):
     def process(self, pair: Tuple[Background, str],
                 foregrounds: Dict[str, Foreground]) -> Iterator[Composite]:
         background, fg_stem = pair
-        image = self._background_image(background)
+        foreground = foregrounds[fg_stem]
+        key = pair_key(self._fingerprint, background, foreground)
+        if self._resume_from:
+            rows = finished_rows(self._resume_from, background.stem, fg_stem, key,
+                                 self._placement_config.samples_per_pair)
+            if rows is not None:
+                self._resumed.inc()
+                for row in rows:
+                    yield beam.pvalue.TaggedOutput(RESUMED, row)
+                return
         self._pairs.inc()
-        for composite in compose_pair(background, image, foregrounds[fg_stem],
-                                      self._placement_config, self._encoding):
+        made = compose_pair(background, self._background_image(background), foreground,
+                            self._placement_config, self._encoding, key)
+        for composite in timed_items(made, self._timer):
             self._samples.inc()
             yield composite
 
 
 class ComposeSamples(beam.PTransform):
-    """Backgrounds x foregrounds -> every `Composite` of every pair."""
+    """Backgrounds x foregrounds -> every `Composite` of every pair still to
+    make (main output), and the rows of pairs finished earlier (RESUMED).
+
+    `resume_from` is the output root to look for finished pairs in, or None
+    to make every pair; `fingerprint` hashes the options that shape samples.
+    """
 
     def __init__(self, foregrounds, input_config: InputConfig,
-                 placement_config: PlacementConfig, encoding: EncodingConfig):
+                 placement_config: PlacementConfig, encoding: EncodingConfig,
+                 resume_from: Optional[str] = None, fingerprint: str = ""):
         super().__init__()
         self._foregrounds = foregrounds
         self._input_config = input_config
         self._placement_config = placement_config
         self._encoding = encoding
+        self._resume_from = resume_from
+        self._fingerprint = fingerprint
 
     def expand(self, backgrounds):
         by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
@@ -171,5 +201,6 @@ class ComposeSamples(beam.PTransform):
                                         beam.pvalue.AsIter(stems))
                 | "SpreadPairs" >> beam.Reshuffle()
                 | "Compose" >> beam.ParDo(
-                    _ComposePair(self._input_config, self._placement_config, self._encoding),
-                    beam.pvalue.AsDict(by_stem)))
+                    _ComposePair(self._input_config, self._placement_config, self._encoding,
+                                 self._resume_from, self._fingerprint),
+                    beam.pvalue.AsDict(by_stem)).with_outputs(RESUMED, main="composites"))

@@ -7,6 +7,7 @@ Files are matched with Beam's fileio, so local paths and gs:// work alike.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import posixpath
 import warnings
@@ -15,10 +16,10 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transforms.seeding import stable_unit_interval
+from transforms.storage import read_file
 from transforms.types import Background, Foreground, Reject
 
 REJECTS = "rejects"
@@ -58,11 +59,6 @@ def check_stem(stem: str) -> None:
         raise InputError(f"file name {stem!r} cannot be used as an output folder name")
 
 
-def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
-
-
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode fully, with the EXIF orientation applied.
 
@@ -77,8 +73,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
-                raise InputError(
-                    f"declared size {width}x{height} exceeds --max_input_pixels={max_pixels}")
+                raise InputError(f"decompression bomb: declared size {width}x{height} "
+                                 f"exceeds --max_input_pixels={max_pixels}")
             image.load()
     except InputError:
         raise
@@ -119,9 +115,17 @@ def resize_background(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(to_rgb(image).resize((size, size), Image.LANCZOS))
 
 
-def load_background(path: str, config: InputConfig) -> np.ndarray:
+def digest(*blobs: Optional[bytes]) -> str:
+    """Content fingerprint of one or more files (None for an absent one)."""
+    hasher = hashlib.sha256()
+    for blob in blobs:
+        hasher.update(b"-" if blob is None else hashlib.sha256(blob).digest())
+    return hasher.hexdigest()[:32]
+
+
+def load_background(data: bytes, config: InputConfig) -> np.ndarray:
     """The background as every stage sees it: decoded, checked and resized."""
-    image = open_image(read_bytes(path), config.max_input_pixels)
+    image = open_image(data, config.max_input_pixels)
     if min(image.size) < config.min_background_side:
         raise InputError(
             f"background is {image.size[0]}x{image.size[1]}, smaller than "
@@ -181,7 +185,7 @@ def build_foreground(stem: str, source: str, fg_data: bytes,
     if not mask.any():
         raise InputError(f"mask has no foreground pixels at --mask_threshold={config.mask_threshold}")
     return Foreground(stem=stem, source=source, mask_source=mask_source,
-                      rgba=rgba, mask=mask)
+                      rgba=rgba, mask=mask, digest=digest(fg_data, mask_data))
 
 
 def assign_split(bg_stem: str, val_fraction: float, test_fraction: float) -> str:
@@ -257,7 +261,8 @@ class _PrepareBackground(beam.DoFn):
 
     def process(self, path: str) -> Iterator:
         try:
-            image = load_background(path, self._config)
+            data = read_file(path)
+            image = load_background(data, self._config)
         except (InputError, OSError) as error:
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(path, str(error)))
@@ -265,7 +270,7 @@ class _PrepareBackground(beam.DoFn):
         self._accepted.inc()
         stem = file_stem(path)
         split = assign_split(stem, self._config.val_fraction, self._config.test_fraction)
-        yield Background(stem=stem, source=path, split=split), image
+        yield Background(stem=stem, source=path, split=split, digest=digest(data)), image
 
 
 class ReadBackgrounds(beam.PTransform):
@@ -322,8 +327,8 @@ class _LoadForeground(beam.DoFn):
     def process(self, resolved: Tuple[str, str, Optional[str]]) -> Iterator:
         stem, fg_path, mask_path = resolved
         try:
-            mask_data = read_bytes(mask_path) if mask_path else None
-            foreground = build_foreground(stem, fg_path, read_bytes(fg_path),
+            mask_data = read_file(mask_path) if mask_path else None
+            foreground = build_foreground(stem, fg_path, read_file(fg_path),
                                           mask_path, mask_data, self._config)
         except (InputError, OSError) as error:
             self._rejected.inc()

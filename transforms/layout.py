@@ -13,6 +13,9 @@ SAMPLES_CSV = "samples.csv"
 REJECTS_CSV = "rejects.csv"
 STATS_JSON = "stats.json"
 MANIFEST_JSON = "manifest.json"
+TIMINGS_JSON = "timings.json"
+REPORT_HTML = "report.html"
+SAMPLES_PNG = "samples.png"
 TFRECORD_DIR = "tfrecords"
 
 

@@ -32,6 +32,7 @@ class Background:
     stem: str
     source: str
     split: str
+    digest: str  # of the file's bytes: a changed file invalidates its samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Foreground:
     mask_source: Optional[str]
     rgba: np.ndarray  # (h, w, 4) uint8; alpha is what the overlay composites with
     mask: np.ndarray  # (h, w) uint8, strictly 0/255
+    digest: str  # of the foreground's and mask's bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +71,8 @@ class Composite:
     """One generated sample before it is written.
 
     `depth` is filled by the depth stage (encoded image bytes) and stays None
-    for composites-only builds.
+    for composites-only builds. `pair_key` identifies the pair's inputs and
+    options, so a rerun can tell whether finished samples are still valid.
     """
 
     placement: Placement
@@ -77,6 +80,7 @@ class Composite:
     overlay: np.ndarray  # (H, W, 3) uint8, the composite before JPEG encoding
     overlay_encoded: bytes
     mask_encoded: bytes
+    pair_key: str = ""
     depth: Optional[bytes] = None
 
 

@@ -1,8 +1,7 @@
 """Writers: images, tables, TFRecord shards, rejects and JSON documents.
 
-Every file is written so that a crash never leaves a half-written file under
-its final name: locally through a hidden temporary file renamed into place;
-on object stores (gs://) an upload only becomes visible when it completes.
+Every file goes through `transforms.storage.write_file`, so a crash never
+leaves a half-written file under its final name.
 """
 from __future__ import annotations
 
@@ -10,47 +9,24 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import uuid
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-
 from transforms import layout
 from transforms.compositing import encode_jpeg
 from transforms.progress import ProgressFile
-from transforms.records import frame_record, sample_example
+from transforms.resume import write_pair_record
+from transforms.storage import read_file, write_file
+from transforms.records import frame_record, match_files, sample_example
 from transforms.seeding import stable_hash
 from transforms.stats import encoded_moments
+from transforms.timing import stage_timer, timed
 from transforms.types import Background, Composite, Reject, SampleRow
 
 MOMENTS = "moments"
-
-
-def is_local(path: str) -> bool:
-    return FileSystems.get_scheme(path) in (None, "file")
-
-
-def write_file(path: str, data: bytes) -> None:
-    """Write `data` to `path` so that only complete files carry final names."""
-    if is_local(path):
-        directory, name = os.path.split(path)
-        os.makedirs(directory or ".", exist_ok=True)
-        temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-        return
-    with FileSystems.create(path) as handle:
-        handle.write(data)
-
-
-def read_file(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
 
 
 def natural_key(text: str) -> Tuple:
@@ -82,33 +58,63 @@ class _WriteBackground(beam.DoFn):
     def __init__(self, root: str, quality: int):
         self._root = root
         self._quality = quality
+        self._timer = stage_timer("backgrounds")
 
     def process(self, prepared: Tuple[Background, np.ndarray]) -> Iterator:
         background, image = prepared
-        encoded = encode_jpeg(image, self._quality)
-        write_file(layout.resolve(self._root, layout.background_path(background.stem)), encoded)
+        with timed(self._timer):
+            encoded = encode_jpeg(image, self._quality)
+            write_file(layout.resolve(self._root, layout.background_path(background.stem)),
+                       encoded)
         yield beam.pvalue.TaggedOutput(MOMENTS, ("background", encoded_moments(encoded)))
         yield background
 
 
 class _WriteSample(beam.DoFn):
-    """Writes a composite's files and describes them in a SampleRow."""
+    """Writes a composite's files and describes them in a SampleRow; once all
+    of a pair's samples are written, records the pair (transforms/resume.py).
+
+    A pair's samples come from one input element, so they arrive in one
+    bundle; a pair left incomplete by a failed bundle gets no record and is
+    made again on the next run.
+    """
 
     def __init__(self, root: str, mask_extension: str, depth_extension: str,
-                 progress_dir: Optional[str]):
+                 samples_per_pair: int, progress_dir: Optional[str]):
         self._root = root
         self._mask_extension = mask_extension
         self._depth_extension = depth_extension
+        self._samples_per_pair = samples_per_pair
         self._progress_dir = progress_dir
         self._written = beam.metrics.Metrics.counter("writers", "samples_written")
+        self._timer = stage_timer("writing")
 
     def setup(self) -> None:
         self._progress = ProgressFile(self._progress_dir)
+
+    def start_bundle(self) -> None:
+        self._pending: Dict[Tuple[str, str], List[SampleRow]] = {}
 
     def finish_bundle(self) -> None:
         self._progress.flush()
 
     def process(self, composite: Composite) -> Iterator[SampleRow]:
+        with timed(self._timer):
+            row = self._write(composite)
+            self._note_pair_progress(composite.pair_key, row)
+        self._written.inc()
+        self._progress.add()
+        yield row
+
+    def _note_pair_progress(self, key: str, row: SampleRow) -> None:
+        pair = (row.placement.bg_stem, row.placement.fg_stem)
+        rows = self._pending.setdefault(pair, [])
+        rows.append(row)
+        if len(rows) == self._samples_per_pair:
+            write_pair_record(self._root, key, rows)
+            del self._pending[pair]
+
+    def _write(self, composite: Composite) -> SampleRow:
         placement = composite.placement
         files = {
             "overlay": (layout.sample_path(placement, "overlay", "jpg"),
@@ -125,9 +131,7 @@ class _WriteSample(beam.DoFn):
                    if kind != "overlay"}
         # The overlay's JPEG is lossy: its statistics are those of the written file.
         moments["overlay"] = encoded_moments(composite.overlay_encoded)
-        self._written.inc()
-        self._progress.add()
-        yield SampleRow(
+        return SampleRow(
             placement=placement, split=composite.split,
             bg_path=layout.background_path(placement.bg_stem),
             overlay_path=files["overlay"][0], mask_path=files["mask"][0],
@@ -142,16 +146,18 @@ class WriteSamples(beam.PTransform):
     """
 
     def __init__(self, root: str, mask_extension: str, depth_extension: str,
-                 progress_dir: Optional[str] = None):
+                 samples_per_pair: int, progress_dir: Optional[str] = None):
         super().__init__()
         self._root = root
         self._mask_extension = mask_extension
         self._depth_extension = depth_extension
+        self._samples_per_pair = samples_per_pair
         self._progress_dir = progress_dir
 
     def expand(self, composites):
         return composites | "WriteSampleFiles" >> beam.ParDo(_WriteSample(
-            self._root, self._mask_extension, self._depth_extension, self._progress_dir))
+            self._root, self._mask_extension, self._depth_extension, self._samples_per_pair,
+            self._progress_dir))
 
 
 def label_rows(rows: Sequence[SampleRow], prefix: str) -> List[List[str]]:
@@ -165,16 +171,34 @@ def label_rows(rows: Sequence[SampleRow], prefix: str) -> List[List[str]]:
 
 
 SAMPLE_COLUMNS = ("id", "bg", "fg", "number", "flip", "scale", "x", "y", "w", "h", "split",
-                  "bg_path", "overlay_path", "mask_path", "depth_path")
+                  "bg_path", "overlay_path", "mask_path", "depth_path",
+                  "overlay_mean", "mask_coverage", "depth_mean")
+
+
+def image_mean(row: SampleRow, kind: str) -> str:
+    """Mean stored value over an image's pixels and channels, '' if absent."""
+    if kind not in row.moments:
+        return ""
+    count, sums, _ = row.moments[kind]
+    return f"{sum(sums) / (count * len(sums)):.4f}"
+
+
+def mask_coverage(row: SampleRow) -> str:
+    """Fraction of the image that is foreground."""
+    count, sums, _ = row.moments["mask"]
+    return f"{sums[0] / 255 / count:.6f}"
 
 
 def sample_table_rows(rows: Sequence[SampleRow]) -> List[List[object]]:
+    """samples.csv rows; the per-image means let reports plot histograms
+    without reopening every image."""
     table: List[List[object]] = []
     for row in rows:
         p = row.placement
         table.append([p.sample_id, p.bg_stem, p.fg_stem, p.number, int(p.flip), p.scale,
                       p.x, p.y, p.w, p.h, row.split, row.bg_path, row.overlay_path,
-                      row.mask_path, row.depth_path])
+                      row.mask_path, row.depth_path, image_mean(row, "overlay"),
+                      mask_coverage(row), image_mean(row, "depth")])
     return table
 
 
@@ -237,9 +261,15 @@ class _WriteShard(beam.DoFn):
     def __init__(self, root: str, depth_encoding: str):
         self._root = root
         self._depth_encoding = depth_encoding
+        self._timer = stage_timer("tfrecords")
 
     def process(self, keyed: Tuple[Tuple[str, int, int], Iterable[SampleRow]]) -> Iterator[str]:
-        (split, shard, num_shards), rows = keyed
+        with timed(self._timer):
+            relative = self._write_shard(*keyed)
+        yield relative
+
+    def _write_shard(self, key: Tuple[str, int, int], rows: Iterable[SampleRow]) -> str:
+        split, shard, num_shards = key
         relative = layout.tfrecord_path(split, shard, num_shards)
         buffer = io.BytesIO()
         for row in sorted(rows, key=row_order):
@@ -249,7 +279,7 @@ class _WriteShard(beam.DoFn):
                        for kind, path in images.items() if path}
             buffer.write(frame_record(sample_example(row, payload, self._depth_encoding)))
         write_file(layout.resolve(self._root, relative), buffer.getvalue())
-        yield relative
+        return relative
 
 
 class WriteTFRecords(beam.PTransform):
@@ -296,6 +326,16 @@ class WriteRejects(beam.PTransform):
         return (rejects
                 | "GatherRejects" >> beam.combiners.ToList()
                 | "WriteRejectsCsv" >> beam.Map(write))
+
+
+def remove_stale_shards(root: str, keep: Iterable[str]) -> None:
+    """Delete shards of an earlier build into this output that this build did
+    not write (their shard count differed), so the folder holds one set."""
+    wanted = {layout.resolve(root, relative) for relative in keep}
+    existing = match_files(layout.resolve(root, f"{layout.TFRECORD_DIR}/*"))
+    stale = [path for path in existing if path not in wanted]
+    if stale:
+        FileSystems.delete(stale)
 
 
 def json_bytes(document: object) -> bytes:

@@ -1,0 +1,81 @@
+"""Resumable and incremental builds: finished pairs are recorded and skipped.
+
+When every sample of a (background, foreground) pair is written, the writer
+records the pair in `<bg>/<fg>/.pair.json`: a key over the pair's input bytes
+and the options that shape its samples, plus the samples' rows (paths and
+pixel moments). A rerun into the same output reads the record; if the key
+still matches, the pair's samples are reused as they are (no compositing, no
+depth inference, no rewrite). A killed run thus loses at most the pairs in
+flight, and adding inputs computes only the new pairs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Dict, List, Optional
+
+from transforms import layout
+from transforms.storage import exists, read_file, write_file
+from transforms.types import Background, Foreground, Placement, SampleRow
+
+PAIR_RECORD = ".pair.json"
+
+
+def options_fingerprint(options: Dict[str, object]) -> str:
+    """Hash of the options that decide what a pair's samples contain."""
+    text = json.dumps(options, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def pair_key(fingerprint: str, background: Background, foreground: Foreground) -> str:
+    text = "\x1f".join((fingerprint, background.stem, background.digest, background.split,
+                        foreground.stem, foreground.digest))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def record_path(root: str, bg_stem: str, fg_stem: str) -> str:
+    return layout.resolve(root, f"{bg_stem}/{fg_stem}/{PAIR_RECORD}")
+
+
+def row_to_dict(row: SampleRow) -> Dict[str, object]:
+    return {"placement": dataclasses.asdict(row.placement), "split": row.split,
+            "bg_path": row.bg_path, "overlay_path": row.overlay_path,
+            "mask_path": row.mask_path, "depth_path": row.depth_path,
+            "moments": {kind: [m[0], list(m[1]), list(m[2])]
+                        for kind, m in sorted(row.moments.items())}}
+
+
+def row_from_dict(data: Dict[str, object]) -> SampleRow:
+    return SampleRow(
+        placement=Placement(**data["placement"]), split=data["split"],
+        bg_path=data["bg_path"], overlay_path=data["overlay_path"],
+        mask_path=data["mask_path"], depth_path=data["depth_path"],
+        moments={kind: (m[0], tuple(m[1]), tuple(m[2])) for kind, m in data["moments"].items()})
+
+
+def write_pair_record(root: str, key: str, rows: List[SampleRow]) -> None:
+    ordered = sorted(rows, key=lambda row: row.placement.number)
+    first = ordered[0].placement
+    document = {"pair_key": key, "rows": [row_to_dict(row) for row in ordered]}
+    write_file(record_path(root, first.bg_stem, first.fg_stem),
+               (json.dumps(document, sort_keys=True) + "\n").encode())
+
+
+def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
+                  expected: int) -> Optional[List[SampleRow]]:
+    """The pair's recorded rows when its record matches `key`, else None.
+
+    A record that cannot be read or parsed counts as absent: the pair is
+    simply made again.
+    """
+    path = record_path(root, bg_stem, fg_stem)
+    if not exists(path):
+        return None
+    try:
+        document = json.loads(read_file(path))
+        if document.get("pair_key") != key or len(document["rows"]) != expected:
+            return None
+        return [row_from_dict(row) for row in document["rows"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,54 @@
+"""Reading and writing whole files, local or gs://, never half-written.
+
+Locally a file is written to a hidden temporary name in the same folder and
+renamed into place; on object stores (gs://) an upload only becomes visible
+when it completes. Either way a crash leaves no partial file under its final
+name.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+from apache_beam.io.filesystems import FileSystems
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
+
+
+def write_file(path: str, data: bytes) -> None:
+    if is_local(path):
+        directory, name = os.path.split(path)
+        os.makedirs(directory or ".", exist_ok=True)
+        temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+        return
+    with FileSystems.create(path) as handle:
+        handle.write(data)
+
+
+def read_file(path: str) -> bytes:
+    with FileSystems.open(path) as handle:
+        return handle.read()
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def remove_stale_temporaries(root: str) -> int:
+    """Delete temporary files a killed local run left behind; returns how many."""
+    if not is_local(root) or not os.path.isdir(root):
+        return 0
+    removed = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
+                os.remove(os.path.join(folder, name))
+                removed += 1
+    return removed
