@@ -2,12 +2,32 @@
 # Build a dataset on this machine with all cores. With no arguments: the demo
 # dataset from demo/inputs into demo/output. Any argument passes through to
 # `python -m pipeline.build` and overrides the demo's choice of the same option.
+#
+# Depth: the published DenseDepth weights are used when they are at
+# $FGBG_DEPTH_WEIGHTS (default models/nyu.h5, from the authors' repository
+# ialhashim/DenseDepth). Without them the demo runs the real architecture with
+# seeded random weights (--depth_model untrained): its depth maps are NOT real
+# depth, and the manifest and report say so.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
+weights="${FGBG_DEPTH_WEIGHTS:-models/nyu.h5}"
+if [ -f "$weights" ]; then
+  depth=(--depth_model densedepth --depth_weights "$weights")
+else
+  cat >&2 <<WARN
+################################################################################
+WARNING: no DenseDepth weights at $weights. The demo's depth maps come from the
+UNTRAINED architecture (seeded random weights): they are not real depth. Put
+the published nyu.h5 there (or set FGBG_DEPTH_WEIGHTS) for real depth maps.
+################################################################################
+WARN
+  depth=(--depth_model untrained)
+fi
 python -m pipeline.build \
   --bg 'demo/inputs/bg/*' --fg 'demo/inputs/fg/*' --fg_mask 'demo/inputs/fg_mask/*' \
   --output demo/output \
-  --depth_model none \
+  --placements_per_scale 1 \
+  "${depth[@]}" \
   --runner FnApiRunner --direct_num_workers 0 --direct_running_mode multi_processing \
   "$@"

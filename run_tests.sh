@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
+bash scripts/install_chromium.sh
 python -m pytest -q "$@" tests
 if [ -f composer/run_tests.sh ]; then
   bash composer/run_tests.sh

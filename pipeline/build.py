@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import logging
 import posixpath
 import shutil
@@ -26,8 +27,11 @@ from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
+                                                  StandardOptions)
 
+from pipeline.dataflow import is_dry_run, write_dry_run_job
 from pipeline.options import SAMPLE_SHAPING_OPTIONS, FgbgOptions
 from transforms import layout
 from transforms.compositing import RESUMED, ComposeSamples, EncodingConfig
@@ -35,11 +39,13 @@ from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig, parse_scales
 from transforms.progress import total_progress
 from transforms.records import match_files
+from transforms.report import write_report
 from transforms.resume import options_fingerprint
 from transforms.stats import ComputeStats, stats_document
 from transforms.timing import NAMESPACE
 from transforms.storage import read_file, remove_stale_temporaries, write_file
-from transforms.writers import (MOMENTS, WriteBackgrounds, WriteRejects, WriteSamples,
+from transforms.normalize import TRANSFORM_DIR, AnalyzeRecords
+from transforms.writers import (EXAMPLES, MOMENTS, WriteBackgrounds, WriteRejects, WriteSamples,
                                 WriteTables, WriteTFRecords, json_bytes, remove_stale_shards,
                                 write_json)
 
@@ -144,12 +150,15 @@ def add_depth_stage(composites, opts: FgbgOptions):
     so composites-only builds never load TensorFlow for it."""
     from transforms.depth import DepthConfig, EstimateDepth
 
-    config = DepthConfig(
-        model=opts.depth_model, weights=opts.depth_weights, seed=opts.seed,
-        batch_size=opts.depth_batch_size, min_batch_size=opts.depth_min_batch_size,
-        max_batch_wait_s=opts.depth_max_batch_wait_s,
-        input_size=parse_size(opts.depth_input_size), encoding=opts.depth_encoding,
-        jpeg_quality=opts.depth_quality, out_size=(opts.size, opts.size))
+    try:
+        config = DepthConfig(
+            model=opts.depth_model, weights=opts.depth_weights, seed=opts.seed,
+            batch_size=opts.depth_batch_size, min_batch_size=opts.depth_min_batch_size,
+            target_batch_duration_s=opts.depth_target_batch_duration_s,
+            input_size=parse_size(opts.depth_input_size), encoding=opts.depth_encoding,
+            jpeg_quality=opts.depth_quality, out_size=(opts.size, opts.size))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return composites | "EstimateDepth" >> EstimateDepth(config)
 
 
@@ -208,6 +217,7 @@ def manifest_document(opts: FgbgOptions, config: BuildConfig, started: str,
         "depth": depth_description(opts),
         "files": {"label_csv": layout.LABEL_CSV, "samples_csv": layout.SAMPLES_CSV,
                   "rejects_csv": layout.REJECTS_CSV, "stats": layout.STATS_JSON,
+                  "transform": TRANSFORM_DIR if opts.tft else None,
                   "tfrecords": sorted(shards)},
         "options": fgbg_option_values(opts),
         "versions": package_versions(),
@@ -228,7 +238,8 @@ def utc_now() -> str:
 
 
 def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, started: str,
-                expected: Dict[str, int], progress_dir: Optional[str] = None) -> None:
+                expected: Dict[str, int], tft_temp_dir: str,
+                progress_dir: Optional[str] = None) -> None:
     """Assemble the whole pipeline on `p`."""
     root = config.output
     prepared, bg_rejects = p | "ReadBackgrounds" >> ReadBackgrounds(opts.bg, config.inputs)
@@ -248,11 +259,18 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     rows = (written, composed[RESUMED]) | "AllRows" >> beam.Flatten()
 
     split_counts = rows | "WriteTables" >> WriteTables(root, config.csv_prefix)
-    shards = rows | "WriteTFRecords" >> WriteTFRecords(
+    records = rows | "WriteTFRecords" >> WriteTFRecords(
         root, config.records_per_shard, config.depth_encoding)
+    shards = records.shards
+    scale, unit = depth_scale(config)
+    if opts.tft:
+        transform_written = records[EXAMPLES] | "Normalization" >> AnalyzeRecords(
+            layout.resolve(root, TRANSFORM_DIR), opts.size, config.depth_encoding, scale,
+            tft_temp_dir, opts.tft_batch_size)
+    else:
+        transform_written = p | "NoNormalization" >> beam.Create([])
 
     sample_moments = rows | "SampleMoments" >> beam.FlatMap(lambda row: row.moments.items())
-    scale, unit = depth_scale(config)
     stats = ((written_bgs[MOMENTS], sample_moments)
              | "AllMoments" >> beam.Flatten()
              | "Stats" >> ComputeStats()
@@ -266,7 +284,8 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     bg_count = written_bgs.backgrounds | "CountBackgrounds" >> beam.combiners.Count.Globally()
     fg_count = foregrounds | "CountForegrounds" >> beam.combiners.Count.Globally()
 
-    def write_manifest(_, split_counts, shards, rejects, backgrounds, foregrounds, _stats):
+    def write_manifest(_, split_counts, shards, rejects, backgrounds, foregrounds, _stats,
+                       _transform):
         document = manifest_document(opts, config, started, expected, split_counts, shards,
                                      rejects[0] if rejects else [], backgrounds, foregrounds)
         remove_stale_shards(root, shards)
@@ -277,7 +296,8 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
      | "WriteManifest" >> beam.Map(
          write_manifest, beam.pvalue.AsList(split_counts), beam.pvalue.AsList(shards),
          beam.pvalue.AsList(rejects), beam.pvalue.AsSingleton(bg_count),
-         beam.pvalue.AsSingleton(fg_count), beam.pvalue.AsList(stats)))
+         beam.pvalue.AsSingleton(fg_count), beam.pvalue.AsList(stats),
+         beam.pvalue.AsList(transform_written)))
 
 
 class ProgressReporter:
@@ -323,13 +343,14 @@ def resolve_runner(options: PipelineOptions) -> str:
 
 
 def read_manifest(output: str) -> Dict[str, object]:
-    import json
     return json.loads(read_file(layout.resolve(output, layout.MANIFEST_JSON)))
 
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, object]:
-    """Build the dataset; returns the manifest. Raises UsageError on bad options."""
+    """Build the dataset; returns the manifest (for a Dataflow dry run:
+    {"dry_run_job_file": path}). Raises UsageError on bad options."""
     options = PipelineOptions(argv)
+    FileSystems.set_options(options)
     opts = options.view_as(FgbgOptions)
     check_options(opts)
     config = build_config(opts)
@@ -340,13 +361,21 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, o
         raise UsageError(f"no input files: --bg {opts.bg!r} matched {expected['backgrounds']}, "
                          f"--fg {opts.fg!r} matched {expected['foregrounds']}")
     started = utc_now()
-    remove_stale_temporaries(config.output)
-    progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if runner in LOCAL_RUNNERS else None
+    dry_run = is_dry_run(options)
+    local = runner in LOCAL_RUNNERS
+    if not dry_run:
+        remove_stale_temporaries(config.output)
+    progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if local else None
+    scratch = tempfile.mkdtemp(prefix="fgbg-tft-") if local or dry_run else None
+    tft_temp_dir = scratch or FileSystems.join(
+        options.view_as(GoogleCloudOptions).temp_location or config.output, "fgbg-tft")
     try:
         p = test_pipeline or beam.Pipeline(options=options)
-        build_graph(p, opts, config, started, expected, progress_dir)
+        build_graph(p, opts, config, started, expected, tft_temp_dir, progress_dir)
         expected_samples = (expected["backgrounds"] * expected["foregrounds"]
                             * config.placements.samples_per_pair)
+        if dry_run:
+            return {"dry_run_job_file": write_dry_run_job(p.run(), options)}
         clock = time.monotonic()
         if progress_dir:
             with ProgressReporter(progress_dir, expected_samples, opts.progress_interval_s):
@@ -355,9 +384,11 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, o
             result = run_to_completion(p)
         write_json(config.output, layout.TIMINGS_JSON,
                    timings_document(result, time.monotonic() - clock))
+        write_report(config.output)
     finally:
-        if progress_dir:
-            shutil.rmtree(progress_dir, ignore_errors=True)
+        for folder in (progress_dir, scratch):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
     return read_manifest(config.output)
 
 
@@ -401,15 +432,20 @@ def too_many_rejects(manifest: Dict[str, object], max_fraction: float) -> bool:
 
 
 def summary(manifest: Dict[str, object], output: str) -> str:
+    """The one-screen report printed at the end of a run."""
     counts = manifest["counts"]
+    timings = json.loads(read_file(layout.resolve(output, layout.TIMINGS_JSON)))
     lines = [
         f"fgbg: {counts['samples']} samples "
         f"({', '.join(f'{k} {v}' for k, v in counts['samples_per_split'].items())}) "
-        f"from {counts['backgrounds']} backgrounds x {counts['foregrounds']} foregrounds",
+        f"from {counts['backgrounds']} backgrounds x {counts['foregrounds']} foregrounds "
+        f"in {timings['wall_s']:.1f} s",
         f"  output:   {output}",
+        f"  report:   {layout.resolve(output, layout.REPORT_HTML)}",
+        f"  training: {layout.TFRECORD_DIR}/, {layout.LABEL_CSV}, {layout.SAMPLES_CSV}, "
+        f"{layout.STATS_JSON}",
         f"  rejected: {counts['rejected']} input files (see {layout.REJECTS_CSV})",
         f"  depth:    {manifest['depth']['model']}",
-        f"  started {manifest['started_at']}, finished {manifest['finished_at']}",
     ]
     for reject in manifest["rejects"][:10]:
         lines.append(f"  reject: {reject['path']}: {reject['reason']}")
@@ -443,6 +479,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if "dry_run_job_file" in manifest:
+        print(f"dry run: the Dataflow job description is in {manifest['dry_run_job_file']}")
+        return 0
     opts = PipelineOptions(argv).view_as(FgbgOptions)
     print(summary(manifest, opts.output))
     if too_many_rejects(manifest, opts.max_reject_fraction):

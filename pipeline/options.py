@@ -106,8 +106,9 @@ class FgbgOptions(PipelineOptions):
             "--depth_min_batch_size", type=int, default=1,
             help="Smallest batch BatchElements forms. Default: %(default)s.")
         depth.add_argument(
-            "--depth_max_batch_wait_s", type=float, default=10.0,
-            help="Longest BatchElements waits to fill a batch, seconds. Default: %(default)s.")
+            "--depth_target_batch_duration_s", type=float, default=30.0,
+            help="BatchElements grows batches (between the min and max sizes) towards "
+                 "this many seconds per model call. Default: %(default)s.")
         depth.add_argument(
             "--depth_input_size", default="640x480",
             help="WxH the composite is resized to for the model (multiples of 32). "
@@ -129,6 +130,14 @@ class FgbgOptions(PipelineOptions):
             "--csv_prefix", default=None,
             help="Prefix of the paths in label_data.csv (default: the output folder's "
                  "name, so paths are relative to its parent, as in the original).")
+        outputs.add_argument(
+            "--no_tft", dest="tft", action="store_false", default=True,
+            help="Skip the tensorflow-transform analysis that writes transform/ (the "
+                 "normalisation graph training code applies).")
+        outputs.add_argument(
+            "--tft_batch_size", type=int, default=16,
+            help="Records per TFT analysis batch (each is a few MB of decoded pixels). "
+                 "Default: %(default)s.")
         outputs.add_argument(
             "--no_resume", dest="resume", action="store_false", default=True,
             help="Remake every sample. By default a rerun into the same output reuses "

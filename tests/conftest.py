@@ -1,6 +1,7 @@
 """Shared fixtures: tiny, seeded input sets made on the fly (nothing is downloaded)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Dict, List
@@ -55,12 +56,15 @@ def make_inputs(root: Path, backgrounds: int = 2, foregrounds: int = 2,
             "fg_mask": str(root / "fg_mask" / "*")}
 
 
-def small_build_args(inputs: Dict[str, str], output: Path, *extra: str) -> List[str]:
-    """Reduced counts so an end-to-end build takes seconds: 2 scales x 2 placements x 2 flips."""
+def small_build_args(inputs: Dict[str, str], output: Path, *extra: str,
+                     tft: bool = False) -> List[str]:
+    """Reduced counts so an end-to-end build takes seconds: 2 scales x 2
+    placements x 2 flips, no depth; the TFT analysis (a few seconds) only when
+    a test is about it."""
     return [f"--bg={inputs['bg']}", f"--fg={inputs['fg']}", f"--fg_mask={inputs['fg_mask']}",
             f"--output={output}", "--size=64", "--scales=1.0,0.5", "--placements_per_scale=2",
             "--depth_model=none", "--records_per_shard=10", "--val_fraction=0.3",
-            "--test_fraction=0.3", *LOCAL_RUNNER, *extra]
+            "--test_fraction=0.3", *LOCAL_RUNNER, *([] if tft else ["--no_tft"]), *extra]
 
 
 @pytest.fixture
@@ -72,6 +76,29 @@ def all_files(root: Path) -> Dict[str, bytes]:
     """Relative path -> bytes of every file under root."""
     return {str(path.relative_to(root)): path.read_bytes()
             for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+# TensorFlow writes a fresh fingerprint and object ids into every SavedModel,
+# so the TFT graph's protobufs differ between identical builds; tests compare
+# what the graph computes instead (tests/test_build_e2e.py).
+SAVED_MODEL_PROTOS = ("transform/transform_fn/saved_model.pb",
+                      "transform/transform_fn/fingerprint.pb")
+
+
+def comparable(root: Path) -> dict:
+    """A dataset's files and manifest, less what legitimately varies between
+    two identical builds: times (timings.json, and report.html that shows
+    them), the output path and SavedModel protobufs."""
+    files = all_files(root)
+    files.pop("timings.json")
+    files.pop("report.html")
+    for name in SAVED_MODEL_PROTOS:
+        files.pop(name, None)
+    manifest = json.loads(files.pop("manifest.json"))
+    for volatile in ("started_at", "finished_at"):
+        manifest.pop(volatile)
+    manifest["options"].pop("output")
+    return {"manifest": manifest, "files": files}
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

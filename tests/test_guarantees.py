@@ -16,21 +16,10 @@ import pytest
 from PIL import Image
 
 from pipeline import build
-from tests.conftest import (LOCAL_RUNNER, all_files, make_background, make_foreground,
+from tests.conftest import (LOCAL_RUNNER, comparable, make_background, make_foreground,
                             make_inputs, small_build_args)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def comparable(root: Path) -> dict:
-    """Every file of a dataset except those that hold times."""
-    files = all_files(root)
-    files.pop("timings.json")
-    manifest = json.loads(files.pop("manifest.json"))
-    for volatile in ("started_at", "finished_at"):
-        manifest.pop(volatile)
-    manifest["options"].pop("output")
-    return {"manifest": manifest, "files": files}
 
 
 def timings(root: Path) -> dict:

@@ -54,7 +54,8 @@ def feature_spec() -> Dict[str, object]:
 
 
 def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str) -> bytes:
-    """Serialized tf.train.Example of one written sample."""
+    """Serialized tf.train.Example of one written sample; `images` maps
+    background, overlay, mask and depth to encoded bytes (b"" for no depth)."""
     from tensorflow.core.example import example_pb2, feature_pb2
 
     placement = row.placement
@@ -77,7 +78,7 @@ def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str
         "scale": feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[placement.scale])),
         "depth_encoding": raw(depth_encoding.encode()),
     }
-    features.update({kind: raw(images.get(kind, b""))
+    features.update({kind: raw(images[kind])
                      for kind in ("background", "overlay", "mask", "depth")})
     example = example_pb2.Example(features=feature_pb2.Features(feature=features))
     return example.SerializeToString(deterministic=True)
@@ -89,6 +90,25 @@ def match_files(pattern: str) -> List[str]:
     return sorted(metadata.path for metadata in matches)
 
 
+def decode_exact(encoded, channels: int, dtype=None):
+    """Decode a JPEG or PNG tensor as every other tool does.
+
+    TensorFlow's default JPEG decoding (INTEGER_FAST) is biased: about -0.8
+    grey levels per pixel against libjpeg's accurate method, which Pillow
+    (and so stats.json) uses. INTEGER_ACCURATE matches Pillow exactly.
+    16-bit PNGs need dtype tf.uint16 to keep their range.
+    """
+    import tensorflow as tf
+
+    dtype = dtype or tf.uint8
+    if dtype == tf.uint16:
+        return tf.io.decode_png(encoded, channels=channels, dtype=tf.uint16)
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(encoded, channels=channels))
+
+
 def decode_record(serialized, depth_encoding: str):
     """Parse one record into decoded image tensors (uint8 HxWxC; metric depth
     uint16) plus its metadata."""
@@ -96,13 +116,12 @@ def decode_record(serialized, depth_encoding: str):
 
     parsed = tf.io.parse_single_example(serialized, feature_spec())
     decoded = dict(parsed)
-    decoded["background"] = tf.io.decode_jpeg(parsed["background"], channels=3)
-    decoded["overlay"] = tf.io.decode_jpeg(parsed["overlay"], channels=3)
-    decoded["mask"] = tf.io.decode_image(parsed["mask"], channels=1, expand_animations=False)
+    for name, channels in (("background", 3), ("overlay", 3), ("mask", 1)):
+        decoded[name] = decode_exact(parsed[name], channels)
     if depth_encoding == "minmax":
-        decoded["depth"] = tf.io.decode_jpeg(parsed["depth"], channels=1)
+        decoded["depth"] = decode_exact(parsed["depth"], 1)
     elif depth_encoding == "metric":
-        decoded["depth"] = tf.io.decode_png(parsed["depth"], channels=1, dtype=tf.uint16)
+        decoded["depth"] = decode_exact(parsed["depth"], 1, tf.uint16)
     else:
         del decoded["depth"]
     return decoded

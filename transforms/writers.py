@@ -27,6 +27,7 @@ from transforms.timing import stage_timer, timed
 from transforms.types import Background, Composite, Reject, SampleRow
 
 MOMENTS = "moments"
+EXAMPLES = "examples"
 
 
 def natural_key(text: str) -> Tuple:
@@ -263,27 +264,34 @@ class _WriteShard(beam.DoFn):
         self._depth_encoding = depth_encoding
         self._timer = stage_timer("tfrecords")
 
-    def process(self, keyed: Tuple[Tuple[str, int, int], Iterable[SampleRow]]) -> Iterator[str]:
+    def process(self, keyed: Tuple[Tuple[str, int, int], Iterable[SampleRow]]) -> Iterator:
         with timed(self._timer):
-            relative = self._write_shard(*keyed)
+            relative, examples = self._write_shard(*keyed)
+        for example in examples:
+            yield beam.pvalue.TaggedOutput(EXAMPLES, example)
         yield relative
 
-    def _write_shard(self, key: Tuple[str, int, int], rows: Iterable[SampleRow]) -> str:
+    def _write_shard(self, key: Tuple[str, int, int],
+                     rows: Iterable[SampleRow]) -> Tuple[str, List[bytes]]:
         split, shard, num_shards = key
         relative = layout.tfrecord_path(split, shard, num_shards)
         buffer = io.BytesIO()
+        examples = []
         for row in sorted(rows, key=row_order):
             images = {"background": row.bg_path, "overlay": row.overlay_path,
                       "mask": row.mask_path, "depth": row.depth_path}
-            payload = {kind: read_file(layout.resolve(self._root, path))
-                       for kind, path in images.items() if path}
-            buffer.write(frame_record(sample_example(row, payload, self._depth_encoding)))
+            payload = {kind: read_file(layout.resolve(self._root, path)) if path else b""
+                       for kind, path in images.items()}
+            example = sample_example(row, payload, self._depth_encoding)
+            buffer.write(frame_record(example))
+            examples.append(example)
         write_file(layout.resolve(self._root, relative), buffer.getvalue())
-        return relative
+        return relative, examples
 
 
 class WriteTFRecords(beam.PTransform):
-    """SampleRow -> tfrecords/<split>-SSSSS-of-NNNNN; outputs the shard paths."""
+    """SampleRow -> tfrecords/<split>-SSSSS-of-NNNNN; outputs the shard paths
+    (main) and every serialized record (EXAMPLES), for the TFT analysis."""
 
     def __init__(self, root: str, records_per_shard: int, depth_encoding: str):
         super().__init__()
@@ -304,7 +312,8 @@ class WriteTFRecords(beam.PTransform):
         return (rows
                 | "AssignShard" >> beam.Map(assign, beam.pvalue.AsDict(per_split))
                 | "GroupShard" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(_WriteShard(self._root, self._depth_encoding)))
+                | "WriteShard" >> beam.ParDo(_WriteShard(
+                    self._root, self._depth_encoding)).with_outputs(EXAMPLES, main="shards"))
 
 
 class WriteRejects(beam.PTransform):

@@ -1,0 +1,16 @@
+# Dataflow worker container for the GPU variant (run_dataflow.sh --gpu): Beam's
+# Python 3.11 SDK image for the Beam version the package pins, plus CUDA
+# TensorFlow and the fgbg package. NOT built or run in this repository's
+# checks (no container runtime or GPU there); docs/running-on-gcp.md says how
+# to build and push it.
+FROM apache/beam_python3.11_sdk:2.77.0
+
+# Only what `pip install` needs: the build context also holds virtualenvs.
+COPY setup.py /fgbg/
+COPY pipeline /fgbg/pipeline
+COPY transforms /fgbg/transforms
+RUN pip install --no-cache-dir "tensorflow[and-cuda]==2.21.0" /fgbg
+
+# Dataflow starts one SDK process per vCPU on the one T4; without this the
+# first process to load TensorFlow reserves all of the GPU's memory.
+ENV TF_FORCE_GPU_ALLOW_GROWTH=true

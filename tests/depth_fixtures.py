@@ -1,0 +1,114 @@
+"""Shared helpers for the depth tests: tiny models of the depth contract,
+composites, an in-process GCS emulator, and an independent numpy reference.
+
+A plain module (not conftest.py): test modules import what they use.
+"""
+from __future__ import annotations
+
+import contextlib
+import socket
+from typing import Iterator, Sequence
+
+import numpy as np
+
+import transforms  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from transforms.types import Composite, Placement
+
+# The tiny model: raw = TINY_BIAS + TINY_SCALE * mean(RGB) over 2x2 blocks, so
+# raw lies in [2, 100] and DenseDepth's post-processing maps it to [0.01, 0.5].
+TINY_SCALE = 98.0
+TINY_BIAS = 2.0
+
+
+def tiny_depth_model(bias: float = TINY_BIAS):
+    """A model with DenseDepth's contract (RGB in [0, 1] -> raw output at half
+    resolution) whose output a test can compute by hand."""
+    import tf_keras
+
+    inputs = tf_keras.Input((None, None, 3))
+    pooled = tf_keras.layers.AveragePooling2D(2, name="pool")(inputs)
+    conv = tf_keras.layers.Conv2D(1, 1, name="depth")
+    model = tf_keras.Model(inputs, conv(pooled))
+    conv.set_weights(
+        [np.full((1, 1, 3, 1), TINY_SCALE / 3, np.float32), np.array([bias], np.float32)]
+    )
+    return model
+
+
+def tiny_raw_reference(images: np.ndarray) -> np.ndarray:
+    """The tiny model's output, (N, H/2, W/2), computed in numpy."""
+    n, h, w, _ = images.shape
+    blocks = images.reshape(n, h // 2, 2, w // 2, 2, 3).mean(axis=(2, 4, 5))
+    return TINY_BIAS + TINY_SCALE * blocks
+
+
+def make_composite(number: int, overlay: np.ndarray, split: str = "train") -> Composite:
+    placement = Placement(
+        bg_stem="bg1", fg_stem="fg1", number=number, flip=False,
+        scale=1.0, x=0, y=0, w=overlay.shape[1], h=overlay.shape[0],
+    )
+    return Composite(
+        placement=placement,
+        split=split,
+        overlay=overlay,
+        overlay_encoded=b"overlay-%d" % number,
+        mask_encoded=b"mask-%d" % number,
+    )
+
+
+def random_overlays(count: int, size: int, seed: int) -> Sequence[np.ndarray]:
+    """Smooth random uint8 images (a gradient plus noise), one per composite."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, size, dtype=np.float32)
+    images = []
+    for _ in range(count):
+        base = rng.uniform(0, 255) * ramp[None, :, None] + rng.uniform(0, 128, (1, 1, 3))
+        noise = rng.normal(0, 8, (size, size, 3))
+        images.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+    return images
+
+
+def aligned_corners_bilinear(images: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear resize with align_corners=True, NHWC, written from the definition:
+    output pixel i samples the input at i * (in - 1) / (out - 1)."""
+    def axis_weights(size_in: int, size_out: int):
+        scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
+        position = np.arange(size_out) * scale
+        low = np.floor(position).astype(int)
+        high = np.minimum(low + 1, size_in - 1)
+        return low, high, (position - low).astype(np.float64)
+
+    y0, y1, fy = axis_weights(images.shape[1], out_h)
+    x0, x1, fx = axis_weights(images.shape[2], out_w)
+    images = images.astype(np.float64)
+    rows = images[:, y0] * (1 - fy)[None, :, None, None] + images[:, y1] * fy[None, :, None, None]
+    return rows[:, :, x0] * (1 - fx)[None, None, :, None] + rows[:, :, x1] * fx[None, None, :, None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gcs_emulator(monkeypatch, bucket: str) -> Iterator[object]:
+    """A real GCS JSON API on loopback (gcp-storage-emulator) with one bucket.
+
+    Beam is pointed at it with STORAGE_EMULATOR_HOST and made to connect
+    anonymously at once (its credential lookup otherwise retries for ~20 s).
+    Yields a google.cloud.storage bucket to upload into.
+    """
+    from apache_beam.internal.gcp import auth
+    from gcp_storage_emulator.server import create_server
+    from google.cloud import storage
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
+    try:
+        yield storage.Client.create_anonymous_client().bucket(bucket)
+    finally:
+        server.stop()

@@ -1,0 +1,46 @@
+"""The Dataflow path, as far as it runs offline: the dry-run job of the real
+pipeline, built by run_dataflow.sh, and the package Dataflow would stage."""
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("ReadBackgrounds", "ReadForegrounds", "Compose/Cross", "Compose/Compose",
+          "EstimateDepth", "WriteSamples", "WriteTables", "WriteTFRecords", "Stats",
+          "Normalization", "WriteManifest")
+
+
+def test_dry_run_builds_the_whole_gpu_job(tmp_path):
+    job_file = tmp_path / "job.json"
+    result = subprocess.run(
+        ["bash", "run_dataflow.sh", "--dry_run", "--gpu", "--version", "v20261125",
+         "--output", str(tmp_path / "out"), "--job_file", str(job_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(job_file) in result.stdout
+    job = json.loads(job_file.read_text())
+    assert job["name"] == "fgbg-build-v20261125" and job["type"] == "JOB_TYPE_BATCH"
+    pool = job["environment"]["workerPools"][0]
+    assert pool["machineType"] == "n1-standard-8"
+    assert "nvidia-tesla-t4" in json.dumps(job["environment"])
+    transforms = json.loads(Path(f"{job_file}.pipeline.json").read_text())["components"][
+        "transforms"]
+    names = {transform["uniqueName"] for transform in transforms.values()}
+    for stage in STAGES:
+        assert any(name == stage or name.startswith(stage + "/") for name in names), stage
+    assert any("RunInference" in name for name in names)
+
+
+def test_the_staged_package_holds_pipeline_and_transforms(tmp_path):
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+                   cwd=REPO, check=True, capture_output=True)
+    (archive,) = tmp_path.glob("fgbg-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {Path(*Path(name).parts[1:]).as_posix() for name in tar.getnames()}
+    for module in ("setup.py", "pipeline/build.py", "pipeline/options.py",
+                   "transforms/compositing.py", "transforms/depth.py",
+                   "transforms/densedepth.py", "transforms/normalize.py"):
+        assert module in names, module

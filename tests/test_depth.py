@@ -1,0 +1,209 @@
+"""The depth stage: EstimateDepth on Composites through RunInference.
+
+A tiny Keras model file with DenseDepth's contract makes the outputs exact and
+fast to check; one case runs the full architecture (untrained) on two tiny
+images.
+"""
+import dataclasses
+import io
+import subprocess
+import sys
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+from PIL import Image
+
+from tests.depth_fixtures import (
+    make_composite,
+    random_overlays,
+    tiny_depth_model,
+    tiny_raw_reference,
+)
+from transforms import densedepth as dd
+from transforms.depth import (
+    DEPTH_FILE_EXTENSION,
+    DEPTH_METRICS_NAMESPACE,
+    ENCODED_COUNTER,
+    DepthConfig,
+    EstimateDepth,
+    depth_maps,
+)
+
+SIZE = 64  # composites and network input: no resize, so outputs are exact
+
+
+def _config(**overrides) -> DepthConfig:
+    values = dict(
+        model="untrained", weights=None, seed=0, batch_size=2, min_batch_size=2,
+        target_batch_duration_s=10.0, input_size=(SIZE, SIZE), encoding="metric",
+        jpeg_quality=85, out_size=(SIZE // 2, SIZE // 2),
+    )
+    values.update(overrides)
+    return DepthConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny") / "tiny.h5")
+    tiny_depth_model().save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def composites():
+    return [make_composite(n, image) for n, image in enumerate(random_overlays(5, SIZE, seed=11), start=1)]
+
+
+def _run(config: DepthConfig, composites, check):
+    """Run EstimateDepth with `check(outputs)` as the assert_that matcher."""
+    pipeline = TestPipeline(runner="FnApiRunner")
+    out = pipeline | beam.Create(composites, reshuffle=False) | EstimateDepth(config)
+    assert_that(out, check)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def _metric(result, name):
+    query = result.metrics().query(MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name(name))
+    return (query["counters"] + query["distributions"])[0].committed
+
+
+def _by_sample(outputs, inputs):
+    """{sample_id: output}, after checking every input came out exactly once."""
+    ids = [c.placement.sample_id for c in outputs]
+    assert sorted(ids) == sorted(c.placement.sample_id for c in inputs), ids
+    return {c.placement.sample_id: c for c in outputs}
+
+
+def _tiny_expected_depth(composite) -> np.ndarray:
+    raw = tiny_raw_reference(composite.overlay[None].astype(np.float64) / 255.0)[0]
+    return (np.clip(1000.0 / raw, 10, 1000) / 1000.0).astype(np.float32)
+
+
+def _grey(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "JPEG" and image.mode == "L"
+        return np.asarray(image, np.float32)
+
+
+def test_metric_depth_is_attached_to_each_composite(tiny_model_file, composites):
+    def check(outputs):
+        results = _by_sample(outputs, composites)
+        for composite in composites:
+            out = results[composite.placement.sample_id]
+            assert dataclasses.replace(out, depth=None, overlay=None) == dataclasses.replace(composite, overlay=None)
+            np.testing.assert_array_equal(out.overlay, composite.overlay)
+            metres = dd.decode_metric(out.depth)
+            assert metres.shape == (SIZE // 2, SIZE // 2)
+            np.testing.assert_allclose(metres, _tiny_expected_depth(composite) * 10, atol=0.0011)
+
+    result = _run(_config(model=tiny_model_file), composites, check)
+    assert _metric(result, "num_inferences") == 5
+    assert _metric(result, ENCODED_COUNTER) == 5
+    batch_sizes = _metric(result, "inference_request_batch_size")
+    assert batch_sizes.max <= 2 and batch_sizes.count >= 3
+    assert _metric(result, "inference_batch_latency_micro_secs").count == batch_sizes.count
+    assert _metric(result, "load_model_latency_milli_secs").count >= 1
+
+
+def test_minmax_depth_matches_the_original_encoding(tiny_model_file, composites):
+    inputs = composites[:3]
+    expected = {
+        c.placement.sample_id: _grey(dd.encode_minmax(_tiny_expected_depth(c), (48, 40), 85)) for c in inputs
+    }
+
+    def check(outputs):
+        for sample_id, out in _by_sample(outputs, inputs).items():
+            grey = _grey(out.depth)
+            assert grey.shape == (40, 48)
+            assert np.abs(grey - expected[sample_id]).max() <= 2
+
+    _run(_config(model=tiny_model_file, encoding="minmax", out_size=(48, 40)), inputs, check)
+
+
+def test_full_architecture_on_two_images():
+    """The real (untrained) DenseDepth through the stage, checked against a
+    direct forward pass of the same seeded model."""
+    images = random_overlays(2, SIZE, seed=5)
+    inputs = [make_composite(n, image) for n, image in enumerate(images, start=1)]
+    config = _config(model="untrained", seed=42, encoding="minmax", out_size=(48, 48))
+    raw = dd.build_densedepth(seed=42).predict_on_batch(dd.preprocess(np.stack(images), config.input_size))
+    expected = {
+        c.placement.sample_id: _grey(dd.encode_minmax(depth, (48, 48), 85))
+        for c, depth in zip(inputs, dd.postprocess(raw)[..., 0])
+    }
+
+    def check(outputs):
+        for sample_id, out in _by_sample(outputs, inputs).items():
+            grey = _grey(out.depth)
+            assert grey.shape == (48, 48) and grey.std() > 0
+            assert np.abs(grey - expected[sample_id]).max() <= 3
+
+    result = _run(config, inputs, check)
+    assert _metric(result, "num_inferences") == 2
+
+
+def test_a_failing_model_fails_the_pipeline(tmp_path, composites):
+    """Non-finite depth fails loudly; no sample is silently dropped."""
+    path = str(tmp_path / "nan.h5")
+    tiny_depth_model(bias=float("nan")).save(path)
+    with pytest.raises(Exception, match="non-finite values for 2 of 2 images"):
+        _run(_config(model=path), composites[:2], lambda outputs: None)
+
+
+def test_depth_maps_checks_shape_and_values():
+    np.testing.assert_array_equal(depth_maps(np.ones((2, 3, 4, 1), np.float32), 2), np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        depth_maps(np.ones((2, 3, 4, 2), np.float32), 2)
+    with pytest.raises(ValueError, match="shape"):
+        depth_maps(np.ones((1, 3, 4), np.float32), 2)
+    bad = np.ones((3, 2, 2), np.float32)
+    bad[1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="1 of 3"):
+        depth_maps(bad, 3)
+
+
+def test_file_extensions_match_the_encodings():
+    depth = np.full((4, 4), 0.5, np.float32)
+    formats = {
+        "minmax": Image.open(io.BytesIO(dd.encode_minmax(depth, (4, 4), 85))).format,
+        "metric": Image.open(io.BytesIO(dd.encode_metric(depth, (4, 4)))).format,
+    }
+    assert DEPTH_FILE_EXTENSION == {"minmax": "jpg", "metric": "png"}
+    assert formats == {"minmax": "JPEG", "metric": "PNG"}
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(encoding="png"), "encoding"),
+        (dict(min_batch_size=3, batch_size=2), "batch size"),
+        (dict(min_batch_size=0), "batch size"),
+        (dict(target_batch_duration_s=0), "duration"),
+        (dict(jpeg_quality=0), "quality"),
+        (dict(out_size=(0, 224)), "output size"),
+        (dict(model="densedepth"), "ialhashim/DenseDepth"),
+        (dict(model="untrained", weights="nyu.h5"), "densedepth only"),
+    ],
+)
+def test_config_is_validated(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**overrides)
+
+
+def test_stage_refuses_none_and_bad_input_sizes():
+    with pytest.raises(ValueError, match="none"):
+        EstimateDepth(_config(model="none"))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        EstimateDepth(_config(input_size=(640, 470)))
+
+
+def test_importing_the_stage_does_not_import_tensorflow():
+    code = "import sys, transforms.depth; print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

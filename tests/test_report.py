@@ -1,0 +1,292 @@
+"""The dataset report: rendering functions, real builds, gs://, and a real browser."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import build
+from pipeline import report as report_cli
+from tests.conftest import make_inputs, small_build_args
+from transforms import layout, report
+from transforms.writers import natural_key
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_TIMEOUT_S = 60
+# Unescaped, this name would add an <img> to the page, which the browser test counts.
+HOSTILE_NAME = '<img src=x alt=injected> & "q".jpg'
+HOSTILE_ESCAPED = "&lt;img src=x alt=injected&gt; &amp; &quot;q&quot;.jpg"
+VIRIDIS_RAMP = report.colormap(np.linspace(0, 1, 256)).astype(int)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A real composites-only build with one rejected input whose name is HTML."""
+    root = tmp_path_factory.mktemp("report")
+    inputs = make_inputs(root / "inputs", backgrounds=3, foregrounds=2)
+    (root / "inputs" / "bg" / HOSTILE_NAME).write_bytes(b"not an image")
+    output = root / "out"
+    build.run(small_build_args(inputs, output, "--seed=7"))
+    report.write_report(str(output))
+    return output
+
+
+@pytest.fixture(scope="module")
+def depth_dataset(tmp_path_factory) -> Path:
+    """A real two-sample build with the untrained depth model (a warned build)."""
+    root = tmp_path_factory.mktemp("report-depth")
+    inputs = make_inputs(root / "inputs", backgrounds=2, foregrounds=1)
+    output = root / "out"
+    build.run(small_build_args(inputs, output, "--depth_model=untrained",
+                               "--depth_input_size=64x64", "--scales=1.0",
+                               "--placements_per_scale=1", "--no_mirror"))
+    report.write_report(str(output))
+    return output
+
+
+def html_of(root: Path) -> str:
+    return (root / layout.REPORT_HTML).read_text(encoding="utf-8")
+
+
+def grid_column(pixels: np.ndarray, index: int) -> np.ndarray:
+    """One of samples.png's four columns (the depth column without its bar)."""
+    left = report.MARGIN + index * (report.TILE + report.GAP)
+    top = report.MARGIN + report.HEADER_HEIGHT
+    return pixels[top:, left:left + report.TILE]
+
+
+# --------------------------------------------------------------------------- pure functions
+
+def test_choose_samples_is_seeded_stable_and_in_id_order():
+    samples = [{"id": f"bg{i % 5}/fg_{i % 3}/{i}"} for i in range(40)]
+    first = report.choose_samples(samples, seed=3, count=8)
+    assert first == report.choose_samples(list(reversed(samples)), seed=3, count=8)
+    assert [r["id"] for r in first] != [r["id"] for r in samples[:8]]
+    assert first != report.choose_samples(samples, seed=4, count=8)
+    keys = [natural_key(r["id"]) for r in first]
+    assert keys == sorted(keys) and len(first) == 8
+    assert len(report.choose_samples(samples, seed=3, count=100)) == 40
+
+
+def test_colormap_runs_from_purple_to_yellow_getting_brighter():
+    ends = report.colormap(np.array([0.0, 1.0, -1.0, 2.0]))
+    assert ends.tolist() == [[68, 1, 84], [253, 231, 37], [68, 1, 84], [253, 231, 37]]
+    steps = report.colormap(np.linspace(0, 1, 32)).astype(float)
+    luminance = steps @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(luminance) > 0)
+    assert report.colormap(np.zeros((3, 5))).shape == (3, 5, 3)
+
+
+def test_depth_levels_label_minmax_near_far_and_metric_in_metres():
+    levels, low, high = report.depth_levels(np.array([[0, 51], [255, 255]], np.uint8), "minmax")
+    assert (low, high) == ("near", "far")
+    np.testing.assert_allclose(levels, [[0.0, 0.2], [1.0, 1.0]])
+    metric = np.array([[1500, 2000], [3500, 2500]], np.uint16)
+    levels, low, high = report.depth_levels(metric, "metric")
+    assert (low, high) == ("1.50 m", "3.50 m")
+    np.testing.assert_allclose(levels, [[0.0, 0.25], [1.0, 0.5]])
+    flat, _, _ = report.depth_levels(np.full((2, 2), 700, np.uint16), "metric")
+    assert not flat.any()
+
+
+def test_depth_tile_and_colour_bar_use_the_colour_map():
+    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1))
+    tile, low, high = report.depth_tile(Image.fromarray(ramp), "minmax", tile=32)
+    pixels = np.asarray(tile).astype(int)
+    assert (low, high) == ("near", "far") and tile.size == (32, 32)
+    assert np.abs(pixels[16, 0] - [68, 1, 84]).max() <= 12
+    assert np.abs(pixels[16, -1] - [253, 231, 37]).max() <= 12
+    bar = np.asarray(report.colour_bar(100, "near", "far")).astype(int)
+    assert bar[0, 0].tolist() == [253, 231, 37] and bar[-1, 0].tolist() == [68, 1, 84]
+
+
+def test_outline_is_drawn_on_the_mask_boundary_only():
+    overlay = Image.new("RGB", (40, 40), (10, 120, 10))
+    mask = Image.new("L", (40, 40), 0)
+    mask.paste(255, (10, 10, 30, 30))  # at tile size 80: the square 20..59
+    outlined = np.asarray(report.outline_mask(overlay, mask, tile=80))
+    is_outline = np.all(outlined == report.OUTLINE_RGB, axis=-1)
+    ys, xs = np.nonzero(is_outline)
+    to_edge = np.minimum(np.minimum(abs(xs - 20), abs(xs - 59)),
+                         np.minimum(abs(ys - 20), abs(ys - 59)))
+    assert is_outline.sum() > 4 * 40 and to_edge.max() <= 1
+    assert outlined[5, 5].tolist() == [10, 120, 10]  # outside: untouched
+    assert not is_outline[40, 40] and outlined[40, 40].tolist() != [10, 120, 10]  # tinted
+
+
+def test_histogram_svg_bars_are_proportional_and_labels_escaped():
+    svg = report.histogram_svg([0.1, 0.1, 0.1, 0.9], 0, 1, "a < b & c", bins=2)
+    bar = r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"'
+    heights = [float(height) for height in re.findall(bar, svg)]
+    assert len(heights) == 2 and heights[0] == pytest.approx(3 * heights[1], rel=0.01)
+    assert "a &lt; b &amp; c" in svg and "a < b" not in svg
+
+
+# --------------------------------------------------------------------------- real builds
+
+def test_report_is_self_contained_and_escapes_input_names(dataset):
+    page = html_of(dataset)
+    assert "<link" not in page
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    sources = [part.split('"', 1)[0] for part in page.split(' src="')[1:]]
+    assert len(sources) == 3 and all(src.startswith("data:image/") for src in sources)
+    assert HOSTILE_NAME not in page and HOSTILE_ESCAPED in page
+    for table_id in ("stats-table", "splits-table", "timings-table", "counters-table",
+                     "rejects-table", "options-table", "versions-table", "depth-table"):
+        assert f'id="{table_id}"' in page
+    assert 'id="depth-warning"' not in page and "no depth in this build" in page
+
+
+def test_samples_png_has_the_grid_layout_and_outline_column(dataset):
+    grid = Image.open(dataset / layout.SAMPLES_PNG)
+    assert grid.size == report.grid_size(report.DEFAULT_ROWS, depth=False)
+    pixels = np.asarray(grid.convert("RGB"))
+    outline = [int(np.all(grid_column(pixels, i) == report.OUTLINE_RGB, axis=-1).sum())
+               for i in range(3)]
+    assert outline[0] == outline[1] == 0 and outline[2] > 100
+
+
+def test_rebuilding_through_the_cli_is_byte_identical(dataset, capsys):
+    names = (layout.REPORT_HTML, layout.SAMPLES_PNG)
+    before = {name: (dataset / name).read_bytes() for name in names}
+    assert report_cli.main([str(dataset) + "/"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert {name: (dataset / name).read_bytes() for name in names} == before
+    assert report_cli.main([str(dataset), "--rows", "2"]) == 0
+    assert Image.open(dataset / layout.SAMPLES_PNG).size == report.grid_size(2, depth=False)
+    assert report_cli.main([str(dataset)]) == 0
+    assert (dataset / layout.SAMPLES_PNG).read_bytes() == before[layout.SAMPLES_PNG]
+
+
+def test_cli_refuses_what_is_not_a_dataset(tmp_path, capsys):
+    assert report_cli.main([str(tmp_path)]) == 2
+    assert "manifest.json not found" in capsys.readouterr().err
+    assert report_cli.main([str(tmp_path), "--rows", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        report_cli.main(["--help"])
+    assert exit_info.value.code == 0 and "OUTPUT" in capsys.readouterr().out
+
+
+def test_report_of_a_gcs_dataset(dataset, monkeypatch):
+    from tests.depth_fixtures import gcs_emulator
+
+    with gcs_emulator(monkeypatch, "reports") as bucket:
+        for path in dataset.rglob("*"):
+            if path.is_file() and path.name not in (layout.REPORT_HTML, layout.SAMPLES_PNG):
+                bucket.blob(f"ds/{path.relative_to(dataset)}").upload_from_filename(str(path))
+        assert report_cli.main(["gs://reports/ds"]) == 0
+        samples = bucket.blob(f"ds/{layout.SAMPLES_PNG}").download_as_bytes()
+        page = bucket.blob(f"ds/{layout.REPORT_HTML}").download_as_bytes().decode()
+    assert samples == (dataset / layout.SAMPLES_PNG).read_bytes()
+    assert "gs://reports/ds" in page and 'id="stats-table"' in page
+
+
+def test_untrained_depth_is_colour_mapped_and_warned_about(depth_dataset):
+    grid = np.asarray(Image.open(depth_dataset / layout.SAMPLES_PNG).convert("RGB")).astype(int)
+    assert grid.shape[:2][::-1] == report.grid_size(2, depth=True)
+    depth = grid_column(grid, 3)[:report.TILE].reshape(-1, 1, 3)
+    off_ramp = np.abs(depth - VIRIDIS_RAMP[None]).sum(axis=-1).min(axis=1)
+    assert np.percentile(off_ramp, 95) <= 12  # every depth pixel is a colour-map colour
+    page = html_of(depth_dataset)
+    assert 'id="depth-warning"' in page and "RANDOM weights" in page
+    assert "no depth" not in page and page.count(' src="data:image/') == 4
+
+
+# --------------------------------------------------------------------------- browser
+
+class DomSummary(HTMLParser):
+    """What the browser's DOM says: <body> attributes, rows per table id, text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body: Dict[str, Optional[str]] = {}
+        self.table_rows: Dict[str, int] = {}
+        self.text: List[str] = []
+        self._table: Optional[str] = None
+
+    def handle_starttag(self, tag: str, attrs: List[Tuple[str, Optional[str]]]) -> None:
+        if tag == "body":
+            self.body = dict(attrs)
+        elif tag == "table":
+            self._table = dict(attrs).get("id")
+            self.table_rows[self._table] = 0
+        elif tag == "tr" and self._table:
+            self.table_rows[self._table] += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def chromium() -> str:
+    """Chromium's path, installing it if it is missing; skipped only outside CI."""
+    if not os.path.exists(CHROMIUM):
+        subprocess.run(["bash", str(REPO / "scripts" / "install_chromium.sh")],
+                       capture_output=True, timeout=600, check=False)
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    message = (f"{CHROMIUM} is missing and scripts/install_chromium.sh could not install it "
+               "(it needs apt-get and root or sudo)")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run_chromium(page: Path, work: Path, *mode: str) -> str:
+    """Runs headless chromium on a local page with a fresh profile; returns stdout."""
+    profile = work / f"profile-{len(list(work.glob('profile-*')))}"
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+               "--window-size=1280,2000", *mode, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S,
+                          check=True).stdout
+
+
+def render(root: Path, work: Path) -> Tuple[DomSummary, np.ndarray]:
+    """The report's DOM after load (scripts run) and its 1280x2000 screenshot."""
+    page = root / layout.REPORT_HTML
+    dom = DomSummary()
+    dom.feed(run_chromium(page, work, "--virtual-time-budget=5000", "--dump-dom"))
+    screenshot = work / "report.png"
+    run_chromium(page, work, f"--screenshot={screenshot}")
+    return dom, np.asarray(Image.open(screenshot).convert("RGB"))
+
+
+def colour_pixels(image: np.ndarray, rgb: Tuple[int, int, int], tolerance: int = 6) -> int:
+    return int(np.all(np.abs(image.astype(int) - rgb) <= tolerance, axis=-1).sum())
+
+
+def test_report_renders_in_a_real_browser(dataset, tmp_path):
+    dom, pixels = render(dataset, tmp_path)
+    assert dom.body.get("data-images-total") == "3"
+    assert dom.body.get("data-images-ok") == "3"  # the grid and two histograms decoded
+    stats = report.load_dataset(str(dataset)).stats
+    channels = sum(len(stats[kind]["mean"]) for kind in report.KINDS if kind in stats)
+    assert dom.table_rows["stats-table"] == 1 + channels
+    assert dom.table_rows["rejects-table"] == 2 and HOSTILE_NAME in "".join(dom.text)
+    assert dom.table_rows["splits-table"] >= 3 and dom.table_rows["options-table"] > 20
+
+    assert pixels.shape == (2000, 1280, 3) and pixels.std() > 20
+    assert colour_pixels(pixels, report.OUTLINE_RGB) > 200  # the samples grid is drawn
+    assert colour_pixels(pixels, report.ACCENT_RGB) > 2000  # cards and histogram bars
+    assert colour_pixels(pixels, report.BANNER_RGB) == 0  # no warning, no banner
+
+
+def test_untrained_depth_report_shows_its_red_banner_in_the_browser(depth_dataset, tmp_path):
+    dom, pixels = render(depth_dataset, tmp_path)
+    assert dom.body.get("data-images-ok") == dom.body.get("data-images-total") == "4"
+    assert colour_pixels(pixels, report.BANNER_RGB) > 20_000  # the banner spans the page

@@ -1,0 +1,227 @@
+"""Depth stage: a depth map for every composite, through Beam's RunInference.
+
+`EstimateDepth` takes Composites and returns them with `.depth` set to the
+encoded depth image. Each composite is its own key through a KeyedModelHandler,
+so the depth comes back attached to its sample with no GroupByKey: the stage
+streams, batch by batch, and never holds more than a batch of samples.
+
+The model is loaded once per worker process (RunInference's shared model,
+loaded in the DoFn's setup) and called on batches sized by BatchElements.
+Failures are loud: a batch that raises, or a model that returns non-finite or
+misshapen output, fails the bundle (Beam retries it, then fails the job). No
+dead-letter output: a sample without depth would break the dataset's
+four-column CSV contract, and a half-depth dataset is worse than a failed run.
+
+TensorFlow is imported only when the stage is constructed or run (through
+`transforms.densedepth`), so composites-only builds never load it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
+
+from transforms.types import Composite
+
+# The file suffix the writer gives each depth encoding.
+DEPTH_FILE_EXTENSION: Dict[str, str] = {"minmax": "jpg", "metric": "png"}
+
+# Beam metrics of this stage: RunInference's own (num_inferences,
+# inference_batch_latency_micro_secs, load_model_latency_milli_secs,
+# model_byte_size, inference_request_batch_size, failed_batches_counter) and
+# ENCODED_COUNTER.
+DEPTH_METRICS_NAMESPACE = "fgbg_depth"
+ENCODED_COUNTER = "depth_maps_encoded"
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthConfig:
+    """Everything the depth stage needs; defaults live in the pipeline options.
+
+    model: "densedepth", "untrained", "none" or a model path (local/gs://).
+    weights: the published nyu.h5 for model "densedepth".
+    seed: the untrained model's weight seed.
+    batch_size, min_batch_size: BatchElements' max and min batch size.
+    target_batch_duration_s: BatchElements' target time per batch, which
+        bounds the batch size it grows to between the two sizes. (Its
+        max_batch_duration_secs is not exposed: setting it switches to a
+        stateful implementation that routes every element through one key.)
+    input_size: (W, H) the composite is resized to for the network.
+    encoding: "minmax" (the original) or "metric" (16-bit PNG, millimetres).
+    jpeg_quality: quality of "minmax" JPEGs.
+    out_size: (W, H) of the stored depth image (the dataset size).
+    """
+
+    model: str
+    weights: Optional[str]
+    seed: int
+    batch_size: int
+    min_batch_size: int
+    target_batch_duration_s: float
+    input_size: Tuple[int, int]
+    encoding: str
+    jpeg_quality: int
+    out_size: Tuple[int, int]
+
+    def __post_init__(self):
+        if self.model == "densedepth" and not self.weights:
+            from transforms.densedepth import MISSING_WEIGHTS_MESSAGE
+
+            raise ValueError(MISSING_WEIGHTS_MESSAGE)
+        if self.model != "densedepth" and self.weights:
+            raise ValueError(
+                f"--depth_weights is for --depth_model densedepth only; "
+                f"--depth_model {self.model} would ignore it"
+            )
+        if self.encoding not in DEPTH_FILE_EXTENSION:
+            raise ValueError(
+                f"depth encoding must be one of {sorted(DEPTH_FILE_EXTENSION)}, "
+                f"got {self.encoding!r}"
+            )
+        if not 1 <= self.min_batch_size <= self.batch_size:
+            raise ValueError(
+                f"need 1 <= depth min batch size ({self.min_batch_size}) <= "
+                f"depth batch size ({self.batch_size})"
+            )
+        if self.target_batch_duration_s <= 0:
+            raise ValueError("depth target batch duration must be positive")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ValueError(f"JPEG quality must be in 1..95, got {self.jpeg_quality}")
+        if min(self.out_size) <= 0:
+            raise ValueError(f"depth output size must be positive, got {self.out_size}")
+
+
+class DepthModel:
+    """A loaded depth model and its traced forward pass.
+
+    A tf.function traced once per input shape: static shapes let TensorFlow
+    optimise the graph (about 10% faster on CPU than one fully dynamic
+    trace), and the shapes seen are few (full batches plus at most
+    batch_size - 1 partial ones at bundle ends). Safe to call from the
+    threads that share the model in a worker process.
+    """
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self.model = model
+        self._forward = tf.function(lambda images: model(images, training=False))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self._forward(images).numpy()
+
+
+class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, DepthModel]):
+    """A TensorFlow model handler for the depth model.
+
+    Beam's stock TF handler loads through `tf.keras.models.load_model` on the
+    URI, which cannot copy a gs:// file through FileSystems, build the
+    architecture and copy weights by name, or refuse unsafe model files; this
+    one delegates loading to `densedepth.load_depth_model`. Examples are the
+    composites' uint8 overlays; predictions are float32 depth maps in units of
+    10 m at the network's output resolution.
+    """
+
+    def __init__(self, config: DepthConfig):
+        super().__init__(
+            min_batch_size=config.min_batch_size, max_batch_size=config.batch_size
+        )
+        self._config = config
+
+    def load_model(self) -> DepthModel:
+        from transforms import densedepth
+
+        config = self._config
+        return DepthModel(densedepth.load_depth_model(config.model, config.weights, config.seed))
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model: DepthModel,
+        inference_args: Optional[Dict[str, Any]] = None,
+    ) -> Iterable[np.ndarray]:
+        from transforms import densedepth
+
+        inputs = np.stack([densedepth.preprocess(image, self._config.input_size) for image in batch])
+        return list(depth_maps(densedepth.postprocess(model.predict(inputs)), len(batch)))
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(image.nbytes for image in batch)
+
+    def batch_elements_kwargs(self) -> Dict[str, Any]:
+        return {
+            **super().batch_elements_kwargs(),
+            "target_batch_duration_secs": self._config.target_batch_duration_s,
+        }
+
+    def get_metrics_namespace(self) -> str:
+        return DEPTH_METRICS_NAMESPACE
+
+
+def depth_maps(depth: np.ndarray, batch_size: int) -> np.ndarray:
+    """(N, h, w) depth maps from the model's post-processed output, or fail.
+
+    Accepts (N, h, w, 1) or (N, h, w); anything else, or any non-finite value,
+    raises so the batch fails loudly instead of writing garbage.
+    """
+    if depth.ndim == 4 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 3 or depth.shape[0] != batch_size:
+        raise ValueError(
+            f"depth model returned shape {depth.shape} for a batch of "
+            f"{batch_size}; expected ({batch_size}, H, W, 1) or ({batch_size}, H, W)"
+        )
+    bad = int(np.count_nonzero(~np.isfinite(depth).reshape(batch_size, -1).all(axis=1)))
+    if bad:
+        raise ValueError(f"depth model returned non-finite values for {bad} of {batch_size} images")
+    return depth
+
+
+class EstimateDepth(beam.PTransform):
+    """PCollection[Composite] -> the same composites with `.depth` encoded."""
+
+    def __init__(self, config: DepthConfig):
+        super().__init__()
+        if config.model == "none":
+            raise ValueError("--depth_model none: leave the depth stage out of the pipeline")
+        from transforms import densedepth
+
+        densedepth.check_input_size(config.input_size)
+        self._config = config
+
+    def expand(self, composites):
+        handler = KeyedModelHandler(DepthModelHandler(self._config))
+        return (
+            composites
+            | "KeyByComposite" >> beam.Map(_keyed_by_composite)
+            | "RunInference" >> RunInference(handler, metrics_namespace=DEPTH_METRICS_NAMESPACE)
+            | "EncodeDepth" >> beam.ParDo(_EncodeDepthFn(self._config))
+        )
+
+
+def _keyed_by_composite(composite: Composite) -> Tuple[Composite, np.ndarray]:
+    """The composite is its own key, so its depth comes back attached to it."""
+    return composite, composite.overlay
+
+
+class _EncodeDepthFn(beam.DoFn):
+    """Encode each depth map as configured and attach it to its composite."""
+
+    def __init__(self, config: DepthConfig):
+        self._config = config
+        self._encoded = beam.metrics.Metrics.counter(DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER)
+
+    def process(self, keyed: Tuple[Composite, np.ndarray]) -> Iterator[Composite]:
+        from transforms import densedepth
+
+        composite, depth = keyed
+        config = self._config
+        if config.encoding == "minmax":
+            encoded = densedepth.encode_minmax(depth, config.out_size, config.jpeg_quality)
+        else:
+            encoded = densedepth.encode_metric(depth, config.out_size)
+        self._encoded.inc()
+        yield dataclasses.replace(composite, depth=encoded)
