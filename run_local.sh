@@ -15,6 +15,8 @@ weights="${FGBG_DEPTH_WEIGHTS:-models/nyu.h5}"
 if [ -f "$weights" ]; then
   depth=(--depth_model densedepth --depth_weights "$weights")
 else
+  # The untrained model's maps are meaningless at any size, so the demo spends
+  # less CPU on them: 320x256 input instead of the recipe's 640x480 (~4x faster).
   cat >&2 <<WARN
 ################################################################################
 WARNING: no DenseDepth weights at $weights. The demo's depth maps come from the
@@ -22,7 +24,7 @@ UNTRAINED architecture (seeded random weights): they are not real depth. Put
 the published nyu.h5 there (or set FGBG_DEPTH_WEIGHTS) for real depth maps.
 ################################################################################
 WARN
-  depth=(--depth_model untrained)
+  depth=(--depth_model untrained --depth_input_size 320x256)
 fi
 python -m pipeline.build \
   --bg 'demo/inputs/bg/*' --fg 'demo/inputs/fg/*' --fg_mask 'demo/inputs/fg_mask/*' \

@@ -5,9 +5,12 @@ The graph, as the data flows:
   backgrounds ─ read, check, resize ─ write bg/ ─┐
   foregrounds (+ masks) ─ read, check ─ side input ┴ cross ─ compose ─ [depth]
     ─ write overlay/mask/depth ─┬ label_data.csv, samples.csv
-                                ├ tfrecords/<split>-*
+                                ├ tfrecords/<split>-* ─ TFT analysis ─ transform/
                                 └ stats.json (exact pixel moments)
   rejects ─ rejects.csv;  everything ─ manifest.json (written last)
+
+After the run the launcher writes timings.json (from Beam metrics) and the
+report (report.html, samples.png).
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ from importlib import metadata
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions)
 
@@ -36,15 +39,15 @@ from pipeline.options import SAMPLE_SHAPING_OPTIONS, FgbgOptions
 from transforms import layout
 from transforms.compositing import RESUMED, ComposeSamples, EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
+from transforms.normalize import TRANSFORM_DIR, AnalyzeRecords
 from transforms.placements import PlacementConfig, parse_scales
 from transforms.progress import total_progress
 from transforms.records import match_files
 from transforms.report import write_report
 from transforms.resume import options_fingerprint
 from transforms.stats import ComputeStats, stats_document
-from transforms.timing import NAMESPACE
 from transforms.storage import read_file, remove_stale_temporaries, write_file
-from transforms.normalize import TRANSFORM_DIR, AnalyzeRecords
+from transforms.timing import NAMESPACE
 from transforms.writers import (EXAMPLES, MOMENTS, WriteBackgrounds, WriteRejects, WriteSamples,
                                 WriteTables, WriteTFRecords, json_bytes, remove_stale_shards,
                                 write_json)
@@ -474,6 +477,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help_parser().print_help()
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Beam logs every postponed (string) annotation it meets in our DoFns.
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(
+        logging.WARNING)
     try:
         manifest = run(argv)
     except UsageError as error:

@@ -6,7 +6,6 @@ from a seeded random-weight model of the exact architecture.
 """
 import io
 import json
-import os
 import shutil
 import zipfile
 
@@ -25,6 +24,8 @@ from tests.depth_fixtures import (
 from transforms import densedepth as dd
 
 import tf_keras  # after `transforms`, which selects Keras 2
+
+pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 
 SEED = 1234
 PROBE_SIZE = 64  # a full-architecture forward pass stays cheap at 64x64
@@ -49,10 +50,12 @@ def probe_output(seeded_model, probe):
 
 @pytest.fixture(scope="module")
 def published_h5(seeded_model, tmp_path_factory):
-    """The seeded model saved as nyu.h5 was: a full Keras 2 HDF5 model file."""
-    path = str(tmp_path_factory.mktemp("published") / "nyu.h5")
-    seeded_model.save(path, save_format="h5")
-    return path
+    """The seeded model saved as nyu.h5 was: a full Keras 2 HDF5 model file
+    (173 MB, removed afterwards rather than left in pytest's kept temp dirs)."""
+    path = tmp_path_factory.mktemp("published") / "nyu.h5"
+    seeded_model.save(str(path), save_format="h5")
+    yield str(path)
+    path.unlink()
 
 
 # ---------------------------------------------------------------------------
@@ -182,15 +185,18 @@ def _reshaped_layer(h5):
 @pytest.mark.parametrize("mutate,message", [(_renamed_layer, r"'conv3'"), (_reshaped_layer, r"(?i)conv3.*shape")])
 @pytest.mark.parametrize("load", ["copy_by_name", "load_model"])
 def test_mismatched_file_fails_naming_the_layer(published_h5, tmp_path, mutate, message, load):
-    path = str(tmp_path / "nyu.h5")
+    path = tmp_path / "nyu.h5"
     shutil.copyfile(published_h5, path)
     with h5py.File(path, "r+") as h5:
         mutate(h5)
-    with pytest.raises(dd.ModelLoadError, match=message):
-        if load == "copy_by_name":
-            dd.load_depth_model("densedepth", path, seed=0)
-        else:
-            dd.load_depth_model(path, None, seed=0)
+    try:
+        with pytest.raises(dd.ModelLoadError, match=message):
+            if load == "copy_by_name":
+                dd.load_depth_model("densedepth", str(path), seed=0)
+            else:
+                dd.load_depth_model(str(path), None, seed=0)
+    finally:
+        path.unlink()
 
 
 def test_missing_weights_say_where_the_file_comes_from():

@@ -33,6 +33,8 @@ from transforms.depth import (
     depth_maps,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
+
 SIZE = 64  # composites and network input: no resize, so outputs are exact
 
 

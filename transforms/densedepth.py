@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import h5py
 import numpy as np

@@ -98,10 +98,10 @@ class DepthModel:
     """A loaded depth model and its traced forward pass.
 
     A tf.function traced once per input shape: static shapes let TensorFlow
-    optimise the graph (about 10% faster on CPU than one fully dynamic
-    trace), and the shapes seen are few (full batches plus at most
-    batch_size - 1 partial ones at bundle ends). Safe to call from the
-    threads that share the model in a worker process.
+    specialise the graph (in a quick check on this CPU a single fully
+    dynamic trace was up to about 10% slower), and the shapes seen are few
+    (full batches plus at most batch_size - 1 partial ones at bundle ends).
+    Safe to call from the threads that share the model in a worker process.
     """
 
     def __init__(self, model):
