@@ -453,7 +453,7 @@ def summary(manifest: Dict[str, object], output: str) -> str:
     for reject in manifest["rejects"][:10]:
         lines.append(f"  reject: {reject['path']}: {reject['reason']}")
     if "warning" in manifest["depth"]:
-        lines.append(f"  WARNING: {manifest['depth']['warning']}")
+        lines.append(f"  {manifest['depth']['warning']}")
     return "\n".join(lines)
 
 
