@@ -1,9 +1,12 @@
 """Normalisation graph: tensorflow-transform over the records as written.
 
 The TFRecord writer hands every serialized record to this stage, in the
-same Beam graph, so analysing costs no second read of the shards. The
-analysis makes one full pass over the whole dataset (the same pixels as
-stats.json) and writes `transform/`: a TF graph that decodes a raw record and
+same Beam graph, so analysing costs no second read of the shards. Each
+record carries its background's and overlay's exact pixel moments (count,
+per-channel sums and sums of squares, as written by the pipeline), so the
+analysis sums small integer vectors instead of decoding every image again:
+the mean and std it bakes in are those of every pixel of the dataset, the
+numbers in stats.json. It writes `transform/`: a TF graph that decodes a raw record and
 outputs model-ready float tensors, with the dataset's per-channel mean/std
 baked in. Training code applies it with
 `tft.TFTransformOutput(path).transform_features_layer()`, so serving and
@@ -22,18 +25,24 @@ from typing import Callable, Dict
 
 import apache_beam as beam
 
-from transforms.records import decode_exact
+from transforms.records import decode_exact, moments_feature
 
 TRANSFORM_DIR = "transform"
 RAW_IMAGE_FEATURES = ("background", "overlay", "mask", "depth")
+# Kinds standardised per channel, and their channel counts.
+STANDARDISED = {"background": 3, "overlay": 3}
 
 
 def raw_feature_spec(with_depth: bool) -> Dict[str, object]:
-    """The record features the graph reads: the encoded images only."""
+    """The record features the graph reads: the encoded images and the
+    moments of the standardised kinds."""
     import tensorflow as tf
 
     names = RAW_IMAGE_FEATURES if with_depth else RAW_IMAGE_FEATURES[:3]
-    return {name: tf.io.FixedLenFeature([], tf.string) for name in names}
+    spec: Dict[str, object] = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
+    spec.update({moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * channels], tf.int64)
+                 for kind, channels in STANDARDISED.items()})
+    return spec
 
 
 def decode_batch(encoded, size: int, channels: int, dtype=None):
@@ -50,16 +59,18 @@ def decode_batch(encoded, size: int, channels: int, dtype=None):
         [size, size, channels], tf.float64))
 
 
-def standardize_channels(images):
-    """Per-channel (x - mean) / std with the mean and std analysed over every
-    pixel of the dataset (TFT reduces over the leading axis)."""
+def standardize_channels(images, moments):
+    """Per-channel (x - mean) / std, the mean and std analysed from the
+    records' pixel moments ([count, sums..., squares...] per image): TFT sums
+    them over the dataset, exactly, as int64."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
     channels = images.shape[-1]
-    pixels = tf.reshape(images, [-1, channels])
-    mean = tft.mean(pixels, reduce_instance_dims=False)
-    std = tf.sqrt(tft.var(pixels, reduce_instance_dims=False))
+    totals = tf.cast(tft.sum(moments, reduce_instance_dims=False), tf.float64)
+    count = totals[0]
+    mean = totals[1:1 + channels] / count
+    std = tf.sqrt(totals[1 + channels:] / count - mean * mean)
     return tf.cast((images - mean) / std, tf.float32)
 
 
@@ -70,11 +81,12 @@ def make_preprocessing_fn(size: int, depth_encoding: str, depth_scale: float) ->
     def preprocessing_fn(inputs):
         import tensorflow as tf
 
-        outputs = {
-            "background": standardize_channels(decode_batch(inputs["background"], size, 3)),
-            "overlay": standardize_channels(decode_batch(inputs["overlay"], size, 3)),
+        outputs = {kind: standardize_channels(decode_batch(inputs[kind], size, channels),
+                                              inputs[moments_feature(kind)])
+                   for kind, channels in STANDARDISED.items()}
+        outputs.update({
             "mask": tf.cast(decode_batch(inputs["mask"], size, 1) > 127, tf.float32),
-        }
+        })
         if depth_encoding == "minmax":
             outputs["depth"] = tf.cast(decode_batch(inputs["depth"], size, 1) / 255.0,
                                        tf.float32)

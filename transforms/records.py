@@ -12,6 +12,9 @@ FEATURE_SPEC documents the record layout:
 - mask (bytes): PNG (or JPEG with --mask_format jpg), 0/255 single channel
 - depth (bytes): JPEG (depth_encoding minmax), 16-bit PNG (metric) or empty
 - depth_encoding (bytes): 'minmax', 'metric' or 'none'
+- background_moments, overlay_moments (int64 x 7): the written image's pixel
+  count, per-channel sums and sums of squares (what transforms/normalize.py
+  analyses)
 """
 from __future__ import annotations
 
@@ -21,11 +24,12 @@ from typing import Dict, List
 import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.types import SampleRow
+from transforms.types import Moments, SampleRow
 
 _CRC_MASK_DELTA = 0xA282EAD8
 
 INT_FEATURES = ("number", "flip", "x", "y", "w", "h")
+MOMENT_KINDS = ("background", "overlay")
 BYTES_FEATURES = ("id", "bg", "fg", "split", "background", "overlay", "mask", "depth",
                   "depth_encoding")
 FLOAT_FEATURES = ("scale",)
@@ -43,17 +47,30 @@ def frame_record(data: bytes) -> bytes:
             + struct.pack("<I", masked_crc32c(data)))
 
 
+def moments_feature(kind: str) -> str:
+    return f"{kind}_moments"
+
+
+def flat_moments(moments: Moments) -> List[int]:
+    """[count, sums..., squares...]"""
+    count, sums, squares = moments
+    return [count, *sums, *squares]
+
+
 def feature_spec() -> Dict[str, object]:
     """The `tf.io.parse_single_example` spec of a record."""
     import tensorflow as tf
 
     spec: Dict[str, object] = {name: tf.io.FixedLenFeature([], tf.int64) for name in INT_FEATURES}
+    spec.update({moments_feature(kind): tf.io.FixedLenFeature([7], tf.int64)
+                 for kind in MOMENT_KINDS})
     spec.update({name: tf.io.FixedLenFeature([], tf.string) for name in BYTES_FEATURES})
     spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_FEATURES})
     return spec
 
 
-def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str) -> bytes:
+def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str,
+                   background_moments: Moments) -> bytes:
     """Serialized tf.train.Example of one written sample; `images` maps
     background, overlay, mask and depth to encoded bytes (b"" for no depth)."""
     from tensorflow.core.example import example_pb2, feature_pb2
@@ -80,6 +97,10 @@ def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str
     }
     features.update({kind: raw(images[kind])
                      for kind in ("background", "overlay", "mask", "depth")})
+    moments = {"background": background_moments, "overlay": row.moments["overlay"]}
+    features.update({moments_feature(kind): feature_pb2.Feature(
+        int64_list=feature_pb2.Int64List(value=flat_moments(moments[kind])))
+        for kind in MOMENT_KINDS})
     example = example_pb2.Example(features=feature_pb2.Features(feature=features))
     return example.SerializeToString(deterministic=True)
 

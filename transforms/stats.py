@@ -29,9 +29,33 @@ def pixel_moments(pixels: np.ndarray) -> Moments:
             tuple(int(v) for v in squares))
 
 
+# 8-bit multi-channel modes, whose moments come from Pillow's per-channel
+# histogram: exact, and several times cheaper than numpy's reductions over an
+# interleaved (H, W, 3) array. Single-channel images are cheaper in numpy.
+_HISTOGRAM_CHANNELS = {"RGB": 3, "RGBA": 4}
+_VALUES = np.arange(256, dtype=np.int64)
+_SQUARES = _VALUES * _VALUES
+
+
+def histogram_moments(histogram: List[int], pixels: int, channels: int) -> Moments:
+    """Moments from a per-channel 256-bin histogram (Pillow's layout)."""
+    counts = np.asarray(histogram, dtype=np.int64).reshape(channels, 256)
+    return (pixels, tuple(int(v) for v in counts @ _VALUES),
+            tuple(int(v) for v in counts @ _SQUARES))
+
+
 def encoded_moments(encoded: bytes) -> Moments:
-    """Moments of an image as written (decoded back from its bytes)."""
-    return pixel_moments(np.asarray(Image.open(io.BytesIO(encoded))))
+    """Moments of an image as written (decoded back from its bytes).
+
+    Identical to `pixel_moments(np.asarray(decoded))`; 8-bit colour images go
+    through the decoded image's histogram instead of a numpy copy.
+    """
+    image = Image.open(io.BytesIO(encoded))
+    channels = _HISTOGRAM_CHANNELS.get(image.mode)
+    if channels is None:
+        return pixel_moments(np.asarray(image))
+    width, height = image.size
+    return histogram_moments(image.histogram(), width * height, channels)
 
 
 def add_moments(a: Moments, b: Moments) -> Moments:

@@ -24,7 +24,7 @@ from transforms.records import frame_record, match_files, sample_example
 from transforms.seeding import stable_hash
 from transforms.stats import encoded_moments
 from transforms.timing import stage_timer, timed
-from transforms.types import Background, Composite, Reject, SampleRow
+from transforms.types import Background, Composite, Moments, Reject, SampleRow
 
 MOMENTS = "moments"
 EXAMPLES = "examples"
@@ -214,26 +214,55 @@ def render_csv(rows: Iterable[Sequence[object]], header: Sequence[str] = (),
     return buffer.getvalue().encode("utf-8")
 
 
-class _WriteTables(beam.DoFn):
-    def __init__(self, root: str, prefix: str):
-        self._root = root
+def split_counts(rows: Iterable[SampleRow]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for row in rows:
+        counts[row.split] = counts.get(row.split, 0) + 1
+    return counts
+
+
+class _RenderTablePart(beam.DoFn):
+    """The rows of one background (more exactly: of the backgrounds sharing a
+    natural sort key) -> their slices of both CSVs, rendered, and their
+    per-split counts. Both CSVs are sorted by background first, so the files
+    are these slices concatenated in key order."""
+
+    def __init__(self, prefix: str):
         self._prefix = prefix
 
-    def process(self, rows: List[SampleRow]) -> Iterator[Dict[str, int]]:
+    def process(self, keyed: Tuple[Tuple, Iterable[SampleRow]]) -> Iterator[Tuple]:
+        key, rows = keyed
         ordered = sorted(rows, key=row_order)
+        yield (key, split_counts(ordered),
+               render_csv(label_rows(ordered, self._prefix), delimiter=";", quote_all=True),
+               render_csv(sample_table_rows(ordered)))
+
+
+class _WriteTables(beam.DoFn):
+    def __init__(self, root: str):
+        self._root = root
+
+    def process(self, parts: List[Tuple]) -> Iterator[Dict[str, int]]:
+        ordered = sorted(parts, key=lambda part: part[0])
         write_file(layout.resolve(self._root, layout.LABEL_CSV),
-                   render_csv(label_rows(ordered, self._prefix), delimiter=";", quote_all=True))
+                   b"".join(part[2] for part in ordered))
         write_file(layout.resolve(self._root, layout.SAMPLES_CSV),
-                   render_csv(sample_table_rows(ordered), header=SAMPLE_COLUMNS))
+                   render_csv((), header=SAMPLE_COLUMNS) + b"".join(part[3] for part in ordered))
         counts: Dict[str, int] = {}
-        for row in ordered:
-            counts[row.split] = counts.get(row.split, 0) + 1
+        for part in ordered:
+            for split, count in part[1].items():
+                counts[split] = counts.get(split, 0) + count
         yield counts
 
 
 class WriteTables(beam.PTransform):
     """label_data.csv (the original's format) and samples.csv, sorted; outputs
-    the sample count per split."""
+    the sample count per split.
+
+    Rows are grouped per background and each group is rendered to CSV text
+    where it is grouped; only the rendered text (about 300 bytes a sample,
+    not the rows themselves) is gathered in one place to write the two files.
+    """
 
     def __init__(self, root: str, prefix: str):
         super().__init__()
@@ -242,8 +271,12 @@ class WriteTables(beam.PTransform):
 
     def expand(self, rows):
         return (rows
+                | "KeyByBackground" >> beam.Map(
+                    lambda row: (natural_key(row.placement.bg_stem), row))
+                | "GroupByBackground" >> beam.GroupByKey()
+                | "RenderParts" >> beam.ParDo(_RenderTablePart(self._prefix))
                 | "Gather" >> beam.combiners.ToList()
-                | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix)))
+                | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root)))
 
 
 def shard_count(records: int, records_per_shard: int) -> int:
@@ -257,7 +290,8 @@ def shard_of(row: SampleRow, num_shards: int) -> int:
 
 class _WriteShard(beam.DoFn):
     """Reads a shard's written files back and writes the shard in sample order,
-    so no stage holds image bytes of more than one shard at a time."""
+    so no stage holds image bytes of more than one shard at a time. Each
+    background is read and measured once per shard."""
 
     def __init__(self, root: str, depth_encoding: str):
         self._root = root
@@ -277,12 +311,18 @@ class _WriteShard(beam.DoFn):
         relative = layout.tfrecord_path(split, shard, num_shards)
         buffer = io.BytesIO()
         examples = []
+        backgrounds: Dict[str, Tuple[bytes, Moments]] = {}
         for row in sorted(rows, key=row_order):
-            images = {"background": row.bg_path, "overlay": row.overlay_path,
-                      "mask": row.mask_path, "depth": row.depth_path}
+            if row.bg_path not in backgrounds:
+                data = read_file(layout.resolve(self._root, row.bg_path))
+                backgrounds[row.bg_path] = data, encoded_moments(data)
+            background, background_moments = backgrounds[row.bg_path]
+            images = {"overlay": row.overlay_path, "mask": row.mask_path,
+                      "depth": row.depth_path}
             payload = {kind: read_file(layout.resolve(self._root, path)) if path else b""
                        for kind, path in images.items()}
-            example = sample_example(row, payload, self._depth_encoding)
+            payload["background"] = background
+            example = sample_example(row, payload, self._depth_encoding, background_moments)
             buffer.write(frame_record(example))
             examples.append(example)
         write_file(layout.resolve(self._root, relative), buffer.getvalue())

@@ -1,0 +1,248 @@
+"""Compositing throughput: the pipeline on all cores against the original's loop.
+
+In one invocation, on the same generated inputs (640x480 JPEG backgrounds,
+the demo's RGBA cut-outs, longest side 150; defaults: size 224, 4 scales x 5
+placements x mirror = 40 samples per pair, depth off):
+
+1. baseline: bench/baseline_notebook.py, the original notebook's single-process
+   PIL loop (resize, paste, overlay + mask JPEG q50 written), in a subprocess;
+2. pipeline: `python -m pipeline.build --depth_model none --no_tft` on the
+   FnApiRunner with every core (multi_processing), in a subprocess;
+3. fixed cost: the same pipeline on one pair (40 samples): start-up, graph
+   construction, worker launch and TensorFlow import, paid once per build;
+4. with --tft: the pipeline again with tensorflow-transform on (the default
+   build), to price TFT separately;
+5. the per-step profile of the pure functions (bench/profile_sample.py).
+
+Throughput is samples (overlay + mask encoded and written) per second of the
+whole command's wall time, start-up included. CPU is summed over the whole
+process tree; peak RSS is the peak of the tree's summed RSS (polled /proc).
+
+    python bench/bench_compositing.py --backgrounds 10 --foregrounds 10 --tft
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+
+STAGES = ("backgrounds", "compositing", "writing", "tfrecords")
+
+
+def run_baseline(globs: Dict[str, str], output: Path, stats_pass: bool = False) -> Dict:
+    if output.exists():
+        shutil.rmtree(output)
+    mask_dir = str(Path(globs["fg_mask"]).parent)
+    command = [sys.executable, "bench/baseline_notebook.py", "--bg", globs["bg"], "--fg",
+               globs["fg"], "--fg_mask", mask_dir, "--output", str(output)]
+    if stats_pass:
+        command.append("--stats_pass")
+    measured = common.run_measured(command, output.parent / f"{output.name}.log")
+    measured["samples"] = sum(1 for _ in output.glob("*/*/overlay/*.jpg"))
+    return measured
+
+
+def per_sample_ms(seconds: float, samples: int) -> float:
+    return 1000 * seconds / samples
+
+
+def marginal_ms(full: float, one: float, n_full: int, n_one: int) -> float:
+    """ms per extra sample between a one-pair build and the full build: the
+    fixed cost (start-up, worker launch, TensorFlow import) cancels out."""
+    return 1000 * (full - one) / (n_full - n_one)
+
+
+def analyse(baseline, pipeline, fixed, tft, profile, baseline_stats=None) -> Dict[str, object]:
+    samples, n_one = pipeline["samples"], fixed["samples"]
+    stage_cpu = pipeline["timings"]["cpu_s_by_stage"]
+    fixed_stage_cpu = fixed["timings"]["cpu_s_by_stage"]
+    marginal_cpu_ms = marginal_ms(pipeline["cpu_s"], fixed["cpu_s"], samples, n_one)
+    marginal_wall_ms = marginal_ms(pipeline["wall_s"], fixed["wall_s"], samples, n_one)
+    stages_ms = {stage: marginal_ms(stage_cpu.get(stage, 0.0), fixed_stage_cpu.get(stage, 0.0),
+                                    samples, n_one) for stage in STAGES}
+    result = {
+        "samples": samples,
+        "baseline_per_s": baseline["samples"] / baseline["wall_s"],
+        "pipeline_per_s": samples / pipeline["wall_s"],
+        "pipeline_marginal_per_s": 1000 / marginal_wall_ms,
+        "baseline_cpu_ms": per_sample_ms(baseline["cpu_s"], baseline["samples"]),
+        "pipeline_cpu_ms": per_sample_ms(pipeline["cpu_s"], samples),
+        "pipeline_variable_cpu_ms": marginal_cpu_ms,
+        "fixed_wall_s": fixed["wall_s"],
+        "fixed_cpu_s": fixed["cpu_s"],
+        "stages_ms": stages_ms,
+        "pure_ms": profile["total_ms"],
+        "beam_overhead_ms": marginal_cpu_ms - profile["total_ms"],
+    }
+    result["ratio"] = result["pipeline_per_s"] / result["baseline_per_s"]
+    if baseline_stats:
+        result["baseline_stats_per_s"] = baseline_stats["samples"] / baseline_stats["wall_s"]
+        result["ratio_vs_baseline_stats"] = (result["pipeline_per_s"]
+                                             / result["baseline_stats_per_s"])
+    result["marginal_ratio"] = result["pipeline_marginal_per_s"] / result["baseline_per_s"]
+    groups = profile["groups_ms"]
+    stats_ms = groups["stats (decode written overlay + mask, moments)"]
+    result["shares"] = {
+        "TFRecords (stage timer)": stages_ms["tfrecords"] / marginal_cpu_ms,
+        "stats (profiled moments cost)": stats_ms / marginal_cpu_ms,
+    }
+    if tft:
+        tft_cpu_ms = per_sample_ms(tft["cpu_s"] - pipeline["cpu_s"], samples)
+        result["tft"] = {
+            "per_s": samples / tft["wall_s"], "wall_s": tft["wall_s"],
+            "extra_wall_s": tft["wall_s"] - pipeline["wall_s"], "extra_cpu_ms": tft_cpu_ms,
+            "peak_rss_mb": tft["peak_rss_mb"],
+            "share_of_build_cpu": tft_cpu_ms / (marginal_cpu_ms + tft_cpu_ms)}
+    return result
+
+
+def markdown(runs: Dict[str, Dict], result: Dict[str, object], profile_md: str) -> str:
+    samples = result["samples"]
+    rows = []
+    for name, label in (("baseline", "baseline: notebook loop, 1 process"),
+                        ("baseline_stats", "baseline + the original's mean/std pass, 1 process"),
+                        ("before", "pipeline --no_tft, all cores, code before (--before)"),
+                        ("pipeline", "pipeline --no_tft, all cores"),
+                        ("tft", "pipeline with TFT (default build), all cores"),
+                        ("fixed", "pipeline, 1 pair (fixed cost)")):
+        run = runs.get(name)
+        if not run:
+            continue
+        count = run["samples"]
+        rows.append([label, count, f"{run['wall_s']:.1f}", f"{count / run['wall_s']:.0f}",
+                     f"{per_sample_ms(run['cpu_s'], count):.2f}", f"{run['peak_rss_mb']:.0f}",
+                     f"{run['others_cpu_s']:.1f}"])
+    text = [common.table(("run", "samples", "wall s", "samples/s", "CPU ms/sample",
+                          "peak RSS MB (tree)", "other jobs' CPU s meanwhile"), rows), ""]
+    if "before" in runs:
+        before = runs["before"]
+        text.append(f"Before -> after (same inputs, this invocation): "
+                    f"{samples / before['wall_s']:.0f} -> {result['pipeline_per_s']:.0f} "
+                    f"samples/s ({before['wall_s'] / runs['pipeline']['wall_s']:.2f}x), CPU "
+                    f"{per_sample_ms(before['cpu_s'], samples):.2f} -> "
+                    f"{result['pipeline_cpu_ms']:.2f} ms/sample; pipeline / baseline before: "
+                    f"{samples / before['wall_s'] / result['baseline_per_s']:.2f}x.")
+        text.append("")
+    text.append(f"**pipeline / baseline = {result['ratio']:.2f}x** (whole command, start-up "
+                f"included); marginal rate (full build minus the one-pair build: "
+                f"{result['pipeline_marginal_per_s']:.0f} samples/s) / baseline = "
+                f"**{result['marginal_ratio']:.2f}x**.")
+    if "ratio_vs_baseline_stats" in result:
+        text.append("")
+        text.append(f"Against the baseline plus the original's separate mean/std pass (the "
+                    f"pipeline makes exact stats in the same pass): "
+                    f"**{result['ratio_vs_baseline_stats']:.2f}x**.")
+    text.append("")
+    stage_rows = [[stage, f"{ms:.3f}", f"{100 * ms / result['pipeline_variable_cpu_ms']:.1f}%"]
+                  for stage, ms in result["stages_ms"].items()]
+    accounted = sum(result["stages_ms"].values())
+    stage_rows.append(["not in a stage timer (Beam runner + workers, shuffles, CSVs, stats "
+                       "combine)", f"{result['pipeline_variable_cpu_ms'] - accounted:.3f}",
+                       f"{100 * (1 - accounted / result['pipeline_variable_cpu_ms']):.1f}%"])
+    stage_rows.append(["**pipeline CPU per sample** (tree, marginal: fixed cost removed)",
+                       f"**{result['pipeline_variable_cpu_ms']:.3f}**", "100%"])
+    text.append(common.table(("stage (timings.json, Beam metrics; marginal)", "CPU ms/sample",
+                              "share"), stage_rows))
+    text.append("")
+    text.append(f"Pure functions (profile below) sum to {result['pure_ms']:.3f} ms/sample; "
+                f"Beam's own per-element overhead ~= {result['pipeline_variable_cpu_ms']:.3f} - "
+                f"{result['pure_ms']:.3f} = **{result['beam_overhead_ms']:.3f} ms/sample**. "
+                f"Fixed cost per build: {result['fixed_wall_s']:.1f} s wall, "
+                f"{result['fixed_cpu_s']:.1f} CPU s.")
+    text.append("")
+    shares = ", ".join(f"{name}: {100 * value:.1f}%" for name, value in result["shares"].items())
+    text.append(f"Shares of the pipeline's CPU per sample: {shares}.")
+    if "tft" in result:
+        tft = result["tft"]
+        text.append(f"TFT: +{tft['extra_wall_s']:.1f} s wall, +{tft['extra_cpu_ms']:.3f} CPU "
+                    f"ms/sample = {100 * tft['share_of_build_cpu']:.1f}% of the default "
+                    f"build's CPU; peak RSS {tft['peak_rss_mb']:.0f} MB.")
+    text += ["", profile_md]
+    return "\n".join(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--backgrounds", type=int, default=10)
+    parser.add_argument("--foregrounds", type=int, default=10)
+    parser.add_argument("--tft", action="store_true",
+                        help="also run the default build (TFT on) to price TFT")
+    parser.add_argument("--before", default=None, metavar="GIT_REF",
+                        help="also run the pipeline from this commit (e.g. HEAD) on the same "
+                             "inputs, for a before/after row")
+    parser.add_argument("--profile_backgrounds", type=int, default=2,
+                        help="backgrounds for the pure-function profile (all foregrounds)")
+    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--max_busy", type=float, default=0.3,
+                        help="wait until other jobs use fewer cores than this")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="rerun a measurement disturbed by other jobs up to this often")
+    parser.add_argument("--name", default="compositing", help="bench/results/<name>.md|json")
+    args = parser.parse_args(argv)
+
+    from bench import profile_sample  # imports TensorFlow's protobufs: after arg parsing
+
+    scratch = Path(args.workdir or tempfile.mkdtemp(prefix="fgbg-bench-"))
+    try:
+        globs = common.make_inputs(scratch / "inputs", args.backgrounds, args.foregrounds)
+        one = common.make_inputs(scratch / "one", 1, 1)
+        load = common.wait_for_quiet_cpu(args.max_busy)
+        runs: Dict[str, Dict] = {}
+        print("[bench] baseline", file=sys.stderr, flush=True)
+        quiet = dict(max_busy=args.max_busy, retries=args.retries)
+        runs["baseline"] = common.quietly(
+            lambda: run_baseline(globs, scratch / "baseline"), **quiet)
+        print("[bench] baseline + the original's stats pass", file=sys.stderr, flush=True)
+        runs["baseline_stats"] = common.quietly(
+            lambda: run_baseline(globs, scratch / "baseline_stats", stats_pass=True), **quiet)
+        print("[bench] pipeline --no_tft", file=sys.stderr, flush=True)
+        runs["pipeline"] = common.quietly(
+            lambda: common.run_pipeline(globs, scratch / "pipeline"), **quiet)
+        if args.before:
+            print(f"[bench] pipeline --no_tft from {args.before}", file=sys.stderr, flush=True)
+            tree = common.export_tree(args.before, scratch / "before_tree")
+            runs["before"] = common.quietly(
+                lambda: common.run_pipeline(globs, scratch / "before", tree=tree), **quiet)
+        print("[bench] pipeline, one pair", file=sys.stderr, flush=True)
+        runs["fixed"] = common.quietly(
+            lambda: common.run_pipeline(one, scratch / "fixed"), **quiet)
+        if args.tft:
+            print("[bench] pipeline with TFT", file=sys.stderr, flush=True)
+            runs["tft"] = common.quietly(
+                lambda: common.run_pipeline(globs, scratch / "tft", tft=True), **quiet)
+        print("[bench] pure-function profile", file=sys.stderr, flush=True)
+        common.wait_for_quiet_cpu(args.max_busy)
+        profile_globs = common.make_inputs(scratch / "profile_inputs", args.profile_backgrounds,
+                                           args.foregrounds)
+        profile = profile_sample.profile(profile_globs, scratch / "profile_out")
+        assert runs["baseline"]["samples"] == runs["pipeline"]["samples"], runs
+        result = analyse(runs["baseline"], runs["pipeline"], runs["fixed"], runs.get("tft"),
+                         profile, runs.get("baseline_stats"))
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(scratch, ignore_errors=True)
+    text = (common.header(["bench/bench_compositing.py", *(argv or sys.argv[1:])], load)
+            + f"\n\nInputs: {args.backgrounds} backgrounds (640x480 JPEG) x "
+            f"{args.foregrounds} foregrounds (RGBA, longest side 150) x 40 = "
+            f"{result['samples']} samples; size 224, depth off.\n\n"
+            + markdown(runs, result, profile_sample.markdown(profile)))
+    common.save(args.name, text, {"runs": runs, "result": result, "profile": profile,
+                                  "args": vars(args), "load_at_start": load,
+                                  "cores": os.cpu_count()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Shared bench helpers: input generation, the pipeline subprocess, the
+process-tree memory/CPU monitor, and markdown output.
+
+Not a test module: the `bench/*.py` scripts import it (run them from the
+repository root as `python bench/<name>.py`).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "demo" / "inputs"
+RESULTS = ROOT / "bench" / "results"
+BG_SIZE = (640, 480)  # the original's photos were ordinary camera-sized JPEGs
+BG_QUALITY = 90
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+
+def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:
+    """Photo-like inputs of the original's shape, under `folder`.
+
+    Backgrounds: `backgrounds` distinct 640x480 JPEGs (quality 90), made from
+    the six painted demo scenes (resized, then shifted and mirrored per index
+    so no two files are the same). Foregrounds: the five demo cut-outs (RGBA,
+    longest side 150) under new names, with their masks where the demo has
+    one. Returns the three globs `python -m pipeline.build` takes.
+    """
+    bg_dir, fg_dir, mask_dir = folder / "bg", folder / "fg", folder / "fg_mask"
+    for directory in (bg_dir, fg_dir, mask_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    scenes = [np.asarray(Image.open(path).convert("RGB").resize(BG_SIZE, Image.BICUBIC))
+              for path in sorted((DEMO / "bg").glob("*.jpg"))]
+    for index in range(backgrounds):
+        scene = scenes[index % len(scenes)]
+        shifted = np.roll(scene, shift=(7 * (index // len(scenes))) % BG_SIZE[0], axis=1)
+        if (index // len(scenes)) % 2:
+            shifted = shifted[:, ::-1]
+        Image.fromarray(np.ascontiguousarray(shifted)).save(
+            bg_dir / f"bg{index + 1}.jpg", quality=BG_QUALITY)
+    cutouts = sorted((DEMO / "fg").glob("*.png"))
+    for index in range(foregrounds):
+        source = cutouts[index % len(cutouts)]
+        name = f"fg_{index + 1}.png"
+        shutil.copyfile(source, fg_dir / name)
+        mask = DEMO / "fg_mask" / f"mask_{source.name}"
+        if mask.exists():
+            shutil.copyfile(mask, mask_dir / f"mask_{name}")
+    return {"bg": str(bg_dir / "*.jpg"), "fg": str(fg_dir / "*.png"),
+            "fg_mask": str(mask_dir / "*.png")}
+
+
+# --- process-tree monitor ---------------------------------------------------------------
+
+
+def _children_table() -> Dict[int, List[int]]:
+    table: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table.setdefault(int(fields[1]), []).append(int(entry))
+    return table
+
+
+def process_tree(root: int) -> List[int]:
+    table = _children_table()
+    tree, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        tree.append(pid)
+        stack.extend(table.get(pid, []))
+    return tree
+
+
+def _rss_and_cpu(pid: int):
+    """(resident bytes, user+system CPU seconds) of one process, or None."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            rss = int(handle.read().split()[1]) * PAGE
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return rss, (int(fields[11]) + int(fields[12])) / TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class TreeMonitor:
+    """Polls a process and all its descendants (psutil is not installed):
+    the peak of the summed RSS over the tree, and the largest single RSS."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1):
+        self._pid = pid
+        self._interval_s = interval_s
+        self.peak_rss = 0
+        self.peak_single_rss = 0
+        self.peak_root_rss = 0
+        self.max_processes = 0
+        self._cpu_by_pid: Dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "TreeMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds of every process seen, as last polled."""
+        return sum(self._cpu_by_pid.values())
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            samples = []
+            for pid in process_tree(self._pid):
+                sample = _rss_and_cpu(pid)
+                if sample:
+                    samples.append(sample)
+                    self._cpu_by_pid[pid] = sample[1]
+                    if pid == self._pid:
+                        self.peak_root_rss = max(self.peak_root_rss, sample[0])
+            if samples:
+                self.peak_rss = max(self.peak_rss, sum(s[0] for s in samples))
+                self.peak_single_rss = max(self.peak_single_rss, max(s[0] for s in samples))
+                self.max_processes = max(self.max_processes, len(samples))
+            self._stop.wait(self._interval_s)
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_measured(command: Sequence[str], log_path: Optional[Path] = None,
+                 env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[Path] = None) -> Dict[str, float]:
+    """Run a command to completion; wall s, CPU s of the whole tree (every
+    descendant is reaped by its parent, so RUSAGE_CHILDREN includes them),
+    peak summed RSS of the tree."""
+    cpu_before = children_cpu_s()
+    machine_before = machine_busy_s()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    start = time.perf_counter()
+    try:
+        process = subprocess.Popen(list(command), cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env=env)
+        with TreeMonitor(process.pid) as monitor:
+            code = process.wait()
+    finally:
+        if log_path:
+            log.close()
+    wall = time.perf_counter() - start
+    if code != 0:
+        tail = log_path.read_text()[-3000:] if log_path else ""
+        raise RuntimeError(f"{' '.join(command)} exited {code}\n{tail}")
+    cpu = children_cpu_s() - cpu_before
+    return {"wall_s": wall, "cpu_s": cpu,
+            # other jobs' CPU during the run: when it is not ~0 the run was disturbed
+            "others_cpu_s": max(0.0, machine_busy_s() - machine_before - cpu),
+            "peak_rss_mb": monitor.peak_rss / 2**20,
+            "peak_single_rss_mb": monitor.peak_single_rss / 2**20,
+            "peak_root_rss_mb": monitor.peak_root_rss / 2**20,
+            "processes": monitor.max_processes, "polled_cpu_s": monitor.cpu_s}
+
+
+# --- the pipeline -----------------------------------------------------------------------
+
+ALL_CORES = ("--runner", "FnApiRunner", "--direct_num_workers", "0",
+             "--direct_running_mode", "multi_processing")
+
+
+def pipeline_command(globs: Dict[str, str], output: Path, tft: bool = False,
+                     extra: Sequence[str] = ()) -> List[str]:
+    command = [sys.executable, "-m", "pipeline.build", "--bg", globs["bg"], "--fg", globs["fg"],
+               "--fg_mask", globs["fg_mask"], "--output", str(output), "--depth_model", "none",
+               "--no_resume", "--progress_interval_s", "60", *ALL_CORES]
+    if not tft:
+        command.append("--no_tft")
+    return command + list(extra)
+
+
+def export_tree(ref: str, folder: Path) -> Path:
+    """The repository's files at git `ref`, under `folder` (no git state changes)."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def run_pipeline(globs: Dict[str, str], output: Path, tft: bool = False,
+                 extra: Sequence[str] = (), tree: Optional[Path] = None) -> Dict[str, object]:
+    """One build in a fresh output folder; measurements plus timings.json.
+    `tree`: run another copy of the code (see export_tree) instead of this one."""
+    if output.exists():
+        shutil.rmtree(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    log = output.parent / f"{output.name}.log"
+    env = None
+    if tree is not None:
+        env = dict(os.environ, PYTHONPATH=str(tree))
+    measured = run_measured(pipeline_command(globs, output, tft, extra), log, env=env,
+                            cwd=tree)
+    timings = json.loads((output / "timings.json").read_text())
+    manifest = json.loads((output / "manifest.json").read_text())
+    measured.update(samples=manifest["counts"]["samples"], timings=timings,
+                    pipeline_wall_s=timings["wall_s"])
+    return measured
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (/proc/stat)."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:8]]
+    return (sum(values) - values[3] - values[4]) / TICKS  # less idle and iowait
+
+
+def busy_cores(window_s: float = 3.0) -> float:
+    """Cores' worth of CPU busy over the next `window_s`, machine-wide."""
+    before = machine_busy_s()
+    time.sleep(window_s)
+    return (machine_busy_s() - before) / window_s
+
+
+def wait_for_quiet_cpu(max_busy: float = 0.3, timeout_s: float = 1800.0) -> float:
+    """Wait until other jobs on this machine use less than `max_busy` cores
+    (measured over 3 s); returns the busy cores when measuring starts."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        busy = busy_cores()
+        if busy < max_busy or time.monotonic() > deadline:
+            return busy
+        print(f"[bench] waiting for a quiet CPU: {busy:.2f} cores busy >= {max_busy}",
+              file=sys.stderr, flush=True)
+        time.sleep(5)
+
+
+def quietly(measure: Callable[[], Dict], max_busy: float = 0.3, retries: int = 3,
+            tolerance: float = 0.05) -> Dict:
+    """Run `measure()` (returning a dict with cpu_s and others_cpu_s) when the
+    machine is quiet; when other jobs took more than `tolerance` of the CPU it
+    used meanwhile, try again (up to `retries` times) and keep the least
+    disturbed attempt. The result says how many attempts it took."""
+    best = None
+    for attempt in range(1, retries + 1):
+        wait_for_quiet_cpu(max_busy)
+        result = measure()
+        result["attempts"] = attempt
+        disturbed = result["others_cpu_s"] / max(result["cpu_s"], 1e-9)
+        if best is None or disturbed < best["others_cpu_s"] / max(best["cpu_s"], 1e-9):
+            best = result
+        if disturbed <= tolerance:
+            break
+        print(f"[bench] disturbed: other jobs used {result['others_cpu_s']:.1f} CPU s "
+              f"meanwhile; again", file=sys.stderr, flush=True)
+    return best
+
+
+def tree_size(folder: Path) -> Dict[str, int]:
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    return {"files": len(files), "bytes": sum(path.stat().st_size for path in files)}
+
+
+# --- reporting --------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    memory_gb = os.sysconf("SC_PHYS_PAGES") * PAGE / 2**30
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cores} cores ({cpu}), {memory_gb:.0f} GB RAM, no GPU, "
+            f"Python {platform.python_version()}")
+
+
+def header(argv: Sequence[str], load: Optional[float] = None) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"Command: `python {shlex.join(argv)}`  \nDate: {now}; machine: {machine()}"
+    return text + (f"; other jobs' CPU at start: {load:.2f} cores" if load is not None else "")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save(name: str, markdown: str, data: object) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(markdown + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(markdown)
+    print(f"\n[bench] wrote {RESULTS / (name + '.md')} and .json", file=sys.stderr)
