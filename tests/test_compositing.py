@@ -82,3 +82,13 @@ def test_compose_pair_overlay_and_mask_share_the_footprint():
         ys, xs = np.nonzero(mask)
         assert xs.min() >= p.x and xs.max() < p.x + p.w
         assert ys.min() >= p.y and ys.max() < p.y + p.h
+
+
+def test_alpha_composite_is_exactly_rounded_for_every_input():
+    """Every (fg, bg, alpha) byte triple gives round((fg*a + bg*(255-a)) / 255)."""
+    fg, bg = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))
+    for a in range(256):
+        rgba = np.dstack([fg, fg, fg, np.full_like(fg, a)])
+        out = alpha_composite(np.dstack([bg, bg, bg]), rgba, 0, 0)
+        expected = (fg.astype(np.int64) * a + bg.astype(np.int64) * (255 - a) + 127) // 255
+        assert np.array_equal(out[..., 0], expected), a
