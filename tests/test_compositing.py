@@ -7,6 +7,7 @@ from PIL import Image
 from transforms.compositing import (EncodingConfig, alpha_composite, compose_pair,
                                     encode_mask, place_mask, resize_cutout)
 from transforms.placements import PlacementConfig
+from transforms.stats import pixel_moments
 from transforms.types import Background, Foreground
 
 
@@ -77,6 +78,7 @@ def test_compose_pair_overlay_and_mask_share_the_footprint():
         footprint = np.zeros((32, 32), bool)
         footprint[p.y:p.y + p.h, p.x:p.x + p.w] = small_rgba[..., 3] >= 128
         assert np.array_equal(mask == 255, footprint)
+        assert composite.mask_moments == pixel_moments(mask)
         solid = footprint & (composite.overlay[..., 0] > 240)
         assert solid.sum() > 0 and np.all(mask[solid] == 255)
         ys, xs = np.nonzero(mask)

@@ -21,6 +21,7 @@ from PIL import Image
 from transforms.inputs import InputConfig, load_background
 from transforms.placements import PlacementConfig, pair_placements, scaled_size
 from transforms.resume import finished_rows, pair_key
+from transforms.stats import binary_moments
 from transforms.storage import read_file
 from transforms.timing import stage_timer, timed_items
 from transforms.types import Background, Composite, Foreground
@@ -121,9 +122,12 @@ def compose_pair(background: Background, image: np.ndarray, foreground: Foregrou
         rgba, mask = cutouts[variant]
         overlay = alpha_composite(image, rgba, placement.x, placement.y)
         full_mask = place_mask(mask, placement.x, placement.y, placement_config.size)
+        lossless = encoding.mask_format == "png"
         yield Composite(placement=placement, split=background.split, overlay=overlay,
                         overlay_encoded=encode_jpeg(overlay, encoding.overlay_quality),
-                        mask_encoded=encode_mask(full_mask, encoding), pair_key=key)
+                        mask_encoded=encode_mask(full_mask, encoding), pair_key=key,
+                        mask_moments=binary_moments(int(np.count_nonzero(mask)),
+                                                    full_mask.size) if lossless else None)
 
 
 class _CrossWithForegrounds(beam.DoFn):

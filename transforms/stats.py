@@ -20,6 +20,11 @@ from transforms.types import Moments
 KINDS = ("background", "overlay", "mask", "depth")
 
 
+def binary_moments(foreground: int, pixels: int) -> Moments:
+    """Moments of a single-channel 0/255 image with `foreground` pixels at 255."""
+    return pixels, (255 * foreground,), (255 * 255 * foreground,)
+
+
 def pixel_moments(pixels: np.ndarray) -> Moments:
     """Moments of an (H, W) or (H, W, C) integer image."""
     channels = pixels.reshape(pixels.shape[0] * pixels.shape[1], -1).astype(np.int64)

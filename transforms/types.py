@@ -82,6 +82,9 @@ class Composite:
     mask_encoded: bytes
     pair_key: str = ""
     depth: Optional[bytes] = None
+    # Set when the mask is stored losslessly: its moments follow from the
+    # array, so the writer need not decode the PNG again.
+    mask_moments: Optional[Moments] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -128,10 +128,11 @@ class _WriteSample(beam.DoFn):
                               composite.depth)
         for relative, data in files.values():
             write_file(layout.resolve(self._root, relative), data)
-        moments = {kind: encoded_moments(data) for kind, (_, data) in files.items()
-                   if kind != "overlay"}
-        # The overlay's JPEG is lossy: its statistics are those of the written file.
-        moments["overlay"] = encoded_moments(composite.overlay_encoded)
+        # Lossy files (JPEG overlays, depth, JPEG masks) get the statistics of
+        # the written file; a PNG mask's come with the composite.
+        known = {"mask": composite.mask_moments} if composite.mask_moments else {}
+        moments = {kind: known.get(kind) or encoded_moments(data)
+                   for kind, (_, data) in files.items()}
         return SampleRow(
             placement=placement, split=composite.split,
             bg_path=layout.background_path(placement.bg_stem),
