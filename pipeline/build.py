@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import logging
 import posixpath
 import shutil
@@ -46,11 +45,10 @@ from transforms.records import match_files
 from transforms.report import write_report
 from transforms.resume import options_fingerprint
 from transforms.stats import ComputeStats, stats_document
-from transforms.storage import read_file, remove_stale_temporaries, write_file
+from transforms.storage import read_json, remove_stale_temporaries, write_json
 from transforms.timing import NAMESPACE
 from transforms.writers import (EXAMPLES, MOMENTS, WriteBackgrounds, WriteRejects, WriteSamples,
-                                WriteTables, WriteTFRecords, json_bytes, remove_stale_shards,
-                                write_json)
+                                WriteTables, WriteTFRecords, remove_stale_shards)
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 PACKAGES = ("apache-beam", "numpy", "pillow", "tensorflow", "tf_keras", "tensorflow-transform",
@@ -277,9 +275,8 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     stats = ((written_bgs[MOMENTS], sample_moments)
              | "AllMoments" >> beam.Flatten()
              | "Stats" >> ComputeStats()
-             | "WriteStats" >> beam.Map(lambda totals: write_file(
-                 layout.resolve(root, layout.STATS_JSON),
-                 json_bytes(stats_document(totals, scale, unit)))))
+             | "WriteStats" >> beam.Map(lambda totals: write_json(
+                 root, layout.STATS_JSON, stats_document(totals, scale, unit))))
 
     rejects = ((bg_rejects, fg_rejects)
                | "AllRejects" >> beam.Flatten()
@@ -292,7 +289,7 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
         document = manifest_document(opts, config, started, expected, split_counts, shards,
                                      rejects[0] if rejects else [], backgrounds, foregrounds)
         remove_stale_shards(root, shards)
-        write_file(layout.resolve(root, layout.MANIFEST_JSON), json_bytes(document))
+        write_json(root, layout.MANIFEST_JSON, document)
 
     (p
      | "ManifestTrigger" >> beam.Create([None])
@@ -346,7 +343,7 @@ def resolve_runner(options: PipelineOptions) -> str:
 
 
 def read_manifest(output: str) -> Dict[str, object]:
-    return json.loads(read_file(layout.resolve(output, layout.MANIFEST_JSON)))
+    return read_json(output, layout.MANIFEST_JSON)
 
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, object]:
@@ -437,7 +434,7 @@ def too_many_rejects(manifest: Dict[str, object], max_fraction: float) -> bool:
 def summary(manifest: Dict[str, object], output: str) -> str:
     """The one-screen report printed at the end of a run."""
     counts = manifest["counts"]
-    timings = json.loads(read_file(layout.resolve(output, layout.TIMINGS_JSON)))
+    timings = read_json(output, layout.TIMINGS_JSON)
     lines = [
         f"fgbg: {counts['samples']} samples "
         f"({', '.join(f'{k} {v}' for k, v in counts['samples_per_split'].items())}) "

@@ -1,10 +1,12 @@
 """Shared fixtures: tiny, seeded input sets made on the fly (nothing is downloaded)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import numpy as np
 import pytest
@@ -54,6 +56,26 @@ def make_inputs(root: Path, backgrounds: int = 2, foregrounds: int = 2,
                 root / "fg_mask" / f"mask_fg_{i + 1}.png")
     return {"bg": str(root / "bg" / "*"), "fg": str(root / "fg" / "*"),
             "fg_mask": str(root / "fg_mask" / "*")}
+
+
+@contextlib.contextmanager
+def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
+    """A real GCS JSON API server on loopback (gcp-storage-emulator) holding
+    one bucket; Beam and google-cloud-storage reach it through
+    STORAGE_EMULATOR_HOST. Yields the bucket, to upload into and inspect."""
+    from gcp_storage_emulator.server import create_server
+    from google.cloud import storage
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    try:
+        yield storage.Client.create_anonymous_client().bucket(bucket)
+    finally:
+        server.stop()
 
 
 def small_build_args(inputs: Dict[str, str], output: Path, *extra: str,

@@ -6,7 +6,6 @@ A plain module (not conftest.py): test modules import what they use.
 from __future__ import annotations
 
 import contextlib
-import socket
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -85,30 +84,16 @@ def aligned_corners_bilinear(images: np.ndarray, out_h: int, out_w: int) -> np.n
     return rows[:, :, x0] * (1 - fx)[None, None, :, None] + rows[:, :, x1] * fx[None, None, :, None]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def gcs_emulator(monkeypatch, bucket: str) -> Iterator[object]:
-    """A real GCS JSON API on loopback (gcp-storage-emulator) with one bucket.
-
-    Beam is pointed at it with STORAGE_EMULATOR_HOST and made to connect
-    anonymously at once (its credential lookup otherwise retries for ~20 s).
+    """tests.conftest.emulated_bucket, with Beam made to connect anonymously
+    at once (its credential lookup otherwise retries for ~20 s).
     Yields a google.cloud.storage bucket to upload into.
     """
     from apache_beam.internal.gcp import auth
-    from gcp_storage_emulator.server import create_server
-    from google.cloud import storage
 
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    from tests.conftest import emulated_bucket
+
     monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
-    try:
-        yield storage.Client.create_anonymous_client().bucket(bucket)
-    finally:
-        server.stop()
+    with emulated_bucket(monkeypatch, bucket) as handle:
+        yield handle

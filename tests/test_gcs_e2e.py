@@ -4,7 +4,6 @@ filesystem talks HTTP to the emulator via STORAGE_EMULATOR_HOST."""
 import csv
 import io
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,32 +12,17 @@ import tensorflow as tf
 from PIL import Image
 
 from pipeline import build
-from tests.conftest import make_inputs, small_build_args
+from tests.conftest import emulated_bucket, make_inputs, small_build_args
 from tests.depth_fixtures import tiny_depth_model
 
 BUCKET = "fgbg-test"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def bucket(monkeypatch):
     """An emulated bucket; Beam and the storage client both point at it."""
-    from gcp_storage_emulator.server import create_server
-    from google.cloud import storage
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    try:
-        yield storage.Client.create_anonymous_client().bucket(BUCKET)
-    finally:
-        server.stop()
+    with emulated_bucket(monkeypatch, BUCKET) as handle:
+        yield handle
 
 
 def upload_tree(bucket, local: Path, prefix: str) -> None:

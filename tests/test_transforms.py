@@ -31,7 +31,7 @@ def test_read_foregrounds_pairs_masks_and_reports_rejects(tmp_path):
 
 
 def test_read_backgrounds_keeps_one_per_name(tmp_path):
-    inputs = make_inputs(tmp_path, backgrounds=2, foregrounds=1)
+    make_inputs(tmp_path, backgrounds=2, foregrounds=1)
     (tmp_path / "bg" / "more").mkdir()
     shutil.copy(tmp_path / "bg" / "bg1.jpg", tmp_path / "bg" / "more" / "bg1.png")
     with BeamTestPipeline(runner="FnApiRunner") as p:

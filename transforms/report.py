@@ -32,7 +32,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 from transforms import layout
 from transforms.seeding import stable_hash
 from transforms.stats import KINDS
-from transforms.storage import exists, read_file, write_file
+from transforms.storage import exists, read_file, read_json, write_file
 from transforms.writers import natural_key
 
 DEFAULT_ROWS = 8
@@ -101,7 +101,7 @@ def read_document(root: str, relative: str) -> Dict[str, Any]:
     path = layout.resolve(root, relative)
     if not exists(path):
         raise ReportError(f"{path} not found: is {root} a finished fgbg build?")
-    return json.loads(read_file(path))
+    return read_json(root, relative)
 
 
 def read_samples(root: str) -> List[Dict[str, str]]:

@@ -22,16 +22,18 @@ from transforms.types import Background, Foreground, Placement, SampleRow
 PAIR_RECORD = ".pair.json"
 
 
+def short_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def options_fingerprint(options: Dict[str, object]) -> str:
     """Hash of the options that decide what a pair's samples contain."""
-    text = json.dumps(options, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return short_digest(json.dumps(options, sort_keys=True))
 
 
 def pair_key(fingerprint: str, background: Background, foreground: Foreground) -> str:
-    text = "\x1f".join((fingerprint, background.stem, background.digest, background.split,
-                        foreground.stem, foreground.digest))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return short_digest("\x1f".join((fingerprint, background.stem, background.digest,
+                                     background.split, foreground.stem, foreground.digest)))
 
 
 def record_path(root: str, bg_stem: str, fg_stem: str) -> str:

@@ -7,10 +7,14 @@ name.
 """
 from __future__ import annotations
 
+import json
 import os
 import uuid
+from typing import Any, Dict
 
 from apache_beam.io.filesystems import FileSystems
+
+from transforms import layout
 
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -35,6 +39,16 @@ def write_file(path: str, data: bytes) -> None:
 def read_file(path: str) -> bytes:
     with FileSystems.open(path) as handle:
         return handle.read()
+
+
+def write_json(root: str, relative: str, document: object) -> None:
+    """A JSON document under a dataset root, keys sorted so reruns match."""
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_file(layout.resolve(root, relative), text.encode())
+
+
+def read_json(root: str, relative: str) -> Dict[str, Any]:
+    return json.loads(read_file(layout.resolve(root, relative)))
 
 
 def exists(path: str) -> bool:

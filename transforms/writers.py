@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -387,11 +386,4 @@ def remove_stale_shards(root: str, keep: Iterable[str]) -> None:
     if stale:
         FileSystems.delete(stale)
 
-
-def json_bytes(document: object) -> bytes:
-    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def write_json(root: str, relative: str, document: object) -> None:
-    write_file(layout.resolve(root, relative), json_bytes(document))
 
