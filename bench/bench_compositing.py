@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
 
-STAGES = ("backgrounds", "compositing", "writing", "tfrecords")
+STAGES = ("backgrounds", "compositing", "writing", "tables", "tfrecords")
 
 
 def run_baseline(globs: Dict[str, str], output: Path, stats_pass: bool = False) -> Dict:

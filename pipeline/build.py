@@ -4,10 +4,14 @@ The graph, as the data flows:
 
   backgrounds ─ read, check, resize ─ write bg/ ─┐
   foregrounds (+ masks) ─ read, check ─ side input ┴ cross ─ compose ─ [depth]
-    ─ write overlay/mask/depth ─┬ label_data.csv, samples.csv
-                                ├ tfrecords/<split>-* ─ TFT analysis ─ transform/
-                                └ stats.json (exact pixel moments)
+    ─ write overlay/mask/depth and each pair's record
+    ─ one handle per pair ─┬ label_data.csv, samples.csv
+                           ├ tfrecords/<split>-* ─ TFT analysis ─ transform/
+                           └ stats.json (exact pixel moments)
   rejects ─ rejects.csv;  everything ─ manifest.json (written last)
+
+Past the writer, stages pass one small handle per pair and read rows back
+from the pair's record, so nothing held in memory grows with the samples.
 
 After the run the launcher writes timings.json (from Beam metrics) and the
 report (report.html, samples.png).
@@ -257,10 +261,10 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     written = composites | "WriteSamples" >> WriteSamples(
         root, opts.mask_format, depth_extension(opts), config.placements.samples_per_pair,
         progress_dir)
-    rows = (written, composed[RESUMED]) | "AllRows" >> beam.Flatten()
+    pairs = (written, composed[RESUMED]) | "AllPairs" >> beam.Flatten()
 
-    split_counts = rows | "WriteTables" >> WriteTables(root, config.csv_prefix)
-    records = rows | "WriteTFRecords" >> WriteTFRecords(
+    split_counts = pairs | "WriteTables" >> WriteTables(root, config.csv_prefix)
+    records = pairs | "WriteTFRecords" >> WriteTFRecords(
         root, config.records_per_shard, config.depth_encoding)
     shards = records.shards
     scale, unit = depth_scale(config)
@@ -271,7 +275,7 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     else:
         transform_written = p | "NoNormalization" >> beam.Create([])
 
-    sample_moments = rows | "SampleMoments" >> beam.FlatMap(lambda row: row.moments.items())
+    sample_moments = pairs | "SampleMoments" >> beam.FlatMap(lambda pair: pair.moments.items())
     stats = ((written_bgs[MOMENTS], sample_moments)
              | "AllMoments" >> beam.Flatten()
              | "Stats" >> ComputeStats()

@@ -5,7 +5,7 @@ collection as a side input; the pairs are then reshuffled so that a runner can
 spread them over all workers, and each pair makes its samples in one call,
 resizing the foreground once per (flip, scale). A pair already finished by an
 earlier run into the same output (see transforms/resume.py) is not made again:
-its recorded rows go to the RESUMED output.
+its `WrittenPair` handle goes to the RESUMED output.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from PIL import Image
 
 from transforms.inputs import InputConfig, load_background
 from transforms.placements import PlacementConfig, pair_placements, scaled_size
-from transforms.resume import finished_rows, pair_key
+from transforms.resume import finished_rows, pair_key, written_pair
 from transforms.stats import binary_moments
 from transforms.storage import read_file
 from transforms.timing import stage_timer, timed_items
@@ -183,8 +183,7 @@ class _ComposePair(beam.DoFn):
                                  self._placement_config.samples_per_pair)
             if rows is not None:
                 self._resumed.inc()
-                for row in rows:
-                    yield beam.pvalue.TaggedOutput(RESUMED, row)
+                yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
                 return
         self._pairs.inc()
         made = compose_pair(background, self._background_image(background), foreground,
@@ -196,7 +195,8 @@ class _ComposePair(beam.DoFn):
 
 class ComposeSamples(beam.PTransform):
     """Backgrounds x foregrounds -> every `Composite` of every pair still to
-    make (main output), and the rows of pairs finished earlier (RESUMED).
+    make (main output), and a `WrittenPair` for each pair finished earlier
+    (RESUMED).
 
     `resume_from` is the output root to look for finished pairs in, or None
     to make every pair; `fingerprint` hashes the options that shape samples.

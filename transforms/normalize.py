@@ -1,13 +1,14 @@
 """Normalisation graph: tensorflow-transform over the records as written.
 
-The TFRecord writer hands every serialized record to this stage, in the
-same Beam graph, so analysing costs no second read of the shards. Each
-record carries its background's and overlay's exact pixel moments (count,
-per-channel sums and sums of squares, as written by the pipeline), so the
-analysis sums small integer vectors instead of decoding every image again:
-the mean and std it bakes in are those of every pixel of the dataset, the
-numbers in stats.json. It writes `transform/`: a TF graph that decodes a raw record and
-outputs model-ready float tensors, with the dataset's per-channel mean/std
+Every record carries its background's and overlay's exact pixel moments
+(count, per-channel sums and sums of squares, as written by the pipeline),
+and the analysis only sums them (`tft.sum`, int64). Moments add, so the TFRecord
+writer hands this stage one moments-only record per shard, holding the sums
+over the shard's records (records.moments_example): the analysis reads no
+image and holds nothing per sample, yet the mean and std it bakes in are
+those of every pixel of the dataset, the numbers in stats.json. It runs in
+the same Beam graph and writes `transform/`: a TF graph that decodes a raw
+record and outputs model-ready float tensors, with the dataset's mean/std
 baked in. Training code applies it with
 `tft.TFTransformOutput(path).transform_features_layer()`, so serving and
 training normalise identically (see transforms/training_data.py).
@@ -99,7 +100,7 @@ def make_preprocessing_fn(size: int, depth_encoding: str, depth_scale: float) ->
 
 
 class AnalyzeRecords(beam.PTransform):
-    """Serialized tf.train.Examples -> transform_fn in `transform_dir`.
+    """Serialized moments records -> transform_fn in `transform_dir`.
 
     It runs inside the build's own graph, fed by the TFRecord writer, so the
     whole build is one job (one Dataflow job too). TFT writes the graph with

@@ -19,7 +19,7 @@ FEATURE_SPEC documents the record layout:
 from __future__ import annotations
 
 import struct
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import google_crc32c
 from apache_beam.io.filesystems import FileSystems
@@ -69,40 +69,56 @@ def feature_spec() -> Dict[str, object]:
     return spec
 
 
+def _example(features: Dict[str, object]) -> bytes:
+    """Serialized tf.train.Example of {name: int, float, bytes or list of ints}."""
+    from tensorflow.core.example import example_pb2, feature_pb2
+
+    def feature(value) -> feature_pb2.Feature:
+        if isinstance(value, bytes):
+            return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[value]))
+        if isinstance(value, float):
+            return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[value]))
+        values = value if isinstance(value, list) else [value]
+        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
+
+    example = example_pb2.Example(features=feature_pb2.Features(
+        feature={name: feature(value) for name, value in features.items()}))
+    return example.SerializeToString(deterministic=True)
+
+
 def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str,
                    background_moments: Moments) -> bytes:
     """Serialized tf.train.Example of one written sample; `images` maps
     background, overlay, mask and depth to encoded bytes (b"" for no depth)."""
-    from tensorflow.core.example import example_pb2, feature_pb2
-
     placement = row.placement
-
-    def ints(value: int) -> feature_pb2.Feature:
-        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[value]))
-
-    def raw(value: bytes) -> feature_pb2.Feature:
-        return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[value]))
-
-    features = {
-        "id": raw(placement.sample_id.encode()),
-        "bg": raw(placement.bg_stem.encode()),
-        "fg": raw(placement.fg_stem.encode()),
-        "split": raw(row.split.encode()),
-        "number": ints(placement.number),
-        "flip": ints(int(placement.flip)),
-        "x": ints(placement.x), "y": ints(placement.y),
-        "w": ints(placement.w), "h": ints(placement.h),
-        "scale": feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[placement.scale])),
-        "depth_encoding": raw(depth_encoding.encode()),
+    features: Dict[str, object] = {
+        "id": placement.sample_id.encode(),
+        "bg": placement.bg_stem.encode(),
+        "fg": placement.fg_stem.encode(),
+        "split": row.split.encode(),
+        "number": placement.number,
+        "flip": int(placement.flip),
+        "x": placement.x, "y": placement.y,
+        "w": placement.w, "h": placement.h,
+        "scale": float(placement.scale),
+        "depth_encoding": depth_encoding.encode(),
     }
-    features.update({kind: raw(images[kind])
-                     for kind in ("background", "overlay", "mask", "depth")})
+    features.update({kind: images[kind] for kind in ("background", "overlay", "mask", "depth")})
     moments = {"background": background_moments, "overlay": row.moments["overlay"]}
-    features.update({moments_feature(kind): feature_pb2.Feature(
-        int64_list=feature_pb2.Int64List(value=flat_moments(moments[kind])))
-        for kind in MOMENT_KINDS})
-    example = example_pb2.Example(features=feature_pb2.Features(feature=features))
-    return example.SerializeToString(deterministic=True)
+    features.update({moments_feature(kind): flat_moments(moments[kind])
+                     for kind in MOMENT_KINDS})
+    return _example(features)
+
+
+def moments_example(moments: Dict[str, Moments], image_kinds: Sequence[str]) -> bytes:
+    """A record that carries only pixel moments (MOMENT_KINDS, summed over any
+    number of samples) and empty images: what the normalisation analysis
+    reads (transforms/normalize.py). Its sums equal the sums over the
+    samples' own records, because moments add."""
+    features: Dict[str, object] = {kind: b"" for kind in image_kinds}
+    features.update({moments_feature(kind): flat_moments(moments[kind])
+                     for kind in MOMENT_KINDS})
+    return _example(features)
 
 
 def match_files(pattern: str) -> List[str]:

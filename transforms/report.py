@@ -67,7 +67,7 @@ HISTOGRAM_BINS = 24
 MAX_REJECT_ROWS = 200
 # Horizontal space around the samples image: section padding and border, image border (STYLE).
 SECTION_PADDING = 2 * 22 + 2 * 1 + 2 * 1
-STAGE_ORDER = ("backgrounds", "compositing", "depth", "writing", "tfrecords")
+STAGE_ORDER = ("backgrounds", "compositing", "depth", "writing", "tables", "tfrecords")
 SPLIT_ORDER = ("train", "val", "test")
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from transforms import layout
+from transforms.stats import add_moments
 from transforms.storage import exists, read_file, write_file
-from transforms.types import Background, Foreground, Placement, SampleRow
+from transforms.types import Background, Foreground, Moments, Placement, SampleRow, WrittenPair
 
 PAIR_RECORD = ".pair.json"
 
@@ -81,3 +82,24 @@ def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
         return [row_from_dict(row) for row in document["rows"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def recorded_rows(root: str, pair: WrittenPair) -> List[SampleRow]:
+    """A written pair's rows, in number order, read back from its record."""
+    path = record_path(root, pair.bg_stem, pair.fg_stem)
+    rows = [row_from_dict(row) for row in json.loads(read_file(path))["rows"]]
+    if len(rows) != pair.samples:
+        raise ValueError(f"{path}: {len(rows)} rows recorded, {pair.samples} written; "
+                         "was the output changed during the build?")
+    return rows
+
+
+def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:
+    """The handle of a pair whose rows are all written and recorded."""
+    first = rows[0]
+    totals: Dict[str, Moments] = {}
+    for row in rows:
+        for kind, moments in row.moments.items():
+            totals[kind] = add_moments(totals[kind], moments) if kind in totals else moments
+    return WrittenPair(bg_stem=first.placement.bg_stem, fg_stem=first.placement.fg_stem,
+                       split=first.split, samples=len(rows), moments=totals)

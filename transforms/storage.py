@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import uuid
-from typing import Any, Dict
+from typing import Any, Dict, Iterable
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -23,17 +24,43 @@ def is_local(path: str) -> bool:
     return FileSystems.get_scheme(path) in (None, "file")
 
 
+def temporary_path(path: str) -> str:
+    """A hidden sibling of `path` that remove_stale_temporaries recognises."""
+    paths = os.path if is_local(path) else posixpath
+    directory, name = paths.split(path)
+    return paths.join(directory, f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+
+
 def write_file(path: str, data: bytes) -> None:
     if is_local(path):
-        directory, name = os.path.split(path)
+        directory = os.path.dirname(path)
         os.makedirs(directory or ".", exist_ok=True)
-        temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+        temporary = temporary_path(path)
         with open(temporary, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
         return
     with FileSystems.create(path) as handle:
         handle.write(data)
+
+
+def write_chunks(path: str, chunks: Iterable[bytes]) -> None:
+    """Like write_file, for a file made piece by piece, so that only one piece
+    is in memory at a time. The pieces go to a temporary name that is renamed
+    into place once all are written (on gs:// too, where closing an upload
+    would otherwise publish whatever was written before a failure)."""
+    if is_local(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = temporary_path(path)
+    try:
+        with FileSystems.create(temporary) as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        FileSystems.rename([temporary], [path])
+    except BaseException:
+        if FileSystems.exists(temporary):
+            FileSystems.delete([temporary])
+        raise
 
 
 def read_file(path: str) -> bytes:

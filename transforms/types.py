@@ -98,3 +98,21 @@ class SampleRow:
     mask_path: str
     depth_path: str  # '' when the build has no depth stage
     moments: Dict[str, Moments]
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenPair:
+    """A pair whose samples are all written and recorded in its `.pair.json`
+    (transforms/resume.py).
+
+    The stages after writing pass this handle, not the pair's rows: they read
+    the rows back from the record when they need them, so no shuffle or
+    in-memory collection holds anything per sample and the runner's memory
+    does not grow with the dataset.
+    """
+
+    bg_stem: str
+    fg_stem: str
+    split: str
+    samples: int
+    moments: Dict[str, Moments]  # per image kind, summed over the pair's samples

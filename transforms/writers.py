@@ -1,12 +1,18 @@
 """Writers: images, tables, TFRecord shards, rejects and JSON documents.
 
-Every file goes through `transforms.storage.write_file`, so a crash never
-leaves a half-written file under its final name.
+Every file goes through `transforms.storage`, so a crash never leaves a
+half-written file under its final name.
+
+Samples are written where they are made; from then on a pair travels as a
+`WrittenPair` handle, and the table and shard writers read its rows back
+from the pair's record. Nothing that is shuffled or gathered holds one
+entry per sample, so memory stays flat however large the dataset is.
 """
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -17,13 +23,13 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import layout
 from transforms.compositing import encode_jpeg
 from transforms.progress import ProgressFile
-from transforms.resume import write_pair_record
-from transforms.storage import read_file, write_file
-from transforms.records import frame_record, match_files, sample_example
+from transforms.records import frame_record, match_files, moments_example, sample_example
+from transforms.resume import recorded_rows, write_pair_record, written_pair
 from transforms.seeding import stable_hash
-from transforms.stats import encoded_moments
+from transforms.stats import add_moments, encoded_moments
+from transforms.storage import read_file, write_chunks, write_file
 from transforms.timing import stage_timer, timed
-from transforms.types import Background, Composite, Moments, Reject, SampleRow
+from transforms.types import Background, Composite, Moments, Reject, SampleRow, WrittenPair
 
 MOMENTS = "moments"
 EXAMPLES = "examples"
@@ -35,9 +41,10 @@ def natural_key(text: str) -> Tuple:
                  for part in re.split(r"(\d+)", text))
 
 
-def row_order(row: SampleRow) -> Tuple:
-    placement = row.placement
-    return natural_key(placement.bg_stem), natural_key(placement.fg_stem), placement.number
+def pair_order(pair: WrittenPair) -> Tuple:
+    """The tables' order: backgrounds, then foregrounds, in natural order
+    (the stems themselves break ties such as 'bg01' and 'bg1')."""
+    return (natural_key(pair.bg_stem), natural_key(pair.fg_stem), pair.bg_stem, pair.fg_stem)
 
 
 class WriteBackgrounds(beam.PTransform):
@@ -71,8 +78,8 @@ class _WriteBackground(beam.DoFn):
 
 
 class _WriteSample(beam.DoFn):
-    """Writes a composite's files and describes them in a SampleRow; once all
-    of a pair's samples are written, records the pair (transforms/resume.py).
+    """Writes a composite's files; once all of a pair's samples are written,
+    records the pair (transforms/resume.py) and outputs its `WrittenPair`.
 
     A pair's samples come from one input element, so they arrive in one
     bundle; a pair left incomplete by a failed bundle gets no record and is
@@ -98,21 +105,24 @@ class _WriteSample(beam.DoFn):
     def finish_bundle(self) -> None:
         self._progress.flush()
 
-    def process(self, composite: Composite) -> Iterator[SampleRow]:
+    def process(self, composite: Composite) -> Iterator[WrittenPair]:
         with timed(self._timer):
             row = self._write(composite)
-            self._note_pair_progress(composite.pair_key, row)
+            finished = self._note_pair_progress(composite.pair_key, row)
         self._written.inc()
         self._progress.add()
-        yield row
+        if finished:
+            yield finished
 
-    def _note_pair_progress(self, key: str, row: SampleRow) -> None:
+    def _note_pair_progress(self, key: str, row: SampleRow) -> Optional[WrittenPair]:
         pair = (row.placement.bg_stem, row.placement.fg_stem)
         rows = self._pending.setdefault(pair, [])
         rows.append(row)
-        if len(rows) == self._samples_per_pair:
-            write_pair_record(self._root, key, rows)
-            del self._pending[pair]
+        if len(rows) < self._samples_per_pair:
+            return None
+        write_pair_record(self._root, key, rows)
+        del self._pending[pair]
+        return written_pair(rows)
 
     def _write(self, composite: Composite) -> SampleRow:
         placement = composite.placement
@@ -141,7 +151,8 @@ class _WriteSample(beam.DoFn):
 
 
 class WriteSamples(beam.PTransform):
-    """Composite -> SampleRow, after writing its overlay, mask and depth.
+    """Composite -> a `WrittenPair` per pair, once the overlay, mask and depth
+    of all its samples are written and the pair is recorded.
 
     `progress_dir` (local runs) receives per-worker counts for progress lines.
     """
@@ -214,124 +225,151 @@ def render_csv(rows: Iterable[Sequence[object]], header: Sequence[str] = (),
     return buffer.getvalue().encode("utf-8")
 
 
-def split_counts(rows: Iterable[SampleRow]) -> Dict[str, int]:
+def split_counts(pairs: Iterable[WrittenPair]) -> Dict[str, int]:
     counts: Dict[str, int] = {}
-    for row in rows:
-        counts[row.split] = counts.get(row.split, 0) + 1
-    return counts
-
-
-class _RenderTablePart(beam.DoFn):
-    """The rows of one background (more exactly: of the backgrounds sharing a
-    natural sort key) -> their slices of both CSVs, rendered, and their
-    per-split counts. Both CSVs are sorted by background first, so the files
-    are these slices concatenated in key order."""
-
-    def __init__(self, prefix: str):
-        self._prefix = prefix
-
-    def process(self, keyed: Tuple[Tuple, Iterable[SampleRow]]) -> Iterator[Tuple]:
-        key, rows = keyed
-        ordered = sorted(rows, key=row_order)
-        yield (key, split_counts(ordered),
-               render_csv(label_rows(ordered, self._prefix), delimiter=";", quote_all=True),
-               render_csv(sample_table_rows(ordered)))
+    for pair in pairs:
+        counts[pair.split] = counts.get(pair.split, 0) + pair.samples
+    return dict(sorted(counts.items()))
 
 
 class _WriteTables(beam.DoFn):
-    def __init__(self, root: str):
-        self._root = root
+    """Streams both CSVs, a pair at a time in table order, from the pairs'
+    records: memory holds the list of pair handles and one pair's rows."""
 
-    def process(self, parts: List[Tuple]) -> Iterator[Dict[str, int]]:
-        ordered = sorted(parts, key=lambda part: part[0])
-        write_file(layout.resolve(self._root, layout.LABEL_CSV),
-                   b"".join(part[2] for part in ordered))
-        write_file(layout.resolve(self._root, layout.SAMPLES_CSV),
-                   render_csv((), header=SAMPLE_COLUMNS) + b"".join(part[3] for part in ordered))
-        counts: Dict[str, int] = {}
-        for part in ordered:
-            for split, count in part[1].items():
-                counts[split] = counts.get(split, 0) + count
-        yield counts
+    def __init__(self, root: str, prefix: str):
+        self._root = root
+        self._prefix = prefix
+        self._timer = stage_timer("tables")
+
+    def process(self, pairs: List[WrittenPair]) -> Iterator[Dict[str, int]]:
+        ordered = sorted(pairs, key=pair_order)
+        with timed(self._timer):
+            write_chunks(layout.resolve(self._root, layout.LABEL_CSV), (
+                render_csv(label_rows(rows, self._prefix), delimiter=";", quote_all=True)
+                for rows in self._rows(ordered)))
+            write_chunks(layout.resolve(self._root, layout.SAMPLES_CSV), itertools.chain(
+                [render_csv((), header=SAMPLE_COLUMNS)],
+                (render_csv(sample_table_rows(rows)) for rows in self._rows(ordered))))
+        yield split_counts(ordered)
+
+    def _rows(self, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRow]]:
+        """Each file's pass reads the records again: two small reads per pair
+        instead of holding every row until both files are written."""
+        for pair in pairs:
+            yield recorded_rows(self._root, pair)
 
 
 class WriteTables(beam.PTransform):
-    """label_data.csv (the original's format) and samples.csv, sorted; outputs
-    the sample count per split.
-
-    Rows are grouped per background and each group is rendered to CSV text
-    where it is grouped; only the rendered text (about 300 bytes a sample,
-    not the rows themselves) is gathered in one place to write the two files.
-    """
+    """WrittenPair -> label_data.csv (the original's format) and samples.csv,
+    sorted by background, foreground and number; outputs the sample count per
+    split."""
 
     def __init__(self, root: str, prefix: str):
         super().__init__()
         self._root = root
         self._prefix = prefix
 
-    def expand(self, rows):
-        return (rows
-                | "KeyByBackground" >> beam.Map(
-                    lambda row: (natural_key(row.placement.bg_stem), row))
-                | "GroupByBackground" >> beam.GroupByKey()
-                | "RenderParts" >> beam.ParDo(_RenderTablePart(self._prefix))
-                | "Gather" >> beam.combiners.ToList()
-                | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root)))
+    def expand(self, pairs):
+        return (pairs
+                | "GatherPairs" >> beam.combiners.ToList()
+                | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix)))
 
 
 def shard_count(records: int, records_per_shard: int) -> int:
     return max(1, math.ceil(records / records_per_shard))
 
 
-def shard_of(row: SampleRow, num_shards: int) -> int:
-    """A stable shard for a sample: the same on every run and runner."""
-    return stable_hash("shard", row.placement.sample_id) % num_shards
+ShardKey = Tuple[str, int, int]  # (split, shard index, shards in the split)
+
+
+def plan_shards(pairs: Iterable[Tuple[str, str, str, int]],
+                records_per_shard: int) -> Dict[Tuple[str, str], ShardKey]:
+    """(bg, fg, split, samples) of every pair -> each pair's shard.
+
+    Whole pairs go to a shard. Each split gets ceil(samples /
+    records_per_shard) shards (at most one per pair), and its pairs are dealt
+    round-robin in a stable pseudo-random order: shards differ by at most one
+    pair, none is empty, and the plan is the same on every run and runner.
+    """
+    by_split: Dict[str, List[Tuple[str, str, int]]] = {}
+    for bg, fg, split, samples in pairs:
+        by_split.setdefault(split, []).append((bg, fg, samples))
+    plan: Dict[Tuple[str, str], ShardKey] = {}
+    for split, members in sorted(by_split.items()):
+        shards = min(len(members),
+                     shard_count(sum(samples for _, _, samples in members), records_per_shard))
+        dealt = sorted(members, key=lambda m: (stable_hash("shard", m[0], m[1]), m[0], m[1]))
+        for index, (bg, fg, _) in enumerate(dealt):
+            plan[(bg, fg)] = (split, index % shards, shards)
+    return plan
+
+
+def record_order(row: SampleRow) -> int:
+    """A shard's records are in a stable pseudo-random order, so a reader
+    that takes a shard front to back meets its pairs mixed, not each pair's
+    samples in a run."""
+    return stable_hash("record", row.placement.sample_id)
 
 
 class _WriteShard(beam.DoFn):
-    """Reads a shard's written files back and writes the shard in sample order,
-    so no stage holds image bytes of more than one shard at a time. Each
-    background is read and measured once per shard."""
+    """Writes one shard from its pairs' records and written files; outputs the
+    shard's path and (EXAMPLES) one moments-only record with the shard's
+    summed pixel moments, for the normalisation analysis. Memory holds one
+    shard; each background is read and measured once per shard."""
 
     def __init__(self, root: str, depth_encoding: str):
         self._root = root
         self._depth_encoding = depth_encoding
         self._timer = stage_timer("tfrecords")
 
-    def process(self, keyed: Tuple[Tuple[str, int, int], Iterable[SampleRow]]) -> Iterator:
+    def process(self, keyed: Tuple[ShardKey, Iterable[WrittenPair]]) -> Iterator:
         with timed(self._timer):
-            relative, examples = self._write_shard(*keyed)
-        for example in examples:
-            yield beam.pvalue.TaggedOutput(EXAMPLES, example)
+            relative, moments = self._write_shard(*keyed)
+            image_kinds = ("background", "overlay", "mask") + (
+                ("depth",) if self._depth_encoding != "none" else ())
+            summary = moments_example(moments, image_kinds)
+        yield beam.pvalue.TaggedOutput(EXAMPLES, summary)
         yield relative
 
-    def _write_shard(self, key: Tuple[str, int, int],
-                     rows: Iterable[SampleRow]) -> Tuple[str, List[bytes]]:
+    def _write_shard(self, key: ShardKey,
+                     pairs: Iterable[WrittenPair]) -> Tuple[str, Dict[str, Moments]]:
         split, shard, num_shards = key
         relative = layout.tfrecord_path(split, shard, num_shards)
-        buffer = io.BytesIO()
-        examples = []
+        rows = [row for pair in sorted(pairs, key=pair_order)
+                for row in recorded_rows(self._root, pair)]
         backgrounds: Dict[str, Tuple[bytes, Moments]] = {}
-        for row in sorted(rows, key=row_order):
-            if row.bg_path not in backgrounds:
-                data = read_file(layout.resolve(self._root, row.bg_path))
-                backgrounds[row.bg_path] = data, encoded_moments(data)
-            background, background_moments = backgrounds[row.bg_path]
-            images = {"overlay": row.overlay_path, "mask": row.mask_path,
-                      "depth": row.depth_path}
-            payload = {kind: read_file(layout.resolve(self._root, path)) if path else b""
-                       for kind, path in images.items()}
-            payload["background"] = background
-            example = sample_example(row, payload, self._depth_encoding, background_moments)
-            buffer.write(frame_record(example))
-            examples.append(example)
-        write_file(layout.resolve(self._root, relative), buffer.getvalue())
-        return relative, examples
+        totals: Dict[str, Moments] = {}
+
+        def records() -> Iterator[bytes]:
+            for row in sorted(rows, key=record_order):
+                if row.bg_path not in backgrounds:
+                    data = read_file(layout.resolve(self._root, row.bg_path))
+                    backgrounds[row.bg_path] = data, encoded_moments(data)
+                background, background_moments = backgrounds[row.bg_path]
+                images = {"overlay": row.overlay_path, "mask": row.mask_path,
+                          "depth": row.depth_path}
+                payload = {kind: read_file(layout.resolve(self._root, path)) if path else b""
+                           for kind, path in images.items()}
+                payload["background"] = background
+                for kind, moments in (("background", background_moments),
+                                      ("overlay", row.moments["overlay"])):
+                    totals[kind] = (add_moments(totals[kind], moments) if kind in totals
+                                    else moments)
+                yield frame_record(sample_example(row, payload, self._depth_encoding,
+                                                  background_moments))
+
+        write_chunks(layout.resolve(self._root, relative), records())
+        return relative, totals
 
 
 class WriteTFRecords(beam.PTransform):
-    """SampleRow -> tfrecords/<split>-SSSSS-of-NNNNN; outputs the shard paths
-    (main) and every serialized record (EXAMPLES), for the TFT analysis."""
+    """WrittenPair -> tfrecords/<split>-SSSSS-of-NNNNN, about
+    `records_per_shard` records each; outputs the shard paths (main) and one
+    moments-only record per shard (EXAMPLES), for the normalisation analysis.
+
+    Whole pairs go to a shard (plan_shards), so the shuffle carries one small
+    handle per pair; within a shard the records are in a stable mixed order.
+    """
 
     def __init__(self, root: str, records_per_shard: int, depth_encoding: str):
         super().__init__()
@@ -339,18 +377,17 @@ class WriteTFRecords(beam.PTransform):
         self._records_per_shard = records_per_shard
         self._depth_encoding = depth_encoding
 
-    def expand(self, rows):
-        per_split = (rows
-                     | "KeySplit" >> beam.Map(lambda row: (row.split, 1))
-                     | "CountSplit" >> beam.CombinePerKey(sum))
+    def expand(self, pairs):
         records_per_shard = self._records_per_shard
-
-        def assign(row: SampleRow, counts: Dict[str, int]):
-            shards = shard_count(counts[row.split], records_per_shard)
-            return (row.split, shard_of(row, shards), shards), row
-
-        return (rows
-                | "AssignShard" >> beam.Map(assign, beam.pvalue.AsDict(per_split))
+        plan = (pairs
+                | "ShardKeys" >> beam.Map(
+                    lambda pair: (pair.bg_stem, pair.fg_stem, pair.split, pair.samples))
+                | "GatherShardKeys" >> beam.combiners.ToList()
+                | "PlanShards" >> beam.Map(plan_shards, records_per_shard))
+        return (pairs
+                | "AssignShard" >> beam.Map(
+                    lambda pair, plan: (plan[(pair.bg_stem, pair.fg_stem)], pair),
+                    beam.pvalue.AsSingleton(plan))
                 | "GroupShard" >> beam.GroupByKey()
                 | "WriteShard" >> beam.ParDo(_WriteShard(
                     self._root, self._depth_encoding)).with_outputs(EXAMPLES, main="shards"))

@@ -1,0 +1,170 @@
+"""The writers on TestPipeline: pair handles in, tables and shards out."""
+import csv
+import io
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import make_inputs
+from transforms import layout
+from transforms.compositing import ComposeSamples, EncodingConfig
+from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
+from transforms.placements import PlacementConfig
+from transforms.records import MOMENT_KINDS, moments_feature
+from transforms.storage import write_chunks
+from transforms.writers import (EXAMPLES, WriteBackgrounds, WriteSamples, WriteTables, WriteTFRecords,
+                                natural_key, plan_shards)
+
+CONFIG = InputConfig(size=48, max_input_pixels=1_000_000, min_background_side=16,
+                     mask_threshold=0, val_fraction=0.5, test_fraction=0.0)
+PLACEMENTS = PlacementConfig(seed=3, size=48, scales=(1.0, 0.5), placements_per_scale=2,
+                             mirror=True)
+SAMPLES_PER_PAIR = PLACEMENTS.samples_per_pair  # 8
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """Writes 3 x 2 pairs through WriteBackgrounds, WriteSamples, WriteTables
+    and WriteTFRecords,
+    checking the transforms' outputs with assert_that; returns the output root."""
+    root = tmp_path_factory.mktemp("writers")
+    inputs = make_inputs(root / "inputs", backgrounds=3, foregrounds=2)
+    output = root / "out"
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        prepared, _ = p | ReadBackgrounds(inputs["bg"], CONFIG)
+        foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, CONFIG)
+        backgrounds = (prepared | WriteBackgrounds(str(output), 90)).backgrounds
+        composites = (backgrounds
+                      | ComposeSamples(foregrounds, CONFIG, PLACEMENTS,
+                                       EncodingConfig(80, "png", 50))).composites
+        pairs = composites | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR)
+        assert_that(pairs | beam.Map(lambda pair: (pair.bg_stem, pair.fg_stem, pair.samples,
+                                                   pair.moments["mask"][0])),
+                    equal_to([(f"bg{b}", f"fg_{f}", 8, 8 * 48 * 48)
+                              for b in (1, 2, 3) for f in (1, 2)]), label="pairs")
+        counts = pairs | WriteTables(str(output), "out")
+        assert_that(counts | beam.Map(lambda c: sum(c.values())), equal_to([48]),
+                    label="counts")
+        records = pairs | WriteTFRecords(str(output), 16, "none")
+        assert_that(records.shards | beam.combiners.ToList() | beam.Map(
+            lambda paths: sorted(paths) == sorted(
+                f"tfrecords/{p.name}" for p in (output / "tfrecords").glob("*"))),
+            equal_to([True]), label="shards")
+        summaries = records[EXAMPLES] | beam.Map(moments_of_summary)
+        summed = summaries | beam.CombineGlobally(lambda items: np.sum(
+            list(items), axis=0).tolist() if items else [])
+        assert_that(summed, equal_to_record_moments(output), label="sums")
+    return output
+
+
+def moments_of_summary(serialized: bytes):
+    import tensorflow as tf
+
+    example = tf.train.Example.FromString(serialized)
+    return [v for kind in MOMENT_KINDS
+            for v in example.features.feature[moments_feature(kind)].int64_list.value]
+
+
+def equal_to_record_moments(output: Path):
+    """A matcher, run once the shards exist: the per-shard summaries' sum is
+    the sum of every record's own moments."""
+    def check(actual):
+        assert actual == [sum_record_moments(output)]
+    return check
+
+
+def read_records(output: Path):
+    import tensorflow as tf
+
+    for shard in sorted((output / "tfrecords").glob("*")):
+        for serialized in tf.data.TFRecordDataset(str(shard)):
+            yield shard.name, tf.train.Example.FromString(serialized.numpy())
+
+
+def sum_record_moments(output: Path):
+    total = np.zeros(14, dtype=np.int64)
+    for _, example in read_records(output):
+        total += [v for kind in MOMENT_KINDS
+                  for v in example.features.feature[moments_feature(kind)].int64_list.value]
+    return total.tolist()
+
+
+def test_every_sample_lands_once_with_its_whole_pair_in_one_shard(written):
+    shard_of_pair = {}
+    ids = []
+    for shard, example in read_records(written):
+        sample_id = example.features.feature["id"].bytes_list.value[0].decode()
+        split = example.features.feature["split"].bytes_list.value[0].decode()
+        assert shard.startswith(split + "-")
+        bg, fg, _ = sample_id.split("/")
+        assert shard_of_pair.setdefault((bg, fg), shard) == shard
+        ids.append(sample_id)
+    assert sorted(ids) == sorted(f"bg{b}/fg_{f}/{n}" for b in (1, 2, 3) for f in (1, 2)
+                                 for n in range(1, 9))
+
+
+def test_shards_hold_records_per_shard_in_whole_pairs(written):
+    sizes = {}
+    for shard, _ in read_records(written):
+        sizes[shard] = sizes.get(shard, 0) + 1
+    for split in ("train", "val"):
+        shards = sorted(name for name in sizes if name.startswith(split + "-"))
+        pairs = sum(sizes[name] for name in shards) // 8
+        assert len(shards) == -(-pairs // 2)
+        assert all(name.endswith(f"-of-{len(shards):05d}") for name in shards)
+    assert set(sizes.values()) <= {8, 16}
+
+
+def test_plan_shards_deals_whole_pairs_evenly_and_stably():
+    pairs = [(f"bg{b}", f"fg{f}", "train" if b < 8 else "val", 40)
+             for b in range(10) for f in range(7)]
+    plan = plan_shards(pairs, records_per_shard=100)
+    assert plan == plan_shards(list(reversed(pairs)), records_per_shard=100)
+    for split, pair_count in (("train", 56), ("val", 14)):
+        keys = [key for key in plan.values() if key[0] == split]
+        shards = -(-pair_count * 40 // 100)
+        assert len(keys) == pair_count and {key[2] for key in keys} == {shards}
+        sizes = [sum(1 for key in keys if key[1] == index) for index in range(shards)]
+        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    tiny = plan_shards([("a", "x", "test", 40)], records_per_shard=1)
+    assert tiny == {("a", "x"): ("test", 0, 1)}
+
+
+def test_records_in_a_shard_are_mixed_not_in_pair_runs(written):
+    by_shard = {}
+    for shard, example in read_records(written):
+        sample_id = example.features.feature["id"].bytes_list.value[0].decode()
+        by_shard.setdefault(shard, []).append(sample_id.rsplit("/", 1)[0])
+    pairs = max(by_shard.values(), key=len)
+    assert len(set(pairs)) == 2 and pairs != sorted(pairs)
+
+
+def test_tables_are_sorted_and_match_the_files(written):
+    label = list(csv.reader(io.StringIO((written / layout.LABEL_CSV).read_text()),
+                            delimiter=";"))
+    samples = list(csv.DictReader(io.StringIO((written / layout.SAMPLES_CSV).read_text())))
+    assert len(label) == len(samples) == 48
+    keys = [(natural_key(s["bg"]), natural_key(s["fg"]), int(s["number"])) for s in samples]
+    assert keys == sorted(keys)
+    for row, sample in zip(label, samples):
+        assert row[1] == f"out/{sample['overlay_path']}"
+        assert (written / sample["overlay_path"]).is_file()
+        assert (written / sample["mask_path"]).is_file()
+
+
+def test_write_chunks_publishes_nothing_when_a_chunk_fails(tmp_path):
+    def chunks():
+        yield b"first half"
+        raise RuntimeError("disk on fire")
+
+    target = tmp_path / "table.csv"
+    with pytest.raises(RuntimeError):
+        write_chunks(str(target), chunks())
+    assert list(tmp_path.iterdir()) == []
+    write_chunks(str(target), iter([b"a", b"b"]))
+    assert target.read_bytes() == b"ab"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
