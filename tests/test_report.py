@@ -78,6 +78,19 @@ def test_choose_samples_is_seeded_stable_and_in_id_order():
     assert len(report.choose_samples(samples, seed=3, count=100)) == 40
 
 
+def test_summarize_samples_streams_the_table_into_values_and_a_pick():
+    rows = [{"id": f"bg{i % 4}/fg/{i}", "bg": f"bg{i % 4}",
+             "split": "val" if i % 4 == 3 else "train",
+             "overlay_mean": f"{i}.5", "mask_coverage": "0.25", "depth_mean": ""}
+            for i in range(30)]
+    table = report.summarize_samples(iter(rows), seed=1, count=5)
+    assert table.count == 30
+    assert table.overlay_mean.tolist() == [i + 0.5 for i in range(30)]
+    assert table.mask_coverage.tolist() == [0.25] * 30 and len(table.depth_mean) == 0
+    assert table.backgrounds_per_split == {"train": 3, "val": 1}
+    assert table.chosen == report.choose_samples(rows, seed=1, count=5)
+
+
 def test_colormap_runs_from_purple_to_yellow_getting_brighter():
     ends = report.colormap(np.array([0.0, 1.0, -1.0, 2.0]))
     assert ends.tolist() == [[68, 1, 84], [253, 231, 37], [68, 1, 84], [253, 231, 37]]

@@ -16,17 +16,20 @@ writes the same bytes.
 """
 from __future__ import annotations
 
+import array
 import base64
 import csv
 import dataclasses
+import heapq
 import html
 import io
 import json
 import posixpath
 import string
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from transforms import layout
@@ -76,6 +79,20 @@ class ReportError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class SampleTable:
+    """What the report takes from samples.csv, gathered in one streaming pass:
+    per-sample values as float arrays (8 bytes each, not a dict per row),
+    background counts per split and the rows chosen for the grid."""
+
+    count: int
+    overlay_mean: np.ndarray
+    mask_coverage: np.ndarray
+    depth_mean: np.ndarray  # empty when the build has no depth
+    backgrounds_per_split: Dict[str, int]
+    chosen: List[Dict[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
     """What the report is made from: a built dataset's documents and table."""
 
@@ -83,11 +100,11 @@ class Dataset:
     manifest: Dict[str, Any]
     stats: Dict[str, Any]
     timings: Optional[Dict[str, Any]]  # datasets built before timings.json lack it
-    samples: List[Dict[str, str]]
+    table: SampleTable
 
     @property
     def has_depth(self) -> bool:
-        return any(row["depth_path"] for row in self.samples)
+        return len(self.table.depth_mean) > 0
 
     @property
     def depth_encoding(self) -> str:
@@ -104,23 +121,52 @@ def read_document(root: str, relative: str) -> Dict[str, Any]:
     return read_json(root, relative)
 
 
-def read_samples(root: str) -> List[Dict[str, str]]:
+def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> SampleTable:
+    """One pass over samples.csv rows; keeps nothing per row but three floats."""
+    values: Dict[str, array.array] = {column: array.array("d") for column in
+                                      ("overlay_mean", "mask_coverage", "depth_mean")}
+    backgrounds: Dict[str, set] = {}
+    total = 0
+
+    def counted(rows: Iterable[Dict[str, str]]) -> Iterator[Dict[str, str]]:
+        nonlocal total
+        for row in rows:
+            total += 1
+            for column, column_values in values.items():
+                if row[column]:
+                    column_values.append(float(row[column]))
+            backgrounds.setdefault(row["split"], set()).add(row["bg"])
+            yield row
+
+    chosen = choose_samples(counted(rows), seed, count)
+    return SampleTable(
+        count=total, chosen=chosen,
+        backgrounds_per_split={split: len(names) for split, names in backgrounds.items()},
+        **{column: np.frombuffer(column_values, dtype=np.float64)
+           for column, column_values in values.items()})
+
+
+def read_samples(root: str, seed: int, count: int) -> SampleTable:
     path = layout.resolve(root, layout.SAMPLES_CSV)
     if not exists(path):
         raise ReportError(f"{path} not found: is {root} a finished fgbg build?")
-    return list(csv.DictReader(io.StringIO(read_file(path).decode("utf-8"))))
+    with FileSystems.open(path) as handle:
+        return summarize_samples(csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8")),
+                                 seed, count)
 
 
-def load_dataset(root: str) -> Dataset:
-    """Read a built dataset's documents; raises ReportError if it is not one."""
+def load_dataset(root: str, rows: int = DEFAULT_ROWS) -> Dataset:
+    """Read a built dataset's documents and its table, choosing `rows` samples
+    for the grid; raises ReportError if it is not a finished build."""
     root = root.rstrip("/")
     timings_path = layout.resolve(root, layout.TIMINGS_JSON)
+    manifest = read_document(root, layout.MANIFEST_JSON)
     return Dataset(
         root=root,
-        manifest=read_document(root, layout.MANIFEST_JSON),
+        manifest=manifest,
         stats=read_document(root, layout.STATS_JSON),
         timings=read_document(root, layout.TIMINGS_JSON) if exists(timings_path) else None,
-        samples=read_samples(root))
+        table=read_samples(root, int(manifest["seed"]), rows))
 
 
 def read_image(root: str, relative: str) -> Image.Image:
@@ -131,16 +177,18 @@ def read_image(root: str, relative: str) -> Image.Image:
 
 # --------------------------------------------------------------------------- choosing
 
-def choose_samples(samples: Sequence[Dict[str, str]], seed: int,
+def choose_samples(samples: Iterable[Dict[str, str]], seed: int,
                    count: int) -> List[Dict[str, str]]:
     """`count` samples ranked by a stable hash of (seed, id), shown in id order.
 
     A hash rather than the first rows spreads the pick over backgrounds,
     foregrounds and splits; keying it on the run seed makes every rebuild
-    show the same samples, and another seed's build show others.
+    show the same samples, and another seed's build show others. Only the
+    `count` best-ranked rows are held while `samples` streams past.
     """
-    ranked = sorted(samples, key=lambda row: (stable_hash("report", seed, row["id"]), row["id"]))
-    return sorted(ranked[:max(count, 0)], key=lambda row: natural_key(row["id"]))
+    ranked = heapq.nsmallest(max(count, 0), samples, key=lambda row: (
+        stable_hash("report", seed, row["id"]), row["id"]))
+    return sorted(ranked, key=lambda row: natural_key(row["id"]))
 
 
 # --------------------------------------------------------------------------- colour
@@ -318,20 +366,16 @@ def histogram_svg(values: Sequence[float], low: float, high: float, x_label: str
     return "".join(parts)
 
 
-def column_values(samples: Iterable[Dict[str, str]], column: str) -> List[float]:
-    return [float(row[column]) for row in samples if row[column]]
-
-
 def histograms(dataset: Dataset) -> List[Tuple[str, Optional[str]]]:
     """(title, SVG or None when the build has no such values), per histogram."""
-    brightness = column_values(dataset.samples, "overlay_mean")
-    coverage = column_values(dataset.samples, "mask_coverage")
+    brightness = dataset.table.overlay_mean.tolist()
+    coverage = dataset.table.mask_coverage.tolist()
     result: List[Tuple[str, Optional[str]]] = [
         ("Mean brightness per overlay",
          histogram_svg(brightness, 0, 255, "mean pixel value (0-255)")),
         ("Mask coverage per sample", histogram_svg(coverage, 0, 1, "foreground fraction")),
     ]
-    depth = column_values(dataset.samples, "depth_mean")
+    depth = dataset.table.depth_mean.tolist()
     if not depth:
         result.append(("Mean depth per sample", None))
     elif dataset.depth_encoding == "metric":
@@ -401,13 +445,10 @@ def ordered(keys: Iterable[str], order: Sequence[str]) -> List[str]:
 
 def split_rows(dataset: Dataset) -> List[List[object]]:
     per_split = dataset.manifest["counts"]["samples_per_split"]
-    backgrounds: Dict[str, set] = {}
-    for row in dataset.samples:
-        backgrounds.setdefault(row["split"], set()).add(row["bg"])
-    rows: List[List[object]] = [[split, f"{per_split[split]:,}", len(backgrounds.get(split, ()))]
+    backgrounds = dataset.table.backgrounds_per_split
+    rows: List[List[object]] = [[split, f"{per_split[split]:,}", backgrounds.get(split, 0)]
                                 for split in ordered(per_split, SPLIT_ORDER)]
-    rows.append(["total", f"{sum(per_split.values()):,}",
-                 sum(len(names) for names in backgrounds.values())])
+    rows.append(["total", f"{sum(per_split.values()):,}", sum(backgrounds.values())])
     return rows
 
 
@@ -522,7 +563,7 @@ def samples_html(dataset: Dataset, chosen: Sequence[Dict[str, str]], grid_png: b
     return section("Samples", (
         f'<img class="grid-image" id="samples-grid" alt="sample grid" width="{width}" '
         f'height="{height}" src="{data_uri("image/png", grid_png)}">'
-        f'<p class="note">{len(chosen)} of {len(dataset.samples):,} samples, picked by a stable '
+        f'<p class="note">{len(chosen)} of {dataset.table.count:,} samples, picked by a stable '
         f"hash of the run seed ({esc(dataset.manifest['seed'])}); the mask outline is drawn in "
         f"magenta on the overlay. {esc(depth_note)} Also in {esc(layout.SAMPLES_PNG)}.</p>"),
         "samples")
@@ -631,8 +672,8 @@ def write_report(output: str, rows: int = DEFAULT_ROWS) -> None:
 
     Raises ReportError when `output` is not a finished build.
     """
-    dataset = load_dataset(output)
-    chosen = choose_samples(dataset.samples, int(dataset.manifest["seed"]), rows)
+    dataset = load_dataset(output, rows)
+    chosen = dataset.table.chosen
     grid_png = png_bytes(render_grid(dataset, chosen))
     write_file(layout.resolve(dataset.root, layout.SAMPLES_PNG), grid_png)
     write_file(layout.resolve(dataset.root, layout.REPORT_HTML),
