@@ -14,6 +14,9 @@ placements x mirror = 40 samples per pair, depth off):
    build), to price TFT separately;
 5. the per-step profile of the pure functions (bench/profile_sample.py).
 
+With --rounds N, steps 1 and 2 alternate N times and the tables use each
+one's median run (file-system write-back makes single runs noisy).
+
 Throughput is samples (overlay + mask encoded and written) per second of the
 whole command's wall time, start-up included. CPU is summed over the whole
 process tree; peak RSS is the peak of the tree's summed RSS (polled /proc).
@@ -28,7 +31,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,6 +62,23 @@ def marginal_ms(full: float, one: float, n_full: int, n_one: int) -> float:
     """ms per extra sample between a one-pair build and the full build: the
     fixed cost (start-up, worker launch, TensorFlow import) cancels out."""
     return 1000 * (full - one) / (n_full - n_one)
+
+
+def median_run(runs: Sequence[Dict]) -> Dict:
+    """The run with the median wall time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda run: run["wall_s"])[(len(runs) - 1) // 2]
+
+
+def rounds_markdown(rounds: Sequence[Dict[str, Dict]]) -> str:
+    rows = [[number, f"{r['baseline']['wall_s']:.1f}",
+             f"{per_sample_ms(r['baseline']['cpu_s'], r['baseline']['samples']):.2f}",
+             f"{r['pipeline']['wall_s']:.1f}",
+             f"{per_sample_ms(r['pipeline']['cpu_s'], r['pipeline']['samples']):.2f}",
+             f"{r['baseline']['wall_s'] / r['pipeline']['wall_s']:.2f}"]
+            for number, r in enumerate(rounds, 1)]
+    return "Every round (baseline, then pipeline --no_tft):\n\n" + common.table(
+        ("round", "baseline wall s", "baseline CPU ms/sample", "pipeline wall s",
+         "pipeline CPU ms/sample", "pipeline / baseline"), rows)
 
 
 def analyse(baseline, pipeline, fixed, tft, profile, baseline_stats=None) -> Dict[str, object]:
@@ -189,6 +209,9 @@ def main(argv=None) -> int:
                         help="wait until other jobs use fewer cores than this")
     parser.add_argument("--retries", type=int, default=3,
                         help="rerun a measurement disturbed by other jobs up to this often")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the baseline and the pipeline this often, alternately; "
+                             "the tables use each one's median run")
     parser.add_argument("--name", default="compositing", help="bench/results/<name>.md|json")
     args = parser.parse_args(argv)
 
@@ -202,14 +225,20 @@ def main(argv=None) -> int:
         runs: Dict[str, Dict] = {}
         print("[bench] baseline", file=sys.stderr, flush=True)
         quiet = dict(max_busy=args.max_busy, retries=args.retries)
-        runs["baseline"] = common.quietly(
-            lambda: run_baseline(globs, scratch / "baseline"), **quiet)
+        rounds = []
+        for number in range(1, args.rounds + 1):
+            print(f"[bench] round {number}: baseline, then pipeline --no_tft", file=sys.stderr,
+                  flush=True)
+            rounds.append({
+                "baseline": common.quietly(
+                    lambda: run_baseline(globs, scratch / "baseline"), **quiet),
+                "pipeline": common.quietly(
+                    lambda: common.run_pipeline(globs, scratch / "pipeline"), **quiet)})
+        runs["baseline"] = median_run([r["baseline"] for r in rounds])
+        runs["pipeline"] = median_run([r["pipeline"] for r in rounds])
         print("[bench] baseline + the original's stats pass", file=sys.stderr, flush=True)
         runs["baseline_stats"] = common.quietly(
             lambda: run_baseline(globs, scratch / "baseline_stats", stats_pass=True), **quiet)
-        print("[bench] pipeline --no_tft", file=sys.stderr, flush=True)
-        runs["pipeline"] = common.quietly(
-            lambda: common.run_pipeline(globs, scratch / "pipeline"), **quiet)
         if args.before:
             print(f"[bench] pipeline --no_tft from {args.before}", file=sys.stderr, flush=True)
             tree = common.export_tree(args.before, scratch / "before_tree")
@@ -238,7 +267,10 @@ def main(argv=None) -> int:
             f"{args.foregrounds} foregrounds (RGBA, longest side 150) x 40 = "
             f"{result['samples']} samples; size 224, depth off.\n\n"
             + markdown(runs, result, profile_sample.markdown(profile)))
-    common.save(args.name, text, {"runs": runs, "result": result, "profile": profile,
+    if len(rounds) > 1:
+        text += "\n\n" + rounds_markdown(rounds)
+    common.save(args.name, text, {"runs": runs, "rounds": rounds, "result": result,
+                                  "profile": profile,
                                   "args": vars(args), "load_at_start": load,
                                   "cores": os.cpu_count()})
     return 0

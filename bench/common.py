@@ -163,6 +163,9 @@ def run_measured(command: Sequence[str], log_path: Optional[Path] = None,
     """Run a command to completion; wall s, CPU s of the whole tree (every
     descendant is reaped by its parent, so RUSAGE_CHILDREN includes them),
     peak summed RSS of the tree."""
+    # Flush earlier runs' dirty pages first, so their write-back does not land
+    # in this run's system time (it made identical runs differ by up to 2x).
+    os.sync()
     cpu_before = children_cpu_s()
     machine_before = machine_busy_s()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL

@@ -134,6 +134,18 @@ def test_plan_shards_deals_whole_pairs_evenly_and_stably():
     assert tiny == {("a", "x"): ("test", 0, 1)}
 
 
+def test_records_carry_their_own_written_files(written):
+    for _, example in read_records(written):
+        feature = example.features.feature
+        bg, fg, number = feature["id"].bytes_list.value[0].decode().split("/")
+        assert feature["background"].bytes_list.value[0] == (
+            written / "bg" / f"{bg}.jpg").read_bytes()
+        for kind, ext in (("overlay", "jpg"), ("mask", "png")):
+            assert feature[kind].bytes_list.value[0] == (
+                written / bg / fg / kind / f"{number}.{ext}").read_bytes()
+        assert feature["depth"].bytes_list.value[0] == b""
+
+
 def test_records_in_a_shard_are_mixed_not_in_pair_runs(written):
     by_shard = {}
     for shard, example in read_records(written):

@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from transforms import layout
 from transforms.stats import add_moments
-from transforms.storage import exists, read_file, write_file
+from transforms.storage import exists, read_file, read_files, write_file
 from transforms.types import Background, Foreground, Moments, Placement, SampleRow, WrittenPair
 
 PAIR_RECORD = ".pair.json"
@@ -84,14 +84,16 @@ def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
         return None
 
 
-def recorded_rows(root: str, pair: WrittenPair) -> List[SampleRow]:
-    """A written pair's rows, in number order, read back from its record."""
-    path = record_path(root, pair.bg_stem, pair.fg_stem)
-    rows = [row_from_dict(row) for row in json.loads(read_file(path))["rows"]]
-    if len(rows) != pair.samples:
-        raise ValueError(f"{path}: {len(rows)} rows recorded, {pair.samples} written; "
-                         "was the output changed during the build?")
-    return rows
+def pair_rows(root: str, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRow]]:
+    """Written pairs' rows (each pair's in number order), pair by pair in the
+    order given, read back from their records."""
+    paths = [record_path(root, pair.bg_stem, pair.fg_stem) for pair in pairs]
+    for pair, path, data in zip(pairs, paths, read_files(paths)):
+        rows = [row_from_dict(row) for row in json.loads(data)["rows"]]
+        if len(rows) != pair.samples:
+            raise ValueError(f"{path}: {len(rows)} rows recorded, {pair.samples} written; "
+                             "was the output changed during the build?")
+        yield rows
 
 
 def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:

@@ -24,10 +24,10 @@ from transforms import layout
 from transforms.compositing import encode_jpeg
 from transforms.progress import ProgressFile
 from transforms.records import frame_record, match_files, moments_example, sample_example
-from transforms.resume import recorded_rows, write_pair_record, written_pair
+from transforms.resume import pair_rows, write_pair_record, written_pair
 from transforms.seeding import stable_hash
 from transforms.stats import add_moments, encoded_moments
-from transforms.storage import read_file, write_chunks, write_file
+from transforms.storage import read_file, read_files, write_chunks, write_file
 from transforms.timing import stage_timer, timed
 from transforms.types import Background, Composite, Moments, Reject, SampleRow, WrittenPair
 
@@ -244,19 +244,16 @@ class _WriteTables(beam.DoFn):
     def process(self, pairs: List[WrittenPair]) -> Iterator[Dict[str, int]]:
         ordered = sorted(pairs, key=pair_order)
         with timed(self._timer):
+            # Each file's pass reads the records again: two small reads per
+            # pair instead of holding every row until both files are written.
             write_chunks(layout.resolve(self._root, layout.LABEL_CSV), (
                 render_csv(label_rows(rows, self._prefix), delimiter=";", quote_all=True)
-                for rows in self._rows(ordered)))
+                for rows in pair_rows(self._root, ordered)))
             write_chunks(layout.resolve(self._root, layout.SAMPLES_CSV), itertools.chain(
                 [render_csv((), header=SAMPLE_COLUMNS)],
-                (render_csv(sample_table_rows(rows)) for rows in self._rows(ordered))))
+                (render_csv(sample_table_rows(rows))
+                 for rows in pair_rows(self._root, ordered))))
         yield split_counts(ordered)
-
-    def _rows(self, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRow]]:
-        """Each file's pass reads the records again: two small reads per pair
-        instead of holding every row until both files are written."""
-        for pair in pairs:
-            yield recorded_rows(self._root, pair)
 
 
 class WriteTables(beam.PTransform):
@@ -335,22 +332,23 @@ class _WriteShard(beam.DoFn):
                      pairs: Iterable[WrittenPair]) -> Tuple[str, Dict[str, Moments]]:
         split, shard, num_shards = key
         relative = layout.tfrecord_path(split, shard, num_shards)
-        rows = [row for pair in sorted(pairs, key=pair_order)
-                for row in recorded_rows(self._root, pair)]
+        rows = sorted((row for rows in pair_rows(self._root, sorted(pairs, key=pair_order))
+                       for row in rows), key=record_order)
+        kinds = ("overlay", "mask", "depth") if self._depth_encoding != "none" else (
+            "overlay", "mask")
+        files = read_files([layout.resolve(self._root, getattr(row, f"{kind}_path"))
+                            for row in rows for kind in kinds])
         backgrounds: Dict[str, Tuple[bytes, Moments]] = {}
         totals: Dict[str, Moments] = {}
 
         def records() -> Iterator[bytes]:
-            for row in sorted(rows, key=record_order):
+            for row in rows:
                 if row.bg_path not in backgrounds:
                     data = read_file(layout.resolve(self._root, row.bg_path))
                     backgrounds[row.bg_path] = data, encoded_moments(data)
                 background, background_moments = backgrounds[row.bg_path]
-                images = {"overlay": row.overlay_path, "mask": row.mask_path,
-                          "depth": row.depth_path}
-                payload = {kind: read_file(layout.resolve(self._root, path)) if path else b""
-                           for kind, path in images.items()}
-                payload["background"] = background
+                payload = {"background": background, "depth": b""}
+                payload.update((kind, next(files)) for kind in kinds)
                 for kind, moments in (("background", background_moments),
                                       ("overlay", row.moments["overlay"])):
                     totals[kind] = (add_moments(totals[kind], moments) if kind in totals
