@@ -223,7 +223,6 @@ def main(argv=None) -> int:
         one = common.make_inputs(scratch / "one", 1, 1)
         load = common.wait_for_quiet_cpu(args.max_busy)
         runs: Dict[str, Dict] = {}
-        print("[bench] baseline", file=sys.stderr, flush=True)
         quiet = dict(max_busy=args.max_busy, retries=args.retries)
         rounds = []
         for number in range(1, args.rounds + 1):

@@ -17,7 +17,8 @@ Steps (per sample unless noted; per-pair steps are divided by 40):
   write_files       overlay + mask to disk (temporary name + rename)
   stats_overlay     decode the written overlay JPEG again + its exact pixel moments
                     (stats are those of the written file: transforms.stats.encoded_moments)
-  stats_mask        the same for the PNG mask
+  stats_mask        the mask's moments: counted from the 0/255 array, as the
+                    pipeline does for PNG masks (trees before that decode the PNG)
   stats_merge       adding the sample's moments into the totals
   pair_record       the resume record .pair.json (per pair)
   tfrecord          read bg/overlay/mask back + tf.train.Example + framing
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Dict
 
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +70,7 @@ from transforms.inputs import InputConfig, build_foreground, file_stem, load_bac
 from transforms.placements import PlacementConfig, pair_placements, scaled_size  # noqa: E402
 from transforms.records import frame_record, sample_example  # noqa: E402
 from transforms.resume import write_pair_record  # noqa: E402
+from transforms import stats  # noqa: E402
 from transforms.stats import add_moments, encoded_moments  # noqa: E402
 from transforms.storage import read_file, write_file  # noqa: E402
 from transforms.types import SampleRow  # noqa: E402
@@ -100,6 +103,13 @@ class Clock:
         result = function(*args)
         self.seconds[step] += time.process_time() - start
         return result
+
+
+def mask_moments(mask, full_mask, mask_bytes):
+    """The mask's moments the way the profiled tree's pipeline gets them."""
+    if hasattr(stats, "binary_moments"):
+        return stats.binary_moments(int(np.count_nonzero(mask)), full_mask.size)
+    return encoded_moments(mask_bytes)
 
 
 def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str, object]:
@@ -167,7 +177,8 @@ def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str,
                         write_file(layout.resolve(str(out_dir), mask_path), mask_bytes)
 
                     clock.time("write_files", write_both)
-                    moments = {"mask": clock.time("stats_mask", encoded_moments, mask_bytes),
+                    moments = {"mask": clock.time("stats_mask", mask_moments, mask,
+                                                  full_mask, mask_bytes),
                                "overlay": clock.time("stats_overlay", encoded_moments,
                                                      overlay_bytes)}
                     # For the breakdown only (not in the sum): the decode alone.

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     lines += ["", f"Total: **${total_cost:.2f}**; {total_hours:.2f} CPU worker-hours, about "
               f"{60 * total_hours / args.workers:.0f} min on {args.workers} workers plus "
               "start-up. Not included: Cloud Storage operations and storage, Dataflow "
-              "Shuffle (the rows shuffled are ~0.4 KB a sample), worker start-up."]
+              "Shuffle (one handle of about 1 KB per pair of 40 samples), worker start-up."]
     common.save(args.name, "\n".join(lines), {"c": c, "t": t, "rows": rows,
                                               "total_cost": total_cost, "args": vars(args)})
     return 0
