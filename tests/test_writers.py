@@ -1,5 +1,6 @@
 """The writers on TestPipeline: pair handles in, tables and shards out."""
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from transforms.compositing import ComposeSamples, EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig
 from transforms.records import MOMENT_KINDS, moments_feature
+from transforms.resume import pair_rows, write_pair_record, written_pair
 from transforms.storage import write_chunks
+from transforms.types import Placement, SampleRow
 from transforms.writers import (EXAMPLES, WriteBackgrounds, WriteSamples, WriteTables, WriteTFRecords,
                                 natural_key, plan_shards)
 
@@ -180,3 +183,21 @@ def test_write_chunks_publishes_nothing_when_a_chunk_fails(tmp_path):
     write_chunks(str(target), iter([b"a", b"b"]))
     assert target.read_bytes() == b"ab"
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_pair_rows_name_the_record_that_cannot_be_read(tmp_path):
+    rows = [SampleRow(placement=Placement("bg1", "fg1", n, False, 1.0, 0, 0, 8, 8),
+                      split="train", bg_path="bg/bg1.jpg", overlay_path=f"o/{n}.jpg",
+                      mask_path=f"m/{n}.png", depth_path="",
+                      moments={"overlay": (4, (1, 2, 3), (1, 4, 9))}) for n in (2, 1)]
+    write_pair_record(str(tmp_path), "key", rows)
+    pair = written_pair(rows)
+    assert [row.placement.number for row in next(pair_rows(str(tmp_path), [pair]))] == [1, 2]
+    assert pair.moments == {"overlay": (8, (2, 4, 6), (2, 8, 18))}
+
+    with pytest.raises(ValueError, match="2 rows recorded, 3 written"):
+        next(pair_rows(str(tmp_path), [dataclasses.replace(pair, samples=3)]))
+    record = tmp_path / "bg1" / "fg1" / ".pair.json"
+    record.write_text('{"rows": [')
+    with pytest.raises(ValueError, match=r"bg1/fg1/\.pair\.json: unreadable pair record"):
+        next(pair_rows(str(tmp_path), [pair]))

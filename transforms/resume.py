@@ -89,7 +89,11 @@ def pair_rows(root: str, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRo
     order given, read back from their records."""
     paths = [record_path(root, pair.bg_stem, pair.fg_stem) for pair in pairs]
     for pair, path, data in zip(pairs, paths, read_files(paths)):
-        rows = [row_from_dict(row) for row in json.loads(data)["rows"]]
+        try:
+            rows = [row_from_dict(row) for row in json.loads(data)["rows"]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: unreadable pair record ({error!r}); was the output "
+                             "changed during the build?") from error
         if len(rows) != pair.samples:
             raise ValueError(f"{path}: {len(rows)} rows recorded, {pair.samples} written; "
                              "was the output changed during the build?")
