@@ -126,7 +126,8 @@ class FgbgOptions(PipelineOptions):
         outputs.add_argument("--output", help="Dataset root folder, local or gs://.")
         outputs.add_argument(
             "--records_per_shard", type=int, default=2000,
-            help="Samples per TFRecord shard. Default: %(default)s.")
+            help="Samples per TFRecord shard, about: shards hold whole pairs. "
+                 "Default: %(default)s.")
         outputs.add_argument(
             "--csv_prefix", default=None,
             help="Prefix of the paths in label_data.csv (default: the output folder's "
