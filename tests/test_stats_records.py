@@ -4,8 +4,10 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
+from transforms import records
 from transforms.records import frame_record
 from transforms.stats import MomentsByKindFn, pixel_moments, summarize
+from transforms.types import Placement, SampleRow
 
 
 def test_moments_give_numpy_mean_and_std():
@@ -44,3 +46,55 @@ def test_framed_records_read_back_with_tf_data(tmp_path):
     path.write_bytes(b"".join(frame_record(payload) for payload in payloads))
     read = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
     assert read == payloads
+
+
+def tensorflow_example(features) -> bytes:
+    """The same record built with TensorFlow's own protobuf classes."""
+    def feature(value):
+        if isinstance(value, bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        if isinstance(value, float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        values = value if isinstance(value, list) else [value]
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    return tf.train.Example(features=tf.train.Features(
+        feature={name: feature(value) for name, value in features.items()})).SerializeToString(
+            deterministic=True)
+
+
+def test_hand_written_examples_are_tensorflows_bytes():
+    rng = np.random.default_rng(5)
+    names = ["id", "x", "Y", "w_h", "background_moments", "overlay", "é", "a" * 200, "depth"]
+    edge_ints = [0, 1, 127, 128, 16383, 16384, -1, -2**63, 2**63 - 1, 50176 * 255 * 255 * 400000]
+    edge_floats = [0.0, -0.0, 0.1, 0.75, -3.4e38, 1e-45]
+    edge_bytes = [b"", b"\x00", bytes(range(256)), b"x" * 127, b"y" * 128, b"z" * 20000]
+    for trial in range(200):
+        features = {}
+        for name in rng.choice(names, size=rng.integers(1, len(names)), replace=False):
+            kind = trial % 4 if trial < 8 else int(rng.integers(0, 4))
+            if kind == 0:
+                features[str(name)] = edge_bytes[rng.integers(len(edge_bytes))]
+            elif kind == 1:
+                features[str(name)] = edge_floats[rng.integers(len(edge_floats))]
+            elif kind == 2:
+                features[str(name)] = int(rng.choice(edge_ints))
+            else:
+                features[str(name)] = [int(v) for v in rng.choice(edge_ints, size=7)]
+        assert records._example(features) == tensorflow_example(features), features
+
+
+def test_sample_records_parse_with_the_feature_spec():
+    row = SampleRow(placement=Placement("bg1", "fg_2", 3, True, 0.6, 10, 20, 30, 40),
+                    split="val", bg_path="bg/bg1.jpg", overlay_path="o.jpg", mask_path="m.png",
+                    depth_path="", moments={"overlay": (9, (1, 2, 3), (4, 5, 6))})
+    images = {"background": b"bg", "overlay": b"ov", "mask": b"mk", "depth": b""}
+    serialized = records.sample_example(row, images, "none", (9, (7, 8, 9), (10, 11, 12)))
+    parsed = tf.io.parse_single_example(serialized, records.feature_spec())
+    assert parsed["id"].numpy() == b"bg1/fg_2/3" and parsed["split"].numpy() == b"val"
+    assert [int(parsed[k].numpy()) for k in ("number", "flip", "x", "y", "w", "h")] == [
+        3, 1, 10, 20, 30, 40]
+    assert abs(float(parsed["scale"].numpy()) - 0.6) < 1e-7
+    assert parsed["overlay_moments"].numpy().tolist() == [9, 1, 2, 3, 4, 5, 6]
+    assert parsed["background_moments"].numpy().tolist() == [9, 7, 8, 9, 10, 11, 12]
+    assert parsed["depth"].numpy() == b"" and parsed["mask"].numpy() == b"mk"
