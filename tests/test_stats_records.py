@@ -65,7 +65,8 @@ def tensorflow_example(features) -> bytes:
 
 def test_hand_written_examples_are_tensorflows_bytes():
     rng = np.random.default_rng(5)
-    names = ["id", "x", "Y", "w_h", "background_moments", "overlay", "é", "a" * 200, "depth"]
+    names = ["id", "x", "Y", "w_h", "background", "background_moments", "overlay",
+             "overlay_moments", "é", "a" * 200, "a", "ab", "abc", "a\x00", "", "depth"]
     edge_ints = [0, 1, 127, 128, 16383, 16384, -1, -2**63, 2**63 - 1, 50176 * 255 * 255 * 400000]
     edge_floats = [0.0, -0.0, 0.1, 0.75, -3.4e38, 1e-45]
     edge_bytes = [b"", b"\x00", bytes(range(256)), b"x" * 127, b"y" * 128, b"z" * 20000]
