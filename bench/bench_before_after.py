@@ -58,10 +58,7 @@ def main(argv=None) -> int:
                         help="byte-compare a small default build (TFT on) of both trees")
     parser.add_argument("--verify_backgrounds", type=int, default=3)
     parser.add_argument("--verify_foregrounds", type=int, default=5)
-    parser.add_argument("--max_busy", type=float, default=0.3,
-                        help="wait until other jobs use fewer cores than this")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="rerun a build disturbed by other jobs up to this often")
+    common.add_quiet_options(parser)
     parser.add_argument("--name", default="before_after")
     args = parser.parse_args(argv)
 

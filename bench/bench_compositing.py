@@ -205,10 +205,7 @@ def main(argv=None) -> int:
                         help="backgrounds for the pure-function profile (all foregrounds)")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    parser.add_argument("--max_busy", type=float, default=0.3,
-                        help="wait until other jobs use fewer cores than this")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="rerun a measurement disturbed by other jobs up to this often")
+    common.add_quiet_options(parser)
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure the baseline and the pipeline this often, alternately; "
                              "the tables use each one's median run")

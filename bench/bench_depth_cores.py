@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=4, help="timed batches per process")
     parser.add_argument("--processes", type=int, default=os.cpu_count(),
                         help="processes in the all-cores run (default: one per core)")
-    parser.add_argument("--max_busy", type=float, default=0.3)
+    common.add_quiet_options(parser, retries=False)
     parser.add_argument("--name", default="depth_cores")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ready_dir", help=argparse.SUPPRESS)

@@ -44,10 +44,7 @@ def main(argv=None) -> int:
                         help="extra pipeline options for every build, e.g. "
                              "'--records_per_shard 500'")
     parser.add_argument("--no_repeat", action="store_true", help="skip the second 1x build")
-    parser.add_argument("--max_busy", type=float, default=0.3,
-                        help="wait until other jobs use fewer cores than this")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="rerun a build disturbed by other jobs up to this often")
+    common.add_quiet_options(parser)
     parser.add_argument("--name", default="scaling")
     args = parser.parse_args(argv)
     factors = [int(f) for f in args.factors.split(",")]

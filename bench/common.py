@@ -6,6 +6,7 @@ repository root as `python bench/<name>.py`).
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -251,7 +252,23 @@ def busy_cores(window_s: float = 3.0) -> float:
     return (machine_busy_s() - before) / window_s
 
 
-def wait_for_quiet_cpu(max_busy: float = 0.3, timeout_s: float = 1800.0) -> float:
+# Measure only when other jobs use fewer cores than this; rerun a measurement
+# they disturbed up to this often.
+MAX_BUSY = 0.3
+RETRIES = 3
+
+
+def add_quiet_options(parser: argparse.ArgumentParser, retries: bool = True) -> None:
+    """--max_busy (and --retries) for a bench script, with the defaults above."""
+    parser.add_argument("--max_busy", type=float, default=MAX_BUSY,
+                        help="wait until other jobs use fewer cores than this")
+    if retries:
+        parser.add_argument("--retries", type=int, default=RETRIES,
+                            help="rerun a measurement disturbed by other jobs up to this "
+                                 "often")
+
+
+def wait_for_quiet_cpu(max_busy: float = MAX_BUSY, timeout_s: float = 1800.0) -> float:
     """Wait until other jobs on this machine use less than `max_busy` cores
     (measured over 3 s); returns the busy cores when measuring starts."""
     deadline = time.monotonic() + timeout_s
@@ -264,7 +281,7 @@ def wait_for_quiet_cpu(max_busy: float = 0.3, timeout_s: float = 1800.0) -> floa
         time.sleep(5)
 
 
-def quietly(measure: Callable[[], Dict], max_busy: float = 0.3, retries: int = 3,
+def quietly(measure: Callable[[], Dict], max_busy: float = MAX_BUSY, retries: int = RETRIES,
             tolerance: float = 0.05) -> Dict:
     """Run `measure()` (returning a dict with cpu_s and others_cpu_s) when the
     machine is quiet; when other jobs took more than `tolerance` of the CPU it

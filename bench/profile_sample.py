@@ -261,8 +261,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tree", default=None,
                         help="profile the transforms/ of another copy of the code (e.g. "
                              "an export of the previous commit) instead of this one's")
-    parser.add_argument("--max_busy", type=float, default=0.3,
-                        help="wait until other jobs use fewer cores than this")
+    common.add_quiet_options(parser, retries=False)
     parser.add_argument("--before_tree", default=None,
                         help="also profile this copy of the code (in a subprocess, first) "
                              "and show both side by side")

@@ -138,8 +138,8 @@ class FgbgOptions(PipelineOptions):
                  "normalisation graph training code applies).")
         outputs.add_argument(
             "--tft_batch_size", type=int, default=16,
-            help="Records per TFT analysis batch (each is a few MB of decoded pixels). "
-                 "Default: %(default)s.")
+            help="Records per TFT analysis batch (it reads one moments-only record per "
+                 "TFRecord shard). Default: %(default)s.")
         outputs.add_argument(
             "--no_resume", dest="resume", action="store_false", default=True,
             help="Remake every sample. By default a rerun into the same output reuses "

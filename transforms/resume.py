@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from transforms import layout
-from transforms.stats import add_moments
+from transforms.stats import add_to_totals
 from transforms.storage import exists, read_file, read_files, write_file
 from transforms.types import Background, Foreground, Moments, Placement, SampleRow, WrittenPair
 
@@ -65,6 +65,13 @@ def write_pair_record(root: str, key: str, rows: List[SampleRow]) -> None:
                (json.dumps(document, sort_keys=True) + "\n").encode())
 
 
+def parse_record(data: bytes) -> Tuple[str, List[SampleRow]]:
+    """A pair record's key and rows; ValueError, KeyError or TypeError when
+    it is not a record."""
+    document = json.loads(data)
+    return document["pair_key"], [row_from_dict(row) for row in document["rows"]]
+
+
 def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
                   expected: int) -> Optional[List[SampleRow]]:
     """The pair's recorded rows when its record matches `key`, else None.
@@ -76,12 +83,10 @@ def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
     if not exists(path):
         return None
     try:
-        document = json.loads(read_file(path))
-        if document.get("pair_key") != key or len(document["rows"]) != expected:
-            return None
-        return [row_from_dict(row) for row in document["rows"]]
+        recorded_key, rows = parse_record(read_file(path))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return rows if recorded_key == key and len(rows) == expected else None
 
 
 def pair_rows(root: str, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRow]]:
@@ -90,7 +95,7 @@ def pair_rows(root: str, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRo
     paths = [record_path(root, pair.bg_stem, pair.fg_stem) for pair in pairs]
     for pair, path, data in zip(pairs, paths, read_files(paths)):
         try:
-            rows = [row_from_dict(row) for row in json.loads(data)["rows"]]
+            _, rows = parse_record(data)
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: unreadable pair record ({error!r}); was the output "
                              "changed during the build?") from error
@@ -106,6 +111,6 @@ def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:
     totals: Dict[str, Moments] = {}
     for row in rows:
         for kind, moments in row.moments.items():
-            totals[kind] = add_moments(totals[kind], moments) if kind in totals else moments
+            add_to_totals(totals, kind, moments)
     return WrittenPair(bg_stem=first.placement.bg_stem, fg_stem=first.placement.fg_stem,
                        split=first.split, samples=len(rows), moments=totals)

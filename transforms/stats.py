@@ -68,6 +68,13 @@ def add_moments(a: Moments, b: Moments) -> Moments:
             tuple(x + y for x, y in zip(a[2], b[2])))
 
 
+def add_to_totals(totals: Dict[str, Moments], kind: str,
+                  moments: Moments) -> Dict[str, Moments]:
+    """Adds one image's moments to per-kind totals, in place; returns them."""
+    totals[kind] = add_moments(totals[kind], moments) if kind in totals else moments
+    return totals
+
+
 def summarize(moments: Moments, full_scale: float = 255.0) -> Dict[str, object]:
     """Mean and population std per channel, in stored values and divided by
     `full_scale` (255 for 8-bit images; a 16-bit metric depth passes its own)."""
@@ -92,10 +99,7 @@ class MomentsByKindFn(beam.CombineFn):
 
     def add_input(self, accumulator: Dict[str, Moments],
                   element: Tuple[str, Moments]) -> Dict[str, Moments]:
-        kind, moments = element
-        accumulator[kind] = (add_moments(accumulator[kind], moments)
-                             if kind in accumulator else moments)
-        return accumulator
+        return add_to_totals(accumulator, *element)
 
     def merge_accumulators(self, accumulators: Iterable[Dict[str, Moments]]) -> Dict[str, Moments]:
         merged: Dict[str, Moments] = {}

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import json
 import os
 import posixpath
 import uuid
-from typing import Any, Deque, Dict, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Deque, Dict, Iterable, Iterator, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -47,23 +48,31 @@ def write_file(path: str, data: bytes) -> None:
         handle.write(data)
 
 
-def write_chunks(path: str, chunks: Iterable[bytes]) -> None:
-    """Like write_file, for a file made piece by piece, so that only one piece
-    is in memory at a time. The pieces go to a temporary name that is renamed
-    into place once all are written (on gs:// too, where closing an upload
-    would otherwise publish whatever was written before a failure)."""
+@contextlib.contextmanager
+def streamed_file(path: str) -> Iterator[BinaryIO]:
+    """A handle for a file made piece by piece, so that only one piece is in
+    memory at a time. The pieces go to a temporary name that is renamed into
+    place when the block ends without an error (on gs:// too, where closing
+    an upload would otherwise publish whatever was written before a
+    failure); on an error the temporary file is removed."""
     if is_local(path):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = temporary_path(path)
     try:
         with FileSystems.create(temporary) as handle:
-            for chunk in chunks:
-                handle.write(chunk)
+            yield handle
         FileSystems.rename([temporary], [path])
     except BaseException:
         if FileSystems.exists(temporary):
             FileSystems.delete([temporary])
         raise
+
+
+def write_chunks(path: str, chunks: Iterable[bytes]) -> None:
+    """write_file for content that arrives in pieces (see streamed_file)."""
+    with streamed_file(path) as handle:
+        for chunk in chunks:
+            handle.write(chunk)
 
 
 def read_file(path: str) -> bytes:

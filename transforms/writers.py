@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import math
 import re
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -26,8 +25,8 @@ from transforms.progress import ProgressFile
 from transforms.records import frame_record, match_files, moments_example, sample_example
 from transforms.resume import pair_rows, write_pair_record, written_pair
 from transforms.seeding import stable_hash
-from transforms.stats import add_moments, encoded_moments
-from transforms.storage import read_file, read_files, write_chunks, write_file
+from transforms.stats import add_to_totals, encoded_moments
+from transforms.storage import read_file, read_files, streamed_file, write_file
 from transforms.timing import stage_timer, timed
 from transforms.types import Background, Composite, Moments, Reject, SampleRow, WrittenPair
 
@@ -243,16 +242,14 @@ class _WriteTables(beam.DoFn):
 
     def process(self, pairs: List[WrittenPair]) -> Iterator[Dict[str, int]]:
         ordered = sorted(pairs, key=pair_order)
-        with timed(self._timer):
-            # Each file's pass reads the records again: two small reads per
-            # pair instead of holding every row until both files are written.
-            write_chunks(layout.resolve(self._root, layout.LABEL_CSV), (
-                render_csv(label_rows(rows, self._prefix), delimiter=";", quote_all=True)
-                for rows in pair_rows(self._root, ordered)))
-            write_chunks(layout.resolve(self._root, layout.SAMPLES_CSV), itertools.chain(
-                [render_csv((), header=SAMPLE_COLUMNS)],
-                (render_csv(sample_table_rows(rows))
-                 for rows in pair_rows(self._root, ordered))))
+        with timed(self._timer), \
+                streamed_file(layout.resolve(self._root, layout.LABEL_CSV)) as label, \
+                streamed_file(layout.resolve(self._root, layout.SAMPLES_CSV)) as samples:
+            samples.write(render_csv((), header=SAMPLE_COLUMNS))
+            for rows in pair_rows(self._root, ordered):
+                label.write(render_csv(label_rows(rows, self._prefix), delimiter=";",
+                                       quote_all=True))
+                samples.write(render_csv(sample_table_rows(rows)))
         yield split_counts(ordered)
 
 
@@ -317,14 +314,15 @@ class _WriteShard(beam.DoFn):
     def __init__(self, root: str, depth_encoding: str):
         self._root = root
         self._depth_encoding = depth_encoding
+        # The sample's own files, read back in this order for each record.
+        self._sample_files = ("overlay", "mask") + (
+            ("depth",) if depth_encoding != "none" else ())
         self._timer = stage_timer("tfrecords")
 
     def process(self, keyed: Tuple[ShardKey, Iterable[WrittenPair]]) -> Iterator:
         with timed(self._timer):
             relative, moments = self._write_shard(*keyed)
-            image_kinds = ("background", "overlay", "mask") + (
-                ("depth",) if self._depth_encoding != "none" else ())
-            summary = moments_example(moments, image_kinds)
+            summary = moments_example(moments, ("background",) + self._sample_files)
         yield beam.pvalue.TaggedOutput(EXAMPLES, summary)
         yield relative
 
@@ -334,29 +332,22 @@ class _WriteShard(beam.DoFn):
         relative = layout.tfrecord_path(split, shard, num_shards)
         rows = sorted((row for rows in pair_rows(self._root, sorted(pairs, key=pair_order))
                        for row in rows), key=record_order)
-        kinds = ("overlay", "mask", "depth") if self._depth_encoding != "none" else (
-            "overlay", "mask")
         files = read_files([layout.resolve(self._root, getattr(row, f"{kind}_path"))
-                            for row in rows for kind in kinds])
+                            for row in rows for kind in self._sample_files])
         backgrounds: Dict[str, Tuple[bytes, Moments]] = {}
         totals: Dict[str, Moments] = {}
-
-        def records() -> Iterator[bytes]:
+        with streamed_file(layout.resolve(self._root, relative)) as shard_file:
             for row in rows:
                 if row.bg_path not in backgrounds:
                     data = read_file(layout.resolve(self._root, row.bg_path))
                     backgrounds[row.bg_path] = data, encoded_moments(data)
                 background, background_moments = backgrounds[row.bg_path]
                 payload = {"background": background, "depth": b""}
-                payload.update((kind, next(files)) for kind in kinds)
-                for kind, moments in (("background", background_moments),
-                                      ("overlay", row.moments["overlay"])):
-                    totals[kind] = (add_moments(totals[kind], moments) if kind in totals
-                                    else moments)
-                yield frame_record(sample_example(row, payload, self._depth_encoding,
-                                                  background_moments))
-
-        write_chunks(layout.resolve(self._root, relative), records())
+                payload.update((kind, next(files)) for kind in self._sample_files)
+                add_to_totals(totals, "background", background_moments)
+                add_to_totals(totals, "overlay", row.moments["overlay"])
+                shard_file.write(frame_record(sample_example(
+                    row, payload, self._depth_encoding, background_moments)))
         return relative, totals
 
 
