@@ -4,23 +4,11 @@
 # docs/running-on-gcp.md has the prerequisites and the cost arithmetic.
 set -euo pipefail
 
-# Worker defaults. The depth stage (DenseDepth on a 640x480 copy of every
-# sample) is most of the CPU time, so the workers are sized for it:
-# - n1-standard-8: Dataflow runs one SDK process per vCPU and each process
-#   loads its own copy of the model; 3.75 GB per vCPU holds a copy plus a
-#   batch of 640x480 activations, where highcpu types (0.9 GB per vCPU) would
-#   run out of memory. Eight vCPUs spread the per-worker start-up (boot,
-#   container pull, model load) over more cores than small types do. N1 is
-#   also the only family a T4 attaches to, so CPU and GPU runs compare.
-# - max_num_workers bounds the spend rate, not the total: the work is fixed,
-#   so more workers finish sooner for about the same money. 20 x 8 vCPUs
-#   suits a regional CPU quota of a few hundred vCPUs.
-# - GPU: one T4 per n1-standard-8 worker runs the depth model while the eight
-#   vCPUs compose and encode; 4 workers matches a modest T4 quota. The CUDA
-#   container is ~10 GB, beyond the 25 GB boot disk's comfort, hence 50 GB.
-CPU_MACHINE_TYPE=n1-standard-8
-CPU_MAX_WORKERS=20
-GPU_MACHINE_TYPE=n1-standard-8
+# Worker type and autoscaling cap: the pipeline's defaults
+# (pipeline/dataflow.py, which says why), unless given after `--`.
+# GPU: one T4 per worker runs the depth model while the worker's vCPUs compose
+# and encode; 4 workers matches a modest T4 quota. The CUDA container is
+# ~10 GB, beyond the 25 GB boot disk's comfort, hence 50 GB.
 GPU_MAX_WORKERS=4
 GPU_DISK_SIZE_GB=50
 GPU_ACCELERATOR="worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
@@ -61,9 +49,9 @@ variable in brackets.
   -h, --help        show this help
 
 The DenseDepth weights are read from gs://BUCKET/models/nyu.h5.
-Defaults: $CPU_MACHINE_TYPE workers, autoscaling up to $CPU_MAX_WORKERS
-(GPU: $GPU_MACHINE_TYPE + 1 T4, up to $GPU_MAX_WORKERS). Options after \`--\`
-go to the pipeline last, so they override these, e.g.
+Workers: the pipeline's default type and autoscaling cap (see
+pipeline/dataflow.py; with --gpu, one T4 each and at most $GPU_MAX_WORKERS).
+Options after \`--\` go to the pipeline last, so they override these, e.g.
   -- --max_num_workers=50 --depth_batch_size=16
 
 Example:
@@ -143,15 +131,12 @@ args=(
 if $gpu; then
   image=${FGBG_WORKER_IMAGE:-$region-docker.pkg.dev/$project/fgbg/fgbg-worker:latest}
   args+=(
-    --machine_type="$GPU_MACHINE_TYPE"
     --max_num_workers="$GPU_MAX_WORKERS"
     --disk_size_gb="$GPU_DISK_SIZE_GB"
     --sdk_container_image="$image"
     --dataflow_service_options="$GPU_ACCELERATOR"
     --experiments=use_runner_v2
   )
-else
-  args+=(--machine_type="$CPU_MACHINE_TYPE" --max_num_workers="$CPU_MAX_WORKERS")
 fi
 if $dry_run; then
   job_file=${job_file:-${TMPDIR:-/tmp}/$job_name.dataflow-job.json}

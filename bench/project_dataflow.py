@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
+from pipeline.dataflow import DEFAULT_MACHINE_TYPE, DEFAULT_MAX_NUM_WORKERS  # noqa: E402
 
 MACHINES = {  # vCPUs, GB
     "n1-standard-1": (1, 3.75), "n1-standard-4": (4, 15.0), "n1-standard-8": (8, 30.0),
@@ -48,8 +49,8 @@ def main(argv=None) -> int:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--samples", type=int, default=400_000)
     parser.add_argument("--results", default=str(common.RESULTS / "compositing.json"))
-    parser.add_argument("--machine", default="n1-standard-8", choices=sorted(MACHINES),
-                        help="worker type (run_dataflow.sh uses n1-standard-8)")
+    parser.add_argument("--machine", default=DEFAULT_MACHINE_TYPE, choices=sorted(MACHINES),
+                        help="worker type (default: the pipeline's Dataflow default)")
     parser.add_argument("--k", type=float, default=1.5,
                         help="N1 vCPU CPU time relative to this machine's cores")
     parser.add_argument("--e", type=float, default=0.8,
@@ -59,7 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--disk_gb", type=float, default=25, help="disk GB per worker")
     parser.add_argument("--disk_gb_hour", type=float, default=0.000054,
                         help="$ per GB-hour of standard persistent disk")
-    parser.add_argument("--workers", type=int, default=20, help="for the wall-time line")
+    parser.add_argument("--workers", type=int, default=DEFAULT_MAX_NUM_WORKERS,
+                        help="for the wall-time line (default: the pipeline's worker cap)")
     parser.add_argument("--depth_cpu_s_per_image", type=float, default=None,
                         help="measured DenseDepth CPU s per image (bench/results/depth.md)")
     parser.add_argument("--depth_images_per_s", type=float, default=None,

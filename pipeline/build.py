@@ -37,7 +37,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions)
 
-from pipeline.dataflow import is_dry_run, write_dry_run_job
+from pipeline.dataflow import apply_worker_defaults, is_dry_run, write_dry_run_job
 from pipeline.options import SAMPLE_SHAPING_OPTIONS, FgbgOptions
 from transforms import layout
 from transforms.compositing import RESUMED, ComposeSamples, EncodingConfig
@@ -367,6 +367,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, o
     started = utc_now()
     dry_run = is_dry_run(options)
     local = runner in LOCAL_RUNNERS
+    if runner == "DataflowRunner":
+        apply_worker_defaults(options)
     if not dry_run:
         remove_stale_temporaries(config.output)
     progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if local else None

@@ -1,4 +1,5 @@
-"""Dataflow dry runs: the complete job description, built offline.
+"""Dataflow: the worker defaults, and dry runs that build the complete job
+description offline.
 
 With `--dry_run=True` Beam's DataflowRunner translates the whole graph and
 pickles every DoFn, then returns without staging or submitting anything, and
@@ -10,7 +11,36 @@ written beside the job file as `<job file>.pipeline.json`.
 """
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, TestOptions
+from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions, TestOptions,
+                                                  WorkerOptions)
+
+# The depth stage (DenseDepth on a 640x480 copy of every sample) is most of
+# the CPU time, so the workers are sized for it:
+# - n1-standard-8: Dataflow runs one SDK process per vCPU and each process
+#   loads its own copy of the model; 3.75 GB per vCPU holds a copy plus a
+#   batch of 640x480 activations, where highcpu types (0.9 GB per vCPU) would
+#   run out of memory. Eight vCPUs spread the per-worker start-up (boot,
+#   container pull, model load) over more cores than small types do. N1 is
+#   also the only family a T4 attaches to, so CPU and GPU runs compare.
+# - the worker cap bounds the spend rate, not the total: the work is fixed,
+#   so more workers finish sooner for about the same money. 20 x 8 vCPUs
+#   suits a regional CPU quota of a few hundred vCPUs.
+DEFAULT_MACHINE_TYPE = "n1-standard-8"
+DEFAULT_MAX_NUM_WORKERS = 20
+
+
+def apply_worker_defaults(options: PipelineOptions) -> WorkerOptions:
+    """Fill in the worker type and cap the caller left unset.
+
+    run_dataflow.sh and the Composer DAG both rely on these, so the numbers
+    live here only. An empty --machine_type or --max_num_workers=0 also means
+    "unset": that is what a scheduler renders for an unset variable, and
+    neither is a usable value for Dataflow.
+    """
+    worker = options.view_as(WorkerOptions)
+    worker.machine_type = worker.machine_type or DEFAULT_MACHINE_TYPE
+    worker.max_num_workers = worker.max_num_workers or DEFAULT_MAX_NUM_WORKERS
+    return worker
 
 
 def is_dry_run(options: PipelineOptions) -> bool:

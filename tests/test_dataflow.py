@@ -6,6 +6,11 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.dataflow import DEFAULT_MACHINE_TYPE, apply_worker_defaults
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ReadBackgrounds", "ReadForegrounds", "Compose/Cross", "Compose/Compose",
           "EstimateDepth", "WriteSamples", "WriteTables", "WriteTFRecords", "Stats",
@@ -24,7 +29,8 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     job = json.loads(job_file.read_text())
     assert job["name"] == "fgbg-build-v20261125" and job["type"] == "JOB_TYPE_BATCH"
     pool = job["environment"]["workerPools"][0]
-    assert pool["machineType"] == "n1-standard-8"
+    assert pool["machineType"] == DEFAULT_MACHINE_TYPE
+    assert pool["autoscalingSettings"]["maxNumWorkers"] == 4
     assert "nvidia-tesla-t4" in json.dumps(job["environment"])
     transforms = json.loads(Path(f"{job_file}.pipeline.json").read_text())["components"][
         "transforms"]
@@ -44,3 +50,16 @@ def test_the_staged_package_holds_pipeline_and_transforms(tmp_path):
                    "transforms/compositing.py", "transforms/depth.py",
                    "transforms/densedepth.py", "transforms/normalize.py"):
         assert module in names, module
+
+
+@pytest.mark.parametrize("given", [[], ["--machine_type=", "--max_num_workers=0"]])
+def test_unset_worker_options_get_the_pipelines_defaults(given):
+    """Nothing given, or what the Composer DAG renders for unset variables."""
+    worker = apply_worker_defaults(PipelineOptions(given))
+    assert (worker.machine_type, worker.max_num_workers) == ("n1-standard-8", 20)
+
+
+def test_chosen_worker_options_are_kept():
+    worker = apply_worker_defaults(PipelineOptions(["--machine_type=n2-standard-4",
+                                                    "--max_num_workers=3"]))
+    assert (worker.machine_type, worker.max_num_workers) == ("n2-standard-4", 3)

@@ -22,8 +22,8 @@ Airflow Variables, read when the task runs (not when the file is parsed):
     fgbg_project           default: the google_cloud_default connection's
                            project (in Composer, the environment's own)
     fgbg_region            default us-central1
-    fgbg_machine_type      default n1-standard-8
-    fgbg_max_num_workers   default 20
+    fgbg_machine_type      default: the pipeline's (pipeline/dataflow.py)
+    fgbg_max_num_workers   default: the pipeline's (pipeline/dataflow.py)
     fgbg_seed              default 0
 
 The task installs the fgbg package from a copy of the repository in the
@@ -81,8 +81,10 @@ with DAG(
             "temp_location": f"gs://{BUCKET}/tmp",
             "staging_location": f"gs://{BUCKET}/staging",
             "setup_file": f"{SRC}/setup.py",
-            "machine_type": "{{ var.value.get('fgbg_machine_type', 'n1-standard-8') }}",
-            "max_num_workers": "{{ var.value.get('fgbg_max_num_workers', '20') }}",
+            # Unset variables render as '' and 0, which the pipeline reads as
+            # "use the default", so the worker numbers live in one place.
+            "machine_type": "{{ var.value.get('fgbg_machine_type', '') }}",
+            "max_num_workers": "{{ var.value.get('fgbg_max_num_workers', '0') }}",
             "labels": {"dataset-version": VERSION},
         },
         dataflow_config=TemplatedProjectDataflowConfiguration(

@@ -151,8 +151,10 @@ def test_documented_defaults_apply_without_optional_variables(task, variables):
     assert (config.project_id, config.location) == ("", "us-central1")
     assert config.gcp_conn_id == "google_cloud_default"
     options = rendered.pipeline_options
+    # '' and 0 leave the worker type and cap to the pipeline's defaults
+    # (tests/test_dataflow.py checks that they reach the job).
     assert (options["machine_type"], options["max_num_workers"], options["seed"]) == (
-        "n1-standard-8", "20", "0")
+        "", "0", "0")
 
 
 def test_variables_override_the_defaults(task, variables):
@@ -202,6 +204,7 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     options (the Airflow virtualenv has the same Beam)."""
     monkeypatch.syspath_prepend(str(REPO))
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+    from pipeline.dataflow import apply_worker_defaults
     from pipeline.options import FgbgOptions
 
     options = dict(render(task, NOV_25).pipeline_options)
@@ -213,6 +216,8 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     assert parsed.view_as(FgbgOptions).output == "gs://test-bucket/datasets/fgbg/v20261125"
     assert parsed.view_as(FgbgOptions).seed == 0
     assert parsed.view_as(GoogleCloudOptions).labels == ["dataset-version=v20261125"]
+    worker = apply_worker_defaults(parsed)
+    assert (worker.machine_type, worker.max_num_workers) == ("n1-standard-8", 20)
 
 
 def test_a_run_without_a_logical_date_fails_to_render(task, variables):
