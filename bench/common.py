@@ -302,11 +302,6 @@ def quietly(measure: Callable[[], Dict], max_busy: float = MAX_BUSY, retries: in
     return best
 
 
-def tree_size(folder: Path) -> Dict[str, int]:
-    files = [path for path in folder.rglob("*") if path.is_file()]
-    return {"files": len(files), "bytes": sum(path.stat().st_size for path in files)}
-
-
 # --- reporting --------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from importlib import metadata
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -38,11 +38,11 @@ from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOp
                                                   StandardOptions)
 
 from pipeline.dataflow import apply_worker_defaults, is_dry_run, write_dry_run_job
-from pipeline.options import SAMPLE_SHAPING_OPTIONS, FgbgOptions
+from pipeline.options import SAMPLE_SHAPING_OPTIONS, FgbgOptions, unknown_arguments
 from transforms import layout
-from transforms.compositing import RESUMED, ComposeSamples, EncodingConfig
+from transforms.compositing import JPEG_QUALITY, RESUMED, ComposeSamples, EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
-from transforms.normalize import TRANSFORM_DIR, AnalyzeRecords
+from transforms.normalize import AnalyzeRecords
 from transforms.placements import PlacementConfig, parse_scales
 from transforms.progress import total_progress
 from transforms.records import match_files
@@ -87,21 +87,51 @@ def parse_size(text: str) -> tuple:
     return width, height
 
 
+Rule = Tuple[Callable[[float], bool], str]  # a test, and what the error says it wants
+
+
+def _at_least(low: int) -> Rule:
+    return (lambda value: value >= low), f">= {low}"
+
+
+_POSITIVE: Rule = ((lambda value: value > 0), "> 0")
+_FRACTION: Rule = ((lambda value: 0 <= value <= 1), "in 0..1")
+_QUALITY: Rule = (JPEG_QUALITY.__contains__, f"in {JPEG_QUALITY.start}..{JPEG_QUALITY.stop - 1}")
+# Each numeric option's valid values, checked before any work.
+OPTION_RANGES: Tuple[Tuple[str, Callable[[float], bool], str], ...] = (
+    ("mask_threshold", (lambda value: 0 <= value < 255), "in 0..254"),
+    ("max_input_pixels", *_at_least(1)),
+    ("min_background_side", *_at_least(1)),
+    ("max_reject_fraction", *_FRACTION),
+    ("size", *_at_least(8)),
+    ("placements_per_scale", *_at_least(1)),
+    ("val_fraction", *_FRACTION),
+    ("test_fraction", *_FRACTION),
+    ("bg_quality", *_QUALITY),
+    ("overlay_quality", *_QUALITY),
+    ("mask_quality", *_QUALITY),
+    ("depth_quality", *_QUALITY),
+    ("depth_batch_size", *_at_least(1)),
+    ("depth_min_batch_size", *_at_least(1)),
+    ("depth_target_batch_duration_s", *_POSITIVE),
+    ("records_per_shard", *_at_least(1)),
+    ("tft_batch_size", *_at_least(1)),
+    ("progress_interval_s", *_POSITIVE),
+)
+
+
 def check_options(opts: FgbgOptions) -> None:
     """Fail fast, before any work, with a message naming the option."""
     for name in ("bg", "fg", "output"):
         if not getattr(opts, name):
             raise UsageError(f"--{name} is required (see --help)")
-    if not 0 <= opts.mask_threshold < 255:
-        raise UsageError("--mask_threshold must be in 0..254")
-    if opts.val_fraction < 0 or opts.test_fraction < 0 or opts.val_fraction + opts.test_fraction > 1:
-        raise UsageError("--val_fraction and --test_fraction must be >= 0 and sum to at most 1")
-    if opts.size < 8 or opts.placements_per_scale < 1 or opts.records_per_shard < 1:
-        raise UsageError("--size must be >= 8; --placements_per_scale and "
-                         "--records_per_shard must be >= 1")
-    for name in ("bg_quality", "overlay_quality", "mask_quality", "depth_quality"):
-        if not 1 <= getattr(opts, name) <= 100:
-            raise UsageError(f"--{name} must be in 1..100")
+    for name, valid, expected in OPTION_RANGES:
+        if not valid(getattr(opts, name)):
+            raise UsageError(f"--{name} must be {expected}, got {getattr(opts, name)}")
+    if opts.val_fraction + opts.test_fraction > 1:
+        raise UsageError("--val_fraction and --test_fraction must sum to at most 1")
+    if opts.depth_min_batch_size > opts.depth_batch_size:
+        raise UsageError("--depth_min_batch_size must be at most --depth_batch_size")
     try:
         parse_scales(opts.scales)
     except ValueError as error:
@@ -222,11 +252,23 @@ def manifest_document(opts: FgbgOptions, config: BuildConfig, started: str,
         "depth": depth_description(opts),
         "files": {"label_csv": layout.LABEL_CSV, "samples_csv": layout.SAMPLES_CSV,
                   "rejects_csv": layout.REJECTS_CSV, "stats": layout.STATS_JSON,
-                  "transform": TRANSFORM_DIR if opts.tft else None,
+                  "transform": layout.TRANSFORM_DIR if opts.tft else None,
                   "tfrecords": sorted(shards)},
         "options": fgbg_option_values(opts),
         "versions": package_versions(),
     }
+
+
+def check_sample_count(counts: Dict[str, object]) -> None:
+    """Every accepted pair must be in the tables: a shortfall means samples
+    were lost between compositing and the tables, so no manifest vouches for
+    the dataset."""
+    wanted = counts["backgrounds"] * counts["foregrounds"] * counts["samples_per_pair"]
+    if counts["samples"] != wanted:
+        raise RuntimeError(
+            f"the tables list {counts['samples']} samples, but {counts['backgrounds']} "
+            f"backgrounds x {counts['foregrounds']} foregrounds x "
+            f"{counts['samples_per_pair']} per pair = {wanted}; manifest not written")
 
 
 def fgbg_option_values(opts: FgbgOptions) -> Dict[str, object]:
@@ -270,7 +312,7 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     scale, unit = depth_scale(config)
     if opts.tft:
         transform_written = records[EXAMPLES] | "Normalization" >> AnalyzeRecords(
-            layout.resolve(root, TRANSFORM_DIR), opts.size, config.depth_encoding, scale,
+            layout.resolve(root, layout.TRANSFORM_DIR), opts.size, config.depth_encoding, scale,
             tft_temp_dir, opts.tft_batch_size)
     else:
         transform_written = p | "NoNormalization" >> beam.Create([])
@@ -292,6 +334,7 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
                        _transform):
         document = manifest_document(opts, config, started, expected, split_counts, shards,
                                      rejects[0] if rejects else [], backgrounds, foregrounds)
+        check_sample_count(document["counts"])
         remove_stale_shards(root, shards)
         write_json(root, layout.MANIFEST_JSON, document)
 
@@ -353,7 +396,11 @@ def read_manifest(output: str) -> Dict[str, object]:
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, object]:
     """Build the dataset; returns the manifest (for a Dataflow dry run:
     {"dry_run_job_file": path}). Raises UsageError on bad options."""
-    options = PipelineOptions(argv)
+    flags = list(sys.argv[1:] if argv is None else argv)
+    unknown = unknown_arguments(flags)
+    if unknown:
+        raise UsageError(f"unknown option(s) {' '.join(unknown)} (see --help)")
+    options = PipelineOptions(flags)
     FileSystems.set_options(options)
     opts = options.view_as(FgbgOptions)
     check_options(opts)

@@ -6,7 +6,9 @@ accepted alongside.
 """
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from typing import List, Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 DEPTH_MODELS_HELP = (
     "'densedepth' (the published NYU weights, from --depth_weights), 'untrained' "
@@ -147,3 +149,17 @@ class FgbgOptions(PipelineOptions):
         outputs.add_argument(
             "--progress_interval_s", type=float, default=10.0,
             help="Seconds between progress lines on local runs. Default: %(default)s.")
+
+
+def unknown_arguments(argv: Sequence[str]) -> List[str]:
+    """Arguments that no options class declares, ours or Beam's.
+
+    Beam only logs and drops them, so a typo such as --placement_per_scale=1
+    would quietly build with the default. This parses the way Beam does (its
+    parser, every options class imported so far) and returns what is left.
+    """
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for options_class in PipelineOptions.__subclasses__():
+        options_class._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(argv))
+    return unknown

@@ -58,6 +58,20 @@ def make_inputs(root: Path, backgrounds: int = 2, foregrounds: int = 2,
             "fg_mask": str(root / "fg_mask" / "*")}
 
 
+def compose_inputs(p, inputs: Dict[str, str], config, placements, encoding):
+    """Every composite of the inputs' pairs, on TestPipeline `p` (masks from
+    the foregrounds' alpha)."""
+    import apache_beam as beam
+
+    from transforms.compositing import ComposeSamples
+    from transforms.inputs import ReadBackgrounds, ReadForegrounds
+
+    prepared, _ = p | ReadBackgrounds(inputs["bg"], config)
+    foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, config)
+    backgrounds = prepared | beam.Map(lambda item: item[0])
+    return (backgrounds | ComposeSamples(foregrounds, config, placements, encoding)).composites
+
+
 @contextlib.contextmanager
 def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
     """A real GCS JSON API server on loopback (gcp-storage-emulator) holding

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,23 @@ def test_bad_options_fail_fast_with_the_option_named(tmp_path, inputs):
                                    tmp_path / "o"))
     with pytest.raises(build.UsageError, match="multiples of 32"):
         build.run(small_build_args(inputs, tmp_path / "o", "--depth_input_size=100x100"))
+    with pytest.raises(build.UsageError, match="unknown option.*--placement_per_scale=1"):
+        build.run(small_build_args(inputs, tmp_path / "o", "--placement_per_scale=1"))
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--depth_quality=101", "--depth_quality must be in 1..100, got 101"),
+    ("--bg_quality=0", "--bg_quality must be in 1..100, got 0"),
+    ("--progress_interval_s=0", "--progress_interval_s must be > 0, got 0.0"),
+    ("--max_reject_fraction=-1", "--max_reject_fraction must be in 0..1, got -1.0"),
+    ("--tft_batch_size=0", "--tft_batch_size must be >= 1, got 0"),
+    ("--val_fraction=0.6 --test_fraction=0.6", "must sum to at most 1"),
+    ("--depth_batch_size=2 --depth_min_batch_size=4", "--depth_min_batch_size must be at most"),
+])
+def test_out_of_range_options_are_named(tmp_path, inputs, option, message):
+    with pytest.raises(build.UsageError, match=re.escape(message)):
+        build.run(small_build_args(inputs, tmp_path / "o", *option.split()))
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_exit_status_reports_too_many_rejects(tmp_path, inputs, capsys):
@@ -182,3 +200,10 @@ def test_cli_exit_status_reports_too_many_rejects(tmp_path, inputs, capsys):
     assert build.main(args) == build.EXIT_TOO_MANY_REJECTS
     captured = capsys.readouterr()
     assert "junk.jpg" in captured.out and "max_reject_fraction" in captured.err
+
+
+def test_a_sample_shortfall_stops_the_manifest():
+    counts = {"samples": 48, "backgrounds": 3, "foregrounds": 2, "samples_per_pair": 8}
+    build.check_sample_count(counts)
+    with pytest.raises(RuntimeError, match=r"2 foregrounds x 8 per pair = 48; manifest not"):
+        build.check_sample_count({**counts, "samples": 40})

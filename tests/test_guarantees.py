@@ -83,6 +83,19 @@ def test_changed_options_or_inputs_remake_the_affected_pairs(tmp_path):
     assert timings(output)["compositing.pairs"] == 2
 
 
+def test_a_remade_pair_keeps_no_files_of_its_earlier_build(tmp_path):
+    inputs = make_inputs(tmp_path / "in", backgrounds=1, foregrounds=1)
+    output = tmp_path / "out"
+    build.run(small_build_args(inputs, output, "--mask_format=jpg"))
+    assert len(list(output.glob("bg1/fg_1/mask/*.jpg"))) == 8
+    build.run(small_build_args(inputs, output, "--placements_per_scale=1"))
+    files = sorted(p.relative_to(output / "bg1" / "fg_1").as_posix()
+                   for p in (output / "bg1" / "fg_1").rglob("*") if p.is_file())
+    assert files == [".pair.json"] + sorted(
+        f"{kind}/{n}.{ext}" for kind, ext in (("overlay", "jpg"), ("mask", "png"))
+        for n in range(1, 5))
+
+
 def png_with_declared_size(width: int, height: int) -> bytes:
     """A tiny valid-looking PNG whose header claims a huge image."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -127,6 +140,7 @@ def hostile_corpus(root: Path) -> dict:
     (bg / "other" / "good.jpg").write_bytes(good)
     make_background(bg / "plage é 1.jpg", seed=5)
     (bg / "..jpg").write_bytes(good)
+    (bg / "label_data.csv.jpg").write_bytes(good)
 
     rgba((30, 20)).save(fg / "fg_ok.png")
     rgba((30, 20)).quantize().save(fg / "fg_palette.png")
@@ -143,6 +157,7 @@ def hostile_corpus(root: Path) -> dict:
             "zero.jpg": "empty file", "truncated.jpg": "truncated", "cut.png": "truncated",
             "text.jpg": "not a readable image", "bomb.png": "decompression bomb",
             "good.jpg": "duplicate background name", "..jpg": "cannot be used as an output",
+            "label_data.csv.jpg": "is taken by the dataset's own",
             "fg_big.png": "larger than the", "fg_clear.png": "fully transparent",
             "fg_badmask.png": "is 31x20, foreground is 30x20",
             "mask_nobody.png": "mask has no foreground",

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from transforms import layout
 from transforms.inputs import (InputConfig, InputError, assign_split, build_foreground,
                                check_stem, keep_first, mask_key, open_image, to_rgb)
 
@@ -55,10 +56,12 @@ def test_exif_orientation_is_honoured():
 
 
 def test_sixteen_bit_greyscale_is_scaled_not_clipped():
-    values = np.full((4, 4), 65535, np.uint16)
+    values = np.array([[0, 1000, 32768, 65535]] * 4, np.uint16)
     image = Image.fromarray(values)
     rgb = np.asarray(to_rgb(open_image(encode(image), 1000)))
-    assert rgb.max() == 255 and rgb.min() == 255
+    # Clipping would turn every non-zero value into 255.
+    assert rgb[:, :, 0].tolist() == [[0, 3, 128, 255]] * 4
+    assert (rgb == rgb[:, :, :1]).all()
 
 
 def test_foreground_alpha_becomes_binary_mask():
@@ -111,6 +114,14 @@ def test_names_that_escape_the_output_are_refused():
         with pytest.raises(InputError):
             check_stem(stem)
     check_stem("photo de plage é 1")
+
+
+def test_background_names_cannot_take_the_datasets_own_names():
+    for stem in ("label_data.csv", "tfrecords", "Transform", "BG"):
+        with pytest.raises(InputError, match="taken by the dataset's own"):
+            check_stem(stem, layout.ROOT_NAMES)
+    check_stem("bg1", layout.ROOT_NAMES)
+    check_stem("tfrecords", ())
 
 
 def test_split_depends_only_on_background_name():

@@ -12,7 +12,8 @@ from PIL import Image
 from pipeline import build
 from tests.conftest import make_inputs, small_build_args
 from tests.depth_fixtures import tiny_depth_model
-from transforms.normalize import TRANSFORM_DIR, raw_feature_spec
+from transforms import layout
+from transforms.normalize import raw_feature_spec
 from transforms.training_data import label_csv_dataset, read_label_rows, training_dataset
 
 
@@ -32,7 +33,7 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_transform_graph_normalises_with_the_stats_json_numbers(dataset):
     stats = json.loads((dataset / "stats.json").read_text())
-    transform = tft.TFTransformOutput(str(dataset / TRANSFORM_DIR))
+    transform = tft.TFTransformOutput(str(dataset / layout.TRANSFORM_DIR))
     files = sorted(str(p) for p in (dataset / "tfrecords").glob("*"))
     serialized = next(iter(tf.data.TFRecordDataset(files).batch(48)))
     raw = tf.io.parse_example(serialized, raw_feature_spec(with_depth=True))

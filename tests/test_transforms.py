@@ -3,10 +3,10 @@ import shutil
 
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
-from apache_beam.testing.util import assert_that, equal_to, is_not_empty
+from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import make_inputs
-from transforms.compositing import ComposeSamples, EncodingConfig
+from tests.conftest import compose_inputs, make_inputs
+from transforms.compositing import EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig
 
@@ -47,13 +47,9 @@ def test_compose_samples_crosses_every_pair(tmp_path):
     placements = PlacementConfig(seed=0, size=64, scales=(1.0, 0.5), placements_per_scale=2,
                                  mirror=True)
     with BeamTestPipeline(runner="FnApiRunner") as p:
-        prepared, _ = p | ReadBackgrounds(inputs["bg"], CONFIG)
-        foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, CONFIG)
-        composites = (prepared | beam.Map(lambda item: item[0])
-                      | ComposeSamples(foregrounds, CONFIG, placements,
-                                       EncodingConfig(50, "png", 50))).composites
+        composites = compose_inputs(p, inputs, CONFIG, placements, EncodingConfig(50, "png", 50))
         ids = composites | beam.Map(lambda c: c.placement.sample_id)
         assert_that(ids, equal_to([f"bg{b}/fg_{f}/{n}" for b in (1, 2) for f in (1, 2, 3)
                                    for n in range(1, 9)]))
-        assert_that(composites | beam.Map(lambda c: c.overlay.shape), is_not_empty(),
-                    label="shapes")
+        assert_that(composites | beam.Map(lambda c: c.overlay.shape),
+                    equal_to([(64, 64, 3)] * 48), label="shapes")

@@ -10,14 +10,14 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import make_inputs
+from tests.conftest import compose_inputs, make_inputs
 from transforms import layout
 from transforms.compositing import ComposeSamples, EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig
 from transforms.records import MOMENT_KINDS, moments_feature
 from transforms.resume import pair_rows, write_pair_record, written_pair
-from transforms.storage import write_chunks
+from transforms.storage import streamed_file
 from transforms.types import Placement, SampleRow
 from transforms.writers import (EXAMPLES, WriteBackgrounds, WriteSamples, WriteTables, WriteTFRecords,
                                 natural_key, plan_shards)
@@ -171,16 +171,16 @@ def test_tables_are_sorted_and_match_the_files(written):
         assert (written / sample["mask_path"]).is_file()
 
 
-def test_write_chunks_publishes_nothing_when_a_chunk_fails(tmp_path):
-    def chunks():
-        yield b"first half"
-        raise RuntimeError("disk on fire")
-
+def test_streamed_file_publishes_nothing_when_a_piece_fails(tmp_path):
     target = tmp_path / "table.csv"
     with pytest.raises(RuntimeError):
-        write_chunks(str(target), chunks())
+        with streamed_file(str(target)) as handle:
+            handle.write(b"first half")
+            raise RuntimeError("disk on fire")
     assert list(tmp_path.iterdir()) == []
-    write_chunks(str(target), iter([b"a", b"b"]))
+    with streamed_file(str(target)) as handle:
+        handle.write(b"a")
+        handle.write(b"b")
     assert target.read_bytes() == b"ab"
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
 
@@ -201,3 +201,16 @@ def test_pair_rows_name_the_record_that_cannot_be_read(tmp_path):
     record.write_text('{"rows": [')
     with pytest.raises(ValueError, match=r"bg1/fg1/\.pair\.json: unreadable pair record"):
         next(pair_rows(str(tmp_path), [pair]))
+
+
+def test_a_pair_cut_short_in_a_bundle_fails_loudly(tmp_path):
+    """The writer records a pair only once all its samples are written; if a
+    bundle ever ended with part of a pair, the build must fail, not drop it."""
+    inputs = make_inputs(tmp_path / "inputs", backgrounds=1, foregrounds=1)
+    output = tmp_path / "out"
+    with pytest.raises(Exception, match=r"partly written: bg1/fg_1 \(5 of 8\)"):
+        with BeamTestPipeline(runner="FnApiRunner") as p:
+            _ = (compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50))
+                 | beam.Filter(lambda composite: composite.placement.number <= 5)
+                 | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR))
+    assert not list(output.rglob(".pair.json"))

@@ -27,6 +27,7 @@ from transforms.timing import stage_timer, timed_items
 from transforms.types import Background, Composite, Foreground
 
 RESUMED = "resumed"
+JPEG_QUALITY = range(1, 101)  # Pillow's quality scale; every JPEG quality option is checked against it
 
 
 @dataclasses.dataclass(frozen=True)

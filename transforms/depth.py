@@ -24,6 +24,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
+from transforms.compositing import JPEG_QUALITY
 from transforms.types import Composite
 
 # The file suffix the writer gives each depth encoding.
@@ -88,8 +89,9 @@ class DepthConfig:
             )
         if self.target_batch_duration_s <= 0:
             raise ValueError("depth target batch duration must be positive")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise ValueError(f"JPEG quality must be in 1..95, got {self.jpeg_quality}")
+        if self.jpeg_quality not in JPEG_QUALITY:
+            raise ValueError(f"depth JPEG quality must be in {JPEG_QUALITY.start}.."
+                             f"{JPEG_QUALITY.stop - 1}, got {self.jpeg_quality}")
         if min(self.out_size) <= 0:
             raise ValueError(f"depth output size must be positive, got {self.out_size}")
 

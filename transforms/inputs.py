@@ -11,13 +11,14 @@ import hashlib
 import io
 import posixpath
 import warnings
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from transforms import layout
 from transforms.seeding import stable_unit_interval
 from transforms.storage import read_file
 from transforms.types import Background, Foreground, Reject
@@ -52,11 +53,16 @@ def file_stem(path: str) -> str:
     return posixpath.splitext(file_name(path))[0]
 
 
-def check_stem(stem: str) -> None:
-    """Refuse names that would escape the output folder or break the layout."""
+def check_stem(stem: str, reserved: Sequence[str] = ()) -> None:
+    """Refuse names that would escape the output folder or break the layout,
+    and names in `reserved` (compared without case, for case-insensitive
+    file systems): a background's folder sits beside the dataset's own files."""
     if stem in ("", ".", "..") or stem.startswith(".") or any(
             ch in stem for ch in "/\\") or any(ord(ch) < 32 for ch in stem):
         raise InputError(f"file name {stem!r} cannot be used as an output folder name")
+    if stem.casefold() in {name.casefold() for name in reserved}:
+        raise InputError(f"file name {stem!r} is taken by the dataset's own {stem!r} "
+                         f"at the top of the output; rename the file")
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -243,7 +249,7 @@ class _ResolveBackgrounds(beam.DoFn):
         for reject in rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
         try:
-            check_stem(stem)
+            check_stem(stem, layout.ROOT_NAMES)
         except InputError as error:
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(kept, str(error)))
             return

@@ -17,15 +17,25 @@ TIMINGS_JSON = "timings.json"
 REPORT_HTML = "report.html"
 SAMPLES_PNG = "samples.png"
 TFRECORD_DIR = "tfrecords"
+TRANSFORM_DIR = "transform"
+# Everything at the root besides the background folders (which are named
+# after the backgrounds), so that no background can take one of these names.
+ROOT_NAMES = (BACKGROUND_DIR, LABEL_CSV, SAMPLES_CSV, REJECTS_CSV, STATS_JSON, MANIFEST_JSON,
+              TIMINGS_JSON, REPORT_HTML, SAMPLES_PNG, TFRECORD_DIR, TRANSFORM_DIR)
 
 
 def background_path(stem: str) -> str:
     return f"{BACKGROUND_DIR}/{stem}.jpg"
 
 
+def pair_folder(placement: Placement) -> str:
+    """Everything of one (background, foreground) pair lives under here."""
+    return f"{placement.bg_stem}/{placement.fg_stem}"
+
+
 def sample_path(placement: Placement, kind: str, extension: str) -> str:
     """kind is 'overlay', 'mask' or 'depth'."""
-    return f"{placement.bg_stem}/{placement.fg_stem}/{kind}/{placement.number}.{extension}"
+    return f"{pair_folder(placement)}/{kind}/{placement.number}.{extension}"
 
 
 def tfrecord_path(split: str, shard: int, num_shards: int) -> str:

@@ -28,7 +28,6 @@ import apache_beam as beam
 
 from transforms.records import decode_exact, moments_feature
 
-TRANSFORM_DIR = "transform"
 RAW_IMAGE_FEATURES = ("background", "overlay", "mask", "depth")
 # Kinds standardised per channel, and their channel counts.
 STANDARDISED = {"background": 3, "overlay": 3}

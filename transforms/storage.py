@@ -13,8 +13,9 @@ import contextlib
 import json
 import os
 import posixpath
+import shutil
 import uuid
-from typing import Any, BinaryIO, Deque, Dict, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Deque, Dict, Iterator, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -68,13 +69,6 @@ def streamed_file(path: str) -> Iterator[BinaryIO]:
         raise
 
 
-def write_chunks(path: str, chunks: Iterable[bytes]) -> None:
-    """write_file for content that arrives in pieces (see streamed_file)."""
-    with streamed_file(path) as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-
-
 def read_file(path: str) -> bytes:
     with FileSystems.open(path) as handle:
         return handle.read()
@@ -95,6 +89,18 @@ def read_files(paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[bytes
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def remove_folder(path: str) -> None:
+    """Delete a folder and everything in it, if it exists (on object stores:
+    every object under the prefix)."""
+    if is_local(path):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        return
+    found = FileSystems.match([f"{path.rstrip('/')}/**"])[0].metadata_list
+    if found:
+        FileSystems.delete([metadata.path for metadata in found])
 
 
 def write_json(root: str, relative: str, document: object) -> None:

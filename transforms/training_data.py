@@ -24,7 +24,7 @@ import posixpath
 from typing import List, Optional
 
 from transforms import layout
-from transforms.normalize import TRANSFORM_DIR, raw_feature_spec
+from transforms.normalize import raw_feature_spec
 from transforms.records import decode_exact, match_files
 from transforms.storage import read_file
 
@@ -48,7 +48,7 @@ def training_dataset(output: str, split: str, batch_size: int = 32, shuffle_buff
     files = match_files(layout.resolve(output, f"{layout.TFRECORD_DIR}/{split}-*"))
     if not files:
         raise FileNotFoundError(f"no TFRecord shards for split {split!r} under {output}")
-    transform = tft.TFTransformOutput(layout.resolve(output, TRANSFORM_DIR))
+    transform = tft.TFTransformOutput(layout.resolve(output, layout.TRANSFORM_DIR))
     raw_spec = raw_feature_spec(with_depth="depth" in transform.transformed_feature_spec())
     transform_layer = transform.transform_features_layer()
 

@@ -26,9 +26,10 @@ from transforms.records import frame_record, match_files, moments_example, sampl
 from transforms.resume import pair_rows, write_pair_record, written_pair
 from transforms.seeding import stable_hash
 from transforms.stats import add_to_totals, encoded_moments
-from transforms.storage import read_file, read_files, streamed_file, write_file
+from transforms.storage import read_file, read_files, remove_folder, streamed_file, write_file
 from transforms.timing import stage_timer, timed
-from transforms.types import Background, Composite, Moments, Reject, SampleRow, WrittenPair
+from transforms.types import (Background, Composite, Moments, Placement, Reject, SampleRow,
+                              WrittenPair)
 
 MOMENTS = "moments"
 EXAMPLES = "examples"
@@ -103,15 +104,31 @@ class _WriteSample(beam.DoFn):
 
     def finish_bundle(self) -> None:
         self._progress.flush()
+        if self._pending:
+            # Fusion keeps a pair's samples in the bundle that made them; if a
+            # runner ever split them, the pair would silently miss the tables.
+            incomplete = ", ".join(f"{bg}/{fg} ({len(rows)} of {self._samples_per_pair})"
+                                   for (bg, fg), rows in sorted(self._pending.items()))
+            raise RuntimeError(f"bundle ended with pairs only partly written: {incomplete}; "
+                               "they have no pair record and are remade on the next run")
 
     def process(self, composite: Composite) -> Iterator[WrittenPair]:
         with timed(self._timer):
+            self._clear_pair_folder(composite.placement)
             row = self._write(composite)
             finished = self._note_pair_progress(composite.pair_key, row)
         self._written.inc()
         self._progress.add()
         if finished:
             yield finished
+
+    def _clear_pair_folder(self, placement: Placement) -> None:
+        """A pair is written whole into an empty folder: whatever an earlier
+        build with other options left there (other mask or depth formats,
+        higher sample numbers, its record) would otherwise sit beside the new
+        files, described by nothing."""
+        if (placement.bg_stem, placement.fg_stem) not in self._pending:
+            remove_folder(layout.resolve(self._root, layout.pair_folder(placement)))
 
     def _note_pair_progress(self, key: str, row: SampleRow) -> Optional[WrittenPair]:
         pair = (row.placement.bg_stem, row.placement.fg_stem)
