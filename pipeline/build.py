@@ -6,8 +6,8 @@ The graph, as the data flows:
   foregrounds (+ masks) ─ read, check ─ side input ┴ cross ─ compose ─ [depth]
     ─ write overlay/mask/depth and each pair's record
     ─ one handle per pair ─┬ label_data.csv, samples.csv
-                           ├ tfrecords/<split>-* ─ TFT analysis ─ transform/
-                           └ stats.json (exact pixel moments)
+                           ├ tfrecords/<split>-* ─ TFT analysis (train) ─ transform/
+                           └ stats.json (exact pixel moments, overall and per split)
   rejects ─ rejects.csv;  everything ─ manifest.json (written last)
 
 Past the writer, stages pass one small handle per pair and read rows back
@@ -317,7 +317,8 @@ def build_graph(p: beam.Pipeline, opts: FgbgOptions, config: BuildConfig, starte
     else:
         transform_written = p | "NoNormalization" >> beam.Create([])
 
-    sample_moments = pairs | "SampleMoments" >> beam.FlatMap(lambda pair: pair.moments.items())
+    sample_moments = pairs | "SampleMoments" >> beam.FlatMap(
+        lambda pair: (((pair.split, kind), moments) for kind, moments in pair.moments.items()))
     stats = ((written_bgs[MOMENTS], sample_moments)
              | "AllMoments" >> beam.Flatten()
              | "Stats" >> ComputeStats()

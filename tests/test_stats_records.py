@@ -6,14 +6,15 @@ import tensorflow as tf
 
 from transforms import records
 from transforms.records import frame_record
-from transforms.stats import MomentsByKindFn, pixel_moments, summarize
+from transforms.stats import (MomentsByKeyFn, normalisation_splits, pixel_moments, stats_document,
+                              summarize)
 from transforms.types import Placement, SampleRow
 
 
 def test_moments_give_numpy_mean_and_std():
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (9, 7, 3), dtype=np.uint8) for _ in range(5)]
-    fn = MomentsByKindFn()
+    fn = MomentsByKeyFn()
     accumulator = fn.create_accumulator()
     for image in images:
         accumulator = fn.add_input(accumulator, ("overlay", pixel_moments(image)))
@@ -28,7 +29,7 @@ def test_merge_is_exact_in_any_order():
     rng = np.random.default_rng(2)
     parts = [("mask", pixel_moments(rng.integers(0, 256, (4, 4), dtype=np.uint8)))
              for _ in range(4)]
-    fn = MomentsByKindFn()
+    fn = MomentsByKeyFn()
     results = set()
     for order in itertools.permutations(range(4)):
         accumulators = []
@@ -99,3 +100,23 @@ def test_sample_records_parse_with_the_feature_spec():
     assert parsed["overlay_moments"].numpy().tolist() == [9, 1, 2, 3, 4, 5, 6]
     assert parsed["background_moments"].numpy().tolist() == [9, 7, 8, 9, 10, 11, 12]
     assert parsed["depth"].numpy() == b"" and parsed["mask"].numpy() == b"mk"
+
+
+def test_stats_document_sums_splits_and_keeps_each():
+    rng = np.random.default_rng(3)
+    images = {key: rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)
+              for key in (("train", "overlay"), ("val", "overlay"), ("test", "overlay"))}
+    totals = {key: pixel_moments(image) for key, image in images.items()}
+    document = stats_document(totals, 255.0, "relative")
+    everything = np.concatenate([image.reshape(-1, 3) for image in images.values()])
+    np.testing.assert_allclose(document["overlay"]["mean"], everything.mean(axis=0), rtol=1e-12)
+    for split in ("train", "val", "test"):
+        own = images[(split, "overlay")].reshape(-1, 3).astype(np.float64)
+        np.testing.assert_allclose(document["splits"][split]["overlay"]["std"], own.std(axis=0),
+                                   rtol=1e-12)
+    assert document["notes"]["normalisation_splits"] == ["train"]
+
+
+def test_normalisation_falls_back_to_every_split_without_a_train_split():
+    assert normalisation_splits(["val", "train", "test", "train"]) == ["train"]
+    assert normalisation_splits(["val", "test"]) == ["test", "val"]

@@ -25,14 +25,21 @@ def dataset(tmp_path_factory) -> Path:
     model_path = root / "tiny_depth.h5"
     tiny_depth_model().save(str(model_path))
     output = root / "out"
+    # val 0.25 puts bg2 in train and bg1, bg3 in val (splits hash the names).
     build.run(small_build_args(inputs, output, f"--depth_model={model_path}",
-                               "--depth_input_size=64x64", "--val_fraction=0",
+                               "--depth_input_size=64x64", "--val_fraction=0.25",
                                "--test_fraction=0", tft=True))
     return output
 
 
-def test_transform_graph_normalises_with_the_stats_json_numbers(dataset):
-    stats = json.loads((dataset / "stats.json").read_text())
+def test_transform_graph_normalises_with_the_train_splits_numbers(dataset):
+    document = json.loads((dataset / "stats.json").read_text())
+    assert sorted(document["splits"]) == ["train", "val"]
+    assert document["notes"]["normalisation_splits"] == ["train"]
+    stats = document["splits"]["train"]
+    for kind in ("background", "overlay"):
+        assert not np.allclose(stats[kind]["mean"], document[kind]["mean"]), (
+            "the train split should differ from the whole dataset here")
     transform = tft.TFTransformOutput(str(dataset / layout.TRANSFORM_DIR))
     files = sorted(str(p) for p in (dataset / "tfrecords").glob("*"))
     serialized = next(iter(tf.data.TFRecordDataset(files).batch(48)))
@@ -47,7 +54,7 @@ def test_transform_graph_normalises_with_the_stats_json_numbers(dataset):
     assert set(np.unique(mask)) == {0.0, 1.0} and mask.shape == (48, 64, 64, 1)
     depth = transformed["depth"].numpy()
     assert depth.dtype == np.float32 and 0 <= depth.min() and depth.max() <= 1
-    np.testing.assert_allclose(depth.mean(), stats["depth"]["mean_unit"][0], rtol=1e-5)
+    np.testing.assert_allclose(depth.mean(), document["depth"]["mean_unit"][0], rtol=1e-5)
 
 
 def encoder_decoder() -> tf.keras.Model:

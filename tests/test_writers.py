@@ -57,7 +57,8 @@ def written(tmp_path_factory):
             lambda paths: sorted(paths) == sorted(
                 f"tfrecords/{p.name}" for p in (output / "tfrecords").glob("*"))),
             equal_to([True]), label="shards")
-        summaries = records[EXAMPLES] | beam.Map(moments_of_summary)
+        summaries = records[EXAMPLES] | beam.MapTuple(
+            lambda _split, summary: moments_of_summary(summary))
         summed = summaries | beam.CombineGlobally(lambda items: np.sum(
             list(items), axis=0).tolist() if items else [])
         assert_that(summed, equal_to_record_moments(output), label="sums")

@@ -6,7 +6,10 @@ and the analysis only sums them (`tft.sum`, int64). Moments add, so the TFRecord
 writer hands this stage one moments-only record per shard, holding the sums
 over the shard's records (records.moments_example): the analysis reads no
 image and holds nothing per sample, yet the mean and std it bakes in are
-those of every pixel of the dataset, the numbers in stats.json. It runs in
+those of every pixel of the train split's images, the numbers in
+stats.json's `splits.train` (`stats.normalisation_splits`: every split only
+when a build has no train split). Validation and test pixels never shape the
+normalisation a model is trained with. It runs in
 the same Beam graph and writes `transform/`: a TF graph that decodes a raw
 record and outputs model-ready float tensors, with the dataset's mean/std
 baked in. Training code applies it with
@@ -22,11 +25,12 @@ Outputs of the graph, per sample:
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Tuple
 
 import apache_beam as beam
 
 from transforms.records import decode_exact, moments_feature
+from transforms.stats import normalisation_splits
 
 RAW_IMAGE_FEATURES = ("background", "overlay", "mask", "depth")
 # Kinds standardised per channel, and their channel counts.
@@ -98,8 +102,16 @@ def make_preprocessing_fn(size: int, depth_encoding: str, depth_scale: float) ->
     return preprocessing_fn
 
 
+def summaries_to_analyse(shards: List[Tuple[str, bytes]]) -> List[bytes]:
+    """The moments records, (split, record) per shard, of the splits that set
+    the normalisation."""
+    chosen = set(normalisation_splits(split for split, _ in shards))
+    return [summary for split, summary in shards if split in chosen]
+
+
 class AnalyzeRecords(beam.PTransform):
-    """Serialized moments records -> transform_fn in `transform_dir`.
+    """(split, serialized moments record) per shard -> transform_fn in
+    `transform_dir`, from the splits that set the normalisation.
 
     It runs inside the build's own graph, fed by the TFRecord writer, so the
     whole build is one job (one Dataflow job too). TFT writes the graph with
@@ -126,9 +138,12 @@ class AnalyzeRecords(beam.PTransform):
             raw_feature_spec(self._depth_encoding != "none"))
         records = tfxio.TFExampleBeamRecord(physical_format="inmem", schema=schema,
                                             telemetry_descriptors=["fgbg"])
+        chosen = (examples
+                  | "GatherShardSummaries" >> beam.combiners.ToList()
+                  | "NormalisationSplits" >> beam.FlatMap(summaries_to_analyse))
         with tft_beam.Context(temp_dir=self._temp_dir, desired_batch_size=self._batch_size):
             transform_fn = (
-                (examples | "DecodeRecords" >> records.BeamSource(self._batch_size),
+                (chosen | "DecodeRecords" >> records.BeamSource(self._batch_size),
                  records.TensorAdapterConfig())
                 | "Analyze" >> tft_beam.AnalyzeDataset(
                     make_preprocessing_fn(self._size, self._depth_encoding,

@@ -1,15 +1,19 @@
-"""Statistics: the true per-channel pixel mean and std of every image kind.
+"""Statistics: the true per-channel pixel mean and std of every image kind,
+over the whole dataset and per split.
 
 The original notebook reported the std of per-image stds, which normalises
 nothing. Here each image contributes exact integer moments (pixel count, sum,
-sum of squares per channel, as Python ints); merging adds integers, so the
-result is exact and identical in any merge order, on any runner.
+sum of squares per channel, as Python ints), keyed by (split, kind); merging
+adds integers, so the result is exact and identical in any merge order, on
+any runner. The transform graph normalises with the train split's numbers
+only (`normalisation_splits`), so no validation or test pixel shapes what a
+model is trained with.
 """
 from __future__ import annotations
 
 import io
 import math
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Hashable, Iterable, List, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -18,6 +22,8 @@ from PIL import Image
 from transforms.types import Moments
 
 KINDS = ("background", "overlay", "mask", "depth")
+NORMALISATION_SPLIT = "train"
+StatsKey = Tuple[str, str]  # (split, kind)
 
 
 def binary_moments(foreground: int, pixels: int) -> Moments:
@@ -68,11 +74,21 @@ def add_moments(a: Moments, b: Moments) -> Moments:
             tuple(x + y for x, y in zip(a[2], b[2])))
 
 
-def add_to_totals(totals: Dict[str, Moments], kind: str,
-                  moments: Moments) -> Dict[str, Moments]:
-    """Adds one image's moments to per-kind totals, in place; returns them."""
-    totals[kind] = add_moments(totals[kind], moments) if kind in totals else moments
+def add_to_totals(totals: Dict[Hashable, Moments], key: Hashable,
+                  moments: Moments) -> Dict[Hashable, Moments]:
+    """Adds one image's moments to the totals under `key` (a kind, or a
+    (split, kind)), in place; returns the totals."""
+    totals[key] = add_moments(totals[key], moments) if key in totals else moments
     return totals
+
+
+def normalisation_splits(splits: Iterable[str]) -> List[str]:
+    """The splits whose pixels set the transform graph's mean and std: the
+    train split alone, or every split of a build that has no train split (a
+    tiny build whose few backgrounds all hashed into val or test), so that
+    the graph still has numbers to use."""
+    present = sorted(set(splits))
+    return [NORMALISATION_SPLIT] if NORMALISATION_SPLIT in present else present
 
 
 def summarize(moments: Moments, full_scale: float = 255.0) -> Dict[str, object]:
@@ -91,50 +107,67 @@ def summarize(moments: Moments, full_scale: float = 255.0) -> Dict[str, object]:
     }
 
 
-class MomentsByKindFn(beam.CombineFn):
-    """(kind, Moments) elements -> {kind: summed Moments}."""
+class MomentsByKeyFn(beam.CombineFn):
+    """(key, Moments) elements -> {key: summed Moments}; keys are
+    (split, kind) in the build."""
 
-    def create_accumulator(self) -> Dict[str, Moments]:
+    def create_accumulator(self) -> Dict[Hashable, Moments]:
         return {}
 
-    def add_input(self, accumulator: Dict[str, Moments],
-                  element: Tuple[str, Moments]) -> Dict[str, Moments]:
+    def add_input(self, accumulator: Dict[Hashable, Moments],
+                  element: Tuple[Hashable, Moments]) -> Dict[Hashable, Moments]:
         return add_to_totals(accumulator, *element)
 
-    def merge_accumulators(self, accumulators: Iterable[Dict[str, Moments]]) -> Dict[str, Moments]:
-        merged: Dict[str, Moments] = {}
+    def merge_accumulators(self, accumulators: Iterable[Dict[Hashable, Moments]]
+                           ) -> Dict[Hashable, Moments]:
+        merged: Dict[Hashable, Moments] = {}
         for accumulator in accumulators:
-            for kind, moments in accumulator.items():
-                self.add_input(merged, (kind, moments))
+            for key, moments in accumulator.items():
+                self.add_input(merged, (key, moments))
         return merged
 
-    def extract_output(self, accumulator: Dict[str, Moments]) -> Dict[str, Moments]:
+    def extract_output(self, accumulator: Dict[Hashable, Moments]) -> Dict[Hashable, Moments]:
         return accumulator
 
 
-def stats_document(totals: Dict[str, Moments], depth_scale: float,
+def _summaries(totals: Dict[str, Moments], depth_scale: float) -> Dict[str, object]:
+    """{kind: summary}, kinds in a fixed order."""
+    return {kind: summarize(totals[kind], depth_scale if kind == "depth" else 255.0)
+            for kind in KINDS if kind in totals}
+
+
+def stats_document(totals: Dict[StatsKey, Moments], depth_scale: float,
                    depth_unit: str) -> Dict[str, object]:
-    """The content of stats.json, kinds in a fixed order.
+    """The content of stats.json: every kind over the whole dataset, then
+    `splits` with the same per split.
 
     `depth_scale` is the stored depth value that `mean_unit`/`std_unit` map to
     1.0 (255 for the min-max JPEG encoding); `depth_unit` says what it means.
     """
-    kinds: List[str] = [kind for kind in KINDS if kind in totals]
-    document: Dict[str, object] = {
-        kind: summarize(totals[kind], depth_scale if kind == "depth" else 255.0)
-        for kind in kinds}
+    overall: Dict[str, Moments] = {}
+    by_split: Dict[str, Dict[str, Moments]] = {}
+    for (split, kind), moments in sorted(totals.items()):
+        add_to_totals(overall, kind, moments)
+        add_to_totals(by_split.setdefault(split, {}), kind, moments)
+    document: Dict[str, object] = _summaries(overall, depth_scale)
+    document["splits"] = {split: _summaries(kinds, depth_scale)
+                          for split, kinds in sorted(by_split.items())}
     document["notes"] = {
         "method": "exact pixel mean and population std over every pixel of every written image",
         "scales": "mean/std in stored pixel values; mean_unit/std_unit divide by 255 "
                   "(depth: by depth_scale)",
         "depth_scale": depth_scale,
         "depth_unit": depth_unit,
+        "normalisation_splits": normalisation_splits(by_split),
+        "normalisation": "transform/ standardises background and overlay with the pixels "
+                         "of normalisation_splits only (train, when the build has one), "
+                         "so no val or test pixel leaks into training",
     }
     return document
 
 
 class ComputeStats(beam.PTransform):
-    """(kind, Moments) -> one {kind: Moments} dict."""
+    """((split, kind), Moments) -> one {(split, kind): Moments} dict."""
 
     def expand(self, moments):
-        return moments | "SumMoments" >> beam.CombineGlobally(MomentsByKindFn())
+        return moments | "SumMoments" >> beam.CombineGlobally(MomentsByKeyFn())

@@ -49,7 +49,7 @@ def pair_order(pair: WrittenPair) -> Tuple:
 
 class WriteBackgrounds(beam.PTransform):
     """(Background, image) -> Background, after writing bg/<stem>.jpg; the
-    written image's moments go to the MOMENTS output."""
+    written image's ((split, "background"), moments) go to the MOMENTS output."""
 
     def __init__(self, root: str, quality: int):
         super().__init__()
@@ -73,7 +73,8 @@ class _WriteBackground(beam.DoFn):
             encoded = encode_jpeg(image, self._quality)
             write_file(layout.resolve(self._root, layout.background_path(background.stem)),
                        encoded)
-        yield beam.pvalue.TaggedOutput(MOMENTS, ("background", encoded_moments(encoded)))
+        yield beam.pvalue.TaggedOutput(
+            MOMENTS, ((background.split, "background"), encoded_moments(encoded)))
         yield background
 
 
@@ -324,8 +325,8 @@ def record_order(row: SampleRow) -> int:
 
 class _WriteShard(beam.DoFn):
     """Writes one shard from its pairs' records and written files; outputs the
-    shard's path and (EXAMPLES) one moments-only record with the shard's
-    summed pixel moments, for the normalisation analysis. Memory holds one
+    shard's path and (EXAMPLES) its split with one moments-only record of the
+    shard's summed pixel moments, for the normalisation analysis. Memory holds one
     shard; each background is read and measured once per shard."""
 
     def __init__(self, root: str, depth_encoding: str):
@@ -340,7 +341,7 @@ class _WriteShard(beam.DoFn):
         with timed(self._timer):
             relative, moments = self._write_shard(*keyed)
             summary = moments_example(moments, ("background",) + self._sample_files)
-        yield beam.pvalue.TaggedOutput(EXAMPLES, summary)
+        yield beam.pvalue.TaggedOutput(EXAMPLES, (keyed[0][0], summary))
         yield relative
 
     def _write_shard(self, key: ShardKey,
@@ -370,8 +371,9 @@ class _WriteShard(beam.DoFn):
 
 class WriteTFRecords(beam.PTransform):
     """WrittenPair -> tfrecords/<split>-SSSSS-of-NNNNN, about
-    `records_per_shard` records each; outputs the shard paths (main) and one
-    moments-only record per shard (EXAMPLES), for the normalisation analysis.
+    `records_per_shard` records each; outputs the shard paths (main) and
+    (split, moments-only record) per shard (EXAMPLES), for the normalisation
+    analysis.
 
     Whole pairs go to a shard (plan_shards), so the shuffle carries one small
     handle per pair; within a shard the records are in a stable mixed order.
