@@ -37,9 +37,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import transforms  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+from bench.common import build_defaults  # noqa: E402
 
-DATASET_SIZE = (224, 224)
-JPEG_QUALITY = 85
+DEFAULTS = build_defaults()
+DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -87,7 +88,7 @@ def run_baseline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray]) ->
             inputs = densedepth.preprocess(np.stack(batch), size)
             raw = model.predict(inputs, batch_size=args.baseline_batch, verbose=0)
             for depth in densedepth.postprocess(raw)[..., 0]:
-                encoded += bool(densedepth.encode_minmax(depth, DATASET_SIZE, JPEG_QUALITY))
+                encoded += bool(densedepth.encode_minmax(depth, DATASET_SIZE, DEFAULTS.depth_quality))
         assert encoded == len(overlays)
         return time.perf_counter() - started
 
@@ -124,7 +125,7 @@ def run_pipeline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray], ba
         model="densedepth" if args.weights else "untrained", weights=args.weights,
         seed=args.seed, batch_size=batch_size, min_batch_size=batch_size,
         target_batch_duration_s=args.target_batch_duration_s, input_size=size,
-        encoding="minmax", jpeg_quality=JPEG_QUALITY, out_size=DATASET_SIZE,
+        encoding="minmax", jpeg_quality=DEFAULTS.depth_quality, out_size=DATASET_SIZE,
     )
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(runner="FnApiRunner"))
@@ -236,9 +237,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="640x480,224x224", help="network input sizes, WxH, comma-separated")
     parser.add_argument("--images", type=int, default=12, help="images per path and size")
-    parser.add_argument("--batch_size", type=int, default=4, help="pipeline batch size (min = max)")
+    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size,
+                        help="pipeline batch size (min = max)")
     parser.add_argument("--baseline_batch", type=int, default=60, help="the original's batch size")
-    parser.add_argument("--target_batch_duration_s", type=float, default=10.0)
+    parser.add_argument("--target_batch_duration_s", type=float,
+                        default=DEFAULTS.depth_target_batch_duration_s)
     parser.add_argument("--sweep", default=None, help="pipeline batch sizes to compare instead, e.g. 1,2,4,8")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of each measurement (alternating order)")
     parser.add_argument("--weights", default=None, help="nyu.h5 (default: seeded random weights)")

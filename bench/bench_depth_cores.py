@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
 
-DATASET_SIZE = (224, 224)
+DEFAULTS = common.build_defaults()
+DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
 
 
 def cpu_s() -> float:
@@ -52,9 +53,11 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
     from pipeline.build import parse_size
     from transforms.depth import DepthConfig, DepthModelHandler
 
-    config = DepthConfig(model="untrained", weights=None, seed=0, batch_size=batch_size,
-                         min_batch_size=batch_size, target_batch_duration_s=10.0,
-                         input_size=parse_size(size), encoding="minmax", jpeg_quality=85,
+    config = DepthConfig(model="untrained", weights=None, seed=DEFAULTS.seed,
+                         batch_size=batch_size, min_batch_size=batch_size,
+                         target_batch_duration_s=DEFAULTS.depth_target_batch_duration_s,
+                         input_size=parse_size(size), encoding=DEFAULTS.depth_encoding,
+                         jpeg_quality=DEFAULTS.depth_quality,
                          out_size=DATASET_SIZE)
     handler = DepthModelHandler(config)
     model = handler.load_model()
@@ -98,8 +101,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--size", default="640x480", help="network input size WxH")
-    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--size", default=DEFAULTS.depth_input_size, help="network input size WxH")
+    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
     parser.add_argument("--batches", type=int, default=4, help="timed batches per process")
     parser.add_argument("--processes", type=int, default=os.cpu_count(),
                         help="processes in the all-cores run (default: one per core)")

@@ -36,6 +36,16 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # --- inputs -----------------------------------------------------------------------------
 
 
+def build_defaults() -> argparse.Namespace:
+    """The pipeline's option defaults (of whichever tree is first on the
+    path), so benchmarks measure what a default build does."""
+    from pipeline.options import FgbgOptions
+
+    parser = argparse.ArgumentParser()
+    FgbgOptions._add_argparse_args(parser)
+    return parser.parse_args([])
+
+
 def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:
     """Photo-like inputs of the original's shape, under `folder`.
 

@@ -67,7 +67,8 @@ from transforms import layout  # noqa: E402
 from transforms.compositing import (EncodingConfig, alpha_composite, encode_jpeg,  # noqa: E402
                                     encode_mask, mirror, place_mask, resize_cutout)
 from transforms.inputs import InputConfig, build_foreground, file_stem, load_background  # noqa: E402
-from transforms.placements import PlacementConfig, pair_placements, scaled_size  # noqa: E402
+from transforms.placements import (PlacementConfig, pair_placements, parse_scales,  # noqa: E402
+                                   scaled_size)
 from transforms.records import frame_record, sample_example  # noqa: E402
 from transforms.resume import write_pair_record  # noqa: E402
 from transforms import stats  # noqa: E402
@@ -114,11 +115,17 @@ def mask_moments(mask, full_mask, mask_bytes):
 
 def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str, object]:
     """ms per sample of every step, over every pair of the inputs."""
-    input_config = InputConfig(size=224, max_input_pixels=64_000_000, min_background_side=32,
-                               mask_threshold=0, val_fraction=0.1, test_fraction=0.1)
-    placement_config = PlacementConfig(seed=0, size=224, scales=(1.0, 0.8, 0.6, 0.4),
-                                       placements_per_scale=5, mirror=True)
-    encoding = EncodingConfig(overlay_quality=50, mask_format="png", mask_quality=50)
+    defaults = common.build_defaults()  # the profiled tree's, as it is first on the path
+    input_config = InputConfig(
+        size=defaults.size, max_input_pixels=defaults.max_input_pixels,
+        min_background_side=defaults.min_background_side, mask_threshold=defaults.mask_threshold,
+        val_fraction=defaults.val_fraction, test_fraction=defaults.test_fraction)
+    placement_config = PlacementConfig(
+        seed=defaults.seed, size=defaults.size, scales=parse_scales(defaults.scales),
+        placements_per_scale=defaults.placements_per_scale, mirror=defaults.mirror)
+    encoding = EncodingConfig(overlay_quality=defaults.overlay_quality,
+                              mask_format=defaults.mask_format,
+                              mask_quality=defaults.mask_quality)
     backgrounds = [Path(path) for path in sorted(glob.glob(globs["bg"]))]
     fg_paths = [Path(path) for path in sorted(glob.glob(globs["fg"]))]
     mask_dir = Path(globs["fg_mask"]).parent
@@ -140,7 +147,7 @@ def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str,
             bg_stem = file_stem(str(bg_path))
             bg_relative = layout.background_path(bg_stem)
             image = load_background(bg_path.read_bytes(), input_config)
-            bg_bytes = encode_jpeg(image, 60)
+            bg_bytes = encode_jpeg(image, defaults.bg_quality)
             write_file(str(out_dir / bg_relative), bg_bytes)
             # Newer records carry the background's moments (computed once per
             # background by the pipeline, so not charged per sample here).
@@ -166,11 +173,12 @@ def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str,
                     overlay = clock.time("alpha_composite", alpha_composite, data, rgba,
                                          placement.x, placement.y)
                     full_mask = clock.time("place_mask", place_mask, mask, placement.x,
-                                           placement.y, 224)
-                    overlay_bytes = clock.time("encode_overlay", encode_jpeg, overlay, 50)
+                                           placement.y, defaults.size)
+                    overlay_bytes = clock.time("encode_overlay", encode_jpeg, overlay,
+                                               defaults.overlay_quality)
                     mask_bytes = clock.time("encode_mask", encode_mask, full_mask, encoding)
                     overlay_path = layout.sample_path(placement, "overlay", "jpg")
-                    mask_path = layout.sample_path(placement, "mask", "png")
+                    mask_path = layout.sample_path(placement, "mask", defaults.mask_format)
 
                     def write_both():
                         write_file(layout.resolve(str(out_dir), overlay_path), overlay_bytes)
