@@ -58,11 +58,12 @@ def _tree_argument():
 
 TREE = _tree_argument() if Path(sys.argv[0]).resolve() == Path(__file__).resolve() else None
 sys.path.insert(0, str(ROOT))
+from bench import common  # noqa: E402  (this tree's bench, even with --tree)
+
 if TREE:
-    sys.path.insert(0, str(Path(TREE).resolve()))  # its transforms/ shadow ours
+    sys.path.insert(0, str(Path(TREE).resolve()))  # its transforms/ and pipeline/ shadow ours
 
 import transforms  # noqa: E402,F401  (Keras selection before TensorFlow loads)
-from bench import common  # noqa: E402
 from transforms import layout  # noqa: E402
 from transforms.compositing import (EncodingConfig, alpha_composite, encode_jpeg,  # noqa: E402
                                     encode_mask, mirror, place_mask, resize_cutout)

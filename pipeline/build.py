@@ -37,7 +37,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions)
 
-from pipeline.dataflow import apply_worker_defaults, is_dry_run, write_dry_run_job
+from pipeline.dataflow import apply_worker_defaults, is_dataflow, is_dry_run, write_dry_run_job
 from pipeline.options import SAMPLE_SHAPING_OPTIONS, FgbgOptions, unknown_arguments
 from transforms import layout
 from transforms.compositing import JPEG_QUALITY, RESUMED, ComposeSamples, EncodingConfig
@@ -130,7 +130,7 @@ def check_options(opts: FgbgOptions) -> None:
             raise UsageError(f"--{name} must be {expected}, got {getattr(opts, name)}")
     if opts.val_fraction + opts.test_fraction > 1:
         raise UsageError("--val_fraction and --test_fraction must sum to at most 1")
-    if opts.depth_min_batch_size > opts.depth_batch_size:
+    if opts.depth_model != "none" and opts.depth_min_batch_size > opts.depth_batch_size:
         raise UsageError("--depth_min_batch_size must be at most --depth_batch_size")
     try:
         parse_scales(opts.scales)
@@ -415,7 +415,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Dict[str, o
     started = utc_now()
     dry_run = is_dry_run(options)
     local = runner in LOCAL_RUNNERS
-    if runner == "DataflowRunner":
+    if is_dataflow(runner):
         apply_worker_defaults(options)
     if not dry_run:
         remove_stale_temporaries(config.output)

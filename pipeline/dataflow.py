@@ -29,6 +29,11 @@ DEFAULT_MACHINE_TYPE = "n1-standard-8"
 DEFAULT_MAX_NUM_WORKERS = 20
 
 
+def is_dataflow(runner: str) -> bool:
+    """Beam accepts 'DataflowRunner', 'dataflow' and other spellings."""
+    return runner.split(".")[-1].lower().removesuffix("runner") in ("dataflow", "testdataflow")
+
+
 def apply_worker_defaults(options: PipelineOptions) -> WorkerOptions:
     """Fill in the worker type and cap the caller left unset.
 

@@ -159,7 +159,12 @@ def unknown_arguments(argv: Sequence[str]) -> List[str]:
     parser, every options class imported so far) and returns what is left.
     """
     parser = _BeamArgumentParser(allow_abbrev=False)
+    # One class per name, as Beam does: a module loaded twice defines its
+    # options class twice, and argparse refuses a repeated option.
+    by_name: dict = {}
     for options_class in PipelineOptions.__subclasses__():
+        by_name.setdefault(str(options_class), options_class)
+    for options_class in by_name.values():
         options_class._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(argv))
     return unknown

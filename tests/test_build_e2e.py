@@ -186,7 +186,8 @@ def test_bad_options_fail_fast_with_the_option_named(tmp_path, inputs):
     ("--max_reject_fraction=-1", "--max_reject_fraction must be in 0..1, got -1.0"),
     ("--tft_batch_size=0", "--tft_batch_size must be >= 1, got 0"),
     ("--val_fraction=0.6 --test_fraction=0.6", "must sum to at most 1"),
-    ("--depth_batch_size=2 --depth_min_batch_size=4", "--depth_min_batch_size must be at most"),
+    ("--depth_model=untrained --depth_batch_size=2 --depth_min_batch_size=4",
+     "--depth_min_batch_size must be at most"),
 ])
 def test_out_of_range_options_are_named(tmp_path, inputs, option, message):
     with pytest.raises(build.UsageError, match=re.escape(message)):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.dataflow import DEFAULT_MACHINE_TYPE, apply_worker_defaults
+from pipeline.dataflow import DEFAULT_MACHINE_TYPE, apply_worker_defaults, is_dataflow
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ReadBackgrounds", "ReadForegrounds", "Compose/Cross", "Compose/Compose",
@@ -57,6 +57,14 @@ def test_unset_worker_options_get_the_pipelines_defaults(given):
     """Nothing given, or what the Composer DAG renders for unset variables."""
     worker = apply_worker_defaults(PipelineOptions(given))
     assert (worker.machine_type, worker.max_num_workers) == ("n1-standard-8", 20)
+
+
+def test_every_spelling_of_the_dataflow_runner_is_recognised():
+    for runner in ("DataflowRunner", "dataflow", "dataflowrunner", "TestDataflowRunner",
+                   "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner"):
+        assert is_dataflow(runner), runner
+    for runner in ("FnApiRunner", "DirectRunner", "PrismRunner"):
+        assert not is_dataflow(runner), runner
 
 
 def test_chosen_worker_options_are_kept():

@@ -87,13 +87,11 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
     assert {row["depth_path"].split("/")[2] for row in samples} == {"depth"}
 
 
-def test_remove_folder_deletes_one_prefix_only(bucket):
-    from transforms.storage import remove_folder
+def test_list_folder_lists_one_prefix_only(bucket):
+    from transforms.storage import list_folder
 
     for name in ("d/bg1/fg_1/mask/1.jpg", "d/bg1/fg_1/.pair.json", "d/bg1/fg_10/mask/1.png",
                  "d/bg1/fg_2/overlay/1.jpg"):
         bucket.blob(name).upload_from_string(b"x")
-    remove_folder(f"gs://{BUCKET}/d/bg1/fg_1")
-    remove_folder(f"gs://{BUCKET}/d/nothing/here")
-    assert sorted(blob.name for blob in bucket.list_blobs(prefix="d/")) == [
-        "d/bg1/fg_10/mask/1.png", "d/bg1/fg_2/overlay/1.jpg"]
+    assert sorted(list_folder(f"gs://{BUCKET}/d/bg1/fg_1")) == [".pair.json", "mask/1.jpg"]
+    assert list_folder(f"gs://{BUCKET}/d/nothing/here") == []

@@ -141,6 +141,8 @@ def hostile_corpus(root: Path) -> dict:
     make_background(bg / "plage é 1.jpg", seed=5)
     (bg / "..jpg").write_bytes(good)
     (bg / "label_data.csv.jpg").write_bytes(good)
+    make_background(bg / "Zebra.jpg", seed=6)
+    make_background(bg / "zebra.jpg", seed=7)
 
     rgba((30, 20)).save(fg / "fg_ok.png")
     rgba((30, 20)).quantize().save(fg / "fg_palette.png")
@@ -151,13 +153,15 @@ def hostile_corpus(root: Path) -> dict:
     Image.new("L", (31, 20), 255).save(masks / "mask_fg_badmask.png")
     Image.new("L", (30, 20), 255).save(masks / "mask_nobody.png")
     return {
-        "accepted_backgrounds": {"good", "cmyk", "grey", "sixteen", "rotated", "plage é 1"},
+        "accepted_backgrounds": {"good", "cmyk", "grey", "sixteen", "rotated", "plage é 1",
+                                 "Zebra"},
         "accepted_foregrounds": {"fg_ok", "fg_palette", "fg_dot"},
         "rejected": {
             "zero.jpg": "empty file", "truncated.jpg": "truncated", "cut.png": "truncated",
             "text.jpg": "not a readable image", "bomb.png": "decompression bomb",
             "good.jpg": "duplicate background name", "..jpg": "cannot be used as an output",
             "label_data.csv.jpg": "is taken by the dataset's own",
+            "zebra.jpg": "duplicate background name 'zebra' (names are compared without case)",
             "fg_big.png": "larger than the", "fg_clear.png": "fully transparent",
             "fg_badmask.png": "is 31x20, foreground is 30x20",
             "mask_nobody.png": "mask has no foreground",
@@ -181,7 +185,7 @@ def test_hostile_inputs_are_handled_or_rejected_with_reasons(tmp_path, capsys):
     rows = list(csv.DictReader(open(output / "samples.csv", encoding="utf-8")))
     assert {row["bg"] for row in rows} == expected["accepted_backgrounds"]
     assert {row["fg"] for row in rows} == expected["accepted_foregrounds"]
-    assert len(rows) == 6 * 3 * 4
+    assert len(rows) == 7 * 3 * 4
     for row in rows:
         assert (output / row["overlay_path"]).is_file() and (output / row["mask_path"]).is_file()
     rotated = np.asarray(Image.open(output / "bg" / "rotated.jpg")).astype(int)

@@ -215,3 +215,13 @@ def test_a_pair_cut_short_in_a_bundle_fails_loudly(tmp_path):
                  | beam.Filter(lambda composite: composite.placement.number <= 5)
                  | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR))
     assert not list(output.rglob(".pair.json"))
+
+
+def test_list_folder_gives_paths_relative_to_the_folder(tmp_path):
+    from transforms.storage import list_folder
+
+    for name in ("bg1/fg_1/mask/1.png", "bg1/fg_1/.pair.json", "bg1/fg_10/mask/1.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert sorted(list_folder(str(tmp_path / "bg1" / "fg_1"))) == [".pair.json", "mask/1.png"]
+    assert list_folder(str(tmp_path / "nothing")) == []

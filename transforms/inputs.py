@@ -53,6 +53,9 @@ def file_stem(path: str) -> str:
     return posixpath.splitext(file_name(path))[0]
 
 
+GLOB_CHARACTERS = "[]*?"
+
+
 def check_stem(stem: str, reserved: Sequence[str] = ()) -> None:
     """Refuse names that would escape the output folder or break the layout,
     and names in `reserved` (compared without case, for case-insensitive
@@ -60,6 +63,10 @@ def check_stem(stem: str, reserved: Sequence[str] = ()) -> None:
     if stem in ("", ".", "..") or stem.startswith(".") or any(
             ch in stem for ch in "/\\") or any(ord(ch) < 32 for ch in stem):
         raise InputError(f"file name {stem!r} cannot be used as an output folder name")
+    if any(ch in stem for ch in GLOB_CHARACTERS):
+        raise InputError(f"file name {stem!r} holds a glob character ({' '.join(GLOB_CHARACTERS)}), "
+                         "which storage listings and readers' file patterns would take for a "
+                         "pattern; rename the file")
     if stem.casefold() in {name.casefold() for name in reserved}:
         raise InputError(f"file name {stem!r} is taken by the dataset's own {stem!r} "
                          f"at the top of the output; rename the file")
@@ -217,14 +224,23 @@ def mask_preference(path: str) -> Tuple[int, str]:
     return MASK_SUFFIXES.index(posixpath.splitext(path)[1].lower()), path
 
 
-def keep_first(stem: str, paths: Iterable[str], what: str,
+def name_key(stem: str) -> str:
+    """The key that input names are matched and de-duplicated by: without
+    case, because names that differ only in case ('Beach', 'beach') are one
+    folder on case-insensitive disks (macOS, Windows) and would overwrite
+    each other there."""
+    return stem.casefold()
+
+
+def keep_first(paths: Iterable[str], what: str,
                order=None) -> Tuple[Optional[str], List[Reject]]:
     """One file per output name: the first in a stable order wins."""
     ranked = sorted(paths, key=order)
     if not ranked:
         return None, []
     kept = ranked[0]
-    return kept, [Reject(path, f"duplicate {what} name {stem!r}; kept {kept}")
+    return kept, [Reject(path, f"duplicate {what} name {file_stem(path)!r} (names are "
+                               f"compared without case); kept {kept}")
                   for path in ranked[1:]]
 
 
@@ -244,10 +260,11 @@ class MatchPaths(beam.PTransform):
 
 class _ResolveBackgrounds(beam.DoFn):
     def process(self, keyed: Tuple[str, Iterable[str]]) -> Iterator:
-        stem, paths = keyed
-        kept, rejects = keep_first(stem, paths, "background")
+        _, paths = keyed
+        kept, rejects = keep_first(paths, "background")
         for reject in rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        stem = file_stem(kept)
         try:
             check_stem(stem, layout.ROOT_NAMES)
         except InputError as error:
@@ -290,7 +307,7 @@ class ReadBackgrounds(beam.PTransform):
     def expand(self, pbegin):
         resolved = (pbegin
                     | "MatchBackgrounds" >> MatchPaths(self._pattern)
-                    | "KeyByName" >> beam.Map(lambda path: (file_stem(path), path))
+                    | "KeyByName" >> beam.Map(lambda path: (name_key(file_stem(path)), path))
                     | "GroupByName" >> beam.GroupByKey()
                     | "OnePerName" >> beam.ParDo(_ResolveBackgrounds()).with_outputs(
                         REJECTS, main="paths"))
@@ -306,16 +323,16 @@ class _ResolveForeground(beam.DoFn):
     """Pair each foreground with at most one mask; report the leftovers."""
 
     def process(self, keyed) -> Iterator:
-        stem, grouped = keyed
-        fg_path, rejects = keep_first(stem, grouped["fg"], "foreground")
-        mask_path, mask_rejects = keep_first(stem, grouped["mask"], "mask",
-                                             order=mask_preference)
+        _, grouped = keyed
+        fg_path, rejects = keep_first(grouped["fg"], "foreground")
+        mask_path, mask_rejects = keep_first(grouped["mask"], "mask", order=mask_preference)
         for reject in rejects + mask_rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
         if fg_path is None:
-            yield beam.pvalue.TaggedOutput(
-                REJECTS, Reject(mask_path, f"mask has no foreground named {stem!r}"))
+            yield beam.pvalue.TaggedOutput(REJECTS, Reject(
+                mask_path, f"mask has no foreground named {mask_key(mask_path)!r}"))
             return
+        stem = file_stem(fg_path)
         try:
             check_stem(stem)
         except InputError as error:
@@ -350,7 +367,7 @@ def _key_mask(path: str) -> Iterator:
         yield beam.pvalue.TaggedOutput(REJECTS, Reject(
             path, f"mask file name must be {MASK_PREFIX}<foreground name>.png or .jpg"))
     else:
-        yield key, path
+        yield name_key(key), path
 
 
 class ReadForegrounds(beam.PTransform):
@@ -365,7 +382,7 @@ class ReadForegrounds(beam.PTransform):
     def expand(self, pbegin):
         fgs = (pbegin
                | "MatchForegrounds" >> MatchPaths(self._pattern)
-               | "KeyFgByName" >> beam.Map(lambda path: (file_stem(path), path)))
+               | "KeyFgByName" >> beam.Map(lambda path: (name_key(file_stem(path)), path)))
         if self._mask_pattern:
             keyed_masks = (pbegin
                            | "MatchMasks" >> MatchPaths(self._mask_pattern)

@@ -13,9 +13,8 @@ import contextlib
 import json
 import os
 import posixpath
-import shutil
 import uuid
-from typing import Any, BinaryIO, Deque, Dict, Iterator, Sequence
+from typing import Any, BinaryIO, Deque, Dict, Iterator, List, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -91,16 +90,17 @@ def read_files(paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[bytes
             yield pending.popleft().result()
 
 
-def remove_folder(path: str) -> None:
-    """Delete a folder and everything in it, if it exists (on object stores:
-    every object under the prefix)."""
-    if is_local(path):
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        return
-    found = FileSystems.match([f"{path.rstrip('/')}/**"])[0].metadata_list
-    if found:
-        FileSystems.delete([metadata.path for metadata in found])
+def list_folder(path: str) -> List[str]:
+    """Every file under a folder, as paths relative to it with '/' between
+    parts; [] when there is none. On object stores: every object under the
+    prefix (the folder's name must hold no glob characters; inputs.check_stem
+    keeps them out of the names the pipeline makes)."""
+    folder = path.rstrip("/")
+    if is_local(folder):
+        return [os.path.relpath(os.path.join(parent, name), folder).replace(os.sep, "/")
+                for parent, _, names in os.walk(folder) for name in names]
+    found = FileSystems.match([f"{folder}/**"])[0].metadata_list
+    return [metadata.path[len(folder) + 1:] for metadata in found]
 
 
 def write_json(root: str, relative: str, document: object) -> None:

@@ -23,13 +23,13 @@ from transforms import layout
 from transforms.compositing import encode_jpeg
 from transforms.progress import ProgressFile
 from transforms.records import frame_record, match_files, moments_example, sample_example
-from transforms.resume import pair_rows, write_pair_record, written_pair
+from transforms.resume import PAIR_RECORD, pair_rows, write_pair_record, written_pair
 from transforms.seeding import stable_hash
 from transforms.stats import add_to_totals, encoded_moments
-from transforms.storage import read_file, read_files, remove_folder, streamed_file, write_file
+from transforms.storage import (TEMPORARY_SUFFIX, list_folder, read_file, read_files,
+                                streamed_file, write_file)
 from transforms.timing import stage_timer, timed
-from transforms.types import (Background, Composite, Moments, Placement, Reject, SampleRow,
-                              WrittenPair)
+from transforms.types import Background, Composite, Moments, Reject, SampleRow, WrittenPair
 
 MOMENTS = "moments"
 EXAMPLES = "examples"
@@ -115,7 +115,6 @@ class _WriteSample(beam.DoFn):
 
     def process(self, composite: Composite) -> Iterator[WrittenPair]:
         with timed(self._timer):
-            self._clear_pair_folder(composite.placement)
             row = self._write(composite)
             finished = self._note_pair_progress(composite.pair_key, row)
         self._written.inc()
@@ -123,13 +122,22 @@ class _WriteSample(beam.DoFn):
         if finished:
             yield finished
 
-    def _clear_pair_folder(self, placement: Placement) -> None:
-        """A pair is written whole into an empty folder: whatever an earlier
-        build with other options left there (other mask or depth formats,
-        higher sample numbers, its record) would otherwise sit beside the new
-        files, described by nothing."""
-        if (placement.bg_stem, placement.fg_stem) not in self._pending:
-            remove_folder(layout.resolve(self._root, layout.pair_folder(placement)))
+    def _remove_stale_files(self, rows: List[SampleRow]) -> None:
+        """Once a pair is written and recorded, delete whatever else its
+        folder holds: files an earlier build with other options made (another
+        mask or depth format, higher sample numbers), which no table would
+        describe. Only after writing and only what is not this pair's, so a
+        duplicate attempt of the same work stays harmless; temporary files of
+        writes in flight are left alone."""
+        folder = layout.pair_folder(rows[0].placement)
+        keep = {path[len(folder) + 1:] for row in rows
+                for path in (row.overlay_path, row.mask_path, row.depth_path) if path}
+        keep.add(PAIR_RECORD)
+        folder_path = layout.resolve(self._root, folder)
+        stale = [layout.resolve(folder_path, name) for name in list_folder(folder_path)
+                 if name not in keep and not name.endswith(TEMPORARY_SUFFIX)]
+        if stale:
+            FileSystems.delete(stale)
 
     def _note_pair_progress(self, key: str, row: SampleRow) -> Optional[WrittenPair]:
         pair = (row.placement.bg_stem, row.placement.fg_stem)
@@ -138,6 +146,7 @@ class _WriteSample(beam.DoFn):
         if len(rows) < self._samples_per_pair:
             return None
         write_pair_record(self._root, key, rows)
+        self._remove_stale_files(rows)
         del self._pending[pair]
         return written_pair(rows)
 

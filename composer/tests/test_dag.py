@@ -205,7 +205,7 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     monkeypatch.syspath_prepend(str(REPO))
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
     from pipeline.dataflow import apply_worker_defaults
-    from pipeline.options import FgbgOptions
+    from pipeline.options import FgbgOptions, unknown_arguments
 
     options = dict(render(task, NOV_25).pipeline_options)
     # As BeamHook.start_python_pipeline passes labels: key=value items.
@@ -216,6 +216,11 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     assert parsed.view_as(FgbgOptions).output == "gs://test-bucket/datasets/fgbg/v20261125"
     assert parsed.view_as(FgbgOptions).seed == 0
     assert parsed.view_as(GoogleCloudOptions).labels == ["dataset-version=v20261125"]
+    # What the operator adds at run time (BeamRunPythonPipelineOperator with a
+    # DataflowConfiguration) must be known too: the pipeline refuses unknown options.
+    added = {"project": "my-project", "region": "us-central1", "job_name": "fgbg-build-x",
+             "impersonate_service_account": "sa@my-project.iam.gserviceaccount.com"}
+    assert unknown_arguments(beam_options_to_args({**options, **added})) == []
     worker = apply_worker_defaults(parsed)
     assert (worker.machine_type, worker.max_num_workers) == ("n1-standard-8", 20)
 
