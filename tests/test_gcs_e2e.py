@@ -95,3 +95,18 @@ def test_list_folder_lists_one_prefix_only(bucket):
         bucket.blob(name).upload_from_string(b"x")
     assert sorted(list_folder(f"gs://{BUCKET}/d/bg1/fg_1")) == [".pair.json", "mask/1.jpg"]
     assert list_folder(f"gs://{BUCKET}/d/nothing/here") == []
+
+
+def test_stale_files_are_found_and_deleted_literally(bucket):
+    """Folder markers are not files; names with glob characters are taken
+    as they are; a file already gone is not an error."""
+    from transforms.storage import delete_files, list_folder
+
+    for name in ("e/a[1]/fg/", "e/a[1]/fg/mask/", "e/a[1]/fg/mask/1.png",
+                 "e/a[1]/fg/mask/2 [copy].png", "e/a1/fg/mask/1.png"):
+        bucket.blob(name).upload_from_string(b"" if name.endswith("/") else b"x")
+    folder = f"gs://{BUCKET}/e/a[1]/fg"
+    assert sorted(list_folder(folder)) == ["mask/1.png", "mask/2 [copy].png"]
+    delete_files([f"{folder}/mask/2 [copy].png", f"{folder}/mask/gone.png"])
+    assert sorted(blob.name for blob in bucket.list_blobs(prefix="e/")) == [
+        "e/a1/fg/mask/1.png", "e/a[1]/fg/", "e/a[1]/fg/mask/", "e/a[1]/fg/mask/1.png"]

@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import io
+import json
 from pathlib import Path
 
 import apache_beam as beam
@@ -215,6 +216,36 @@ def test_a_pair_cut_short_in_a_bundle_fails_loudly(tmp_path):
                  | beam.Filter(lambda composite: composite.placement.number <= 5)
                  | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR))
     assert not list(output.rglob(".pair.json"))
+
+
+def test_delete_files_takes_names_literally_and_tolerates_gone_files(tmp_path):
+    from transforms.storage import delete_files
+
+    for name in ("1 [copy].png", "1.png", "1 c.png"):
+        (tmp_path / name).write_bytes(b"x")
+    delete_files([str(tmp_path / "1 [copy].png"), str(tmp_path / "gone.png")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1 c.png", "1.png"]
+
+
+def test_a_remake_killed_half_way_is_not_reused_later(tmp_path):
+    """Build A records the pair; a remake with other options (another pair
+    key) overwrites some files and dies; the next run with A's options must
+    make the pair again instead of trusting A's record over mixed files."""
+    from pipeline import build
+    from tests.conftest import small_build_args
+
+    inputs = make_inputs(tmp_path / "inputs", backgrounds=1, foregrounds=1)
+    output = tmp_path / "out"
+    build.run(small_build_args(inputs, output))
+    with pytest.raises(Exception, match="partly written"):
+        with BeamTestPipeline(runner="FnApiRunner") as p:
+            _ = (compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50))
+                 | beam.Filter(lambda composite: composite.placement.number <= 3)
+                 | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR))
+    assert not (output / "bg1" / "fg_1" / ".pair.json").exists()
+    build.run(small_build_args(inputs, output))
+    timings = json.loads((output / "timings.json").read_text())
+    assert timings["counters"]["compositing.pairs"] == 1
 
 
 def test_list_folder_gives_paths_relative_to_the_folder(tmp_path):

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import posixpath
+import unicodedata
 import warnings
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -226,10 +227,10 @@ def mask_preference(path: str) -> Tuple[int, str]:
 
 def name_key(stem: str) -> str:
     """The key that input names are matched and de-duplicated by: without
-    case, because names that differ only in case ('Beach', 'beach') are one
-    folder on case-insensitive disks (macOS, Windows) and would overwrite
-    each other there."""
-    return stem.casefold()
+    case and in one Unicode normal form, because names that differ only in
+    those ('Beach' and 'beach'; 'é' composed or not) are one folder on
+    macOS and Windows disks and would overwrite each other there."""
+    return unicodedata.normalize("NFC", stem).lower()
 
 
 def keep_first(paths: Iterable[str], what: str,

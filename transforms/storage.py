@@ -16,6 +16,7 @@ import posixpath
 import uuid
 from typing import Any, BinaryIO, Deque, Dict, Iterator, List, Sequence
 
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import layout
@@ -90,17 +91,42 @@ def read_files(paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[bytes
             yield pending.popleft().result()
 
 
+def literal_pattern(path: str) -> str:
+    """A Beam file pattern that matches `path` itself: Beam has no escape
+    character, but a one-character class such as [*] matches the character."""
+    return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
+
+
 def list_folder(path: str) -> List[str]:
     """Every file under a folder, as paths relative to it with '/' between
     parts; [] when there is none. On object stores: every object under the
-    prefix (the folder's name must hold no glob characters; inputs.check_stem
-    keeps them out of the names the pipeline makes)."""
+    prefix, taken literally, less folder markers (empty objects named
+    '.../', which some tools create)."""
     folder = path.rstrip("/")
     if is_local(folder):
         return [os.path.relpath(os.path.join(parent, name), folder).replace(os.sep, "/")
                 for parent, _, names in os.walk(folder) for name in names]
-    found = FileSystems.match([f"{folder}/**"])[0].metadata_list
-    return [metadata.path[len(folder) + 1:] for metadata in found]
+    found = FileSystems.match([f"{literal_pattern(folder)}/**"])[0].metadata_list
+    names = (metadata.path[len(folder) + 1:] for metadata in found)
+    return [name for name in names if name and not name.endswith("/")]
+
+
+def delete_files(paths: Sequence[str]) -> None:
+    """Delete these files, taken literally; one that is already gone (a
+    duplicate attempt of the same work deleted it) is not an error."""
+    if not paths:
+        return
+    if is_local(paths[0]):
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        return
+    try:
+        FileSystems.delete([literal_pattern(path) for path in paths])
+    except BeamIOError:
+        still_there = [path for path in paths if FileSystems.exists(path)]
+        if still_there:
+            raise
 
 
 def write_json(root: str, relative: str, document: object) -> None:

@@ -23,11 +23,12 @@ from transforms import layout
 from transforms.compositing import encode_jpeg
 from transforms.progress import ProgressFile
 from transforms.records import frame_record, match_files, moments_example, sample_example
-from transforms.resume import PAIR_RECORD, pair_rows, write_pair_record, written_pair
+from transforms.resume import (PAIR_RECORD, pair_rows, parse_record, record_path,
+                               write_pair_record, written_pair)
 from transforms.seeding import stable_hash
 from transforms.stats import add_to_totals, encoded_moments
-from transforms.storage import (TEMPORARY_SUFFIX, list_folder, read_file, read_files,
-                                streamed_file, write_file)
+from transforms.storage import (TEMPORARY_SUFFIX, delete_files, exists, list_folder, read_file,
+                                read_files, streamed_file, write_file)
 from transforms.timing import stage_timer, timed
 from transforms.types import Background, Composite, Moments, Reject, SampleRow, WrittenPair
 
@@ -115,6 +116,8 @@ class _WriteSample(beam.DoFn):
 
     def process(self, composite: Composite) -> Iterator[WrittenPair]:
         with timed(self._timer):
+            if (composite.placement.bg_stem, composite.placement.fg_stem) not in self._pending:
+                self._drop_outdated_record(composite)
             row = self._write(composite)
             finished = self._note_pair_progress(composite.pair_key, row)
         self._written.inc()
@@ -134,10 +137,26 @@ class _WriteSample(beam.DoFn):
                 for path in (row.overlay_path, row.mask_path, row.depth_path) if path}
         keep.add(PAIR_RECORD)
         folder_path = layout.resolve(self._root, folder)
-        stale = [layout.resolve(folder_path, name) for name in list_folder(folder_path)
-                 if name not in keep and not name.endswith(TEMPORARY_SUFFIX)]
-        if stale:
-            FileSystems.delete(stale)
+        delete_files([layout.resolve(folder_path, name) for name in list_folder(folder_path)
+                      if name not in keep and not name.endswith(TEMPORARY_SUFFIX)])
+
+    def _drop_outdated_record(self, composite: Composite) -> None:
+        """Before a remade pair's first file is written, its old record goes
+        when it describes other samples: a run killed half-way through the
+        remake must not leave a record that a later run would reuse over a
+        mix of old and new files. A record with this pair's own key (a
+        duplicate attempt of the same work, or --no_resume) stays: its files
+        are rewritten with the same bytes."""
+        placement = composite.placement
+        path = record_path(self._root, placement.bg_stem, placement.fg_stem)
+        if not exists(path):
+            return
+        try:
+            recorded_key, _ = parse_record(read_file(path))
+        except (ValueError, KeyError, TypeError):
+            recorded_key = None
+        if recorded_key != composite.pair_key:
+            delete_files([path])
 
     def _note_pair_progress(self, key: str, row: SampleRow) -> Optional[WrittenPair]:
         pair = (row.placement.bg_stem, row.placement.fg_stem)
