@@ -104,6 +104,11 @@ def main(argv=None) -> int:
                      f"{m['rss']:.0f} ({m['rss'] / base_m['rss']:.2f})",
                      f"{run['peak_root_rss_mb']:.0f}", f"{run['peak_single_rss_mb']:.0f}",
                      f"{run['others_cpu_s']:.1f}"])
+    # Wall time per sample added over the 1x build: needs no estimate of the
+    # fixed cost, whose noise dominates the small build's "fixed cost off".
+    extra_ms = {run["factor"]: 1000 * (run["wall_s"] - base["wall_s"])
+                / (run["samples"] - base["samples"])
+                for run in runs[1:len(factors)] if run["samples"] > base["samples"]}
     build = "default build (TFT on)" if args.tft else "`--no_tft`"
     if extra:
         build += " `" + " ".join(extra) + "`"
@@ -117,7 +122,12 @@ def main(argv=None) -> int:
                           "stage CPU ms/sample", "peak RSS MB (tree)",
                           "runner process peak MB", "largest process peak MB",
                           "other jobs' CPU s"), rows)]
-    common.save(args.name, "\n".join(text), {"fixed": fixed, "runs": runs,
+    if len(extra_ms) > 1:
+        first, last = min(extra_ms), max(extra_ms)
+        text += ["", "Wall ms per sample added over the 1x build: " + ", ".join(
+            f"{factor}x {ms:.3f}" for factor, ms in sorted(extra_ms.items()))
+            + f" ({last}x / {first}x = {extra_ms[last] / extra_ms[first]:.2f})."]
+    common.save(args.name, "\n".join(text), {"fixed": fixed, "runs": runs, "extra_ms": extra_ms,
                                              "args": vars(args), "load_at_start": load})
     return 0
 
