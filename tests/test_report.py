@@ -91,6 +91,21 @@ def test_summarize_samples_streams_the_table_into_values_and_a_pick():
     assert table.chosen == report.choose_samples(rows, seed=1, count=5)
 
 
+def test_normalisation_table_shows_the_train_splits_numbers():
+    from transforms.stats import stats_document
+
+    def moments(value: int):
+        return 4, (4 * value,) * 3, (4 * value * value,) * 3
+
+    stats = stats_document({("train", "overlay"): moments(10), ("val", "overlay"): moments(200),
+                            ("train", "background"): moments(20),
+                            ("val", "background"): moments(100)}, 255.0, "relative")
+    html = report.normalisation_html(stats)
+    assert "What transform/ standardises with: train" in html
+    assert ">10.00<" in html and ">20.00<" in html and ">105.00<" not in html
+    assert report.normalisation_html({"notes": {"method": "older dataset"}}) == ""
+
+
 def test_colormap_runs_from_purple_to_yellow_getting_brighter():
     ends = report.colormap(np.array([0.0, 1.0, -1.0, 2.0]))
     assert ends.tolist() == [[68, 1, 84], [253, 231, 37], [68, 1, 84], [253, 231, 37]]
@@ -154,8 +169,9 @@ def test_report_is_self_contained_and_escapes_input_names(dataset):
     sources = [part.split('"', 1)[0] for part in page.split(' src="')[1:]]
     assert len(sources) == 3 and all(src.startswith("data:image/") for src in sources)
     assert HOSTILE_NAME not in page and HOSTILE_ESCAPED in page
-    for table_id in ("stats-table", "splits-table", "timings-table", "counters-table",
-                     "rejects-table", "options-table", "versions-table", "depth-table"):
+    for table_id in ("stats-table", "normalisation-table", "splits-table", "timings-table",
+                     "counters-table", "rejects-table", "options-table", "versions-table",
+                     "depth-table"):
         assert f'id="{table_id}"' in page
     assert 'id="depth-warning"' not in page and "no depth in this build" in page
 
@@ -290,6 +306,7 @@ def test_report_renders_in_a_real_browser(dataset, tmp_path):
     stats = report.load_dataset(str(dataset)).stats
     channels = sum(len(stats[kind]["mean"]) for kind in report.KINDS if kind in stats)
     assert dom.table_rows["stats-table"] == 1 + channels
+    assert dom.table_rows["normalisation-table"] == 1 + 3 + 3  # background and overlay RGB
     assert dom.table_rows["rejects-table"] == 2 and HOSTILE_NAME in "".join(dom.text)
     assert dom.table_rows["splits-table"] >= 3 and dom.table_rows["options-table"] > 20
 

@@ -34,6 +34,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from transforms import layout
 from transforms.seeding import stable_hash
+from transforms.normalize import STANDARDISED
 from transforms.stats import KINDS
 from transforms.storage import exists, read_file, read_json, write_file
 from transforms.writers import natural_key
@@ -580,14 +581,31 @@ def histograms_html(dataset: Dataset) -> str:
                    "distributions")
 
 
+STATS_COLUMNS = ["kind", "channel", "mean", "std", "mean / scale", "std / scale", "pixels"]
+
+
+def normalisation_html(stats: Dict[str, Any]) -> str:
+    """The numbers the transform graph standardises with: the train split's
+    (stats.json `splits`), or every split's when a build has no train split.
+    Datasets built before stats had splits show nothing here."""
+    splits = stats["notes"].get("normalisation_splits")
+    if not splits or "splits" not in stats:
+        return ""
+    source = stats["splits"][splits[0]] if len(splits) == 1 else stats
+    rows = [row for row in stats_rows(source) if row[0] in STANDARDISED]
+    return (f"<h3>What transform/ standardises with: {esc(', '.join(splits))}</h3>"
+            + table(STATS_COLUMNS, rows, "normalisation-table", numeric=(2, 3, 4, 5, 6))
+            + f'<p class="note">{esc(stats["notes"]["normalisation"])}.</p>')
+
+
 def stats_html(dataset: Dataset) -> str:
     notes = dataset.stats["notes"]
     depth_scale = (f" ({notes['depth_scale']:g} for depth: {notes['depth_unit']})"
                    if "depth" in dataset.stats else "")
     return section("Per-channel mean and std", table(
-        ["kind", "channel", "mean", "std", "mean / scale", "std / scale", "pixels"],
-        stats_rows(dataset.stats), "stats-table", numeric=(2, 3, 4, 5, 6))
-        + f'<p class="note">{esc(notes["method"])}; scale is 255{esc(depth_scale)}.</p>',
+        STATS_COLUMNS, stats_rows(dataset.stats), "stats-table", numeric=(2, 3, 4, 5, 6))
+        + f'<p class="note">{esc(notes["method"])}; scale is 255{esc(depth_scale)}.</p>'
+        + normalisation_html(dataset.stats),
         "stats")
 
 
