@@ -26,8 +26,6 @@ import tensorflow as tf
 import tf_keras
 from PIL import Image
 
-from transforms.seeding import rng_for
-
 Size = Tuple[int, int]  # (width, height), PIL's order
 
 UNTRAINED_WARNING = (
@@ -186,14 +184,14 @@ def _up_block(x, skip, block: UpBlock):
 def fill_seeded_weights(model: tf_keras.Model, seed: int) -> None:
     """Overwrite every weight with values drawn from `seed`, by weight role.
 
-    Drawn with numpy rather than Keras initialisers, from a stream of its own
-    (the stable hash of the run seed and this purpose), so the result depends on
-    the seed alone, not on TensorFlow's global seed state or on what else the
+    Drawn with numpy rather than Keras initialisers so the result depends on
+    the seed alone (a draw per run, not per sample, so the run seed itself
+    seeds it; no other draw uses the raw run seed), not on TensorFlow's global seed state or on what else the
     process built before. Batch-norm statistics and biases are random too
     (not Keras's constant 0/1), so a loader that swapped two of them would
     change the outputs and fail the tests.
     """
-    rng = rng_for("untrained-densedepth", seed)
+    rng = np.random.default_rng(seed)
     values = [
         _seeded_value(rng, _short_weight_name(w.name), tuple(w.shape))
         for w in model.weights
