@@ -38,14 +38,10 @@ sys.path.insert(0, ROOT)
 
 import transforms  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from bench.common import build_defaults  # noqa: E402
+from pipeline.build import parse_size  # noqa: E402
 
 DEFAULTS = build_defaults()
 DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    width, height = text.lower().split("x")
-    return int(width), int(height)
 
 
 def make_overlays(count: int, seed: int) -> List[np.ndarray]:

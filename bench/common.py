@@ -19,10 +19,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from pipeline.options import FgbgOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo" / "inputs"
@@ -36,14 +39,12 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # --- inputs -----------------------------------------------------------------------------
 
 
-def build_defaults() -> argparse.Namespace:
-    """The pipeline's option defaults (of whichever tree is first on the
-    path), so benchmarks measure what a default build does."""
+def build_defaults() -> "FgbgOptions":
+    """The pipeline's options with nothing given (of whichever tree is first
+    on the path), so benchmarks measure what a default build does."""
     from pipeline.options import FgbgOptions
 
-    parser = argparse.ArgumentParser()
-    FgbgOptions._add_argparse_args(parser)
-    return parser.parse_args([])
+    return FgbgOptions([])
 
 
 def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:

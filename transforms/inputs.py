@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transforms import layout
 from transforms.seeding import stable_unit_interval
-from transforms.storage import read_file
+from transforms.storage import GLOB_CHARACTERS, read_file
 from transforms.types import Background, Foreground, Reject
 
 REJECTS = "rejects"
@@ -54,13 +54,10 @@ def file_stem(path: str) -> str:
     return posixpath.splitext(file_name(path))[0]
 
 
-GLOB_CHARACTERS = "[]*?"
-
-
 def check_stem(stem: str, reserved: Sequence[str] = ()) -> None:
     """Refuse names that would escape the output folder or break the layout,
-    and names in `reserved` (compared without case, for case-insensitive
-    file systems): a background's folder sits beside the dataset's own files."""
+    and names in `reserved` (compared by `name_key`, as duplicates are): a
+    background's folder sits beside the dataset's own files."""
     if stem in ("", ".", "..") or stem.startswith(".") or any(
             ch in stem for ch in "/\\") or any(ord(ch) < 32 for ch in stem):
         raise InputError(f"file name {stem!r} cannot be used as an output folder name")
@@ -68,7 +65,7 @@ def check_stem(stem: str, reserved: Sequence[str] = ()) -> None:
         raise InputError(f"file name {stem!r} holds a glob character ({' '.join(GLOB_CHARACTERS)}), "
                          "which storage listings and readers' file patterns would take for a "
                          "pattern; rename the file")
-    if stem.casefold() in {name.casefold() for name in reserved}:
+    if name_key(stem) in {name_key(name) for name in reserved}:
         raise InputError(f"file name {stem!r} is taken by the dataset's own {stem!r} "
                          f"at the top of the output; rename the file")
 

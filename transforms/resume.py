@@ -72,20 +72,27 @@ def parse_record(data: bytes) -> Tuple[str, List[SampleRow]]:
     return document["pair_key"], [row_from_dict(row) for row in document["rows"]]
 
 
-def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
-                  expected: int) -> Optional[List[SampleRow]]:
-    """The pair's recorded rows when its record matches `key`, else None.
-
-    A record that cannot be read or parsed counts as absent: the pair is
-    simply made again.
-    """
+def read_record(root: str, bg_stem: str, fg_stem: str
+                ) -> Optional[Tuple[str, List[SampleRow]]]:
+    """The pair's recorded key and rows; None when there is no record, or one
+    that cannot be read or parsed (it counts as absent: the pair is simply
+    made again)."""
     path = record_path(root, bg_stem, fg_stem)
     if not exists(path):
         return None
     try:
-        recorded_key, rows = parse_record(read_file(path))
+        return parse_record(read_file(path))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
+                  expected: int) -> Optional[List[SampleRow]]:
+    """The pair's recorded rows when its record matches `key`, else None."""
+    recorded = read_record(root, bg_stem, fg_stem)
+    if recorded is None:
+        return None
+    recorded_key, rows = recorded
     return rows if recorded_key == key and len(rows) == expected else None
 
 

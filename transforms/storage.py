@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import layout
 
 TEMPORARY_SUFFIX = ".tmp"
+GLOB_CHARACTERS = "[]*?"  # what Beam's file patterns read as a pattern
 READ_AHEAD = 16
 
 
@@ -94,7 +95,7 @@ def read_files(paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[bytes
 def literal_pattern(path: str) -> str:
     """A Beam file pattern that matches `path` itself: Beam has no escape
     character, but a one-character class such as [*] matches the character."""
-    return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
+    return "".join(f"[{ch}]" if ch in GLOB_CHARACTERS else ch for ch in path)
 
 
 def list_folder(path: str) -> List[str]:

@@ -23,14 +23,15 @@ from transforms import layout
 from transforms.compositing import encode_jpeg
 from transforms.progress import ProgressFile
 from transforms.records import frame_record, match_files, moments_example, sample_example
-from transforms.resume import (PAIR_RECORD, pair_rows, parse_record, record_path,
+from transforms.resume import (PAIR_RECORD, pair_rows, read_record, record_path,
                                write_pair_record, written_pair)
 from transforms.seeding import stable_hash
 from transforms.stats import add_to_totals, encoded_moments
-from transforms.storage import (TEMPORARY_SUFFIX, delete_files, exists, list_folder, read_file,
+from transforms.storage import (TEMPORARY_SUFFIX, delete_files, list_folder, read_file,
                                 read_files, streamed_file, write_file)
 from transforms.timing import stage_timer, timed
-from transforms.types import Background, Composite, Moments, Reject, SampleRow, WrittenPair
+from transforms.types import (Background, Composite, Moments, Placement, Reject, SampleRow,
+                              WrittenPair)
 
 MOMENTS = "moments"
 EXAMPLES = "examples"
@@ -79,6 +80,11 @@ class _WriteBackground(beam.DoFn):
         yield background
 
 
+def pair_id(placement: Placement) -> Tuple[str, str]:
+    """(background stem, foreground stem): which pair a sample belongs to."""
+    return placement.bg_stem, placement.fg_stem
+
+
 class _WriteSample(beam.DoFn):
     """Writes a composite's files; once all of a pair's samples are written,
     records the pair (transforms/resume.py) and outputs its `WrittenPair`.
@@ -116,7 +122,7 @@ class _WriteSample(beam.DoFn):
 
     def process(self, composite: Composite) -> Iterator[WrittenPair]:
         with timed(self._timer):
-            if (composite.placement.bg_stem, composite.placement.fg_stem) not in self._pending:
+            if pair_id(composite.placement) not in self._pending:
                 self._drop_outdated_record(composite)
             row = self._write(composite)
             finished = self._note_pair_progress(composite.pair_key, row)
@@ -146,20 +152,15 @@ class _WriteSample(beam.DoFn):
         remake must not leave a record that a later run would reuse over a
         mix of old and new files. A record with this pair's own key (a
         duplicate attempt of the same work, or --no_resume) stays: its files
-        are rewritten with the same bytes."""
+        are rewritten with the same bytes. An unreadable record already
+        counts as absent (resume.read_record) and is replaced at the end."""
         placement = composite.placement
-        path = record_path(self._root, placement.bg_stem, placement.fg_stem)
-        if not exists(path):
-            return
-        try:
-            recorded_key, _ = parse_record(read_file(path))
-        except (ValueError, KeyError, TypeError):
-            recorded_key = None
-        if recorded_key != composite.pair_key:
-            delete_files([path])
+        recorded = read_record(self._root, placement.bg_stem, placement.fg_stem)
+        if recorded is not None and recorded[0] != composite.pair_key:
+            delete_files([record_path(self._root, placement.bg_stem, placement.fg_stem)])
 
     def _note_pair_progress(self, key: str, row: SampleRow) -> Optional[WrittenPair]:
-        pair = (row.placement.bg_stem, row.placement.fg_stem)
+        pair = pair_id(row.placement)
         rows = self._pending.setdefault(pair, [])
         rows.append(row)
         if len(rows) < self._samples_per_pair:
