@@ -9,7 +9,7 @@ setuptools.setup(
     version="0.1.0",
     description="Foreground/background composites with masks and DenseDepth depth maps, "
                 "built with Apache Beam",
-    packages=["pipeline", "transforms"],
+    packages=["pipeline", "transforms", "fgbg", "fgbg.depth"],
     python_requires=">=3.10,<3.13",
     install_requires=[
         "apache-beam[gcp]>=2.77,<2.78",

@@ -36,9 +36,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import transforms  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from bench.common import build_defaults  # noqa: E402
-from pipeline.build import parse_size  # noqa: E402
+from pipeline.options import parse_size  # noqa: E402
 
 DEFAULTS = build_defaults()
 DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
@@ -61,11 +60,12 @@ def peak_rss_mib() -> float:
 
 
 def load_model(args):
-    from transforms import densedepth
+    """The Keras model itself: the baseline calls Keras `predict` as the original did."""
+    from fgbg.depth.tensorflow_runtime import load_keras_model
 
     if args.weights:
-        return densedepth.load_depth_model("densedepth", args.weights, args.seed)
-    return densedepth.load_depth_model("untrained", None, args.seed)
+        return load_keras_model("densedepth", args.weights, args.seed)
+    return load_keras_model("untrained", None, args.seed)
 
 
 def run_baseline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray]) -> Dict:
@@ -74,17 +74,17 @@ def run_baseline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray]) ->
     Timed twice over the same images: cold (the first pass, which traces
     the graph) and warm (a second pass).
     """
-    from transforms import densedepth
+    from fgbg.depth import maps
 
     def one_pass(model) -> float:
         started = time.perf_counter()
         encoded = 0
         for start in range(0, len(overlays), args.baseline_batch):
             batch = overlays[start:start + args.baseline_batch]
-            inputs = densedepth.preprocess(np.stack(batch), size)
+            inputs = maps.preprocess(np.stack(batch), size)
             raw = model.predict(inputs, batch_size=args.baseline_batch, verbose=0)
-            for depth in densedepth.postprocess(raw)[..., 0]:
-                encoded += bool(densedepth.encode_minmax(depth, DATASET_SIZE, DEFAULTS.depth_quality))
+            for depth in maps.postprocess(raw)[..., 0]:
+                encoded += bool(maps.encode_minmax(depth, DATASET_SIZE, DEFAULTS.depth_quality))
         assert encoded == len(overlays)
         return time.perf_counter() - started
 
@@ -108,7 +108,7 @@ def run_pipeline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray], ba
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from transforms.depth import DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER, DepthConfig, EstimateDepth
-    from transforms.types import Composite, Placement
+    from fgbg.types import Composite, Placement
 
     composites = [
         Composite(
@@ -168,7 +168,7 @@ def run_child(args, path: str, size: str, batch_size: int) -> Dict:
     ] + (["--weights", args.weights] if args.weights else [])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:
         raise RuntimeError(f"{path} at {size} failed:\n{out.stderr[-4000:]}")
     return json.loads(lines[-1][len("RESULT "):])

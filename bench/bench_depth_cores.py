@@ -49,8 +49,7 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
     """Child: load, trace, wait for every sibling, then time `batches` batches."""
     import numpy as np
 
-    import transforms  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-    from pipeline.build import parse_size
+    from pipeline.options import parse_size
     from transforms.depth import DepthConfig, DepthModelHandler
 
     config = DepthConfig(model="untrained", weights=None, seed=DEFAULTS.seed,

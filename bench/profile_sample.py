@@ -1,6 +1,6 @@
 """Per-sample cost of each step of the build, timed on the pure functions.
 
-Runs the pipeline's own functions (transforms.*) in one process, in the order
+Runs the pipeline's own functions (transforms.*, fgbg.*) in one process, in the order
 the pipeline runs them for a pair, on real inputs, and charges each step's
 time to it: no Beam at all. Comparing the sum with the pipeline's measured
 CPU per sample gives Beam's own per-element overhead (bench_compositing.py
@@ -16,7 +16,7 @@ Steps (per sample unless noted; per-pair steps are divided by 40):
   encode_mask       PNG of the mask
   write_files       overlay + mask to disk (temporary name + rename)
   stats_overlay     decode the written overlay JPEG again + its exact pixel moments
-                    (stats are those of the written file: transforms.stats.encoded_moments)
+                    (stats are those of the written file: fgbg.moments.encoded_moments)
   stats_mask        the mask's moments: counted from the 0/255 array, as the
                     pipeline does for PNG masks (trees before that decode the PNG)
   stats_merge       adding the sample's moments into the totals
@@ -63,19 +63,18 @@ from bench import common  # noqa: E402  (this tree's bench, even with --tree)
 if TREE:
     sys.path.insert(0, str(Path(TREE).resolve()))  # its transforms/ and pipeline/ shadow ours
 
-import transforms  # noqa: E402,F401  (Keras selection before TensorFlow loads)
-from transforms import layout  # noqa: E402
-from transforms.compositing import (EncodingConfig, alpha_composite, encode_jpeg,  # noqa: E402
-                                    encode_mask, mirror, place_mask, resize_cutout)
+from fgbg import layout  # noqa: E402
+from fgbg.images import encode_jpeg  # noqa: E402
+from transforms.compositing import (EncodingConfig, alpha_composite, encode_mask,  # noqa: E402
+                                    mirror, place_mask, resize_cutout)
 from transforms.inputs import InputConfig, build_foreground, file_stem, load_background  # noqa: E402
 from transforms.placements import (PlacementConfig, pair_placements, parse_scales,  # noqa: E402
                                    scaled_size)
-from transforms.records import frame_record, sample_example  # noqa: E402
-from transforms.resume import write_pair_record  # noqa: E402
-from transforms import stats  # noqa: E402
-from transforms.stats import add_moments, encoded_moments  # noqa: E402
-from transforms.storage import read_file, write_file  # noqa: E402
-from transforms.types import SampleRow  # noqa: E402
+from fgbg.records import frame_record, sample_example  # noqa: E402
+from fgbg.pair_records import write_pair_record  # noqa: E402
+from fgbg.moments import add_moments, binary_moments, encoded_moments  # noqa: E402
+from fgbg.storage import read_file, write_file  # noqa: E402
+from fgbg.types import SampleRow  # noqa: E402
 from transforms.writers import label_rows, render_csv, sample_table_rows  # noqa: E402
 
 STEPS = ("placements", "background", "resize_cutout", "alpha_composite", "place_mask",
@@ -107,11 +106,9 @@ class Clock:
         return result
 
 
-def mask_moments(mask, full_mask, mask_bytes):
-    """The mask's moments the way the profiled tree's pipeline gets them."""
-    if hasattr(stats, "binary_moments"):
-        return stats.binary_moments(int(np.count_nonzero(mask)), full_mask.size)
-    return encoded_moments(mask_bytes)
+def mask_moments(mask, full_mask):
+    """The mask's moments the way the pipeline gets them for a PNG mask."""
+    return binary_moments(int(np.count_nonzero(mask)), full_mask.size)
 
 
 def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str, object]:
@@ -186,8 +183,7 @@ def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str,
                         write_file(layout.resolve(str(out_dir), mask_path), mask_bytes)
 
                     clock.time("write_files", write_both)
-                    moments = {"mask": clock.time("stats_mask", mask_moments, mask,
-                                                  full_mask, mask_bytes),
+                    moments = {"mask": clock.time("stats_mask", mask_moments, mask, full_mask),
                                "overlay": clock.time("stats_overlay", encoded_moments,
                                                      overlay_bytes)}
                     # For the breakdown only (not in the sum): the decode alone.
@@ -229,7 +225,7 @@ def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str,
 
 
 def _dummy_row() -> SampleRow:
-    from transforms.types import Placement
+    from fgbg.types import Placement
     return SampleRow(placement=Placement("b", "f", 1, False, 1.0, 0, 0, 1, 1), split="train",
                      bg_path="", overlay_path="", mask_path="", depth_path="",
                      moments={"overlay": (1, (0, 0, 0), (0, 0, 0)), "mask": (1, (0,), (0,))})
@@ -291,8 +287,8 @@ def main(argv=None) -> int:
     text = (common.header(["bench/profile_sample.py", *(argv or sys.argv[1:])], load)
             + f"\n\n{result['samples']} samples\n\n"
             + (side_by_side(before, result) if before else markdown(result)))
-    import transforms.stats
-    text += f"\n\nCode profiled: `{Path(transforms.stats.__file__).parent}`"
+    import fgbg.moments
+    text += f"\n\nCode profiled: `{Path(fgbg.moments.__file__).parent.parent}`"
     common.save(args.name, text, result)
     return 0
 

@@ -1,2 +1,2 @@
-"""fgbg: assembles the Beam graph that builds the dataset, and its options."""
-import transforms  # noqa: F401  (decides TF_USE_LEGACY_KERAS before anything imports TF)
+"""fgbg's pipeline: the Beam graph (build), its options and configuration,
+the run's documents, Dataflow specifics, and the report's command line."""

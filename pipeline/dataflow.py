@@ -58,7 +58,8 @@ def write_dry_run_job(result, options: PipelineOptions) -> str:
     from apache_beam.runners.dataflow.internal import apiclient
     from google.protobuf import json_format
 
-    from transforms.storage import write_file
+    from fgbg.beam_compat import fnapi_environment_version
+    from fgbg.storage import write_file
 
     path = options.view_as(DebugOptions).dataflow_job_file
     if not path:
@@ -66,7 +67,7 @@ def write_dry_run_job(result, options: PipelineOptions) -> str:
     job = result.job
     job.proto.environment = apiclient.Environment(
         packages=[], options=job.options,
-        environment_version=apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION,
+        environment_version=fnapi_environment_version(),
         proto_pipeline_staged_url=None, proto_pipeline=job.proto_pipeline).proto
     write_file(path, job.json().encode())
     write_file(f"{path}.pipeline.json", json_format.MessageToJson(job.proto_pipeline).encode())

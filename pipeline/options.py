@@ -1,4 +1,6 @@
-"""The build's options: every count, size and quality has one definition here.
+"""The build's options: every count, size and quality has one definition
+here, and every rule about their values is checked here, once, before any
+work.
 
 Options are grouped by stage so `python -m pipeline.build --help` reads like
 the pipeline. Beam's own options (runner, workers, Dataflow settings) are
@@ -6,23 +8,26 @@ accepted alongside.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+import argparse
+from typing import Callable, Dict, List, Sequence, Tuple
 
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from fgbg.beam_compat import declared_options, options_parser
+from fgbg.depth import maps, models
+from fgbg.images import JPEG_QUALITY
+from transforms.placements import parse_scales
+
+
+class UsageError(ValueError):
+    """A bad option: the message says which and how to fix it."""
+
 
 DEPTH_MODELS_HELP = (
     "'densedepth' (the published NYU weights, from --depth_weights), 'untrained' "
     "(the real architecture with seeded random weights: NOT real depth), 'none' "
     "(no depth stage), or a path (local or gs://) to a Keras model file or "
     "SavedModel mapping RGB in [0,1] to depth")
-
-
-# The options that decide what a sample's files contain. A finished pair is
-# reused by a rerun only when these (and its input files) are unchanged.
-SAMPLE_SHAPING_OPTIONS = (
-    "seed", "size", "scales", "placements_per_scale", "mirror", "mask_threshold",
-    "val_fraction", "test_fraction", "overlay_quality", "mask_format", "mask_quality",
-    "depth_model", "depth_weights", "depth_input_size", "depth_encoding", "depth_quality")
 
 
 class FgbgOptions(PipelineOptions):
@@ -151,6 +156,26 @@ class FgbgOptions(PipelineOptions):
             help="Seconds between progress lines on local runs. Default: %(default)s.")
 
 
+def help_parser() -> argparse.ArgumentParser:
+    """The --help text: our options by stage, then a pointer to Beam's."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.build",
+        description="Build a foreground/background composite dataset with masks, depth "
+                    "maps, CSVs, TFRecords and statistics.",
+        epilog="Any Apache Beam option is accepted too, e.g. --runner DataflowRunner, "
+               "--direct_num_workers 0 --direct_running_mode multi_processing "
+               "(all local cores), --project/--region/--temp_location for Dataflow. "
+               "Local runs default to the FnApiRunner (the DirectRunner's engine).")
+    FgbgOptions._add_argparse_args(parser)
+    return parser
+
+
+def option_values(opts: FgbgOptions) -> Dict[str, object]:
+    """Our own options (not Beam's), as given or defaulted, by name."""
+    values = opts.get_all_options()
+    return {name: values.get(name) for name in declared_options(FgbgOptions)}
+
+
 def unknown_arguments(argv: Sequence[str]) -> List[str]:
     """Arguments that no options class declares, ours or Beam's.
 
@@ -158,7 +183,7 @@ def unknown_arguments(argv: Sequence[str]) -> List[str]:
     would quietly build with the default. This parses the way Beam does (its
     parser, every options class imported so far) and returns what is left.
     """
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    parser = options_parser()
     # One class per name, as Beam does: a module loaded twice defines its
     # options class twice, and argparse refuses a repeated option.
     by_name: dict = {}
@@ -168,3 +193,78 @@ def unknown_arguments(argv: Sequence[str]) -> List[str]:
         options_class._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(argv))
     return unknown
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
+
+
+Rule = Tuple[Callable[[float], bool], str]  # a test, and what the error says it wants
+
+
+def _at_least(low: int) -> Rule:
+    return (lambda value: value >= low), f">= {low}"
+
+
+_POSITIVE: Rule = ((lambda value: value > 0), "> 0")
+_FRACTION: Rule = ((lambda value: 0 <= value <= 1), "in 0..1")
+_QUALITY: Rule = (JPEG_QUALITY.__contains__, f"in {JPEG_QUALITY.start}..{JPEG_QUALITY.stop - 1}")
+# Each numeric option's valid values.
+OPTION_RANGES: Tuple[Tuple[str, Callable[[float], bool], str], ...] = (
+    ("mask_threshold", (lambda value: 0 <= value < 255), "in 0..254"),
+    ("max_input_pixels", *_at_least(1)),
+    ("min_background_side", *_at_least(1)),
+    ("max_reject_fraction", *_FRACTION),
+    ("size", *_at_least(8)),
+    ("placements_per_scale", *_at_least(1)),
+    ("val_fraction", *_FRACTION),
+    ("test_fraction", *_FRACTION),
+    ("bg_quality", *_QUALITY),
+    ("overlay_quality", *_QUALITY),
+    ("mask_quality", *_QUALITY),
+    ("depth_quality", *_QUALITY),
+    ("depth_batch_size", *_at_least(1)),
+    ("depth_min_batch_size", *_at_least(1)),
+    ("depth_target_batch_duration_s", *_POSITIVE),
+    ("records_per_shard", *_at_least(1)),
+    ("tft_batch_size", *_at_least(1)),
+    ("progress_interval_s", *_POSITIVE),
+)
+
+
+def check_options(opts: FgbgOptions) -> None:
+    """Every rule about the options' values, with a message naming the option."""
+    for name in ("bg", "fg", "output"):
+        if not getattr(opts, name):
+            raise UsageError(f"--{name} is required (see --help)")
+    for name, valid, expected in OPTION_RANGES:
+        if not valid(getattr(opts, name)):
+            raise UsageError(f"--{name} must be {expected}, got {getattr(opts, name)}")
+    if opts.val_fraction + opts.test_fraction > 1:
+        raise UsageError("--val_fraction and --test_fraction must sum to at most 1")
+    try:
+        parse_scales(opts.scales)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    _check_depth_options(opts)
+
+
+def _check_depth_options(opts: FgbgOptions) -> None:
+    try:
+        maps.check_input_size(parse_size(opts.depth_input_size))
+    except ValueError as error:
+        raise UsageError(f"--depth_input_size {opts.depth_input_size}: {error}") from None
+    if opts.depth_model == models.NONE:
+        return
+    if opts.depth_min_batch_size > opts.depth_batch_size:
+        raise UsageError("--depth_min_batch_size must be at most --depth_batch_size")
+    if opts.depth_model == models.PUBLISHED and not opts.depth_weights:
+        raise UsageError(models.MISSING_WEIGHTS_MESSAGE)
+    if opts.depth_model != models.PUBLISHED and opts.depth_weights:
+        raise UsageError(f"--depth_weights is for --depth_model densedepth only; "
+                         f"--depth_model {opts.depth_model} would ignore it")

@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import Optional, Sequence, Tuple
 
-from transforms import layout
-from transforms.report import DEFAULT_ROWS, ReportError, write_report
+from fgbg import layout
+from fgbg.report import DEFAULT_ROWS, ReportError, write_report
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import pytest
@@ -34,8 +34,8 @@ def make_foreground(path: Path, size=(40, 30), seed: int = 0) -> np.ndarray:
     alpha = Image.new("L", (w * 4, h * 4), 0)
     ImageDraw.Draw(alpha).ellipse((2, 2, w * 4 - 3, h * 4 - 3), fill=255)
     alpha = alpha.resize((w, h), Image.LANCZOS)
-    colour = rng.integers(40, 220, size=3)
-    rgb = np.broadcast_to(colour, (h, w, 3)).astype(np.uint8)
+    color = rng.integers(40, 220, size=3)
+    rgb = np.broadcast_to(color, (h, w, 3)).astype(np.uint8)
     rgba = np.dstack([rgb, np.asarray(alpha)])
     Image.fromarray(rgba, "RGBA").save(path)
     return np.asarray(alpha)
@@ -58,7 +58,30 @@ def make_inputs(root: Path, backgrounds: int = 2, foregrounds: int = 2,
             "fg_mask": str(root / "fg_mask" / "*")}
 
 
-def compose_inputs(p, inputs: Dict[str, str], config, placements, encoding):
+def pairs_to_make(backgrounds, foregrounds, resume_root: Optional[str] = None,
+                  samples_per_pair: int = 0):
+    """Every (background, foreground) `Pair`, keyed with an empty options
+    fingerprint; with `resume_root`, through the resume step over that
+    output instead (transforms/resume.py)."""
+    import apache_beam as beam
+
+    from fgbg.pair_records import pair_key
+    from fgbg.types import Pair
+    from transforms.compositing import CrossPairs
+    from transforms.resume import SkipFinishedPairs
+
+    crossed = backgrounds | CrossPairs(foregrounds)
+    if resume_root:
+        return (crossed | SkipFinishedPairs(resume_root, foregrounds, "", samples_per_pair,
+                                            resume=True)).pairs
+    by_stem = foregrounds | "ByStem" >> beam.Map(lambda fg: (fg.stem, fg))
+    return crossed | "KeyPairs" >> beam.Map(
+        lambda pair, fgs: Pair(pair[0], pair[1], pair_key("", pair[0], fgs[pair[1]])),
+        beam.pvalue.AsDict(by_stem))
+
+
+def compose_inputs(p, inputs: Dict[str, str], config, placements, encoding,
+                   resume_root: Optional[str] = None):
     """Every composite of the inputs' pairs, on TestPipeline `p` (masks from
     the foregrounds' alpha)."""
     import apache_beam as beam
@@ -69,7 +92,8 @@ def compose_inputs(p, inputs: Dict[str, str], config, placements, encoding):
     prepared, _ = p | ReadBackgrounds(inputs["bg"], config)
     foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, config)
     backgrounds = prepared | beam.Map(lambda item: item[0])
-    return (backgrounds | ComposeSamples(foregrounds, config, placements, encoding)).composites
+    pairs = pairs_to_make(backgrounds, foregrounds, resume_root, placements.samples_per_pair)
+    return pairs | ComposeSamples(foregrounds, config, placements, encoding)
 
 
 @contextlib.contextmanager

@@ -10,8 +10,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-import transforms  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
-from transforms.types import Composite, Placement
+from fgbg.types import Composite, Placement
 
 # The tiny model: raw = TINY_BIAS + TINY_SCALE * mean(RGB) over 2x2 blocks, so
 # raw lies in [2, 100] and DenseDepth's post-processing maps it to [0.01, 0.5].

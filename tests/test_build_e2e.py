@@ -1,5 +1,6 @@
 """The whole graph, end to end, on tiny inputs."""
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -9,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fgbg.documents import Counts
 from pipeline import build
+from pipeline.run_documents import check_sample_count
 from tests.conftest import comparable, make_inputs, small_build_args
-from transforms.records import read_tfrecords
+from fgbg.training_data import read_tfrecords
 
 SAMPLES_PER_PAIR = 8  # small_build_args: 2 flips x 2 scales x 2 placements
 
@@ -36,9 +39,9 @@ def read_image(path: Path) -> np.ndarray:
 
 def test_counts_and_layout(built):
     output, manifest = built
-    counts = manifest["counts"]
-    assert counts["backgrounds"] == 3 and counts["foregrounds"] == 2
-    assert counts["samples"] == 3 * 2 * SAMPLES_PER_PAIR
+    counts = manifest.counts
+    assert counts.backgrounds == 3 and counts.foregrounds == 2
+    assert counts.samples == 3 * 2 * SAMPLES_PER_PAIR
     assert sorted(p.name for p in (output / "bg").iterdir()) == ["bg1.jpg", "bg2.jpg", "bg3.jpg"]
     for bg in ("bg1", "bg2", "bg3"):
         for fg in ("fg_1", "fg_2"):
@@ -62,7 +65,7 @@ def test_label_csv_has_the_original_format(built):
     output, manifest = built
     text = (output / "label_data.csv").read_text()
     lines = text.split("\n")
-    assert lines[-1] == "" and len(lines) - 1 == manifest["counts"]["samples"]
+    assert lines[-1] == "" and len(lines) - 1 == manifest.counts.samples
     assert lines[0] == '"out/bg/bg1.jpg";"out/bg1/fg_1/overlay/1.jpg";"out/bg1/fg_1/mask/1.png";""'
     rows = list(csv.reader(io.StringIO(text), delimiter=";"))
     assert all(len(row) == 4 for row in rows)
@@ -74,7 +77,7 @@ def test_label_csv_has_the_original_format(built):
 def test_samples_csv_describes_every_sample(built):
     output, manifest = built
     rows = list(csv.DictReader(open(output / "samples.csv")))
-    assert len(rows) == manifest["counts"]["samples"]
+    assert len(rows) == manifest.counts.samples
     splits = {}
     for row in rows:
         splits.setdefault(row["bg"], set()).add(row["split"])
@@ -87,13 +90,13 @@ def test_samples_csv_describes_every_sample(built):
     per_split = {}
     for row in rows:
         per_split[row["split"]] = per_split.get(row["split"], 0) + 1
-    assert per_split == manifest["counts"]["samples_per_split"]
+    assert per_split == manifest.counts.samples_per_split
 
 
 def test_tfrecords_parse_through_the_reader(built):
     output, manifest = built
     total = 0
-    for split, count in manifest["counts"]["samples_per_split"].items():
+    for split, count in manifest.counts.samples_per_split.items():
         records = list(read_tfrecords(str(output / "tfrecords" / f"{split}-*")))
         assert len(records) == count
         total += count
@@ -104,7 +107,7 @@ def test_tfrecords_parse_through_the_reader(built):
                              f"{sample_id.rsplit('/', 1)[1]}.png")
         assert np.array_equal(first["mask"].numpy()[..., 0], on_disk)
         assert first["split"].numpy().decode() == split
-    assert total == manifest["counts"]["samples"]
+    assert total == manifest.counts.samples
 
 
 def test_stats_match_numpy_over_the_written_images(built):
@@ -124,14 +127,14 @@ def test_stats_match_numpy_over_the_written_images(built):
 
 def test_rejects_are_reported_and_good_inputs_kept(built):
     output, manifest = built
-    rejects = {Path(r["path"]).name: r["reason"] for r in manifest["rejects"]}
+    rejects = {Path(r.path).name: r.reason for r in manifest.rejects}
     assert rejects["empty.jpg"] == "empty file"
     assert "not a readable image" in rejects["notes.jpg"]
     assert "larger than the 64x64 background" in rejects["huge.png"]
     table = list(csv.DictReader(open(output / "rejects.csv")))
     assert sorted(Path(r["path"]).name for r in table) == sorted(rejects)
-    assert manifest["counts"]["rejected"] == 3
-    assert manifest["depth"]["model"] == "none"
+    assert manifest.counts.rejected == 3
+    assert manifest.depth.model == "none"
 
 
 def test_same_seed_gives_identical_bytes_across_running_modes(tmp_path, inputs):
@@ -157,7 +160,7 @@ def same_transform_outputs(a: Path, b: Path) -> bool:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from transforms.normalize import raw_feature_spec
+    from fgbg.records import raw_feature_spec
 
     files = sorted(str(p) for p in (a / "tfrecords").glob("*"))
     raw = tf.io.parse_example(next(iter(tf.data.TFRecordDataset(files).batch(64))),
@@ -204,7 +207,8 @@ def test_cli_exit_status_reports_too_many_rejects(tmp_path, inputs, capsys):
 
 
 def test_a_sample_shortfall_stops_the_manifest():
-    counts = {"samples": 48, "backgrounds": 3, "foregrounds": 2, "samples_per_pair": 8}
-    build.check_sample_count(counts)
+    counts = Counts(samples=48, samples_per_split={"train": 48}, backgrounds=3, foregrounds=2,
+                    samples_per_pair=8, input_files={}, rejected=0, tfrecord_shards=1)
+    check_sample_count(counts)
     with pytest.raises(RuntimeError, match=r"2 foregrounds x 8 per pair = 48; manifest not"):
-        build.check_sample_count({**counts, "samples": 40})
+        check_sample_count(dataclasses.replace(counts, samples=40))

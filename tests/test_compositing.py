@@ -7,8 +7,8 @@ from PIL import Image
 from transforms.compositing import (EncodingConfig, alpha_composite, compose_pair,
                                     encode_mask, place_mask, resize_cutout)
 from transforms.placements import PlacementConfig
-from transforms.stats import pixel_moments
-from transforms.types import Background, Foreground
+from fgbg.moments import pixel_moments
+from fgbg.types import Background, Foreground
 
 
 def test_alpha_composite_matches_float_formula():

@@ -12,9 +12,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.dataflow import DEFAULT_MACHINE_TYPE, apply_worker_defaults, is_dataflow
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("ReadBackgrounds", "ReadForegrounds", "Compose/Cross", "Compose/Compose",
-          "EstimateDepth", "WriteSamples", "WriteTables", "WriteTFRecords", "Stats",
-          "Normalization", "WriteManifest")
+STAGES = ("ReadBackgrounds", "ReadForegrounds", "CrossPairs/Cross", "SkipFinishedPairs",
+          "Compose/Compose", "EstimateDepth", "WriteSamples", "RecordPairs", "WriteTables",
+          "WriteTFRecords", "Stats", "Normalization", "WriteManifest")
 
 
 def test_dry_run_builds_the_whole_gpu_job(tmp_path):
@@ -40,7 +40,7 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     assert any("RunInference" in name for name in names)
 
 
-def test_the_staged_package_holds_pipeline_and_transforms(tmp_path):
+def test_the_staged_package_holds_every_package(tmp_path):
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
                    cwd=REPO, check=True, capture_output=True)
     (archive,) = tmp_path.glob("fgbg-*.tar.gz")
@@ -48,7 +48,8 @@ def test_the_staged_package_holds_pipeline_and_transforms(tmp_path):
         names = {Path(*Path(name).parts[1:]).as_posix() for name in tar.getnames()}
     for module in ("setup.py", "pipeline/build.py", "pipeline/options.py",
                    "transforms/compositing.py", "transforms/depth.py",
-                   "transforms/densedepth.py", "transforms/normalize.py"):
+                   "transforms/normalization.py", "fgbg/storage.py",
+                   "fgbg/depth/keras_densedepth.py", "fgbg/depth/maps.py"):
         assert module in names, module
 
 
@@ -59,7 +60,7 @@ def test_unset_worker_options_get_the_pipelines_defaults(given):
     assert (worker.machine_type, worker.max_num_workers) == ("n1-standard-8", 20)
 
 
-def test_every_spelling_of_the_dataflow_runner_is_recognised():
+def test_every_spelling_of_the_dataflow_runner_is_recognized():
     for runner in ("DataflowRunner", "dataflow", "dataflowrunner", "TestDataflowRunner",
                    "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner"):
         assert is_dataflow(runner), runner

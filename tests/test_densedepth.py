@@ -21,7 +21,11 @@ from tests.depth_fixtures import (
     tiny_depth_model,
     tiny_raw_reference,
 )
-from transforms import densedepth as dd
+from fgbg.depth import keras_densedepth as kd
+from fgbg.depth import maps
+from fgbg.depth import models
+from fgbg.depth import safe_loading
+from fgbg.depth import tensorflow_runtime
 
 import tf_keras  # after `transforms`, which selects Keras 2
 
@@ -33,7 +37,7 @@ PROBE_SIZE = 64  # a full-architecture forward pass stays cheap at 64x64
 
 @pytest.fixture(scope="module")
 def seeded_model():
-    return dd.build_densedepth(seed=SEED)
+    return kd.build_densedepth(seed=SEED)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,7 @@ def published_h5(seeded_model, tmp_path_factory):
 )
 def test_bilinear_upsampling_matches_aligned_corners_reference(shape, size):
     images = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    out = dd.BilinearUpSampling2D(size)(images).numpy()
+    out = kd.BilinearUpSampling2D(size)(images).numpy()
     expected = aligned_corners_bilinear(images, shape[1] * size[0], shape[2] * size[1])
     assert out.shape == expected.shape
     np.testing.assert_allclose(out, expected, atol=1e-5)
@@ -78,19 +82,19 @@ def test_bilinear_upsampling_known_values():
     """[0, 3] doubled is [0, 1, 2, 3] with aligned corners ([0, .75, 2.25, 3]
     with the half-pixel centres of tf.image.resize)."""
     row = np.array([0.0, 3.0], np.float32).reshape(1, 1, 2, 1)
-    out = dd.BilinearUpSampling2D((1, 2))(row).numpy().ravel()
+    out = kd.BilinearUpSampling2D((1, 2))(row).numpy().ravel()
     np.testing.assert_allclose(out, [0, 1, 2, 3], atol=1e-6)
 
 
 def test_bilinear_upsampling_config_round_trip():
-    layer = dd.BilinearUpSampling2D((2, 3), name="up")
-    clone = dd.BilinearUpSampling2D.from_config(layer.get_config())
+    layer = kd.BilinearUpSampling2D((2, 3), name="up")
+    clone = kd.BilinearUpSampling2D.from_config(layer.get_config())
     assert clone.size == (2, 3) and clone.data_format == "channels_last" and clone.name == "up"
 
 
 def test_bilinear_upsampling_refuses_channels_first():
     with pytest.raises(ValueError, match="channels_last"):
-        dd.BilinearUpSampling2D(data_format="channels_first")
+        kd.BilinearUpSampling2D(data_format="channels_first")
 
 
 # ---------------------------------------------------------------------------
@@ -108,7 +112,7 @@ def test_architecture_matches_published_layout(seeded_model):
         f"up{i}_{part}" for i in range(1, 5) for part in ("upsampling2d", "concat", "convA", "convB")
     ]
     assert set(decoder) <= set(layers)
-    assert isinstance(layers["up1_upsampling2d"], dd.BilinearUpSampling2D)
+    assert isinstance(layers["up1_upsampling2d"], kd.BilinearUpSampling2D)
     assert layers["conv2"].kernel.shape == (1, 1, 1664, 1664)
     # One LeakyReLU per up block, after convB.
     leaky = [layer for layer in seeded_model.layers if isinstance(layer, tf_keras.layers.LeakyReLU)]
@@ -136,11 +140,11 @@ def test_output_is_half_resolution_and_finite(probe_output):
 
 
 def test_untrained_model_is_reproducible_from_its_seed(seeded_model, probe, probe_output):
-    rebuilt = dd.load_depth_model("untrained", None, SEED)
+    rebuilt = tensorflow_runtime.load_keras_model("untrained", None, SEED)
     np.testing.assert_array_equal(rebuilt.get_layer("conv3").kernel.numpy(),
                                   seeded_model.get_layer("conv3").kernel.numpy())
     np.testing.assert_allclose(rebuilt.predict_on_batch(probe), probe_output, atol=1e-5)
-    dd.fill_seeded_weights(rebuilt, SEED + 1)
+    kd.fill_seeded_weights(rebuilt, SEED + 1)
     assert not np.allclose(rebuilt.get_layer("conv3").kernel.numpy(),
                            seeded_model.get_layer("conv3").kernel.numpy())
 
@@ -160,12 +164,12 @@ def test_fixture_has_the_published_hdf5_layout(published_h5):
 
 
 def test_copy_by_name_reproduces_the_model(published_h5, probe, probe_output):
-    model = dd.load_depth_model("densedepth", published_h5, seed=0)
+    model = tensorflow_runtime.load_keras_model("densedepth", published_h5, seed=0)
     np.testing.assert_allclose(model.predict_on_batch(probe), probe_output, rtol=1e-5, atol=1e-5)
 
 
 def test_load_model_path_reproduces_the_model(published_h5, probe, probe_output):
-    model = dd.load_depth_model(published_h5, None, seed=0)
+    model = tensorflow_runtime.load_keras_model(published_h5, None, seed=0)
     np.testing.assert_allclose(model.predict_on_batch(probe), probe_output, rtol=1e-5, atol=1e-5)
 
 
@@ -190,30 +194,30 @@ def test_mismatched_file_fails_naming_the_layer(published_h5, tmp_path, mutate, 
     with h5py.File(path, "r+") as h5:
         mutate(h5)
     try:
-        with pytest.raises(dd.ModelLoadError, match=message):
+        with pytest.raises(models.ModelLoadError, match=message):
             if load == "copy_by_name":
-                dd.load_depth_model("densedepth", str(path), seed=0)
+                tensorflow_runtime.load_keras_model("densedepth", str(path), seed=0)
             else:
-                dd.load_depth_model(str(path), None, seed=0)
+                tensorflow_runtime.load_keras_model(str(path), None, seed=0)
     finally:
         path.unlink()
 
 
 def test_missing_weights_say_where_the_file_comes_from():
-    with pytest.raises(dd.ModelLoadError) as error:
-        dd.load_depth_model("densedepth", None, seed=0)
+    with pytest.raises(models.ModelLoadError) as error:
+        tensorflow_runtime.load_keras_model("densedepth", None, seed=0)
     message = str(error.value)
     for needle in ("ialhashim/DenseDepth", "nyu.h5", "--depth_weights", "--depth_model untrained", "--depth_model none"):
         assert needle in message
 
 
 def test_missing_files_and_none_are_refused(tmp_path):
-    with pytest.raises(dd.ModelLoadError, match="not found"):
-        dd.load_depth_model("densedepth", str(tmp_path / "nyu.h5"), seed=0)
-    with pytest.raises(dd.ModelLoadError, match="not found"):
-        dd.load_depth_model(str(tmp_path / "model.keras"), None, seed=0)
-    with pytest.raises(dd.ModelLoadError, match="none"):
-        dd.load_depth_model("none", None, seed=0)
+    with pytest.raises(models.ModelLoadError, match="not found"):
+        tensorflow_runtime.load_keras_model("densedepth", str(tmp_path / "nyu.h5"), seed=0)
+    with pytest.raises(models.ModelLoadError, match="not found"):
+        tensorflow_runtime.load_keras_model(str(tmp_path / "model.keras"), None, seed=0)
+    with pytest.raises(models.ModelLoadError, match="none"):
+        tensorflow_runtime.load_keras_model("none", None, seed=0)
 
 
 # ---------------------------------------------------------------------------
@@ -228,7 +232,7 @@ def _tiny_probe():
 def test_user_model_formats_load_and_keep_their_outputs(tmp_path, name):
     path = str(tmp_path / name)
     tiny_depth_model().save(path)
-    model = dd.load_depth_model(path, None, seed=0)
+    model = tensorflow_runtime.load_keras_model(path, None, seed=0)
     images = _tiny_probe()
     np.testing.assert_allclose(model.predict_on_batch(images)[..., 0], tiny_raw_reference(images), rtol=1e-5)
 
@@ -246,10 +250,10 @@ def test_models_load_from_gcs(tmp_path, monkeypatch):
                 bucket.blob(f"depth/saved/{file.relative_to(saved_model)}").upload_from_filename(str(file))
         images = _tiny_probe()
         for uri in ("gs://models/depth/tiny.h5", "gs://models/depth/saved"):
-            model = dd.load_depth_model(uri, None, seed=0)
+            model = tensorflow_runtime.load_keras_model(uri, None, seed=0)
             np.testing.assert_allclose(model.predict_on_batch(images)[..., 0], tiny_raw_reference(images), rtol=1e-5)
-        with pytest.raises(dd.ModelLoadError, match="not found"):
-            dd.load_depth_model("densedepth", "gs://models/depth/nyu.h5", seed=0)
+        with pytest.raises(models.ModelLoadError, match="not found"):
+            tensorflow_runtime.load_keras_model("densedepth", "gs://models/depth/nyu.h5", seed=0)
 
 
 def _lambda_model():
@@ -270,47 +274,47 @@ def _custom_layer_model():
 
 
 @pytest.mark.parametrize("name", ["evil.h5", "evil.keras", "evil_savedmodel"])
-def test_lambda_layers_are_refused_before_deserialising(tmp_path, name):
+def test_lambda_layers_are_refused_before_deserializing(tmp_path, name):
     path = str(tmp_path / name)
     _lambda_model().save(path)
-    with pytest.raises(dd.ModelLoadError, match=r"evil.*'sneaky'.*'Lambda'"):
-        dd.load_depth_model(path, None, seed=0)
+    with pytest.raises(models.ModelLoadError, match=r"evil.*'sneaky'.*'Lambda'"):
+        tensorflow_runtime.load_keras_model(path, None, seed=0)
 
 
 @pytest.mark.parametrize("name", ["custom.h5", "custom.keras"])
 def test_unknown_custom_objects_are_refused(tmp_path, name):
     path = str(tmp_path / name)
     _custom_layer_model().save(path)
-    with pytest.raises(dd.ModelLoadError, match=r"custom.*'mystery'.*'_UnknownLayer'"):
-        dd.load_depth_model(path, None, seed=0)
+    with pytest.raises(models.ModelLoadError, match=r"custom.*'mystery'.*'_UnknownLayer'"):
+        tensorflow_runtime.load_keras_model(path, None, seed=0)
 
 
 def test_config_naming_code_outside_keras_is_refused():
     foreign_module = {"class_name": "Conv2D", "module": "os", "config": {"name": "c"}}
-    with pytest.raises(dd.ModelLoadError, match="module 'os'"):
-        dd.check_config_is_safe({"class_name": "Functional", "config": {"layers": [foreign_module]}}, "m.keras")
+    with pytest.raises(models.ModelLoadError, match="module 'os'"):
+        safe_loading.check_config_is_safe({"class_name": "Functional", "config": {"layers": [foreign_module]}}, "m.keras")
     function = {"class_name": "Activation", "config": {"name": "a", "activation": {
         "module": "builtins", "class_name": "function", "config": "eval"}}}
-    with pytest.raises(dd.ModelLoadError, match="'eval'"):
-        dd.check_config_is_safe(function, "m.keras")
+    with pytest.raises(models.ModelLoadError, match="'eval'"):
+        safe_loading.check_config_is_safe(function, "m.keras")
     relu = {"class_name": "Activation", "config": {"name": "a", "activation": {
         "module": "builtins", "class_name": "function", "config": "relu"}}}
-    dd.check_config_is_safe(relu, "m.keras")
+    safe_loading.check_config_is_safe(relu, "m.keras")
 
 
 def test_weights_only_file_is_refused_with_a_hint(tmp_path):
     path = str(tmp_path / "weights.h5")
     tiny_depth_model().save_weights(path)
-    with pytest.raises(dd.ModelLoadError, match="weights only.*--depth_weights"):
-        dd.load_depth_model(path, None, seed=0)
+    with pytest.raises(models.ModelLoadError, match="weights only.*--depth_weights"):
+        tensorflow_runtime.load_keras_model(path, None, seed=0)
 
 
 def test_keras_archive_config_is_checked_before_keras_reads_it(tmp_path):
     path = tmp_path / "bad.keras"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("config.json", json.dumps({"class_name": "Lambda", "config": {"name": "x"}}))
-    with pytest.raises(dd.ModelLoadError, match="'Lambda'"):
-        dd.load_depth_model(str(path), None, seed=0)
+    with pytest.raises(models.ModelLoadError, match="'Lambda'"):
+        tensorflow_runtime.load_keras_model(str(path), None, seed=0)
 
 
 # ---------------------------------------------------------------------------
@@ -319,11 +323,11 @@ def test_keras_archive_config_is_checked_before_keras_reads_it(tmp_path):
 
 def test_preprocess_resizes_with_lanczos_and_scales_to_unit_range():
     image = random_overlays(1, 32, seed=1)[0]
-    out = dd.preprocess(image, (64, 96))
+    out = maps.preprocess(image, (64, 96))
     expected = np.asarray(Image.fromarray(image).resize((64, 96), Image.LANCZOS), np.float32) / 255
     assert out.dtype == np.float32 and out.shape == (96, 64, 3)
     np.testing.assert_allclose(out, expected, atol=1e-7)
-    batch = dd.preprocess(np.stack([image, 255 - image]), (64, 96))
+    batch = maps.preprocess(np.stack([image, 255 - image]), (64, 96))
     assert batch.shape == (2, 96, 64, 3)
     np.testing.assert_array_equal(batch[0], out)
     assert batch.min() >= 0 and batch.max() <= 1
@@ -331,19 +335,19 @@ def test_preprocess_resizes_with_lanczos_and_scales_to_unit_range():
 
 def test_preprocess_keeps_exact_values_at_the_input_size():
     image = np.full((32, 64, 3), 51, np.uint8)
-    np.testing.assert_array_equal(dd.preprocess(image, (64, 32)), np.full((32, 64, 3), 0.2, np.float32))
+    np.testing.assert_array_equal(maps.preprocess(image, (64, 32)), np.full((32, 64, 3), 0.2, np.float32))
 
 
 @pytest.mark.parametrize("size", [(100, 64), (0, 32), (640, 470)])
 def test_input_size_must_be_multiples_of_32(size):
     with pytest.raises(ValueError, match="multiples of 32"):
-        dd.preprocess(np.zeros((8, 8, 3), np.uint8), size)
+        maps.check_input_size(size)
 
 
 def test_postprocess_is_the_authors_predict():
     raw = np.array([0.5, 1, 2, 10, 100, 1000, 0, -1, 40], np.float32).reshape(1, 3, 3, 1)
     expected = np.array([1, 1, 0.5, 0.1, 0.01, 0.01, 1, 0.01, 0.025], np.float32).reshape(1, 3, 3, 1)
-    out = dd.postprocess(raw)
+    out = maps.postprocess(raw)
     assert out.shape == raw.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, expected, rtol=1e-6)
 
@@ -358,7 +362,7 @@ def _gradient(h=32, w=32, low=0.2, high=0.6):
 
 def test_minmax_stretches_each_image_to_0_255():
     depth = _gradient()
-    data = dd.encode_minmax(depth, (32, 32), quality=85)
+    data = maps.encode_minmax(depth, (32, 32), quality=85)
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "JPEG" and image.mode == "L" and image.size == (32, 32)
         grey = np.asarray(image, np.float32)
@@ -366,39 +370,39 @@ def test_minmax_stretches_each_image_to_0_255():
     assert np.abs(grey - expected).max() <= 4
     assert grey[:, 0].mean() < 3 and grey[:, -1].mean() > 252
     # Same shape, other absolute range: same picture (the scale is lost).
-    other = np.asarray(Image.open(io.BytesIO(dd.encode_minmax(depth * 2 + 0.1, (32, 32), 85))), np.float32)
+    other = np.asarray(Image.open(io.BytesIO(maps.encode_minmax(depth * 2 + 0.1, (32, 32), 85))), np.float32)
     assert np.abs(other - grey).max() <= 2
 
 
 def test_minmax_resizes_and_honours_quality():
     depth = np.random.default_rng(2).random((24, 32)).astype(np.float32)
-    with Image.open(io.BytesIO(dd.encode_minmax(depth, (16, 8), quality=85))) as image:
+    with Image.open(io.BytesIO(maps.encode_minmax(depth, (16, 8), quality=85))) as image:
         assert image.size == (16, 8)
-    assert len(dd.encode_minmax(depth, (32, 24), quality=95)) > len(dd.encode_minmax(depth, (32, 24), quality=20))
+    assert len(maps.encode_minmax(depth, (32, 24), quality=95)) > len(maps.encode_minmax(depth, (32, 24), quality=20))
 
 
 def test_minmax_of_a_constant_map_is_black():
-    data = dd.encode_minmax(np.full((8, 8), 0.3, np.float32), (8, 8), quality=85)
+    data = maps.encode_minmax(np.full((8, 8), 0.3, np.float32), (8, 8), quality=85)
     assert np.asarray(Image.open(io.BytesIO(data))).max() <= 1
 
 
 def test_metric_is_a_16_bit_png_in_millimetres():
     depth = np.array([[0.01, 0.1234], [0.5, 1.0]], np.float32)
-    data = dd.encode_metric(depth, (2, 2))
+    data = maps.encode_metric(depth, (2, 2))
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG" and image.mode.startswith("I")
         millimetres = np.asarray(image)
     np.testing.assert_array_equal(millimetres, [[100, 1234], [5000, 10000]])
-    np.testing.assert_allclose(dd.decode_metric(data), [[0.1, 1.234], [5.0, 10.0]], rtol=1e-6)
+    np.testing.assert_allclose(maps.decode_metric(data), [[0.1, 1.234], [5.0, 10.0]], rtol=1e-6)
 
 
 def test_metric_scale_is_shared_across_images_and_resized():
-    near = dd.decode_metric(dd.encode_metric(np.full((16, 16), 0.2, np.float32), (8, 8)))
-    far = dd.decode_metric(dd.encode_metric(np.full((16, 16), 0.4, np.float32), (8, 8)))
+    near = maps.decode_metric(maps.encode_metric(np.full((16, 16), 0.2, np.float32), (8, 8)))
+    far = maps.decode_metric(maps.encode_metric(np.full((16, 16), 0.4, np.float32), (8, 8)))
     assert near.shape == (8, 8)
     np.testing.assert_allclose(near, 2.0)
     np.testing.assert_allclose(far, 4.0)
     edge = np.zeros((16, 16), np.float32) + 0.01
     edge[:, 8:] = 1.0  # Lanczos overshoots at the step: stays within 0.1..10 m
-    values = dd.decode_metric(dd.encode_metric(edge, (12, 12)))
+    values = maps.decode_metric(maps.encode_metric(edge, (12, 12)))
     assert values.min() >= 0.1 and values.max() <= 10.0

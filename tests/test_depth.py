@@ -23,9 +23,9 @@ from tests.depth_fixtures import (
     tiny_depth_model,
     tiny_raw_reference,
 )
-from transforms import densedepth as dd
+from fgbg.depth import keras_densedepth as kd
+from fgbg.depth import maps
 from transforms.depth import (
-    DEPTH_FILE_EXTENSION,
     DEPTH_METRICS_NAMESPACE,
     ENCODED_COUNTER,
     DepthConfig,
@@ -100,7 +100,7 @@ def test_metric_depth_is_attached_to_each_composite(tiny_model_file, composites)
             out = results[composite.placement.sample_id]
             assert dataclasses.replace(out, depth=None, overlay=None) == dataclasses.replace(composite, overlay=None)
             np.testing.assert_array_equal(out.overlay, composite.overlay)
-            metres = dd.decode_metric(out.depth)
+            metres = maps.decode_metric(out.depth)
             assert metres.shape == (SIZE // 2, SIZE // 2)
             np.testing.assert_allclose(metres, _tiny_expected_depth(composite) * 10, atol=0.0011)
 
@@ -116,7 +116,7 @@ def test_metric_depth_is_attached_to_each_composite(tiny_model_file, composites)
 def test_minmax_depth_matches_the_original_encoding(tiny_model_file, composites):
     inputs = composites[:3]
     expected = {
-        c.placement.sample_id: _grey(dd.encode_minmax(_tiny_expected_depth(c), (48, 40), 85)) for c in inputs
+        c.placement.sample_id: _grey(maps.encode_minmax(_tiny_expected_depth(c), (48, 40), 85)) for c in inputs
     }
 
     def check(outputs):
@@ -134,10 +134,10 @@ def test_full_architecture_on_two_images():
     images = random_overlays(2, SIZE, seed=5)
     inputs = [make_composite(n, image) for n, image in enumerate(images, start=1)]
     config = _config(model="untrained", seed=42, encoding="minmax", out_size=(48, 48))
-    raw = dd.build_densedepth(seed=42).predict_on_batch(dd.preprocess(np.stack(images), config.input_size))
+    raw = kd.build_densedepth(seed=42).predict_on_batch(maps.preprocess(np.stack(images), config.input_size))
     expected = {
-        c.placement.sample_id: _grey(dd.encode_minmax(depth, (48, 48), 85))
-        for c, depth in zip(inputs, dd.postprocess(raw)[..., 0])
+        c.placement.sample_id: _grey(maps.encode_minmax(depth, (48, 48), 85))
+        for c, depth in zip(inputs, maps.postprocess(raw)[..., 0])
     }
 
     def check(outputs):
@@ -173,36 +173,11 @@ def test_depth_maps_checks_shape_and_values():
 def test_file_extensions_match_the_encodings():
     depth = np.full((4, 4), 0.5, np.float32)
     formats = {
-        "minmax": Image.open(io.BytesIO(dd.encode_minmax(depth, (4, 4), 85))).format,
-        "metric": Image.open(io.BytesIO(dd.encode_metric(depth, (4, 4)))).format,
+        "minmax": Image.open(io.BytesIO(maps.encode_minmax(depth, (4, 4), 85))).format,
+        "metric": Image.open(io.BytesIO(maps.encode_metric(depth, (4, 4)))).format,
     }
-    assert DEPTH_FILE_EXTENSION == {"minmax": "jpg", "metric": "png"}
+    assert maps.FILE_EXTENSION == {"minmax": "jpg", "metric": "png"}
     assert formats == {"minmax": "JPEG", "metric": "PNG"}
-
-
-@pytest.mark.parametrize(
-    "overrides,message",
-    [
-        (dict(encoding="png"), "encoding"),
-        (dict(min_batch_size=3, batch_size=2), "batch size"),
-        (dict(min_batch_size=0), "batch size"),
-        (dict(target_batch_duration_s=0), "duration"),
-        (dict(jpeg_quality=0), "quality"),
-        (dict(out_size=(0, 224)), "output size"),
-        (dict(model="densedepth"), "ialhashim/DenseDepth"),
-        (dict(model="untrained", weights="nyu.h5"), "densedepth only"),
-    ],
-)
-def test_config_is_validated(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        _config(**overrides)
-
-
-def test_stage_refuses_none_and_bad_input_sizes():
-    with pytest.raises(ValueError, match="none"):
-        EstimateDepth(_config(model="none"))
-    with pytest.raises(ValueError, match="multiples of 32"):
-        EstimateDepth(_config(input_size=(640, 470)))
 
 
 def test_importing_the_stage_does_not_import_tensorflow():

@@ -45,8 +45,8 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
     manifest = build.run(small_build_args(inputs, f"{gs}/datasets/v1",
                                           f"--depth_model={gs}/models/tiny.h5",
                                           "--depth_input_size=64x64"))
-    assert manifest["counts"]["samples"] == 2 * 2 * 8
-    assert [Path(r["path"]).name for r in manifest["rejects"]] == ["broken.jpg"]
+    assert manifest.counts.samples == 2 * 2 * 8
+    assert [Path(r.path).name for r in manifest.rejects] == ["broken.jpg"]
 
     blobs = {blob.name[len("datasets/v1/"):]: blob
              for blob in bucket.list_blobs(prefix="datasets/v1/")}
@@ -88,7 +88,7 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
 
 
 def test_list_folder_lists_one_prefix_only(bucket):
-    from transforms.storage import list_folder
+    from fgbg.storage import list_folder
 
     for name in ("d/bg1/fg_1/mask/1.jpg", "d/bg1/fg_1/.pair.json", "d/bg1/fg_10/mask/1.png",
                  "d/bg1/fg_2/overlay/1.jpg"):
@@ -100,7 +100,7 @@ def test_list_folder_lists_one_prefix_only(bucket):
 def test_stale_files_are_found_and_deleted_literally(bucket):
     """Folder markers are not files; names with glob characters are taken
     as they are; a file already gone is not an error."""
-    from transforms.storage import delete_files, list_folder
+    from fgbg.storage import delete_files, list_folder
 
     for name in ("e/a[1]/fg/", "e/a[1]/fg/mask/", "e/a[1]/fg/mask/1.png",
                  "e/a[1]/fg/mask/2 [copy].png", "e/a1/fg/mask/1.png"):

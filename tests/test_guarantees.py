@@ -108,9 +108,9 @@ def png_with_declared_size(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + ihdr + idat + iend
 
 
-def rgba(size, alpha=255, colour=(200, 60, 30)) -> Image.Image:
+def rgba(size, alpha=255, color=(200, 60, 30)) -> Image.Image:
     pixels = np.zeros((size[1], size[0], 4), np.uint8)
-    pixels[...] = (*colour, alpha)
+    pixels[...] = (*color, alpha)
     return Image.fromarray(pixels, "RGBA")
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transforms import layout
+from fgbg import layout
 from transforms.inputs import (InputConfig, InputError, assign_split, build_foreground,
                                check_stem, keep_first, mask_key, open_image, to_rgb)
 
@@ -70,7 +70,7 @@ def test_foreground_alpha_becomes_binary_mask():
     assert fg.mask.sum() == 36 * 255
 
 
-def test_mask_file_is_used_and_binarised():
+def test_mask_file_is_used_and_binarized():
     mask = np.zeros((10, 10), np.uint8)
     mask[2:8, 2:8] = 3
     fg = build_foreground("fg", "fg.png", encode(rgba_square()), "mask_fg.png",

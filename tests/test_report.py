@@ -15,7 +15,7 @@ from PIL import Image
 from pipeline import build
 from pipeline import report as report_cli
 from tests.conftest import make_inputs, small_build_args
-from transforms import layout, report
+from fgbg import layout, report
 from transforms.writers import natural_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +91,8 @@ def test_summarize_samples_streams_the_table_into_values_and_a_pick():
     assert table.chosen == report.choose_samples(rows, seed=1, count=5)
 
 
-def test_normalisation_table_shows_the_train_splits_numbers():
+def test_normalization_table_shows_the_train_splits_numbers():
+    from fgbg.documents import Stats
     from transforms.stats import stats_document
 
     def moments(value: int):
@@ -100,10 +101,11 @@ def test_normalisation_table_shows_the_train_splits_numbers():
     stats = stats_document({("train", "overlay"): moments(10), ("val", "overlay"): moments(200),
                             ("train", "background"): moments(20),
                             ("val", "background"): moments(100)}, 255.0, "relative")
-    html = report.normalisation_html(stats)
+    html = report.normalization_html(stats)
     assert "What transform/ standardises with: train" in html
     assert ">10.00<" in html and ">20.00<" in html and ">105.00<" not in html
-    assert report.normalisation_html({"notes": {"method": "older dataset"}}) == ""
+    older = Stats.from_json({"notes": {"method": "older dataset"}})
+    assert report.normalization_html(older) == ""
 
 
 def test_colormap_runs_from_purple_to_yellow_getting_brighter():
@@ -127,14 +129,14 @@ def test_depth_levels_label_minmax_near_far_and_metric_in_metres():
     assert not flat.any()
 
 
-def test_depth_tile_and_colour_bar_use_the_colour_map():
+def test_depth_tile_and_color_bar_use_the_color_map():
     ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1))
     tile, low, high = report.depth_tile(Image.fromarray(ramp), "minmax", tile=32)
     pixels = np.asarray(tile).astype(int)
     assert (low, high) == ("near", "far") and tile.size == (32, 32)
     assert np.abs(pixels[16, 0] - [68, 1, 84]).max() <= 12
     assert np.abs(pixels[16, -1] - [253, 231, 37]).max() <= 12
-    bar = np.asarray(report.colour_bar(100, "near", "far")).astype(int)
+    bar = np.asarray(report.color_bar(100, "near", "far")).astype(int)
     assert bar[0, 0].tolist() == [253, 231, 37] and bar[-1, 0].tolist() == [68, 1, 84]
 
 
@@ -220,7 +222,7 @@ def test_report_of_a_gcs_dataset(dataset, monkeypatch):
     assert "gs://reports/ds" in page and 'id="stats-table"' in page
 
 
-def test_untrained_depth_is_colour_mapped_and_warned_about(depth_dataset):
+def test_untrained_depth_is_color_mapped_and_warned_about(depth_dataset):
     grid = np.asarray(Image.open(depth_dataset / layout.SAMPLES_PNG).convert("RGB")).astype(int)
     assert grid.shape[:2][::-1] == report.grid_size(2, depth=True)
     depth = grid_column(grid, 3)[:report.TILE].reshape(-1, 1, 3)
@@ -295,7 +297,7 @@ def render(root: Path, work: Path) -> Tuple[DomSummary, np.ndarray]:
     return dom, np.asarray(Image.open(screenshot).convert("RGB"))
 
 
-def colour_pixels(image: np.ndarray, rgb: Tuple[int, int, int], tolerance: int = 6) -> int:
+def color_pixels(image: np.ndarray, rgb: Tuple[int, int, int], tolerance: int = 6) -> int:
     return int(np.all(np.abs(image.astype(int) - rgb) <= tolerance, axis=-1).sum())
 
 
@@ -304,19 +306,19 @@ def test_report_renders_in_a_real_browser(dataset, tmp_path):
     assert dom.body.get("data-images-total") == "3"
     assert dom.body.get("data-images-ok") == "3"  # the grid and two histograms decoded
     stats = report.load_dataset(str(dataset)).stats
-    channels = sum(len(stats[kind]["mean"]) for kind in report.KINDS if kind in stats)
+    channels = sum(len(kind.mean) for kind in stats.kinds.values())
     assert dom.table_rows["stats-table"] == 1 + channels
     assert dom.table_rows["normalisation-table"] == 1 + 3 + 3  # background and overlay RGB
     assert dom.table_rows["rejects-table"] == 2 and HOSTILE_NAME in "".join(dom.text)
     assert dom.table_rows["splits-table"] >= 3 and dom.table_rows["options-table"] > 20
 
     assert pixels.shape == (2000, 1280, 3) and pixels.std() > 20
-    assert colour_pixels(pixels, report.OUTLINE_RGB) > 200  # the samples grid is drawn
-    assert colour_pixels(pixels, report.ACCENT_RGB) > 2000  # cards and histogram bars
-    assert colour_pixels(pixels, report.BANNER_RGB) == 0  # no warning, no banner
+    assert color_pixels(pixels, report.OUTLINE_RGB) > 200  # the samples grid is drawn
+    assert color_pixels(pixels, report.ACCENT_RGB) > 2000  # cards and histogram bars
+    assert color_pixels(pixels, report.BANNER_RGB) == 0  # no warning, no banner
 
 
 def test_untrained_depth_report_shows_its_red_banner_in_the_browser(depth_dataset, tmp_path):
     dom, pixels = render(depth_dataset, tmp_path)
     assert dom.body.get("data-images-ok") == dom.body.get("data-images-total") == "4"
-    assert colour_pixels(pixels, report.BANNER_RGB) > 20_000  # the banner spans the page
+    assert color_pixels(pixels, report.BANNER_RGB) > 20_000  # the banner spans the page

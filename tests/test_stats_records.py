@@ -4,11 +4,11 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
-from transforms import records
-from transforms.records import frame_record
-from transforms.stats import (MomentsByKeyFn, normalisation_splits, pixel_moments, stats_document,
-                              summarize)
-from transforms.types import Placement, SampleRow
+from fgbg import records
+from fgbg.records import frame_record
+from fgbg.moments import pixel_moments, summarize
+from transforms.stats import MomentsByKeyFn, normalization_splits, stats_document
+from fgbg.types import Placement, SampleRow
 
 
 def test_moments_give_numpy_mean_and_std():
@@ -109,14 +109,15 @@ def test_stats_document_sums_splits_and_keeps_each():
     totals = {key: pixel_moments(image) for key, image in images.items()}
     document = stats_document(totals, 255.0, "relative")
     everything = np.concatenate([image.reshape(-1, 3) for image in images.values()])
-    np.testing.assert_allclose(document["overlay"]["mean"], everything.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(document.kinds["overlay"].mean, everything.mean(axis=0), rtol=1e-12)
     for split in ("train", "val", "test"):
         own = images[(split, "overlay")].reshape(-1, 3).astype(np.float64)
-        np.testing.assert_allclose(document["splits"][split]["overlay"]["std"], own.std(axis=0),
+        np.testing.assert_allclose(document.splits[split]["overlay"].std, own.std(axis=0),
                                    rtol=1e-12)
-    assert document["notes"]["normalisation_splits"] == ["train"]
+    assert document.notes.normalization_splits == ["train"]
+    assert document.to_json()["notes"]["normalisation_splits"] == ["train"]
 
 
-def test_normalisation_falls_back_to_every_split_without_a_train_split():
-    assert normalisation_splits(["val", "train", "test", "train"]) == ["train"]
-    assert normalisation_splits(["val", "test"]) == ["test", "val"]
+def test_normalization_falls_back_to_every_split_without_a_train_split():
+    assert normalization_splits(["val", "train", "test", "train"]) == ["train"]
+    assert normalization_splits(["val", "test"]) == ["test", "val"]

@@ -12,9 +12,9 @@ from PIL import Image
 from pipeline import build
 from tests.conftest import make_inputs, small_build_args
 from tests.depth_fixtures import tiny_depth_model
-from transforms import layout
-from transforms.normalize import raw_feature_spec
-from transforms.training_data import label_csv_dataset, read_label_rows, training_dataset
+from fgbg import layout
+from fgbg.records import raw_feature_spec
+from fgbg.training_data import label_csv_dataset, read_label_rows, training_dataset
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def dataset(tmp_path_factory) -> Path:
     return output
 
 
-def test_transform_graph_normalises_with_the_train_splits_numbers(dataset):
+def test_transform_graph_normalizes_with_the_train_splits_numbers(dataset):
     document = json.loads((dataset / "stats.json").read_text())
     assert sorted(document["splits"]) == ["train", "val"]
     assert document["notes"]["normalisation_splits"] == ["train"]

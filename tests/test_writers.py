@@ -11,17 +11,18 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import compose_inputs, make_inputs
-from transforms import layout
+from tests.conftest import compose_inputs, make_inputs, pairs_to_make
+from fgbg import layout
 from transforms.compositing import ComposeSamples, EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig
-from transforms.records import MOMENT_KINDS, moments_feature
-from transforms.resume import pair_rows, write_pair_record, written_pair
-from transforms.storage import streamed_file
-from transforms.types import Placement, SampleRow
-from transforms.writers import (EXAMPLES, WriteBackgrounds, WriteSamples, WriteTables, WriteTFRecords,
-                                natural_key, plan_shards)
+from fgbg.records import MOMENT_KINDS, moments_feature
+from fgbg.pair_records import pair_rows, write_pair_record, written_pair
+from fgbg.storage import streamed_file
+from fgbg.types import Placement, SampleRow
+from fgbg.layout import natural_key
+from transforms.writers import (EXAMPLES, RecordPairs, WriteBackgrounds, WriteSamples, WriteTables,
+                                WriteTFRecords, plan_shards)
 
 CONFIG = InputConfig(size=48, max_input_pixels=1_000_000, min_background_side=16,
                      mask_threshold=0, val_fraction=0.5, test_fraction=0.0)
@@ -42,10 +43,11 @@ def written(tmp_path_factory):
         prepared, _ = p | ReadBackgrounds(inputs["bg"], CONFIG)
         foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, CONFIG)
         backgrounds = (prepared | WriteBackgrounds(str(output), 90)).backgrounds
-        composites = (backgrounds
+        composites = (pairs_to_make(backgrounds, foregrounds)
                       | ComposeSamples(foregrounds, CONFIG, PLACEMENTS,
-                                       EncodingConfig(80, "png", 50))).composites
-        pairs = composites | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR)
+                                       EncodingConfig(80, "png", 50)))
+        pairs = (composites | WriteSamples(str(output), "png", "")
+                 | RecordPairs(str(output), SAMPLES_PER_PAIR))
         assert_that(pairs | beam.Map(lambda pair: (pair.bg_stem, pair.fg_stem, pair.samples,
                                                    pair.moments["mask"][0])),
                     equal_to([(f"bg{b}", f"fg_{f}", 8, 8 * 48 * 48)
@@ -206,20 +208,22 @@ def test_pair_rows_name_the_record_that_cannot_be_read(tmp_path):
 
 
 def test_a_pair_cut_short_in_a_bundle_fails_loudly(tmp_path):
-    """The writer records a pair only once all its samples are written; if a
-    bundle ever ended with part of a pair, the build must fail, not drop it."""
+    """A pair is recorded only once all its samples are written; if samples of
+    a pair were ever lost before the record step, the build must fail, not
+    drop the pair."""
     inputs = make_inputs(tmp_path / "inputs", backgrounds=1, foregrounds=1)
     output = tmp_path / "out"
     with pytest.raises(Exception, match=r"partly written: bg1/fg_1 \(5 of 8\)"):
         with BeamTestPipeline(runner="FnApiRunner") as p:
             _ = (compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50))
                  | beam.Filter(lambda composite: composite.placement.number <= 5)
-                 | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR))
+                 | WriteSamples(str(output), "png", "")
+                 | RecordPairs(str(output), SAMPLES_PER_PAIR))
     assert not list(output.rglob(".pair.json"))
 
 
 def test_delete_files_takes_names_literally_and_tolerates_gone_files(tmp_path):
-    from transforms.storage import delete_files
+    from fgbg.storage import delete_files
 
     for name in ("1 [copy].png", "1.png", "1 c.png"):
         (tmp_path / name).write_bytes(b"x")
@@ -239,9 +243,11 @@ def test_a_remake_killed_half_way_is_not_reused_later(tmp_path):
     build.run(small_build_args(inputs, output))
     with pytest.raises(Exception, match="partly written"):
         with BeamTestPipeline(runner="FnApiRunner") as p:
-            _ = (compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50))
+            _ = (compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50),
+                                resume_root=str(output))
                  | beam.Filter(lambda composite: composite.placement.number <= 3)
-                 | WriteSamples(str(output), "png", "", SAMPLES_PER_PAIR))
+                 | WriteSamples(str(output), "png", "")
+                 | RecordPairs(str(output), SAMPLES_PER_PAIR))
     assert not (output / "bg1" / "fg_1" / ".pair.json").exists()
     build.run(small_build_args(inputs, output))
     timings = json.loads((output / "timings.json").read_text())
@@ -249,7 +255,7 @@ def test_a_remake_killed_half_way_is_not_reused_later(tmp_path):
 
 
 def test_list_folder_gives_paths_relative_to_the_folder(tmp_path):
-    from transforms.storage import list_folder
+    from fgbg.storage import list_folder
 
     for name in ("bg1/fg_1/mask/1.png", "bg1/fg_1/.pair.json", "bg1/fg_10/mask/1.png"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

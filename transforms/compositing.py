@@ -1,33 +1,29 @@
 """Compositing: every (background, foreground) pair -> its overlays and masks.
 
-The cross of backgrounds and foregrounds is made with the (small) foreground
-collection as a side input; the pairs are then reshuffled so that a runner can
-spread them over all workers, and each pair makes its samples in one call,
-resizing the foreground once per (flip, scale). A pair already finished by an
-earlier run into the same output (see transforms/resume.py) is not made again:
-its `WrittenPair` handle goes to the RESUMED output.
+`CrossPairs` makes the cross of backgrounds and foregrounds with the (small)
+foreground collection as a side input, then reshuffles the pairs so that a
+runner can spread them over all workers. `ComposeSamples` makes each pair's
+samples in one call, resizing the foreground once per (flip, scale); the
+pairs it gets are those still to make (transforms/resume.py skips the rest).
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
-import io
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 import numpy as np
 from PIL import Image
 
+from fgbg.images import encode_jpeg, encode_png
 from transforms.inputs import InputConfig, load_background
 from transforms.placements import PlacementConfig, pair_placements, scaled_size
-from transforms.resume import finished_rows, pair_key, written_pair
-from transforms.stats import binary_moments
-from transforms.storage import read_file
-from transforms.timing import stage_timer, timed_items
-from transforms.types import Background, Composite, Foreground
+from fgbg.moments import binary_moments
+from fgbg.storage import read_file
+from fgbg.timing import stage_timer, timed_items
+from fgbg.types import Background, Composite, Foreground, Pair
 
-RESUMED = "resumed"
-JPEG_QUALITY = range(1, 101)  # Pillow's quality scale; every JPEG quality option is checked against it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,18 +84,6 @@ def place_mask(mask: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
     return canvas
 
 
-def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def encode_mask(mask: np.ndarray, config: EncodingConfig) -> bytes:
     if config.mask_format == "jpg":
         return encode_jpeg(mask, config.mask_quality)
@@ -148,14 +132,10 @@ class _ComposePair(beam.DoFn):
     _MIN_CACHED_BACKGROUNDS = 4
 
     def __init__(self, input_config: InputConfig, placement_config: PlacementConfig,
-                 encoding: EncodingConfig, resume_from: Optional[str], fingerprint: str):
+                 encoding: EncodingConfig):
         self._input_config = input_config
         self._placement_config = placement_config
         self._encoding = encoding
-        self._resume_from = resume_from
-        self._fingerprint = fingerprint
-        self._pairs = beam.metrics.Metrics.counter("compositing", "pairs")
-        self._resumed = beam.metrics.Metrics.counter("compositing", "pairs_resumed")
         self._samples = beam.metrics.Metrics.counter("compositing", "samples")
         self._timer = stage_timer("compositing")
 
@@ -174,54 +154,43 @@ class _ComposePair(beam.DoFn):
             self._backgrounds.popitem(last=False)
         return image
 
-    def process(self, pair: Tuple[Background, str],
-                foregrounds: Dict[str, Foreground]) -> Iterator[Composite]:
-        background, fg_stem = pair
-        foreground = foregrounds[fg_stem]
-        key = pair_key(self._fingerprint, background, foreground)
-        if self._resume_from:
-            rows = finished_rows(self._resume_from, background.stem, fg_stem, key,
-                                 self._placement_config.samples_per_pair)
-            if rows is not None:
-                self._resumed.inc()
-                yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
-                return
-        self._pairs.inc()
-        made = compose_pair(background, self._background_image(background), foreground,
-                            self._placement_config, self._encoding, key)
+    def process(self, pair: Pair, foregrounds: Dict[str, Foreground]) -> Iterator[Composite]:
+        made = compose_pair(pair.background, self._background_image(pair.background),
+                            foregrounds[pair.fg_stem], self._placement_config, self._encoding,
+                            pair.key)
         for composite in timed_items(made, self._timer):
             self._samples.inc()
             yield composite
 
 
-class ComposeSamples(beam.PTransform):
-    """Backgrounds x foregrounds -> every `Composite` of every pair still to
-    make (main output), and a `WrittenPair` for each pair finished earlier
-    (RESUMED).
+class CrossPairs(beam.PTransform):
+    """Backgrounds x foregrounds -> (Background, foreground stem) for every
+    pair, reshuffled so that a runner spreads the pairs over its workers."""
 
-    `resume_from` is the output root to look for finished pairs in, or None
-    to make every pair; `fingerprint` hashes the options that shape samples.
-    """
+    def __init__(self, foregrounds):
+        super().__init__()
+        self._foregrounds = foregrounds
+
+    def expand(self, backgrounds):
+        stems = self._foregrounds | "ForegroundStems" >> beam.Map(lambda fg: fg.stem)
+        return (backgrounds
+                | "Cross" >> beam.ParDo(_CrossWithForegrounds(), beam.pvalue.AsIter(stems))
+                | "SpreadPairs" >> beam.Reshuffle())
+
+
+class ComposeSamples(beam.PTransform):
+    """`Pair`s -> every `Composite` of every pair, in number order per pair."""
 
     def __init__(self, foregrounds, input_config: InputConfig,
-                 placement_config: PlacementConfig, encoding: EncodingConfig,
-                 resume_from: Optional[str] = None, fingerprint: str = ""):
+                 placement_config: PlacementConfig, encoding: EncodingConfig):
         super().__init__()
         self._foregrounds = foregrounds
         self._input_config = input_config
         self._placement_config = placement_config
         self._encoding = encoding
-        self._resume_from = resume_from
-        self._fingerprint = fingerprint
 
-    def expand(self, backgrounds):
+    def expand(self, pairs):
         by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
-        stems = self._foregrounds | "ForegroundStems" >> beam.Map(lambda fg: fg.stem)
-        return (backgrounds
-                | "Cross" >> beam.ParDo(_CrossWithForegrounds(),
-                                        beam.pvalue.AsIter(stems))
-                | "SpreadPairs" >> beam.Reshuffle()
-                | "Compose" >> beam.ParDo(
-                    _ComposePair(self._input_config, self._placement_config, self._encoding,
-                                 self._resume_from, self._fingerprint),
-                    beam.pvalue.AsDict(by_stem)).with_outputs(RESUMED, main="composites"))
+        return pairs | "Compose" >> beam.ParDo(
+            _ComposePair(self._input_config, self._placement_config, self._encoding),
+            beam.pvalue.AsDict(by_stem))

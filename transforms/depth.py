@@ -12,8 +12,8 @@ misshapen output, fails the bundle (Beam retries it, then fails the job). No
 dead-letter output: a sample without depth would break the dataset's
 four-column CSV contract, and a half-depth dataset is worse than a failed run.
 
-TensorFlow is imported only when the stage is constructed or run (through
-`transforms.densedepth`), so composites-only builds never load it.
+TensorFlow is imported only when a worker loads the model (through
+`fgbg.depth.tensorflow_runtime`), so composites-only builds never load it.
 """
 from __future__ import annotations
 
@@ -24,11 +24,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from transforms.compositing import JPEG_QUALITY
-from transforms.types import Composite
-
-# The file suffix the writer gives each depth encoding.
-DEPTH_FILE_EXTENSION: Dict[str, str] = {"minmax": "jpg", "metric": "png"}
+from fgbg.depth import maps
+from fgbg.types import Composite
 
 # Beam metrics of this stage: RunInference's own (num_inferences,
 # inference_batch_latency_micro_secs, load_model_latency_milli_secs,
@@ -40,9 +37,10 @@ ENCODED_COUNTER = "depth_maps_encoded"
 
 @dataclasses.dataclass(frozen=True)
 class DepthConfig:
-    """Everything the depth stage needs; defaults live in the pipeline options.
+    """Everything the depth stage needs, checked with the options
+    (pipeline/options.py) before it gets here.
 
-    model: "densedepth", "untrained", "none" or a model path (local/gs://).
+    model: "densedepth", "untrained" or a model path (local/gs://).
     weights: the published nyu.h5 for model "densedepth".
     seed: the untrained model's weight seed.
     batch_size, min_batch_size: BatchElements' max and min batch size.
@@ -67,62 +65,14 @@ class DepthConfig:
     jpeg_quality: int
     out_size: Tuple[int, int]
 
-    def __post_init__(self):
-        if self.model == "densedepth" and not self.weights:
-            from transforms.densedepth import MISSING_WEIGHTS_MESSAGE
 
-            raise ValueError(MISSING_WEIGHTS_MESSAGE)
-        if self.model != "densedepth" and self.weights:
-            raise ValueError(
-                f"--depth_weights is for --depth_model densedepth only; "
-                f"--depth_model {self.model} would ignore it"
-            )
-        if self.encoding not in DEPTH_FILE_EXTENSION:
-            raise ValueError(
-                f"depth encoding must be one of {sorted(DEPTH_FILE_EXTENSION)}, "
-                f"got {self.encoding!r}"
-            )
-        if not 1 <= self.min_batch_size <= self.batch_size:
-            raise ValueError(
-                f"need 1 <= depth min batch size ({self.min_batch_size}) <= "
-                f"depth batch size ({self.batch_size})"
-            )
-        if self.target_batch_duration_s <= 0:
-            raise ValueError("depth target batch duration must be positive")
-        if self.jpeg_quality not in JPEG_QUALITY:
-            raise ValueError(f"depth JPEG quality must be in {JPEG_QUALITY.start}.."
-                             f"{JPEG_QUALITY.stop - 1}, got {self.jpeg_quality}")
-        if min(self.out_size) <= 0:
-            raise ValueError(f"depth output size must be positive, got {self.out_size}")
-
-
-class DepthModel:
-    """A loaded depth model and its traced forward pass.
-
-    A tf.function traced once per input shape: static shapes let TensorFlow
-    specialise the graph (in a quick check on this CPU a single fully
-    dynamic trace was up to about 10% slower), and the shapes seen are few
-    (full batches plus at most batch_size - 1 partial ones at bundle ends).
-    Safe to call from the threads that share the model in a worker process.
-    """
-
-    def __init__(self, model):
-        import tensorflow as tf
-
-        self.model = model
-        self._forward = tf.function(lambda images: model(images, training=False))
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return self._forward(images).numpy()
-
-
-class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, DepthModel]):
+class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
     """A TensorFlow model handler for the depth model.
 
     Beam's stock TF handler loads through `tf.keras.models.load_model` on the
     URI, which cannot copy a gs:// file through FileSystems, build the
     architecture and copy weights by name, or refuse unsafe model files; this
-    one delegates loading to `densedepth.load_depth_model`. Examples are the
+    one delegates loading to the runtime (fgbg/depth/tensorflow_runtime.py). Examples are the
     composites' uint8 overlays; predictions are float32 depth maps in units of
     10 m at the network's output resolution.
     """
@@ -133,22 +83,20 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, DepthModel]):
         )
         self._config = config
 
-    def load_model(self) -> DepthModel:
-        from transforms import densedepth
+    def load_model(self):
+        from fgbg.depth import tensorflow_runtime
 
         config = self._config
-        return DepthModel(densedepth.load_depth_model(config.model, config.weights, config.seed))
+        return tensorflow_runtime.load_depth_model(config.model, config.weights, config.seed)
 
     def run_inference(
         self,
         batch: Sequence[np.ndarray],
-        model: DepthModel,
+        model,
         inference_args: Optional[Dict[str, Any]] = None,
     ) -> Iterable[np.ndarray]:
-        from transforms import densedepth
-
-        inputs = np.stack([densedepth.preprocess(image, self._config.input_size) for image in batch])
-        return list(depth_maps(densedepth.postprocess(model.predict(inputs)), len(batch)))
+        inputs = np.stack([maps.preprocess(image, self._config.input_size) for image in batch])
+        return list(depth_maps(maps.postprocess(model.predict(inputs)), len(batch)))
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(image.nbytes for image in batch)
@@ -187,11 +135,6 @@ class EstimateDepth(beam.PTransform):
 
     def __init__(self, config: DepthConfig):
         super().__init__()
-        if config.model == "none":
-            raise ValueError("--depth_model none: leave the depth stage out of the pipeline")
-        from transforms import densedepth
-
-        densedepth.check_input_size(config.input_size)
         self._config = config
 
     def expand(self, composites):
@@ -217,13 +160,11 @@ class _EncodeDepthFn(beam.DoFn):
         self._encoded = beam.metrics.Metrics.counter(DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER)
 
     def process(self, keyed: Tuple[Composite, np.ndarray]) -> Iterator[Composite]:
-        from transforms import densedepth
-
         composite, depth = keyed
         config = self._config
         if config.encoding == "minmax":
-            encoded = densedepth.encode_minmax(depth, config.out_size, config.jpeg_quality)
+            encoded = maps.encode_minmax(depth, config.out_size, config.jpeg_quality)
         else:
-            encoded = densedepth.encode_metric(depth, config.out_size)
+            encoded = maps.encode_metric(depth, config.out_size)
         self._encoded.inc()
         yield dataclasses.replace(composite, depth=encoded)

@@ -7,7 +7,6 @@ Files are matched with Beam's fileio, so local paths and gs:// work alike.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import posixpath
 import unicodedata
@@ -19,10 +18,10 @@ import numpy as np
 from apache_beam.io import fileio
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from transforms import layout
-from transforms.seeding import stable_unit_interval
-from transforms.storage import GLOB_CHARACTERS, read_file
-from transforms.types import Background, Foreground, Reject
+from fgbg import layout
+from fgbg.hashing import content_digest, stable_unit_interval
+from fgbg.storage import GLOB_CHARACTERS, read_file
+from fgbg.types import Background, Foreground, Reject
 
 REJECTS = "rejects"
 MASK_PREFIX = "mask_"
@@ -126,14 +125,6 @@ def resize_background(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(to_rgb(image).resize((size, size), Image.LANCZOS))
 
 
-def digest(*blobs: Optional[bytes]) -> str:
-    """Content fingerprint of one or more files (None for an absent one)."""
-    hasher = hashlib.sha256()
-    for blob in blobs:
-        hasher.update(b"-" if blob is None else hashlib.sha256(blob).digest())
-    return hasher.hexdigest()[:32]
-
-
 def load_background(data: bytes, config: InputConfig) -> np.ndarray:
     """The background as every stage sees it: decoded, checked and resized."""
     image = open_image(data, config.max_input_pixels)
@@ -196,7 +187,7 @@ def build_foreground(stem: str, source: str, fg_data: bytes,
     if not mask.any():
         raise InputError(f"mask has no foreground pixels at --mask_threshold={config.mask_threshold}")
     return Foreground(stem=stem, source=source, mask_source=mask_source,
-                      rgba=rgba, mask=mask, digest=digest(fg_data, mask_data))
+                      rgba=rgba, mask=mask, digest=content_digest(fg_data, mask_data))
 
 
 def assign_split(bg_stem: str, val_fraction: float, test_fraction: float) -> str:
@@ -291,7 +282,7 @@ class _PrepareBackground(beam.DoFn):
         self._accepted.inc()
         stem = file_stem(path)
         split = assign_split(stem, self._config.val_fraction, self._config.test_fraction)
-        yield Background(stem=stem, source=path, split=split, digest=digest(data)), image
+        yield Background(stem=stem, source=path, split=split, digest=content_digest(data)), image
 
 
 class ReadBackgrounds(beam.PTransform):

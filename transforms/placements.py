@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Tuple
 
-from transforms.seeding import rng_for
-from transforms.types import Placement
+from fgbg.hashing import rng_for
+from fgbg.types import Placement
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,123 +1,80 @@
-"""Resumable and incremental builds: finished pairs are recorded and skipped.
+"""Resuming: pairs that an earlier build into the same output finished are
+skipped before compositing.
 
-When every sample of a (background, foreground) pair is written, the writer
-records the pair in `<bg>/<fg>/.pair.json`: a key over the pair's input bytes
-and the options that shape its samples, plus the samples' rows (paths and
-pixel moments). A rerun into the same output reads the record; if the key
-still matches, the pair's samples are reused as they are (no compositing, no
-depth inference, no rewrite). A killed run thus loses at most the pairs in
-flight, and adding inputs computes only the new pairs.
+Each pair still to make arrives as a `Pair` carrying its key (its inputs'
+bytes and the sample-shaping options, fgbg/pair_records.py). When the pair's
+record in the output holds the same key and every sample, the pair goes to
+the RESUMED output as a `WrittenPair` and nothing of it is made again.
+
+A record with another key describes files of an earlier build with other
+inputs or options; it is deleted here, before any of the pair's files is
+rewritten, so that a build killed half-way through the remake never leaves a
+record that a later run would reuse over a mix of old and new files. A record
+with the pair's own key stays (with --no_resume, or on a duplicate attempt of
+the same work): its files are rewritten with the same bytes. An unreadable
+record counts as absent and is replaced once the pair is written.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Tuple
 
-from transforms import layout
-from transforms.stats import add_to_totals
-from transforms.storage import exists, read_file, read_files, write_file
-from transforms.types import Background, Foreground, Moments, Placement, SampleRow, WrittenPair
+import apache_beam as beam
 
-PAIR_RECORD = ".pair.json"
+from fgbg.pair_records import finished_rows, pair_key, read_record, record_path, written_pair
+from fgbg.storage import delete_files
+from fgbg.types import Background, Foreground, Pair
+
+RESUMED = "resumed"
 
 
-def short_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+class _SkipFinishedPair(beam.DoFn):
+    def __init__(self, root: str, fingerprint: str, samples_per_pair: int, resume: bool):
+        self._root = root
+        self._fingerprint = fingerprint
+        self._samples_per_pair = samples_per_pair
+        self._resume = resume
+        self._to_make = beam.metrics.Metrics.counter("compositing", "pairs")
+        self._resumed = beam.metrics.Metrics.counter("compositing", "pairs_resumed")
+
+    def process(self, pair: Tuple[Background, str],
+                foregrounds: Dict[str, Foreground]) -> Iterator:
+        background, fg_stem = pair
+        key = pair_key(self._fingerprint, background, foregrounds[fg_stem])
+        if self._resume:
+            rows = finished_rows(self._root, background.stem, fg_stem, key,
+                                 self._samples_per_pair)
+            if rows is not None:
+                self._resumed.inc()
+                yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
+                return
+        recorded = read_record(self._root, background.stem, fg_stem)
+        if recorded is not None and recorded[0] != key:
+            delete_files([record_path(self._root, background.stem, fg_stem)])
+        self._to_make.inc()
+        yield Pair(background=background, fg_stem=fg_stem, key=key)
 
 
-def options_fingerprint(options: Dict[str, object]) -> str:
-    """Hash of the options that decide what a pair's samples contain."""
-    return short_digest(json.dumps(options, sort_keys=True))
+class SkipFinishedPairs(beam.PTransform):
+    """(Background, foreground stem) -> a `Pair` for each pair to make (main
+    output) and a `WrittenPair` for each pair finished earlier (RESUMED).
 
+    `fingerprint` hashes the options that shape samples; with `resume`
+    False every pair is made again.
+    """
 
-def pair_key(fingerprint: str, background: Background, foreground: Foreground) -> str:
-    return short_digest("\x1f".join((fingerprint, background.stem, background.digest,
-                                     background.split, foreground.stem, foreground.digest)))
+    def __init__(self, root: str, foregrounds, fingerprint: str, samples_per_pair: int,
+                 resume: bool):
+        super().__init__()
+        self._root = root
+        self._foregrounds = foregrounds
+        self._fingerprint = fingerprint
+        self._samples_per_pair = samples_per_pair
+        self._resume = resume
 
+    def expand(self, pairs):
+        by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
+        return pairs | "SkipFinished" >> beam.ParDo(
+            _SkipFinishedPair(self._root, self._fingerprint, self._samples_per_pair,
+                              self._resume),
+            beam.pvalue.AsDict(by_stem)).with_outputs(RESUMED, main="pairs")
 
-def record_path(root: str, bg_stem: str, fg_stem: str) -> str:
-    return layout.resolve(root, f"{bg_stem}/{fg_stem}/{PAIR_RECORD}")
-
-
-def row_to_dict(row: SampleRow) -> Dict[str, object]:
-    return {"placement": dataclasses.asdict(row.placement), "split": row.split,
-            "bg_path": row.bg_path, "overlay_path": row.overlay_path,
-            "mask_path": row.mask_path, "depth_path": row.depth_path,
-            "moments": {kind: [m[0], list(m[1]), list(m[2])]
-                        for kind, m in sorted(row.moments.items())}}
-
-
-def row_from_dict(data: Dict[str, object]) -> SampleRow:
-    return SampleRow(
-        placement=Placement(**data["placement"]), split=data["split"],
-        bg_path=data["bg_path"], overlay_path=data["overlay_path"],
-        mask_path=data["mask_path"], depth_path=data["depth_path"],
-        moments={kind: (m[0], tuple(m[1]), tuple(m[2])) for kind, m in data["moments"].items()})
-
-
-def write_pair_record(root: str, key: str, rows: List[SampleRow]) -> None:
-    ordered = sorted(rows, key=lambda row: row.placement.number)
-    first = ordered[0].placement
-    document = {"pair_key": key, "rows": [row_to_dict(row) for row in ordered]}
-    write_file(record_path(root, first.bg_stem, first.fg_stem),
-               (json.dumps(document, sort_keys=True) + "\n").encode())
-
-
-def parse_record(data: bytes) -> Tuple[str, List[SampleRow]]:
-    """A pair record's key and rows; ValueError, KeyError or TypeError when
-    it is not a record."""
-    document = json.loads(data)
-    return document["pair_key"], [row_from_dict(row) for row in document["rows"]]
-
-
-def read_record(root: str, bg_stem: str, fg_stem: str
-                ) -> Optional[Tuple[str, List[SampleRow]]]:
-    """The pair's recorded key and rows; None when there is no record, or one
-    that cannot be read or parsed (it counts as absent: the pair is simply
-    made again)."""
-    path = record_path(root, bg_stem, fg_stem)
-    if not exists(path):
-        return None
-    try:
-        return parse_record(read_file(path))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
-                  expected: int) -> Optional[List[SampleRow]]:
-    """The pair's recorded rows when its record matches `key`, else None."""
-    recorded = read_record(root, bg_stem, fg_stem)
-    if recorded is None:
-        return None
-    recorded_key, rows = recorded
-    return rows if recorded_key == key and len(rows) == expected else None
-
-
-def pair_rows(root: str, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRow]]:
-    """Written pairs' rows (each pair's in number order), pair by pair in the
-    order given, read back from their records."""
-    paths = [record_path(root, pair.bg_stem, pair.fg_stem) for pair in pairs]
-    for pair, path, data in zip(pairs, paths, read_files(paths)):
-        try:
-            _, rows = parse_record(data)
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}: unreadable pair record ({error!r}); was the output "
-                             "changed during the build?") from error
-        if len(rows) != pair.samples:
-            raise ValueError(f"{path}: {len(rows)} rows recorded, {pair.samples} written; "
-                             "was the output changed during the build?")
-        yield rows
-
-
-def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:
-    """The handle of a pair whose rows are all written and recorded."""
-    first = rows[0]
-    totals: Dict[str, Moments] = {}
-    for row in rows:
-        for kind, moments in row.moments.items():
-            add_to_totals(totals, kind, moments)
-    return WrittenPair(bg_stem=first.placement.bg_stem, fg_stem=first.placement.fg_stem,
-                       split=first.split, samples=len(rows), moments=totals)

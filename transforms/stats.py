@@ -6,105 +6,33 @@ nothing. Here each image contributes exact integer moments (pixel count, sum,
 sum of squares per channel, as Python ints), keyed by (split, kind); merging
 adds integers, so the result is exact and identical in any merge order, on
 any runner. The transform graph normalises with the train split's numbers
-only (`normalisation_splits`), so no validation or test pixel shapes what a
+only (`normalization_splits`), so no validation or test pixel shapes what a
 model is trained with.
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Dict, Hashable, Iterable, List, Tuple
 
 import apache_beam as beam
-import numpy as np
-from PIL import Image
 
-from transforms.types import Moments
+from fgbg.documents import ChannelStats, Stats, StatsNotes
+from fgbg.images import CHANNELS
+from fgbg.moments import add_to_totals, summarize
+from fgbg.types import Moments
 
-KINDS = ("background", "overlay", "mask", "depth")
-NORMALISATION_SPLIT = "train"
+KINDS = tuple(CHANNELS)  # in the order stats.json and the report list them
+NORMALIZATION_SPLIT = "train"
 StatsKey = Tuple[str, str]  # (split, kind)
 
 
-def binary_moments(foreground: int, pixels: int) -> Moments:
-    """Moments of a single-channel 0/255 image with `foreground` pixels at 255."""
-    return pixels, (255 * foreground,), (255 * 255 * foreground,)
-
-
-def pixel_moments(pixels: np.ndarray) -> Moments:
-    """Moments of an (H, W) or (H, W, C) integer image."""
-    channels = pixels.reshape(pixels.shape[0] * pixels.shape[1], -1).astype(np.int64)
-    sums = channels.sum(axis=0)
-    squares = np.einsum("ij,ij->j", channels, channels)
-    return (int(channels.shape[0]), tuple(int(v) for v in sums),
-            tuple(int(v) for v in squares))
-
-
-# 8-bit multi-channel modes, whose moments come from Pillow's per-channel
-# histogram: exact, and several times cheaper than numpy's reductions over an
-# interleaved (H, W, 3) array. Single-channel images are cheaper in numpy.
-_HISTOGRAM_CHANNELS = {"RGB": 3, "RGBA": 4}
-_VALUES = np.arange(256, dtype=np.int64)
-_SQUARES = _VALUES * _VALUES
-
-
-def histogram_moments(histogram: List[int], pixels: int, channels: int) -> Moments:
-    """Moments from a per-channel 256-bin histogram (Pillow's layout)."""
-    counts = np.asarray(histogram, dtype=np.int64).reshape(channels, 256)
-    return (pixels, tuple(int(v) for v in counts @ _VALUES),
-            tuple(int(v) for v in counts @ _SQUARES))
-
-
-def encoded_moments(encoded: bytes) -> Moments:
-    """Moments of an image as written (decoded back from its bytes).
-
-    Identical to `pixel_moments(np.asarray(decoded))`; 8-bit colour images go
-    through the decoded image's histogram instead of a numpy copy.
-    """
-    image = Image.open(io.BytesIO(encoded))
-    channels = _HISTOGRAM_CHANNELS.get(image.mode)
-    if channels is None:
-        return pixel_moments(np.asarray(image))
-    width, height = image.size
-    return histogram_moments(image.histogram(), width * height, channels)
-
-
-def add_moments(a: Moments, b: Moments) -> Moments:
-    return (a[0] + b[0], tuple(x + y for x, y in zip(a[1], b[1])),
-            tuple(x + y for x, y in zip(a[2], b[2])))
-
-
-def add_to_totals(totals: Dict[Hashable, Moments], key: Hashable,
-                  moments: Moments) -> Dict[Hashable, Moments]:
-    """Adds one image's moments to the totals under `key` (a kind, or a
-    (split, kind)), in place; returns the totals."""
-    totals[key] = add_moments(totals[key], moments) if key in totals else moments
-    return totals
-
-
-def normalisation_splits(splits: Iterable[str]) -> List[str]:
+def normalization_splits(splits: Iterable[str]) -> List[str]:
     """The splits whose pixels set the transform graph's mean and std: the
     train split alone, or every split of a build that has no train split (a
     tiny build whose few backgrounds all hashed into val or test), so that
     the graph still has numbers to use."""
     present = sorted(set(splits))
-    return [NORMALISATION_SPLIT] if NORMALISATION_SPLIT in present else present
-
-
-def summarize(moments: Moments, full_scale: float = 255.0) -> Dict[str, object]:
-    """Mean and population std per channel, in stored values and divided by
-    `full_scale` (255 for 8-bit images; a 16-bit metric depth passes its own)."""
-    count, sums, squares = moments
-    means = [s / count for s in sums]
-    # Exact integer numerator: count*sum(x^2) - sum(x)^2 >= 0.
-    stds = [math.sqrt(max(count * q - s * s, 0)) / count for s, q in zip(sums, squares)]
-    return {
-        "pixels": count,
-        "mean": means,
-        "std": stds,
-        "mean_unit": [m / full_scale for m in means],
-        "std_unit": [s / full_scale for s in stds],
-    }
+    return [NORMALIZATION_SPLIT] if NORMALIZATION_SPLIT in present else present
 
 
 class MomentsByKeyFn(beam.CombineFn):
@@ -130,16 +58,16 @@ class MomentsByKeyFn(beam.CombineFn):
         return accumulator
 
 
-def _summaries(totals: Dict[str, Moments], depth_scale: float) -> Dict[str, object]:
-    """{kind: summary}, kinds in a fixed order."""
-    return {kind: summarize(totals[kind], depth_scale if kind == "depth" else 255.0)
+def _summaries(totals: Dict[str, Moments], depth_scale: float) -> Dict[str, ChannelStats]:
+    """{kind: its stats}, kinds in a fixed order."""
+    return {kind: ChannelStats(**summarize(totals[kind], depth_scale if kind == "depth" else 255.0))
             for kind in KINDS if kind in totals}
 
 
 def stats_document(totals: Dict[StatsKey, Moments], depth_scale: float,
-                   depth_unit: str) -> Dict[str, object]:
+                   depth_unit: str) -> Stats:
     """The content of stats.json: every kind over the whole dataset, then
-    `splits` with the same per split.
+    the same per split.
 
     `depth_scale` is the stored depth value that `mean_unit`/`std_unit` map to
     1.0 (255 for the min-max JPEG encoding); `depth_unit` says what it means.
@@ -149,21 +77,21 @@ def stats_document(totals: Dict[StatsKey, Moments], depth_scale: float,
     for (split, kind), moments in sorted(totals.items()):
         add_to_totals(overall, kind, moments)
         add_to_totals(by_split.setdefault(split, {}), kind, moments)
-    document: Dict[str, object] = _summaries(overall, depth_scale)
-    document["splits"] = {split: _summaries(kinds, depth_scale)
-                          for split, kinds in sorted(by_split.items())}
-    document["notes"] = {
-        "method": "exact pixel mean and population std over every pixel of every written image",
-        "scales": "mean/std in stored pixel values; mean_unit/std_unit divide by 255 "
-                  "(depth: by depth_scale)",
-        "depth_scale": depth_scale,
-        "depth_unit": depth_unit,
-        "normalisation_splits": normalisation_splits(by_split),
-        "normalisation": "transform/ standardises background and overlay with the pixels "
-                         "of normalisation_splits only (train, when the build has one), "
-                         "so no val or test pixel leaks into training",
-    }
-    return document
+    notes = StatsNotes(
+        method="exact pixel mean and population std over every pixel of every written image",
+        scales="mean/std in stored pixel values; mean_unit/std_unit divide by 255 "
+               "(depth: by depth_scale)",
+        depth_scale=depth_scale,
+        depth_unit=depth_unit,
+        normalization_splits=normalization_splits(by_split),
+        normalization="transform/ standardises background and overlay with the pixels "
+                      "of normalisation_splits only (train, when the build has one), "
+                      "so no val or test pixel leaks into training",
+    )
+    return Stats(kinds=_summaries(overall, depth_scale),
+                 splits={split: _summaries(kinds, depth_scale)
+                         for split, kinds in sorted(by_split.items())},
+                 notes=notes)
 
 
 class ComputeStats(beam.PTransform):

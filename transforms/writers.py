@@ -1,6 +1,6 @@
 """Writers: images, tables, TFRecord shards, rejects and JSON documents.
 
-Every file goes through `transforms.storage`, so a crash never leaves a
+Every file goes through `fgbg.storage`, so a crash never leaves a
 half-written file under its final name.
 
 Samples are written where they are made; from then on a pair travels as a
@@ -13,34 +13,27 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from transforms import layout
-from transforms.compositing import encode_jpeg
-from transforms.progress import ProgressFile
-from transforms.records import frame_record, match_files, moments_example, sample_example
-from transforms.resume import (PAIR_RECORD, pair_rows, read_record, record_path,
-                               write_pair_record, written_pair)
-from transforms.seeding import stable_hash
-from transforms.stats import add_to_totals, encoded_moments
-from transforms.storage import (TEMPORARY_SUFFIX, delete_files, list_folder, read_file,
+from fgbg import layout
+from fgbg.layout import natural_key
+from fgbg.images import encode_jpeg
+from fgbg.progress import ProgressFile
+from fgbg.records import frame_record, moments_example, sample_example
+from fgbg.pair_records import PAIR_RECORD, pair_rows, write_pair_record, written_pair
+from fgbg.hashing import stable_hash
+from fgbg.moments import add_to_totals, encoded_moments
+from fgbg.storage import (TEMPORARY_SUFFIX, delete_files, list_folder, match_files, read_file,
                                 read_files, streamed_file, write_file)
-from transforms.timing import stage_timer, timed
-from transforms.types import (Background, Composite, Moments, Placement, Reject, SampleRow,
+from fgbg.timing import stage_timer, timed
+from fgbg.types import (Background, Composite, Moments, Placement, Reject, SampleRow,
                               WrittenPair)
 
 MOMENTS = "moments"
 EXAMPLES = "examples"
-
-
-def natural_key(text: str) -> Tuple:
-    """'bg10' after 'bg9': digit runs compare as numbers."""
-    return tuple(int(part) if part.isdigit() else part
-                 for part in re.split(r"(\d+)", text))
 
 
 def pair_order(pair: WrittenPair) -> Tuple:
@@ -85,21 +78,17 @@ def pair_id(placement: Placement) -> Tuple[str, str]:
     return placement.bg_stem, placement.fg_stem
 
 
-class _WriteSample(beam.DoFn):
-    """Writes a composite's files; once all of a pair's samples are written,
-    records the pair (transforms/resume.py) and outputs its `WrittenPair`.
+KeyedRow = Tuple[Tuple[str, str], Tuple[str, SampleRow]]  # (pair id, (pair key, row))
 
-    A pair's samples come from one input element, so they arrive in one
-    bundle; a pair left incomplete by a failed bundle gets no record and is
-    made again on the next run.
-    """
+
+class _WriteSample(beam.DoFn):
+    """Writes one composite's files and outputs its row, keyed by its pair."""
 
     def __init__(self, root: str, mask_extension: str, depth_extension: str,
-                 samples_per_pair: int, progress_dir: Optional[str]):
+                 progress_dir: Optional[str]):
         self._root = root
         self._mask_extension = mask_extension
         self._depth_extension = depth_extension
-        self._samples_per_pair = samples_per_pair
         self._progress_dir = progress_dir
         self._written = beam.metrics.Metrics.counter("writers", "samples_written")
         self._timer = stage_timer("writing")
@@ -107,68 +96,15 @@ class _WriteSample(beam.DoFn):
     def setup(self) -> None:
         self._progress = ProgressFile(self._progress_dir)
 
-    def start_bundle(self) -> None:
-        self._pending: Dict[Tuple[str, str], List[SampleRow]] = {}
-
     def finish_bundle(self) -> None:
         self._progress.flush()
-        if self._pending:
-            # Fusion keeps a pair's samples in the bundle that made them; if a
-            # runner ever split them, the pair would silently miss the tables.
-            incomplete = ", ".join(f"{bg}/{fg} ({len(rows)} of {self._samples_per_pair})"
-                                   for (bg, fg), rows in sorted(self._pending.items()))
-            raise RuntimeError(f"bundle ended with pairs only partly written: {incomplete}; "
-                               "they have no pair record and are remade on the next run")
 
-    def process(self, composite: Composite) -> Iterator[WrittenPair]:
+    def process(self, composite: Composite) -> Iterator[KeyedRow]:
         with timed(self._timer):
-            if pair_id(composite.placement) not in self._pending:
-                self._drop_outdated_record(composite)
             row = self._write(composite)
-            finished = self._note_pair_progress(composite.pair_key, row)
         self._written.inc()
         self._progress.add()
-        if finished:
-            yield finished
-
-    def _remove_stale_files(self, rows: List[SampleRow]) -> None:
-        """Once a pair is written and recorded, delete whatever else its
-        folder holds: files an earlier build with other options made (another
-        mask or depth format, higher sample numbers), which no table would
-        describe. Only after writing and only what is not this pair's, so a
-        duplicate attempt of the same work stays harmless; temporary files of
-        writes in flight are left alone."""
-        folder = layout.pair_folder(rows[0].placement)
-        keep = {path[len(folder) + 1:] for row in rows
-                for path in (row.overlay_path, row.mask_path, row.depth_path) if path}
-        keep.add(PAIR_RECORD)
-        folder_path = layout.resolve(self._root, folder)
-        delete_files([layout.resolve(folder_path, name) for name in list_folder(folder_path)
-                      if name not in keep and not name.endswith(TEMPORARY_SUFFIX)])
-
-    def _drop_outdated_record(self, composite: Composite) -> None:
-        """Before a remade pair's first file is written, its old record goes
-        when it describes other samples: a run killed half-way through the
-        remake must not leave a record that a later run would reuse over a
-        mix of old and new files. A record with this pair's own key (a
-        duplicate attempt of the same work, or --no_resume) stays: its files
-        are rewritten with the same bytes. An unreadable record already
-        counts as absent (resume.read_record) and is replaced at the end."""
-        placement = composite.placement
-        recorded = read_record(self._root, placement.bg_stem, placement.fg_stem)
-        if recorded is not None and recorded[0] != composite.pair_key:
-            delete_files([record_path(self._root, placement.bg_stem, placement.fg_stem)])
-
-    def _note_pair_progress(self, key: str, row: SampleRow) -> Optional[WrittenPair]:
-        pair = pair_id(row.placement)
-        rows = self._pending.setdefault(pair, [])
-        rows.append(row)
-        if len(rows) < self._samples_per_pair:
-            return None
-        write_pair_record(self._root, key, rows)
-        self._remove_stale_files(rows)
-        del self._pending[pair]
-        return written_pair(rows)
+        yield pair_id(composite.placement), (composite.pair_key, row)
 
     def _write(self, composite: Composite) -> SampleRow:
         placement = composite.placement
@@ -197,25 +133,83 @@ class _WriteSample(beam.DoFn):
 
 
 class WriteSamples(beam.PTransform):
-    """Composite -> a `WrittenPair` per pair, once the overlay, mask and depth
-    of all its samples are written and the pair is recorded.
+    """Composite -> its overlay, mask and depth files, one sample at a time;
+    outputs each sample's row keyed by its pair, for RecordPairs.
 
     `progress_dir` (local runs) receives per-worker counts for progress lines.
     """
 
     def __init__(self, root: str, mask_extension: str, depth_extension: str,
-                 samples_per_pair: int, progress_dir: Optional[str] = None):
+                 progress_dir: Optional[str] = None):
         super().__init__()
         self._root = root
         self._mask_extension = mask_extension
         self._depth_extension = depth_extension
-        self._samples_per_pair = samples_per_pair
         self._progress_dir = progress_dir
 
     def expand(self, composites):
         return composites | "WriteSampleFiles" >> beam.ParDo(_WriteSample(
-            self._root, self._mask_extension, self._depth_extension, self._samples_per_pair,
-            self._progress_dir))
+            self._root, self._mask_extension, self._depth_extension, self._progress_dir))
+
+
+class _RecordPair(beam.DoFn):
+    """Records a pair whose samples are all written (fgbg/pair_records.py),
+    then deletes whatever else its folder holds; outputs its `WrittenPair`."""
+
+    def __init__(self, root: str, samples_per_pair: int):
+        self._root = root
+        self._samples_per_pair = samples_per_pair
+        self._timer = stage_timer("writing")
+
+    def process(self, grouped: Tuple[Tuple[str, str], Iterable[Tuple[str, SampleRow]]]
+                ) -> Iterator[WrittenPair]:
+        (bg_stem, fg_stem), keyed_rows = grouped
+        keyed_rows = list(keyed_rows)
+        if len(keyed_rows) != self._samples_per_pair:
+            raise RuntimeError(f"a pair was only partly written: {bg_stem}/{fg_stem} "
+                               f"({len(keyed_rows)} of {self._samples_per_pair}); it is not "
+                               "recorded and is remade on the next run")
+        key = keyed_rows[0][0]
+        rows = [row for _, row in keyed_rows]
+        with timed(self._timer):
+            write_pair_record(self._root, key, rows)
+            self._remove_stale_files(rows)
+        yield written_pair(sorted(rows, key=lambda row: row.placement.number))
+
+    def _remove_stale_files(self, rows: List[SampleRow]) -> None:
+        """Once a pair is written and recorded, delete whatever else its
+        folder holds: files an earlier build with other options made (another
+        mask or depth format, higher sample numbers), which no table would
+        describe. Only after writing and only what is not this pair's, so a
+        duplicate attempt of the same work stays harmless; temporary files of
+        writes in flight are left alone."""
+        folder = layout.pair_folder(rows[0].placement)
+        keep = {path[len(folder) + 1:] for row in rows
+                for path in (row.overlay_path, row.mask_path, row.depth_path) if path}
+        keep.add(PAIR_RECORD)
+        folder_path = layout.resolve(self._root, folder)
+        delete_files([layout.resolve(folder_path, name) for name in list_folder(folder_path)
+                      if name not in keep and not name.endswith(TEMPORARY_SUFFIX)])
+
+
+class RecordPairs(beam.PTransform):
+    """Rows keyed by pair (WriteSamples) -> a `WrittenPair` per pair, once its
+    record is written and stale files of earlier builds are removed.
+
+    The group per pair is a small shuffle of rows (paths and moments, no
+    images), so a pair is recorded only when every one of its samples is
+    written, however a runner bundles them.
+    """
+
+    def __init__(self, root: str, samples_per_pair: int):
+        super().__init__()
+        self._root = root
+        self._samples_per_pair = samples_per_pair
+
+    def expand(self, keyed_rows):
+        return (keyed_rows
+                | "GroupByPair" >> beam.GroupByKey()
+                | "RecordPair" >> beam.ParDo(_RecordPair(self._root, self._samples_per_pair)))
 
 
 def label_rows(rows: Sequence[SampleRow], prefix: str) -> List[List[str]]:

@@ -1,4 +1,4 @@
-"""TFRecords: the self-contained training records, and the reader for them.
+"""TFRecords: the self-contained training records, and how to parse them.
 
 Each record is a `tf.train.Example` holding the background, overlay, mask and
 depth as encoded image bytes plus the sample's metadata, so a training job
@@ -13,8 +13,11 @@ FEATURE_SPEC documents the record layout:
 - depth (bytes): JPEG (depth_encoding minmax), 16-bit PNG (metric) or empty
 - depth_encoding (bytes): 'minmax', 'metric' or 'none'
 - background_moments, overlay_moments (int64 x 7): the written image's pixel
-  count, per-channel sums and sums of squares (what transforms/normalize.py
+  count, per-channel sums and sums of squares (what transforms/normalization.py
   analyses)
+
+Writing needs no TensorFlow; the parsing specs and decoders below import it
+when called.
 """
 from __future__ import annotations
 
@@ -22,9 +25,9 @@ import struct
 from typing import Dict, List, Sequence, Union
 
 import google_crc32c
-from apache_beam.io.filesystems import FileSystems
 
-from transforms.types import Moments, SampleRow
+from fgbg.images import CHANNELS
+from fgbg.types import Moments, SampleRow
 
 _CRC_MASK_DELTA = 0xA282EAD8
 
@@ -62,7 +65,7 @@ def feature_spec() -> Dict[str, object]:
     import tensorflow as tf
 
     spec: Dict[str, object] = {name: tf.io.FixedLenFeature([], tf.int64) for name in INT_FEATURES}
-    spec.update({moments_feature(kind): tf.io.FixedLenFeature([7], tf.int64)
+    spec.update({moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * CHANNELS[kind]], tf.int64)
                  for kind in MOMENT_KINDS})
     spec.update({name: tf.io.FixedLenFeature([], tf.string) for name in BYTES_FEATURES})
     spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_FEATURES})
@@ -149,7 +152,7 @@ def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str
 def moments_example(moments: Dict[str, Moments], image_kinds: Sequence[str]) -> bytes:
     """A record that carries only pixel moments (MOMENT_KINDS, summed over any
     number of samples) and empty images: what the normalisation analysis
-    reads (transforms/normalize.py). Its sums equal the sums over the
+    reads (transforms/normalization.py). Its sums equal the sums over the
     samples' own records, because moments add."""
     features: Dict[str, FeatureValue] = {kind: b"" for kind in image_kinds}
     features.update({moments_feature(kind): flat_moments(moments[kind])
@@ -157,10 +160,16 @@ def moments_example(moments: Dict[str, Moments], image_kinds: Sequence[str]) -> 
     return _example(features)
 
 
-def match_files(pattern: str) -> List[str]:
-    """Sorted paths matching a local or gs:// glob."""
-    matches = FileSystems.match([pattern])[0].metadata_list
-    return sorted(metadata.path for metadata in matches)
+def raw_feature_spec(with_depth: bool) -> Dict[str, object]:
+    """What the normalization graph parses from a record: the encoded images
+    and the moments of the standardized kinds (MOMENT_KINDS)."""
+    import tensorflow as tf
+
+    names = [kind for kind in CHANNELS if with_depth or kind != "depth"]
+    spec: Dict[str, object] = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
+    spec.update({moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * CHANNELS[kind]], tf.int64)
+                 for kind in MOMENT_KINDS})
+    return spec
 
 
 def decode_exact(encoded, channels: int, dtype=None):
@@ -180,37 +189,3 @@ def decode_exact(encoded, channels: int, dtype=None):
         tf.io.is_jpeg(encoded),
         lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
         lambda: tf.io.decode_png(encoded, channels=channels))
-
-
-def decode_record(serialized, depth_encoding: str):
-    """Parse one record into decoded image tensors (uint8 HxWxC; metric depth
-    uint16) plus its metadata."""
-    import tensorflow as tf
-
-    parsed = tf.io.parse_single_example(serialized, feature_spec())
-    decoded = dict(parsed)
-    for name, channels in (("background", 3), ("overlay", 3), ("mask", 1)):
-        decoded[name] = decode_exact(parsed[name], channels)
-    if depth_encoding == "minmax":
-        decoded["depth"] = decode_exact(parsed["depth"], 1)
-    elif depth_encoding == "metric":
-        decoded["depth"] = decode_exact(parsed["depth"], 1, tf.uint16)
-    else:
-        del decoded["depth"]
-    return decoded
-
-
-def read_tfrecords(pattern: str, depth_encoding: str = "none"):
-    """A `tf.data.Dataset` of decoded samples from shards matching `pattern`.
-
-    `depth_encoding` is the build's (manifest.json, `options.depth_encoding`,
-    or 'none' for a composites-only build).
-    """
-    import tensorflow as tf
-
-    files = match_files(pattern)
-    if not files:
-        raise FileNotFoundError(f"no TFRecord shards match {pattern}")
-    return tf.data.TFRecordDataset(files).map(
-        lambda serialized: decode_record(serialized, depth_encoding),
-        num_parallel_calls=tf.data.AUTOTUNE)

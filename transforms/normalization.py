@@ -7,14 +7,14 @@ writer hands this stage one moments-only record per shard, holding the sums
 over the shard's records (records.moments_example): the analysis reads no
 image and holds nothing per sample, yet the mean and std it bakes in are
 those of every pixel of the train split's images, the numbers in
-stats.json's `splits.train` (`stats.normalisation_splits`: every split only
+stats.json's `splits.train` (`stats.normalization_splits`: every split only
 when a build has no train split). Validation and test pixels never shape the
 normalisation a model is trained with. It runs in
 the same Beam graph and writes `transform/`: a TF graph that decodes a raw
 record and outputs model-ready float tensors, with the dataset's mean/std
 baked in. Training code applies it with
 `tft.TFTransformOutput(path).transform_features_layer()`, so serving and
-training normalise identically (see transforms/training_data.py).
+training normalise identically (see fgbg/training_data.py).
 
 Outputs of the graph, per sample:
 - background, overlay: float32 (H, W, 3), (pixel - channel mean) / channel std
@@ -25,29 +25,13 @@ Outputs of the graph, per sample:
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, List, Tuple
 
 import apache_beam as beam
 
-from transforms.records import decode_exact, moments_feature
-from transforms.stats import normalisation_splits
-
-RAW_IMAGE_FEATURES = ("background", "overlay", "mask", "depth")
-# Kinds standardised per channel, and their channel counts.
-STANDARDISED = {"background": 3, "overlay": 3}
-
-
-def raw_feature_spec(with_depth: bool) -> Dict[str, object]:
-    """The record features the graph reads: the encoded images and the
-    moments of the standardised kinds."""
-    import tensorflow as tf
-
-    names = RAW_IMAGE_FEATURES if with_depth else RAW_IMAGE_FEATURES[:3]
-    spec: Dict[str, object] = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
-    spec.update({moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * channels], tf.int64)
-                 for kind, channels in STANDARDISED.items()})
-    return spec
-
+from fgbg.images import CHANNELS
+from fgbg.records import MOMENT_KINDS, decode_exact, moments_feature, raw_feature_spec
+from transforms.stats import normalization_splits
 
 def decode_batch(encoded, size: int, channels: int, dtype=None):
     """A batch of encoded size x size images -> float64 (B, size, size, C);
@@ -85,9 +69,9 @@ def make_preprocessing_fn(size: int, depth_encoding: str, depth_scale: float) ->
     def preprocessing_fn(inputs):
         import tensorflow as tf
 
-        outputs = {kind: standardize_channels(decode_batch(inputs[kind], size, channels),
+        outputs = {kind: standardize_channels(decode_batch(inputs[kind], size, CHANNELS[kind]),
                                               inputs[moments_feature(kind)])
-                   for kind, channels in STANDARDISED.items()}
+                   for kind in MOMENT_KINDS}
         outputs.update({
             "mask": tf.cast(decode_batch(inputs["mask"], size, 1) > 127, tf.float32),
         })
@@ -102,10 +86,10 @@ def make_preprocessing_fn(size: int, depth_encoding: str, depth_scale: float) ->
     return preprocessing_fn
 
 
-def summaries_to_analyse(shards: List[Tuple[str, bytes]]) -> List[bytes]:
+def summaries_to_analyze(shards: List[Tuple[str, bytes]]) -> List[bytes]:
     """The moments records, (split, record) per shard, of the splits that set
     the normalisation."""
-    chosen = set(normalisation_splits(split for split, _ in shards))
+    chosen = set(normalization_splits(split for split, _ in shards))
     return [summary for split, summary in shards if split in chosen]
 
 
@@ -140,7 +124,7 @@ class AnalyzeRecords(beam.PTransform):
                                             telemetry_descriptors=["fgbg"])
         chosen = (examples
                   | "GatherShardSummaries" >> beam.combiners.ToList()
-                  | "NormalisationSplits" >> beam.FlatMap(summaries_to_analyse))
+                  | "NormalisationSplits" >> beam.FlatMap(summaries_to_analyze))
         with tft_beam.Context(temp_dir=self._temp_dir, desired_batch_size=self._batch_size):
             transform_fn = (
                 (chosen | "DecodeRecords" >> records.BeamSource(self._batch_size),

@@ -3,9 +3,11 @@
 The layout is the original dataset's, so existing consumers keep working:
 `bg/<bg>.jpg` and `<bg>/<fg>/{overlay,mask,depth}/<n>.<ext>`.
 """
-from apache_beam.io.filesystems import FileSystems
+import os
+import re
+from typing import Tuple
 
-from transforms.types import Placement
+from fgbg.types import Placement
 
 BACKGROUND_DIR = "bg"
 LABEL_CSV = "label_data.csv"
@@ -43,5 +45,14 @@ def tfrecord_path(split: str, shard: int, num_shards: int) -> str:
 
 
 def resolve(root: str, relative: str) -> str:
-    """Join a relative output path onto a local or gs:// root."""
-    return FileSystems.join(root, *relative.split("/"))
+    """Join a relative output path onto a local or gs:// root, as Beam's
+    FileSystems.join does (no Beam import, so readers can use it)."""
+    if "://" not in root:
+        return os.path.join(root, *relative.split("/"))
+    return root + ("" if root.endswith("/") else "/") + relative
+
+
+def natural_key(text: str) -> Tuple:
+    """'bg10' after 'bg9': digit runs compare as numbers."""
+    return tuple(int(part) if part.isdigit() else part
+                 for part in re.split(r"(\d+)", text))

@@ -48,6 +48,17 @@ class Foreground:
 
 
 @dataclasses.dataclass(frozen=True)
+class Pair:
+    """A (background, foreground) pair whose samples are to be made; `key`
+    identifies its inputs and the options that shape its samples
+    (fgbg/pair_records.py)."""
+
+    background: Background
+    fg_stem: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Placement:
     """Where and how one foreground is pasted: everything random about a sample."""
 
@@ -103,7 +114,7 @@ class SampleRow:
 @dataclasses.dataclass(frozen=True)
 class WrittenPair:
     """A pair whose samples are all written and recorded in its `.pair.json`
-    (transforms/resume.py).
+    (fgbg/pair_records.py).
 
     The stages after writing pass this handle, not the pair's rows: they read
     the rows back from the record when they need them, so no shuffle or

@@ -3,11 +3,14 @@
 Beam's DirectRunner reports metrics only when the run ends, and with
 multi-processing the workers are separate processes. Each counting DoFn
 instance therefore keeps its own count in a tiny file of a shared local
-folder, rewritten at most once a second; the launcher sums the files.
+folder, rewritten at most once a second; the launcher's ProgressReporter
+sums the files.
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 import uuid
 from typing import Optional
@@ -50,3 +53,37 @@ def total_progress(directory: str) -> int:
         except (OSError, ValueError):
             continue
     return total
+
+
+class ProgressReporter:
+    """Logs samples done / expected, rate and ETA every interval on local
+    runs, from the counts the workers keep in `directory`."""
+
+    def __init__(self, directory: str, expected: int, interval_s: float):
+        self._directory = directory
+        self._expected = expected
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> "ProgressReporter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def line(self) -> str:
+        done = total_progress(self._directory)
+        elapsed = time.monotonic() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        remaining = max(self._expected - done, 0)
+        eta = f"{remaining / rate:.0f}s" if rate > 0 else "unknown"
+        return (f"progress: {done}/{self._expected} samples, {rate:.1f} samples/s, "
+                f"elapsed {elapsed:.0f}s, ETA {eta}")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            logging.info(self.line())

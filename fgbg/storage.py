@@ -13,13 +13,15 @@ import contextlib
 import json
 import os
 import posixpath
+import shutil
+import tempfile
 import uuid
 from typing import Any, BinaryIO, Deque, Dict, Iterator, List, Sequence
 
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import layout
+from fgbg import layout
 
 TEMPORARY_SUFFIX = ".tmp"
 GLOB_CHARACTERS = "[]*?"  # what Beam's file patterns read as a pattern
@@ -140,6 +142,12 @@ def read_json(root: str, relative: str) -> Dict[str, Any]:
     return json.loads(read_file(layout.resolve(root, relative)))
 
 
+def match_files(pattern: str) -> List[str]:
+    """Sorted paths matching a local or gs:// glob."""
+    matches = FileSystems.match([pattern])[0].metadata_list
+    return sorted(metadata.path for metadata in matches)
+
+
 def exists(path: str) -> bool:
     return FileSystems.exists(path)
 
@@ -155,3 +163,36 @@ def remove_stale_temporaries(root: str) -> int:
                 os.remove(os.path.join(folder, name))
                 removed += 1
     return removed
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[str]:
+    """A local path for `uri`, copying a remote file or directory to a
+    temporary folder; FileNotFoundError when there is nothing at `uri`.
+
+    Keras and h5py only open local files (TensorFlow's own file layer also
+    ignores a GCS emulator), so gs:// models are fetched through Beam's
+    FileSystems first. A remote directory is copied whole (a SavedModel).
+    """
+    if is_local(uri):
+        if not os.path.exists(uri):
+            raise FileNotFoundError(uri)
+        yield uri
+        return
+    root = uri.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="fgbg-copy-") as folder:
+        local = os.path.join(folder, posixpath.basename(root))
+        if FileSystems.exists(FileSystems.join(root, "saved_model.pb")):
+            for relative in list_folder(root):
+                _copy_remote_file(f"{root}/{relative}", os.path.join(local, relative))
+        elif FileSystems.exists(root):
+            _copy_remote_file(root, local)
+        else:
+            raise FileNotFoundError(uri)
+        yield local
+
+
+def _copy_remote_file(uri: str, local_path: str) -> None:
+    os.makedirs(os.path.dirname(local_path), exist_ok=True)
+    with FileSystems.open(uri) as source, open(local_path, "wb") as target:
+        shutil.copyfileobj(source, target, length=16 << 20)

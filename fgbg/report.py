@@ -9,7 +9,7 @@ maps are not real depth), options, versions and time per stage.
 
 Everything is read back from the written dataset (manifest.json, stats.json,
 timings.json, samples.csv and the images) through Beam's FileSystems
-(transforms/storage.py), so the same code reports on a fresh build and
+(fgbg/storage.py), so the same code reports on a fresh build and
 rebuilds the report of any existing dataset, local or gs://. Nothing here
 reads a clock or an unseeded random source: a rebuild of the same dataset
 writes the same bytes.
@@ -32,12 +32,15 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-from transforms import layout
-from transforms.seeding import stable_hash
-from transforms.normalize import STANDARDISED
-from transforms.stats import KINDS
-from transforms.storage import exists, read_file, read_json, write_file
-from transforms.writers import natural_key
+from fgbg import layout
+from fgbg.hashing import stable_hash
+from fgbg.images import encode_image
+from fgbg.documents import (ChannelStats, Manifest, Stats, Timings, read_manifest, read_stats,
+                            read_timings)
+from fgbg.images import CHANNELS
+from fgbg.layout import natural_key
+from fgbg.records import MOMENT_KINDS
+from fgbg.storage import exists, read_file, write_file
 
 DEFAULT_ROWS = 8
 
@@ -98,9 +101,9 @@ class Dataset:
     """What the report is made from: a built dataset's documents and table."""
 
     root: str
-    manifest: Dict[str, Any]
-    stats: Dict[str, Any]
-    timings: Optional[Dict[str, Any]]  # datasets built before timings.json lack it
+    manifest: Manifest
+    stats: Stats
+    timings: Optional[Timings]  # datasets built before timings.json lack it
     table: SampleTable
 
     @property
@@ -110,16 +113,15 @@ class Dataset:
     @property
     def depth_encoding(self) -> str:
         """'minmax' (per-image grey JPEG) or 'metric' (16-bit millimetre PNG)."""
-        return str(self.manifest["depth"].get("encoding", "minmax"))
+        return self.manifest.depth.encoding or "minmax"
 
 
 # --------------------------------------------------------------------------- reading
 
-def read_document(root: str, relative: str) -> Dict[str, Any]:
+def check_exists(root: str, relative: str) -> None:
     path = layout.resolve(root, relative)
     if not exists(path):
         raise ReportError(f"{path} not found: is {root} a finished fgbg build?")
-    return read_json(root, relative)
 
 
 def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> SampleTable:
@@ -160,14 +162,16 @@ def load_dataset(root: str, rows: int = DEFAULT_ROWS) -> Dataset:
     """Read a built dataset's documents and its table, choosing `rows` samples
     for the grid; raises ReportError if it is not a finished build."""
     root = root.rstrip("/")
-    timings_path = layout.resolve(root, layout.TIMINGS_JSON)
-    manifest = read_document(root, layout.MANIFEST_JSON)
+    for relative in (layout.MANIFEST_JSON, layout.STATS_JSON):
+        check_exists(root, relative)
+    manifest = read_manifest(root)
+    has_timings = exists(layout.resolve(root, layout.TIMINGS_JSON))
     return Dataset(
         root=root,
         manifest=manifest,
-        stats=read_document(root, layout.STATS_JSON),
-        timings=read_document(root, layout.TIMINGS_JSON) if exists(timings_path) else None,
-        table=read_samples(root, int(manifest["seed"]), rows))
+        stats=read_stats(root),
+        timings=read_timings(root) if has_timings else None,
+        table=read_samples(root, int(manifest.seed), rows))
 
 
 def read_image(root: str, relative: str) -> Image.Image:
@@ -194,7 +198,7 @@ def choose_samples(samples: Iterable[Dict[str, str]], seed: int,
 
 # --------------------------------------------------------------------------- colour
 
-def hex_colour(rgb: Tuple[int, int, int]) -> str:
+def hex_color(rgb: Tuple[int, int, int]) -> str:
     return "#%02x%02x%02x" % rgb
 
 
@@ -255,11 +259,11 @@ def outline_mask(overlay: Image.Image, mask: Image.Image, tile: int = TILE) -> I
 def depth_tile(depth: Image.Image, encoding: str, tile: int = TILE) -> Tuple[Image.Image, str, str]:
     """(colour-mapped depth tile, label of its colour bar's bottom, of its top)."""
     levels, low_label, high_label = depth_levels(np.asarray(depth), encoding)
-    coloured = Image.fromarray(colormap(levels), "RGB").resize((tile, tile), Image.LANCZOS)
-    return coloured, low_label, high_label
+    colored = Image.fromarray(colormap(levels), "RGB").resize((tile, tile), Image.LANCZOS)
+    return colored, low_label, high_label
 
 
-def colour_bar(height: int, low_label: str, high_label: str) -> Image.Image:
+def color_bar(height: int, low_label: str, high_label: str) -> Image.Image:
     """A vertical viridis scale bar, level 1 at the top, labelled at both ends."""
     bar = Image.new("RGB", (BAR_WIDTH + BAR_LABEL_WIDTH, height), "white")
     levels = np.linspace(1.0, 0.0, height)[:, None].repeat(BAR_WIDTH, axis=1)
@@ -314,19 +318,17 @@ def row_tiles(dataset: Dataset, row: Dict[str, str]) -> List[Image.Image]:
     if not row["depth_path"]:
         tiles.append(placeholder_tile("no depth"))
         return tiles
-    coloured, low_label, high_label = depth_tile(
+    colored, low_label, high_label = depth_tile(
         read_image(dataset.root, row["depth_path"]), dataset.depth_encoding)
     with_bar = Image.new("RGB", (TILE + GAP + BAR_WIDTH + BAR_LABEL_WIDTH, TILE), "white")
-    with_bar.paste(coloured, (0, 0))
-    with_bar.paste(colour_bar(TILE, low_label, high_label), (TILE + GAP, 0))
+    with_bar.paste(colored, (0, 0))
+    with_bar.paste(color_bar(TILE, low_label, high_label), (TILE + GAP, 0))
     tiles.append(with_bar)
     return tiles
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return encode_image(image, "PNG", optimize=True)
 
 
 # --------------------------------------------------------------------------- histograms
@@ -351,7 +353,7 @@ def histogram_svg(values: Sequence[float], low: float, high: float, x_label: str
     for index, count in enumerate(counts):
         bar = (bottom - top) * int(count) / tallest
         parts.append(f'<rect x="{left + index * step + 1:.2f}" y="{bottom - bar:.2f}" '
-                     f'width="{step - 2:.2f}" height="{bar:.2f}" fill="{hex_colour(ACCENT_RGB)}"/>')
+                     f'width="{step - 2:.2f}" height="{bar:.2f}" fill="{hex_color(ACCENT_RGB)}"/>')
     parts += [
         f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#1d2330"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#1d2330"/>',
@@ -425,16 +427,16 @@ def channel_names(count: int) -> List[str]:
     return ["R", "G", "B"] if count == 3 else ["value"] * count
 
 
-def stats_rows(stats: Dict[str, Any]) -> List[List[str]]:
+def stats_rows(kinds: Dict[str, ChannelStats]) -> List[List[str]]:
     rows = []
-    for kind in KINDS:
-        if kind not in stats:
+    for kind in CHANNELS:
+        if kind not in kinds:
             continue
-        summary = stats[kind]
-        for index, name in enumerate(channel_names(len(summary["mean"]))):
-            rows.append([kind, name, f"{summary['mean'][index]:.2f}",
-                         f"{summary['std'][index]:.2f}", f"{summary['mean_unit'][index]:.4f}",
-                         f"{summary['std_unit'][index]:.4f}", f"{summary['pixels']:,}"])
+        summary = kinds[kind]
+        for index, name in enumerate(channel_names(len(summary.mean))):
+            rows.append([kind, name, f"{summary.mean[index]:.2f}",
+                         f"{summary.std[index]:.2f}", f"{summary.mean_unit[index]:.4f}",
+                         f"{summary.std_unit[index]:.4f}", f"{summary.pixels:,}"])
     return rows
 
 
@@ -445,7 +447,7 @@ def ordered(keys: Iterable[str], order: Sequence[str]) -> List[str]:
 
 
 def split_rows(dataset: Dataset) -> List[List[object]]:
-    per_split = dataset.manifest["counts"]["samples_per_split"]
+    per_split = dataset.manifest.counts.samples_per_split
     backgrounds = dataset.table.backgrounds_per_split
     rows: List[List[object]] = [[split, f"{per_split[split]:,}", backgrounds.get(split, 0)]
                                 for split in ordered(per_split, SPLIT_ORDER)]
@@ -453,9 +455,9 @@ def split_rows(dataset: Dataset) -> List[List[object]]:
     return rows
 
 
-def stage_table(timings: Dict[str, Any]) -> str:
+def stage_table(timings: Timings) -> str:
     """CPU seconds per stage, each with a bar scaled to the longest stage."""
-    stages = timings["cpu_s_by_stage"]
+    stages = timings.cpu_s_by_stage
     longest = max(list(stages.values()) + [1e-9])
     rows = "".join(
         f'<tr><td>{esc(stage)}</td><td class="num">{stages[stage]:.2f}</td>'
@@ -520,8 +522,8 @@ tbody tr:nth-child(even){background:#fafbfc}
 .num{text-align:right;white-space:nowrap}
 .bar-cell{width:55%}
 .bar{height:12px;background:var(--accent);border-radius:3px;min-width:2px}
-""").substitute(ink=hex_colour(INK_RGB), accent=hex_colour(ACCENT_RGB),
-                banner=hex_colour(BANNER_RGB))
+""").substitute(ink=hex_color(INK_RGB), accent=hex_color(ACCENT_RGB),
+                banner=hex_color(BANNER_RGB))
 
 # Records how many <img> decoded, for the browser test to read from the DOM.
 IMAGE_CHECK_SCRIPT = """<script>
@@ -537,20 +539,20 @@ window.addEventListener("load", function () {
 
 def header_html(dataset: Dataset) -> str:
     manifest = dataset.manifest
-    counts = manifest["counts"]
-    warning = manifest["depth"].get("warning")
+    counts = manifest.counts
+    warning = manifest.depth.warning
     banner = (f'<div class="banner" id="depth-warning" role="alert">{esc(warning)}</div>'
               if warning else "")
-    wall = f"{dataset.timings['wall_s']:.1f} s" if dataset.timings else "n/a"
+    wall = f"{dataset.timings.wall_s:.1f} s" if dataset.timings else "n/a"
     cards = "".join([
-        card("samples", f"{counts['samples']:,}"),
-        card("backgrounds", f"{counts['backgrounds']:,}"),
-        card("foregrounds", f"{counts['foregrounds']:,}"),
-        card("rejected inputs", f"{counts['rejected']:,}"),
-        card("image size", f"{manifest['options']['size']} px"), card("wall time", wall)])
+        card("samples", f"{counts.samples:,}"),
+        card("backgrounds", f"{counts.backgrounds:,}"),
+        card("foregrounds", f"{counts.foregrounds:,}"),
+        card("rejected inputs", f"{counts.rejected:,}"),
+        card("image size", f"{manifest.options['size']} px"), card("wall time", wall)])
     return (f"<header><h1>fgbg dataset: {esc(dataset_name(dataset.root))}</h1>"
-            f'<p class="sub">{esc(dataset.root)} · seed {esc(manifest["seed"])} · '
-            f"started {esc(manifest['started_at'])} · finished {esc(manifest['finished_at'])}</p>"
+            f'<p class="sub">{esc(dataset.root)} · seed {esc(manifest.seed)} · '
+            f"started {esc(manifest.started_at)} · finished {esc(manifest.finished_at)}</p>"
             f'{banner}<div class="cards">{cards}</div></header>')
 
 
@@ -565,7 +567,7 @@ def samples_html(dataset: Dataset, chosen: Sequence[Dict[str, str]], grid_png: b
         f'<img class="grid-image" id="samples-grid" alt="sample grid" width="{width}" '
         f'height="{height}" src="{data_uri("image/png", grid_png)}">'
         f'<p class="note">{len(chosen)} of {dataset.table.count:,} samples, picked by a stable '
-        f"hash of the run seed ({esc(dataset.manifest['seed'])}); the mask outline is drawn in "
+        f"hash of the run seed ({esc(dataset.manifest.seed)}); the mask outline is drawn in "
         f"magenta on the overlay. {esc(depth_note)} Also in {esc(layout.SAMPLES_PNG)}.</p>"),
         "samples")
 
@@ -584,28 +586,28 @@ def histograms_html(dataset: Dataset) -> str:
 STATS_COLUMNS = ["kind", "channel", "mean", "std", "mean / scale", "std / scale", "pixels"]
 
 
-def normalisation_html(stats: Dict[str, Any]) -> str:
-    """The numbers the transform graph standardises with: the train split's
+def normalization_html(stats: Stats) -> str:
+    """The numbers the transform graph standardizes with: the train split's
     (stats.json `splits`), or every split's when a build has no train split.
     Datasets built before stats had splits show nothing here."""
-    splits = stats["notes"].get("normalisation_splits")
-    if not splits or "splits" not in stats:
+    splits = stats.notes.normalization_splits
+    if not splits or not stats.splits:
         return ""
-    source = stats["splits"][splits[0]] if len(splits) == 1 else stats
-    rows = [row for row in stats_rows(source) if row[0] in STANDARDISED]
+    source = stats.splits[splits[0]] if len(splits) == 1 else stats.kinds
+    rows = [row for row in stats_rows(source) if row[0] in MOMENT_KINDS]
     return (f"<h3>What transform/ standardises with: {esc(', '.join(splits))}</h3>"
             + table(STATS_COLUMNS, rows, "normalisation-table", numeric=(2, 3, 4, 5, 6))
-            + f'<p class="note">{esc(stats["notes"]["normalisation"])}.</p>')
+            + f'<p class="note">{esc(stats.notes.normalization)}.</p>')
 
 
 def stats_html(dataset: Dataset) -> str:
-    notes = dataset.stats["notes"]
-    depth_scale = (f" ({notes['depth_scale']:g} for depth: {notes['depth_unit']})"
-                   if "depth" in dataset.stats else "")
+    notes = dataset.stats.notes
+    depth_scale = (f" ({notes.depth_scale:g} for depth: {notes.depth_unit})"
+                   if "depth" in dataset.stats.kinds else "")
     return section("Per-channel mean and std", table(
-        STATS_COLUMNS, stats_rows(dataset.stats), "stats-table", numeric=(2, 3, 4, 5, 6))
-        + f'<p class="note">{esc(notes["method"])}; scale is 255{esc(depth_scale)}.</p>'
-        + normalisation_html(dataset.stats),
+        STATS_COLUMNS, stats_rows(dataset.stats.kinds), "stats-table", numeric=(2, 3, 4, 5, 6))
+        + f'<p class="note">{esc(notes.method)}; scale is 255{esc(depth_scale)}.</p>'
+        + normalization_html(dataset.stats),
         "stats")
 
 
@@ -616,7 +618,7 @@ def splits_html(dataset: Dataset) -> str:
 
 
 def depth_html(dataset: Dataset) -> str:
-    depth = dataset.manifest["depth"]
+    depth = dataset.manifest.depth.to_json()
     return section("Depth model", table(
         ["field", "value"], [[key, display_value(depth[key])] for key in sorted(depth)],
         "depth-table"), "depth")
@@ -627,21 +629,21 @@ def timings_html(dataset: Dataset) -> str:
         return section("Time per stage", f'<p class="note">No {esc(layout.TIMINGS_JSON)} '
                        "in this dataset.</p>", "timings")
     return section("Time per stage", (
-        f'<p>Wall time <strong>{dataset.timings["wall_s"]:.2f} s</strong>.</p>'
+        f'<p>Wall time <strong>{dataset.timings.wall_s:.2f} s</strong>.</p>'
         + stage_table(dataset.timings)
         + '<p class="note">CPU seconds add up over all workers, so on N cores a stage can '
           "exceed the wall time up to N times.</p>"), "timings")
 
 
 def counters_html(dataset: Dataset) -> str:
-    counters = dataset.timings.get("counters", {}) if dataset.timings else {}
+    counters = dataset.timings.counters if dataset.timings else {}
     return section("Counters", table(
         ["counter", "value"], [[name, f"{counters[name]:,}"] for name in sorted(counters)],
         "counters-table", numeric=(1,)), "counters")
 
 
 def rejects_html(dataset: Dataset) -> str:
-    rejects = dataset.manifest["rejects"]
+    rejects = dataset.manifest.rejects
     if not rejects:
         return section("Rejected inputs", '<p class="note" id="no-rejects">No input file was '
                        "rejected.</p>", "rejects")
@@ -649,19 +651,19 @@ def rejects_html(dataset: Dataset) -> str:
     more = (f'<p class="note">and {len(rejects) - len(shown):,} more: see '
             f"{esc(layout.REJECTS_CSV)}.</p>" if len(rejects) > len(shown) else "")
     return section(f"Rejected inputs ({len(rejects):,})", table(
-        ["path", "reason"], [[r["path"], r["reason"]] for r in shown], "rejects-table") + more,
+        ["path", "reason"], [[r.path, r.reason] for r in shown], "rejects-table") + more,
         "rejects")
 
 
 def options_html(dataset: Dataset) -> str:
-    options = dataset.manifest["options"]
+    options = dataset.manifest.options
     return section("Options", table(["option", "value"], [
         [f"--{name}", display_value(options[name])] for name in sorted(options)],
         "options-table"), "options")
 
 
 def versions_html(dataset: Dataset) -> str:
-    versions = dataset.manifest["versions"]
+    versions = dataset.manifest.versions
     return section("Versions", table(["package", "version"], [
         [name, versions[name]] for name in sorted(versions)], "versions-table"), "versions")
 

@@ -1,0 +1,28 @@
+"""What each --depth_model means, said once: the messages users see and the
+error every loader raises. No TensorFlow."""
+from __future__ import annotations
+
+# The --depth_model values that are not a path to a model file.
+PUBLISHED = "densedepth"
+UNTRAINED = "untrained"
+NONE = "none"
+
+UNTRAINED_WARNING = (
+    "WARNING: depth maps were made by DenseDepth with seeded RANDOM weights "
+    "(--depth_model untrained), not the published NYU weights: they are not "
+    "depth estimates and must not be used for training."
+)
+
+MISSING_WEIGHTS_MESSAGE = (
+    "--depth_model densedepth needs the published NYU Depth v2 weights, "
+    "nyu.h5 (172,897,376 bytes), which the authors distribute from their "
+    "repository https://github.com/ialhashim/DenseDepth ('Pre-trained "
+    "Models'). Download it and pass --depth_weights PATH (a local path or a "
+    "gs:// URI). To build without it, pass --depth_model untrained (the real "
+    "architecture with seeded random weights: the depth maps are meaningless) "
+    "or --depth_model none (composites only, no depth)."
+)
+
+
+class ModelLoadError(ValueError):
+    """A model or weight file that cannot be used, with the reason."""

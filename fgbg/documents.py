@@ -1,0 +1,218 @@
+"""The JSON documents a build writes, as typed records shared by the code
+that writes them (pipeline/) and the code that reads them (the report, the
+run summary, training code).
+
+Each record's `to_json` gives exactly the document on disk (keys sorted when
+written, so reruns match byte for byte) and `from_json` reads it back,
+tolerating the fields that datasets built by earlier versions lack.
+
+The keys are the on-disk format and keep their published spelling (e.g.
+stats.json's `notes.normalisation_splits`); field names follow the code's.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+from fgbg import layout
+from fgbg.storage import read_json, write_json
+
+Json = Dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    samples: int
+    samples_per_split: Dict[str, int]
+    backgrounds: int
+    foregrounds: int
+    samples_per_pair: int
+    input_files: Dict[str, int]  # files matched by --bg, --fg and --fg_mask
+    rejected: int
+    tfrecord_shards: int
+
+    @property
+    def expected_samples(self) -> int:
+        """Backgrounds x foregrounds x samples per pair: what the tables must list."""
+        return self.backgrounds * self.foregrounds * self.samples_per_pair
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectedFile:
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthInfo:
+    """What a build says about its depth maps; `warning` is set when they are
+    not real depth, `note` when there are none."""
+
+    model: str
+    weights: Optional[str] = None
+    encoding: Optional[str] = None
+    input_size: Optional[str] = None
+    warning: Optional[str] = None
+    note: Optional[str] = None
+
+    def to_json(self) -> Json:
+        if self.model == "none":
+            return {"model": self.model, "note": self.note}
+        document: Json = {"model": self.model, "weights": self.weights,
+                          "encoding": self.encoding, "input_size": self.input_size}
+        if self.warning:
+            document["warning"] = self.warning
+        return document
+
+
+@dataclasses.dataclass(frozen=True)
+class Files:
+    label_csv: str
+    samples_csv: str
+    rejects_csv: str
+    stats: str
+    transform: Optional[str]  # None for builds with --no_tft
+    tfrecords: List[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """manifest.json: what was built, from what, how; written last."""
+
+    dataset: str
+    seed: int
+    fingerprint: str
+    started_at: str
+    finished_at: str
+    counts: Counts
+    rejects: List[RejectedFile]
+    depth: DepthInfo
+    files: Files
+    options: Dict[str, Any]
+    versions: Dict[str, str]
+
+    def to_json(self) -> Json:
+        document = dataclasses.asdict(self)
+        document["depth"] = self.depth.to_json()
+        return document
+
+    @classmethod
+    def from_json(cls, document: Json) -> "Manifest":
+        return cls(**{
+            **document,
+            "counts": Counts(**document["counts"]),
+            "rejects": [RejectedFile(**reject) for reject in document["rejects"]],
+            "depth": DepthInfo(**document["depth"]),
+            "files": Files(**document["files"]),
+        })
+
+    @property
+    def depth_encoding(self) -> str:
+        """'minmax', 'metric', or 'none' for a composites-only build."""
+        return self.depth.encoding or "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelStats:
+    """Mean and population std per channel, in stored values and divided by
+    the kind's full scale (`*_unit`)."""
+
+    pixels: int
+    mean: List[float]
+    std: List[float]
+    mean_unit: List[float]
+    std_unit: List[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsNotes:
+    method: str
+    scales: str
+    depth_scale: float
+    depth_unit: str
+    normalization_splits: Optional[List[str]]  # None in datasets built before splits
+    normalization: Optional[str]
+
+    _KEYS = {"normalization_splits": "normalisation_splits",
+             "normalization": "normalisation"}
+
+    def to_json(self) -> Json:
+        return {self._KEYS.get(field.name, field.name): getattr(self, field.name)
+                for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, document: Json) -> "StatsNotes":
+        return cls(**{field.name: document.get(cls._KEYS.get(field.name, field.name))
+                      for field in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """stats.json: every image kind over the whole dataset (top level, by
+    kind), the same per split (`splits`), and notes on method and scales."""
+
+    kinds: Dict[str, ChannelStats]
+    splits: Dict[str, Dict[str, ChannelStats]]
+    notes: StatsNotes
+
+    def to_json(self) -> Json:
+        document: Json = {kind: dataclasses.asdict(stats) for kind, stats in self.kinds.items()}
+        document["splits"] = {split: {kind: dataclasses.asdict(stats)
+                                      for kind, stats in kinds.items()}
+                              for split, kinds in self.splits.items()}
+        document["notes"] = self.notes.to_json()
+        return document
+
+    @classmethod
+    def from_json(cls, document: Json) -> "Stats":
+        def kinds_of(part: Json) -> Dict[str, ChannelStats]:
+            return {kind: ChannelStats(**value) for kind, value in part.items()
+                    if kind not in ("splits", "notes")}
+
+        return cls(kinds=kinds_of(document),
+                   splits={split: kinds_of(part)
+                           for split, part in document.get("splits", {}).items()},
+                   notes=StatsNotes.from_json(document.get("notes", {})))
+
+
+@dataclasses.dataclass(frozen=True)
+class Timings:
+    """timings.json: the run's wall time, CPU seconds per stage summed over
+    all workers (so up to N times the wall time on N cores), and Beam's
+    counters."""
+
+    wall_s: float
+    cpu_s_by_stage: Dict[str, float]
+    counters: Dict[str, int]
+
+    def to_json(self) -> Json:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, document: Json) -> "Timings":
+        return cls(wall_s=document["wall_s"], cpu_s_by_stage=document["cpu_s_by_stage"],
+                   counters=document.get("counters", {}))
+
+
+def write_manifest(root: str, manifest: Manifest) -> None:
+    write_json(root, layout.MANIFEST_JSON, manifest.to_json())
+
+
+def read_manifest(root: str) -> Manifest:
+    return Manifest.from_json(read_json(root, layout.MANIFEST_JSON))
+
+
+def write_stats(root: str, stats: Stats) -> None:
+    write_json(root, layout.STATS_JSON, stats.to_json())
+
+
+def read_stats(root: str) -> Stats:
+    return Stats.from_json(read_json(root, layout.STATS_JSON))
+
+
+def write_timings(root: str, timings: Timings) -> None:
+    write_json(root, layout.TIMINGS_JSON, timings.to_json())
+
+
+def read_timings(root: str) -> Timings:
+    return Timings.from_json(read_json(root, layout.TIMINGS_JSON))

@@ -1,0 +1,134 @@
+"""The documents of a run, assembled from its configuration and results:
+the manifest (written last, by the graph), timings.json (after the run, from
+Beam's metrics) and the summary printed at the end.
+
+Their typed records, shared with the code that reads them, are in
+fgbg/documents.py.
+"""
+from __future__ import annotations
+
+import datetime
+import sys
+from importlib import metadata
+from typing import Dict, List, Sequence
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from fgbg import layout
+from fgbg.documents import Counts, Files, Manifest, RejectedFile, Timings
+from fgbg.timing import NAMESPACE
+from fgbg.types import Reject
+from pipeline.config import BuildConfig
+
+PACKAGES = ("apache-beam", "numpy", "pillow", "tensorflow", "tf_keras", "tensorflow-transform",
+            "google-cloud-storage")
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> Dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def manifest_document(config: BuildConfig, split_counts: Dict[str, int], shards: List[str],
+                      rejects: Sequence[Reject], backgrounds: int,
+                      foregrounds: int) -> Manifest:
+    return Manifest(
+        dataset="fgbg",
+        seed=config.seed,
+        fingerprint=config.fingerprint,
+        started_at=config.run.started_at,
+        finished_at=utc_now(),
+        counts=Counts(
+            samples=sum(split_counts.values()),
+            samples_per_split=dict(sorted(split_counts.items())),
+            backgrounds=backgrounds,
+            foregrounds=foregrounds,
+            samples_per_pair=config.placements.samples_per_pair,
+            input_files=config.run.input_files,
+            rejected=len(rejects),
+            tfrecord_shards=len(shards),
+        ),
+        rejects=[RejectedFile(path=reject.path, reason=reject.reason) for reject in rejects],
+        depth=config.depth_info,
+        files=Files(label_csv=layout.LABEL_CSV, samples_csv=layout.SAMPLES_CSV,
+                    rejects_csv=layout.REJECTS_CSV, stats=layout.STATS_JSON,
+                    transform=layout.TRANSFORM_DIR if config.tft else None,
+                    tfrecords=sorted(shards)),
+        options=config.options,
+        versions=package_versions(),
+    )
+
+
+def check_sample_count(counts: Counts) -> None:
+    """Every accepted pair must be in the tables: a shortfall means samples
+    were lost between compositing and the tables, so no manifest vouches for
+    the dataset."""
+    if counts.samples != counts.expected_samples:
+        raise RuntimeError(
+            f"the tables list {counts.samples} samples, but {counts.backgrounds} "
+            f"backgrounds x {counts.foregrounds} foregrounds x "
+            f"{counts.samples_per_pair} per pair = {counts.expected_samples}; "
+            "manifest not written")
+
+
+def timings_document(result, wall_s: float) -> Timings:
+    """Wall time of the run and CPU seconds per stage, from Beam metrics.
+
+    Stage CPU seconds add up over all workers, so on N cores they can exceed
+    the wall time by up to N times.
+    """
+    stages: Dict[str, float] = {}
+    counters: Dict[str, int] = {}
+    try:
+        queried = result.metrics().query(MetricsFilter())
+    except NotImplementedError:
+        return Timings(wall_s=round(wall_s, 3), cpu_s_by_stage={}, counters={})
+    for distribution in queried["distributions"]:
+        name = distribution.key.metric
+        total = distribution.committed.sum if distribution.committed else 0
+        if name.namespace == NAMESPACE:
+            stages[name.name] = stages.get(name.name, 0.0) + total / 1e6
+        elif name.name == "inference_batch_latency_micro_secs":
+            stages["depth"] = stages.get("depth", 0.0) + total / 1e6
+    for counter in queried["counters"]:
+        key = f"{counter.key.metric.namespace}.{counter.key.metric.name}"
+        counters[key] = counters.get(key, 0) + (counter.committed or 0)
+    return Timings(wall_s=round(wall_s, 3),
+                   cpu_s_by_stage={k: round(v, 3) for k, v in sorted(stages.items())},
+                   counters=dict(sorted(counters.items())))
+
+
+def too_many_rejects(manifest: Manifest, max_fraction: float) -> bool:
+    inputs = sum(manifest.counts.input_files.values())
+    return inputs > 0 and manifest.counts.rejected / inputs > max_fraction
+
+
+def summary(manifest: Manifest, timings: Timings, output: str) -> str:
+    """The one-screen report printed at the end of a run."""
+    counts = manifest.counts
+    lines = [
+        f"fgbg: {counts.samples} samples "
+        f"({', '.join(f'{k} {v}' for k, v in counts.samples_per_split.items())}) "
+        f"from {counts.backgrounds} backgrounds x {counts.foregrounds} foregrounds "
+        f"in {timings.wall_s:.1f} s",
+        f"  output:   {output}",
+        f"  report:   {layout.resolve(output, layout.REPORT_HTML)}",
+        f"  training: {layout.TFRECORD_DIR}/, {layout.LABEL_CSV}, {layout.SAMPLES_CSV}, "
+        f"{layout.STATS_JSON}",
+        f"  rejected: {counts.rejected} input files (see {layout.REJECTS_CSV})",
+        f"  depth:    {manifest.depth.model}",
+    ]
+    for reject in manifest.rejects[:10]:
+        lines.append(f"  reject: {reject.path}: {reject.reason}")
+    if manifest.depth.warning:
+        lines.append(f"  {manifest.depth.warning}")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""Importing fgbg's modules changes nothing in the caller's process, and the
+training reader brings in neither Beam nor TensorFlow until it is called."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def imported_state(code: str) -> dict:
+    """Run `code` in a fresh interpreter; report what it left behind."""
+    probe = (
+        "import json, os, sys\n"
+        "before = dict(os.environ)\n"
+        f"{code}\n"
+        "print(json.dumps({'beam': any(m.startswith('apache_beam') for m in sys.modules),\n"
+        "                  'tensorflow': 'tensorflow' in sys.modules,\n"
+        "                  'environ_changed': sorted(k for k in set(before) | set(os.environ)\n"
+        "                                            if before.get(k) != os.environ.get(k))}))\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_training_reader_imports_neither_beam_nor_tensorflow():
+    state = imported_state("import fgbg.training_data")
+    assert state == {"beam": False, "tensorflow": False, "environ_changed": []}
+
+
+def test_the_packages_change_nothing_on_import():
+    state = imported_state("import fgbg, fgbg.depth, pipeline, transforms")
+    assert state["environ_changed"] == []
+
+
+def test_no_module_chooses_keras_for_the_caller():
+    """Before, importing `transforms` set TF_USE_LEGACY_KERAS; the depth code
+    now names tf_keras itself. (TensorFlow and h5py set variables of their
+    own on import; ours set none.)"""
+    state = imported_state(
+        "import pipeline.build, fgbg.depth.tensorflow_runtime, fgbg.depth.safe_loading")
+    assert "TF_USE_LEGACY_KERAS" not in state["environ_changed"]
