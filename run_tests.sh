@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Set up (first run) and run every test: the pipeline's suite in .venv, then
-# the Airflow DAG's in its own virtualenv. Arguments go to pytest.
+# Set up (first run) and run every test: the house style (ruff.toml), the
+# pipeline's suite in .venv, then the Airflow DAG's in its own virtualenv.
+# Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
 bash scripts/install_chromium.sh
+ruff format --check .
+ruff check .
 python -m pytest -q "$@" tests
 if [ -f composer/run_tests.sh ]; then
   bash composer/run_tests.sh

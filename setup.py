@@ -2,13 +2,14 @@
 
 Dataflow stages this file with --setup_file, so workers get the same packages.
 """
+
 import setuptools
 
 setuptools.setup(
     name="fgbg",
     version="0.1.0",
     description="Foreground/background composites with masks and DenseDepth depth maps, "
-                "built with Apache Beam",
+    "built with Apache Beam",
     packages=["pipeline", "transforms", "fgbg", "fgbg.depth"],
     python_requires=">=3.10,<3.13",
     install_requires=[
@@ -25,6 +26,11 @@ setuptools.setup(
         "h5py>=3.10,<4",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "gcp-storage-emulator>=2026.7,<2027"],
+        "test": [
+            "pytest>=8,<10",
+            "gcp-storage-emulator>=2026.7,<2027",
+            # Pinned: formatting changes between ruff releases.
+            "ruff==0.17.6",
+        ],
     },
 )

@@ -26,6 +26,7 @@ the pipeline's exact pixel moments replace that).
     python bench/baseline_notebook.py --bg 'in/bg/*.jpg' --fg 'in/fg/*.png' \\
         --fg_mask in/fg_mask --output /tmp/baseline
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,14 +91,21 @@ def build(bg_glob: str, fg_glob: str, mask_dir: str, output: str, seed: int) -> 
                         mask_path = os.path.join(pair_dir, "mask", f"{number}.jpg")
                         overlay.save(overlay_path, quality=50)
                         mask.save(mask_path, quality=50)
-                        rows.append([f"Dataset/bg/{bg_stem}.jpg", overlay_path, mask_path,
-                                     os.path.join(pair_dir, "depth", f"{number}.jpg")])
+                        rows.append(
+                            [
+                                f"Dataset/bg/{bg_stem}.jpg",
+                                overlay_path,
+                                mask_path,
+                                os.path.join(pair_dir, "depth", f"{number}.jpg"),
+                            ]
+                        )
                         count += 1
                 fg_image = ImageOps.mirror(fg_image)
                 mask_image = ImageOps.mirror(mask_image)
     with open(os.path.join(output, "label_data.csv"), "w", newline="") as handle:
-        csv.writer(handle, delimiter=";", quoting=csv.QUOTE_ALL,
-                   lineterminator="\n").writerows(rows)
+        csv.writer(handle, delimiter=";", quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
+            rows
+        )
     return count
 
 
@@ -116,15 +124,19 @@ def stats_pass(output: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bg", required=True, help="glob of background JPEGs")
     parser.add_argument("--fg", required=True, help="glob of RGBA foreground PNGs")
     parser.add_argument("--fg_mask", required=True, help="folder of mask_<fg name> files")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stats_pass", action="store_true",
-                        help="then the original's per-image mean/std pass over the outputs")
+    parser.add_argument(
+        "--stats_pass",
+        action="store_true",
+        help="then the original's per-image mean/std pass over the outputs",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     count = build(args.bg, args.fg, args.fg_mask, args.output, args.seed)

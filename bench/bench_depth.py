@@ -13,13 +13,14 @@ Each path runs in its own child process, one after the other, so its peak
 RSS is its own and the two never share the CPU. Images/s exclude the
 one-time model build/load (reported separately). "Cold" is one pass over
 the images, graph tracing included; "warm" leaves the tracing out (the
-baseline's second pass; the pipeline's batches after its first). The model is the real architecture with seeded random
-weights unless --weights points at nyu.h5: the cost does not depend on the
-weight values.
+baseline's second pass; the pipeline's batches after its first). The model
+is the real architecture with seeded random weights unless --weights points
+at nyu.h5: the cost does not depend on the weight values.
 
     python bench/bench_depth.py --sizes 640x480,224x224 --images 16 --repeat 2
     python bench/bench_depth.py --sizes 640x480 --images 16 --sweep 1,2,4,8 --repeat 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,7 +81,7 @@ def run_baseline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray]) ->
         started = time.perf_counter()
         encoded = 0
         for start in range(0, len(overlays), args.baseline_batch):
-            batch = overlays[start:start + args.baseline_batch]
+            batch = overlays[start : start + args.baseline_batch]
             inputs = maps.preprocess(np.stack(batch), size)
             raw = model.predict(inputs, batch_size=args.baseline_batch, verbose=0)
             for depth in maps.postprocess(raw)[..., 0]:
@@ -96,7 +97,9 @@ def run_baseline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray]) ->
     return {"load_s": load_s, "cold_s": cold_s, "warm_images_per_s": len(overlays) / warm_s}
 
 
-def run_pipeline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray], batch_size: int) -> Dict:
+def run_pipeline(
+    args, size: Tuple[int, int], overlays: Sequence[np.ndarray], batch_size: int
+) -> Dict:
     """EstimateDepth on the in-process FnApiRunner.
 
     Cold: the whole run less the model load (from RunInference's metric).
@@ -107,21 +110,35 @@ def run_pipeline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray], ba
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from transforms.depth import DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER, DepthConfig, EstimateDepth
     from fgbg.types import Composite, Placement
+    from transforms.depth import (
+        DEPTH_METRICS_NAMESPACE,
+        ENCODED_COUNTER,
+        DepthConfig,
+        EstimateDepth,
+    )
 
     composites = [
         Composite(
             placement=Placement("bg", "fg", n, False, 1.0, 0, 0, 1, 1),
-            split="train", overlay=image, overlay_encoded=b"", mask_encoded=b"",
+            split="train",
+            overlay=image,
+            overlay_encoded=b"",
+            mask_encoded=b"",
         )
         for n, image in enumerate(overlays, start=1)
     ]
     config = DepthConfig(
-        model="densedepth" if args.weights else "untrained", weights=args.weights,
-        seed=args.seed, batch_size=batch_size, min_batch_size=batch_size,
-        target_batch_duration_s=args.target_batch_duration_s, input_size=size,
-        encoding="minmax", jpeg_quality=DEFAULTS.depth_quality, out_size=DATASET_SIZE,
+        model="densedepth" if args.weights else "untrained",
+        weights=args.weights,
+        seed=args.seed,
+        batch_size=batch_size,
+        min_batch_size=batch_size,
+        target_batch_duration_s=args.target_batch_duration_s,
+        input_size=size,
+        encoding="minmax",
+        jpeg_quality=DEFAULTS.depth_quality,
+        out_size=DATASET_SIZE,
     )
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(runner="FnApiRunner"))
@@ -132,7 +149,8 @@ def run_pipeline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray], ba
 
     def metric(name):
         query = result.metrics().query(
-            MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name(name))
+            MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name(name)
+        )
         return (query["counters"] + query["distributions"])[0].committed
 
     assert metric(ENCODED_COUNTER) == len(overlays)
@@ -141,7 +159,9 @@ def run_pipeline(args, size: Tuple[int, int], overlays: Sequence[np.ndarray], ba
     measured = {"load_s": load_s, "cold_s": total - load_s, "batches": latency.count}
     if latency.count < 2:
         raise ValueError("--images must exceed the batch size to measure warm batches")
-    measured["warm_images_per_s"] = (len(overlays) - batch_size) / ((latency.sum - latency.max) / 1e6)
+    measured["warm_images_per_s"] = (len(overlays) - batch_size) / (
+        (latency.sum - latency.max) / 1e6
+    )
     return measured
 
 
@@ -161,27 +181,43 @@ def child_main(args) -> None:
 
 def run_child(args, path: str, size: str, batch_size: int) -> Dict:
     command = [
-        sys.executable, os.path.abspath(__file__), "--images", str(args.images),
-        "--seed", str(args.seed), "--baseline_batch", str(args.baseline_batch),
-        "--target_batch_duration_s", str(args.target_batch_duration_s),
-        "--child_path", path, "--child_size", size, "--child_batch", str(batch_size),
+        sys.executable,
+        os.path.abspath(__file__),
+        "--images",
+        str(args.images),
+        "--seed",
+        str(args.seed),
+        "--baseline_batch",
+        str(args.baseline_batch),
+        "--target_batch_duration_s",
+        str(args.target_batch_duration_s),
+        "--child_path",
+        path,
+        "--child_size",
+        size,
+        "--child_batch",
+        str(batch_size),
     ] + (["--weights", args.weights] if args.weights else [])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:
         raise RuntimeError(f"{path} at {size} failed:\n{out.stderr[-4000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
-HEADER = ("| path | images/s cold | images/s warm | warm, best run | model load s "
-          "| peak RSS MiB | load avg |\n|---|---|---|---|---|---|---|")
+HEADER = (
+    "| path | images/s cold | images/s warm | warm, best run | model load s "
+    "| peak RSS MiB | load avg |\n|---|---|---|---|---|---|---|"
+)
 
 
 def row(label: str, m: Dict) -> str:
-    return (f"| {label} | {m['images_per_s']:.3f} | {m['warm_images_per_s']:.3f} "
-            f"| {m['best_warm_images_per_s']:.3f} | {m['load_s']:.1f} "
-            f"| {m['peak_rss_mib']:.0f} | {m['load_average']:.1f} |")
+    return (
+        f"| {label} | {m['images_per_s']:.3f} | {m['warm_images_per_s']:.3f} "
+        f"| {m['best_warm_images_per_s']:.3f} | {m['load_s']:.1f} "
+        f"| {m['peak_rss_mib']:.0f} | {m['load_average']:.1f} |"
+    )
 
 
 def mean_of(measured: List[Dict]) -> Dict:
@@ -206,13 +242,21 @@ def compare(args) -> None:
         baseline, pipeline = mean_of(runs["baseline"]), mean_of(runs["pipeline"])
         print(f"\n### {size}, {args.images} images, mean of {args.repeat}\n{HEADER}")
         print(row(f"baseline: Keras predict, batches of {args.baseline_batch}", baseline))
-        print(row(f"pipeline: RunInference, batch {args.batch_size} "
-                  f"({pipeline['batches']:.0f} batches)", pipeline))
+        print(
+            row(
+                f"pipeline: RunInference, batch {args.batch_size} "
+                f"({pipeline['batches']:.0f} batches)",
+                pipeline,
+            )
+        )
         cold = pipeline["images_per_s"] / baseline["images_per_s"]
         warm = pipeline["warm_images_per_s"] / baseline["warm_images_per_s"]
         best = pipeline["best_warm_images_per_s"] / baseline["best_warm_images_per_s"]
-        print(f"\nratio pipeline/baseline images/s: warm {warm:.2f} (best runs {best:.2f}), "
-              f"cold {cold:.2f}", flush=True)
+        print(
+            f"\nratio pipeline/baseline images/s: warm {warm:.2f} (best runs {best:.2f}), "
+            f"cold {cold:.2f}",
+            flush=True,
+        )
 
 
 def sweep(args) -> None:
@@ -231,15 +275,26 @@ def sweep(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="640x480,224x224", help="network input sizes, WxH, comma-separated")
+    parser.add_argument(
+        "--sizes", default="640x480,224x224", help="network input sizes, WxH, comma-separated"
+    )
     parser.add_argument("--images", type=int, default=12, help="images per path and size")
-    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size,
-                        help="pipeline batch size (min = max)")
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=DEFAULTS.depth_batch_size,
+        help="pipeline batch size (min = max)",
+    )
     parser.add_argument("--baseline_batch", type=int, default=60, help="the original's batch size")
-    parser.add_argument("--target_batch_duration_s", type=float,
-                        default=DEFAULTS.depth_target_batch_duration_s)
-    parser.add_argument("--sweep", default=None, help="pipeline batch sizes to compare instead, e.g. 1,2,4,8")
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of each measurement (alternating order)")
+    parser.add_argument(
+        "--target_batch_duration_s", type=float, default=DEFAULTS.depth_target_batch_duration_s
+    )
+    parser.add_argument(
+        "--sweep", default=None, help="pipeline batch sizes to compare instead, e.g. 1,2,4,8"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="rounds of each measurement (alternating order)"
+    )
     parser.add_argument("--weights", default=None, help="nyu.h5 (default: seeded random weights)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child_path", choices=("baseline", "pipeline"), help=argparse.SUPPRESS)

@@ -18,6 +18,7 @@ needs.
 
     python bench/bench_depth_cores.py --size 640x480 --batches 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,17 +53,22 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
     from pipeline.options import parse_size
     from transforms.depth import DepthConfig, DepthModelHandler
 
-    config = DepthConfig(model="untrained", weights=None, seed=DEFAULTS.seed,
-                         batch_size=batch_size, min_batch_size=batch_size,
-                         target_batch_duration_s=DEFAULTS.depth_target_batch_duration_s,
-                         input_size=parse_size(size), encoding=DEFAULTS.depth_encoding,
-                         jpeg_quality=DEFAULTS.depth_quality,
-                         out_size=DATASET_SIZE)
+    config = DepthConfig(
+        model="untrained",
+        weights=None,
+        seed=DEFAULTS.seed,
+        batch_size=batch_size,
+        min_batch_size=batch_size,
+        target_batch_duration_s=DEFAULTS.depth_target_batch_duration_s,
+        input_size=parse_size(size),
+        encoding=DEFAULTS.depth_encoding,
+        jpeg_quality=DEFAULTS.depth_quality,
+        out_size=DATASET_SIZE,
+    )
     handler = DepthModelHandler(config)
     model = handler.load_model()
     rng = np.random.default_rng(os.getpid())
-    batch = [rng.integers(0, 256, (*DATASET_SIZE, 3), dtype=np.uint8)
-             for _ in range(batch_size)]
+    batch = [rng.integers(0, 256, (*DATASET_SIZE, 3), dtype=np.uint8) for _ in range(batch_size)]
     handler.run_inference(batch, model)  # traces the graph
     Path(ready_dir, str(os.getpid())).touch()
     while len(os.listdir(ready_dir)) < processes:
@@ -70,19 +76,41 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
     wall, cpu = time.perf_counter(), cpu_s()
     for _ in range(batches):
         assert len(handler.run_inference(batch, model)) == batch_size
-    print(json.dumps({"images": batches * batch_size, "wall_s": time.perf_counter() - wall,
-                      "cpu_s": cpu_s() - cpu}), flush=True)
+    print(
+        json.dumps(
+            {
+                "images": batches * batch_size,
+                "wall_s": time.perf_counter() - wall,
+                "cpu_s": cpu_s() - cpu,
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_processes(args, processes: int) -> Dict[str, float]:
     """`processes` children at once; the machine's images/s over the window
     in which all of them were timing, and CPU s per image."""
     ready = tempfile.mkdtemp(prefix="fgbg-depth-ready-")
-    command = [sys.executable, __file__, "--worker", "--size", args.size,
-               "--batch_size", str(args.batch_size), "--batches", str(args.batches),
-               "--ready_dir", ready, "--processes", str(processes)]
-    children = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 cwd=ROOT) for _ in range(processes)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--size",
+        args.size,
+        "--batch_size",
+        str(args.batch_size),
+        "--batches",
+        str(args.batches),
+        "--ready_dir",
+        ready,
+        "--processes",
+        str(processes),
+    ]
+    children = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+        for _ in range(processes)
+    ]
     results: List[Dict[str, float]] = []
     for child in children:
         out, _ = child.communicate()
@@ -90,21 +118,30 @@ def run_processes(args, processes: int) -> Dict[str, float]:
             raise RuntimeError(f"depth worker exited {child.returncode}")
         results.append(json.loads(out.decode().strip().splitlines()[-1]))
     images = sum(r["images"] for r in results)
-    return {"processes": processes, "images": images,
-            "images_per_s": sum(r["images"] / r["wall_s"] for r in results),
-            "cpu_s_per_image": sum(r["cpu_s"] for r in results) / images,
-            "slowest_wall_s": max(r["wall_s"] for r in results)}
+    return {
+        "processes": processes,
+        "images": images,
+        "images_per_s": sum(r["images"] / r["wall_s"] for r in results),
+        "cpu_s_per_image": sum(r["cpu_s"] for r in results) / images,
+        "slowest_wall_s": max(r["wall_s"] for r in results),
+    }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--size", default=DEFAULTS.depth_input_size, help="network input size WxH")
     parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
     parser.add_argument("--batches", type=int, default=4, help="timed batches per process")
-    parser.add_argument("--processes", type=int, default=os.cpu_count(),
-                        help="processes in the all-cores run (default: one per core)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count(),
+        help="processes in the all-cores run (default: one per core)",
+    )
     common.add_quiet_options(parser, retries=False)
     parser.add_argument("--name", default="depth_cores")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -120,17 +157,33 @@ def main(argv=None) -> int:
     common.wait_for_quiet_cpu(args.max_busy)
     print(f"[bench] {args.processes} processes at once", file=sys.stderr, flush=True)
     together = run_processes(args, args.processes)
-    rows = [[f"{run['processes']} process(es)", run["images"], f"{run['images_per_s']:.3f}",
-             f"{run['cpu_s_per_image']:.2f}"] for run in (alone, together)]
-    text = "\n".join([
-        common.header(["bench/bench_depth_cores.py", *(argv or sys.argv[1:])], load), "",
-        f"DenseDepth (seeded weights) at {args.size}, warm batches of {args.batch_size}, "
-        "the pipeline's run_inference (resize, network, post-processing).", "",
-        common.table(("run", "images", "images/s (machine)", "CPU s per image"), rows), "",
-        f"All cores / one process: **{together['images_per_s'] / alone['images_per_s']:.2f}x** "
-        "the images per second."])
-    common.save(args.name, text, {"alone": alone, "together": together, "args": vars(args),
-                                  "load_at_start": load})
+    rows = [
+        [
+            f"{run['processes']} process(es)",
+            run["images"],
+            f"{run['images_per_s']:.3f}",
+            f"{run['cpu_s_per_image']:.2f}",
+        ]
+        for run in (alone, together)
+    ]
+    text = "\n".join(
+        [
+            common.header(["bench/bench_depth_cores.py", *(argv or sys.argv[1:])], load),
+            "",
+            f"DenseDepth (seeded weights) at {args.size}, warm batches of {args.batch_size}, "
+            "the pipeline's run_inference (resize, network, post-processing).",
+            "",
+            common.table(("run", "images", "images/s (machine)", "CPU s per image"), rows),
+            "",
+            f"All cores / one process: **{together['images_per_s'] / alone['images_per_s']:.2f}x** "
+            "the images per second.",
+        ]
+    )
+    common.save(
+        args.name,
+        text,
+        {"alone": alone, "together": together, "args": vars(args), "load_at_start": load},
+    )
     return 0
 
 

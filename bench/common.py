@@ -4,6 +4,7 @@ process-tree memory/CPU monitor, and markdown output.
 Not a test module: the `bench/*.py` scripts import it (run them from the
 repository root as `python bench/<name>.py`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,15 +60,18 @@ def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, s
     bg_dir, fg_dir, mask_dir = folder / "bg", folder / "fg", folder / "fg_mask"
     for directory in (bg_dir, fg_dir, mask_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    scenes = [np.asarray(Image.open(path).convert("RGB").resize(BG_SIZE, Image.BICUBIC))
-              for path in sorted((DEMO / "bg").glob("*.jpg"))]
+    scenes = [
+        np.asarray(Image.open(path).convert("RGB").resize(BG_SIZE, Image.BICUBIC))
+        for path in sorted((DEMO / "bg").glob("*.jpg"))
+    ]
     for index in range(backgrounds):
         scene = scenes[index % len(scenes)]
         shifted = np.roll(scene, shift=(7 * (index // len(scenes))) % BG_SIZE[0], axis=1)
         if (index // len(scenes)) % 2:
             shifted = shifted[:, ::-1]
         Image.fromarray(np.ascontiguousarray(shifted)).save(
-            bg_dir / f"bg{index + 1}.jpg", quality=BG_QUALITY)
+            bg_dir / f"bg{index + 1}.jpg", quality=BG_QUALITY
+        )
     cutouts = sorted((DEMO / "fg").glob("*.png"))
     for index in range(foregrounds):
         source = cutouts[index % len(cutouts)]
@@ -76,8 +80,11 @@ def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, s
         mask = DEMO / "fg_mask" / f"mask_{source.name}"
         if mask.exists():
             shutil.copyfile(mask, mask_dir / f"mask_{name}")
-    return {"bg": str(bg_dir / "*.jpg"), "fg": str(fg_dir / "*.png"),
-            "fg_mask": str(mask_dir / "*.png")}
+    return {
+        "bg": str(bg_dir / "*.jpg"),
+        "fg": str(fg_dir / "*.png"),
+        "fg_mask": str(mask_dir / "*.png"),
+    }
 
 
 # --- process-tree monitor ---------------------------------------------------------------
@@ -169,9 +176,12 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_measured(command: Sequence[str], log_path: Optional[Path] = None,
-                 env: Optional[Dict[str, str]] = None,
-                 cwd: Optional[Path] = None) -> Dict[str, float]:
+def run_measured(
+    command: Sequence[str],
+    log_path: Optional[Path] = None,
+    env: Optional[Dict[str, str]] = None,
+    cwd: Optional[Path] = None,
+) -> Dict[str, float]:
     """Run a command to completion; wall s, CPU s of the whole tree (every
     descendant is reaped by its parent, so RUSAGE_CHILDREN includes them),
     peak summed RSS of the tree."""
@@ -183,8 +193,9 @@ def run_measured(command: Sequence[str], log_path: Optional[Path] = None,
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     start = time.perf_counter()
     try:
-        process = subprocess.Popen(list(command), cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   env=env)
+        process = subprocess.Popen(
+            list(command), cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         with TreeMonitor(process.pid) as monitor:
             code = process.wait()
     finally:
@@ -195,26 +206,53 @@ def run_measured(command: Sequence[str], log_path: Optional[Path] = None,
         tail = log_path.read_text()[-3000:] if log_path else ""
         raise RuntimeError(f"{' '.join(command)} exited {code}\n{tail}")
     cpu = children_cpu_s() - cpu_before
-    return {"wall_s": wall, "cpu_s": cpu,
-            # other jobs' CPU during the run: when it is not ~0 the run was disturbed
-            "others_cpu_s": max(0.0, machine_busy_s() - machine_before - cpu),
-            "peak_rss_mb": monitor.peak_rss / 2**20,
-            "peak_single_rss_mb": monitor.peak_single_rss / 2**20,
-            "peak_root_rss_mb": monitor.peak_root_rss / 2**20,
-            "processes": monitor.max_processes, "polled_cpu_s": monitor.cpu_s}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        # other jobs' CPU during the run: when it is not ~0 the run was disturbed
+        "others_cpu_s": max(0.0, machine_busy_s() - machine_before - cpu),
+        "peak_rss_mb": monitor.peak_rss / 2**20,
+        "peak_single_rss_mb": monitor.peak_single_rss / 2**20,
+        "peak_root_rss_mb": monitor.peak_root_rss / 2**20,
+        "processes": monitor.max_processes,
+        "polled_cpu_s": monitor.cpu_s,
+    }
 
 
 # --- the pipeline -----------------------------------------------------------------------
 
-ALL_CORES = ("--runner", "FnApiRunner", "--direct_num_workers", "0",
-             "--direct_running_mode", "multi_processing")
+ALL_CORES = (
+    "--runner",
+    "FnApiRunner",
+    "--direct_num_workers",
+    "0",
+    "--direct_running_mode",
+    "multi_processing",
+)
 
 
-def pipeline_command(globs: Dict[str, str], output: Path, tft: bool = False,
-                     extra: Sequence[str] = ()) -> List[str]:
-    command = [sys.executable, "-m", "pipeline.build", "--bg", globs["bg"], "--fg", globs["fg"],
-               "--fg_mask", globs["fg_mask"], "--output", str(output), "--depth_model", "none",
-               "--no_resume", "--progress_interval_s", "60", *ALL_CORES]
+def pipeline_command(
+    globs: Dict[str, str], output: Path, tft: bool = False, extra: Sequence[str] = ()
+) -> List[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.build",
+        "--bg",
+        globs["bg"],
+        "--fg",
+        globs["fg"],
+        "--fg_mask",
+        globs["fg_mask"],
+        "--output",
+        str(output),
+        "--depth_model",
+        "none",
+        "--no_resume",
+        "--progress_interval_s",
+        "60",
+        *ALL_CORES,
+    ]
     if not tft:
         command.append("--no_tft")
     return command + list(extra)
@@ -223,14 +261,20 @@ def pipeline_command(globs: Dict[str, str], output: Path, tft: bool = False,
 def export_tree(ref: str, folder: Path) -> Path:
     """The repository's files at git `ref`, under `folder` (no git state changes)."""
     folder.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", ref], cwd=ROOT, check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder
 
 
-def run_pipeline(globs: Dict[str, str], output: Path, tft: bool = False,
-                 extra: Sequence[str] = (), tree: Optional[Path] = None) -> Dict[str, object]:
+def run_pipeline(
+    globs: Dict[str, str],
+    output: Path,
+    tft: bool = False,
+    extra: Sequence[str] = (),
+    tree: Optional[Path] = None,
+) -> Dict[str, object]:
     """One build in a fresh output folder; measurements plus timings.json.
     `tree`: run another copy of the code (see export_tree) instead of this one."""
     if output.exists():
@@ -240,12 +284,12 @@ def run_pipeline(globs: Dict[str, str], output: Path, tft: bool = False,
     env = None
     if tree is not None:
         env = dict(os.environ, PYTHONPATH=str(tree))
-    measured = run_measured(pipeline_command(globs, output, tft, extra), log, env=env,
-                            cwd=tree)
+    measured = run_measured(pipeline_command(globs, output, tft, extra), log, env=env, cwd=tree)
     timings = json.loads((output / "timings.json").read_text())
     manifest = json.loads((output / "manifest.json").read_text())
-    measured.update(samples=manifest["counts"]["samples"], timings=timings,
-                    pipeline_wall_s=timings["wall_s"])
+    measured.update(
+        samples=manifest["counts"]["samples"], timings=timings, pipeline_wall_s=timings["wall_s"]
+    )
     return measured
 
 
@@ -271,12 +315,19 @@ RETRIES = 3
 
 def add_quiet_options(parser: argparse.ArgumentParser, retries: bool = True) -> None:
     """--max_busy (and --retries) for a bench script, with the defaults above."""
-    parser.add_argument("--max_busy", type=float, default=MAX_BUSY,
-                        help="wait until other jobs use fewer cores than this")
+    parser.add_argument(
+        "--max_busy",
+        type=float,
+        default=MAX_BUSY,
+        help="wait until other jobs use fewer cores than this",
+    )
     if retries:
-        parser.add_argument("--retries", type=int, default=RETRIES,
-                            help="rerun a measurement disturbed by other jobs up to this "
-                                 "often")
+        parser.add_argument(
+            "--retries",
+            type=int,
+            default=RETRIES,
+            help="rerun a measurement disturbed by other jobs up to this often",
+        )
 
 
 def wait_for_quiet_cpu(max_busy: float = MAX_BUSY, timeout_s: float = 1800.0) -> float:
@@ -287,13 +338,20 @@ def wait_for_quiet_cpu(max_busy: float = MAX_BUSY, timeout_s: float = 1800.0) ->
         busy = busy_cores()
         if busy < max_busy or time.monotonic() > deadline:
             return busy
-        print(f"[bench] waiting for a quiet CPU: {busy:.2f} cores busy >= {max_busy}",
-              file=sys.stderr, flush=True)
+        print(
+            f"[bench] waiting for a quiet CPU: {busy:.2f} cores busy >= {max_busy}",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(5)
 
 
-def quietly(measure: Callable[[], Dict], max_busy: float = MAX_BUSY, retries: int = RETRIES,
-            tolerance: float = 0.05) -> Dict:
+def quietly(
+    measure: Callable[[], Dict],
+    max_busy: float = MAX_BUSY,
+    retries: int = RETRIES,
+    tolerance: float = 0.05,
+) -> Dict:
     """Run `measure()` (returning a dict with cpu_s and others_cpu_s) when the
     machine is quiet; when other jobs took more than `tolerance` of the CPU it
     used meanwhile, try again (up to `retries` times) and keep the least
@@ -308,8 +366,12 @@ def quietly(measure: Callable[[], Dict], max_busy: float = MAX_BUSY, retries: in
             best = result
         if disturbed <= tolerance:
             break
-        print(f"[bench] disturbed: other jobs used {result['others_cpu_s']:.1f} CPU s "
-              f"meanwhile; again", file=sys.stderr, flush=True)
+        print(
+            f"[bench] disturbed: other jobs used {result['others_cpu_s']:.1f} CPU s "
+            f"meanwhile; again",
+            file=sys.stderr,
+            flush=True,
+        )
     return best
 
 
@@ -327,8 +389,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cores} cores ({cpu}), {memory_gb:.0f} GB RAM, no GPU, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{cores} cores ({cpu}), {memory_gb:.0f} GB RAM, no GPU, Python {platform.python_version()}"
+    )
 
 
 def header(argv: Sequence[str], load: Optional[float] = None) -> str:
@@ -338,8 +401,7 @@ def header(argv: Sequence[str], load: Optional[float] = None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" for _ in headers) + "|"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 

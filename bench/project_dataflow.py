@@ -24,6 +24,7 @@ https://cloud.google.com/dataflow/pricing before quoting them.
 
     python bench/project_dataflow.py --samples 400000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,33 +40,59 @@ from bench import common  # noqa: E402
 from pipeline.dataflow import DEFAULT_MACHINE_TYPE, DEFAULT_MAX_NUM_WORKERS  # noqa: E402
 
 MACHINES = {  # vCPUs, GB
-    "n1-standard-1": (1, 3.75), "n1-standard-4": (4, 15.0), "n1-standard-8": (8, 30.0),
+    "n1-standard-1": (1, 3.75),
+    "n1-standard-4": (4, 15.0),
+    "n1-standard-8": (8, 30.0),
 }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--samples", type=int, default=400_000)
     parser.add_argument("--results", default=str(common.RESULTS / "compositing.json"))
-    parser.add_argument("--machine", default=DEFAULT_MACHINE_TYPE, choices=sorted(MACHINES),
-                        help="worker type (default: the pipeline's Dataflow default)")
-    parser.add_argument("--k", type=float, default=1.5,
-                        help="N1 vCPU CPU time relative to this machine's cores")
-    parser.add_argument("--e", type=float, default=0.8,
-                        help="fraction of worker time spent on samples")
+    parser.add_argument(
+        "--machine",
+        default=DEFAULT_MACHINE_TYPE,
+        choices=sorted(MACHINES),
+        help="worker type (default: the pipeline's Dataflow default)",
+    )
+    parser.add_argument(
+        "--k", type=float, default=1.5, help="N1 vCPU CPU time relative to this machine's cores"
+    )
+    parser.add_argument(
+        "--e", type=float, default=0.8, help="fraction of worker time spent on samples"
+    )
     parser.add_argument("--vcpu_hour", type=float, default=0.056, help="$ per vCPU-hour")
     parser.add_argument("--gb_hour", type=float, default=0.003557, help="$ per GB-hour")
     parser.add_argument("--disk_gb", type=float, default=25, help="disk GB per worker")
-    parser.add_argument("--disk_gb_hour", type=float, default=0.000054,
-                        help="$ per GB-hour of standard persistent disk")
-    parser.add_argument("--workers", type=int, default=DEFAULT_MAX_NUM_WORKERS,
-                        help="for the wall-time line (default: the pipeline's worker cap)")
-    parser.add_argument("--depth_cpu_s_per_image", type=float, default=None,
-                        help="measured DenseDepth CPU s per image (bench/results/depth.md)")
-    parser.add_argument("--depth_images_per_s", type=float, default=None,
-                        help="measured DenseDepth images/s on one GPU")
+    parser.add_argument(
+        "--disk_gb_hour",
+        type=float,
+        default=0.000054,
+        help="$ per GB-hour of standard persistent disk",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_MAX_NUM_WORKERS,
+        help="for the wall-time line (default: the pipeline's worker cap)",
+    )
+    parser.add_argument(
+        "--depth_cpu_s_per_image",
+        type=float,
+        default=None,
+        help="measured DenseDepth CPU s per image (bench/results/depth.md)",
+    )
+    parser.add_argument(
+        "--depth_images_per_s",
+        type=float,
+        default=None,
+        help="measured DenseDepth images/s on one GPU",
+    )
     parser.add_argument("--gpu_hour", type=float, default=0.35, help="$ per GPU-hour (T4)")
     parser.add_argument("--name", default="projection")
     args = parser.parse_args(argv)
@@ -78,19 +105,25 @@ def main(argv=None) -> int:
     vcpus, gb = MACHINES[args.machine]
     worker_hour = vcpus * args.vcpu_hour + gb * args.gb_hour + args.disk_gb * args.disk_gb_hour
     lines: List[str] = [
-        common.header(["bench/project_dataflow.py", *(argv or sys.argv[1:])]), "",
+        common.header(["bench/project_dataflow.py", *(argv or sys.argv[1:])]),
+        "",
         f"Measured inputs (`{Path(args.results).resolve().relative_to(ROOT)}`, {result['samples']} "
-        f"samples on this machine):", "",
+        f"samples on this machine):",
+        "",
         f"- c = {c:.5f} CPU s/sample: composites-only build (compose, encode, write, exact "
         "stats, TFRecords, CSVs, resume records, Beam overhead), whole process tree, fixed "
         "start-up removed",
         f"- t = {t:.5f} CPU s/sample: TFT analysis (whole-build difference, TFT's own start-up "
-        "included)" if t else "- t = not measured (bench_compositing.py --tft)",
+        "included)"
+        if t
+        else "- t = not measured (bench_compositing.py --tft)",
         f"- assumed: k = {args.k} (N1 vCPU vs this machine), e = {args.e} (worker time on "
-        "samples), as in docs/running-on-gcp.md", "",
+        "samples), as in docs/running-on-gcp.md",
+        "",
         f"$ per {args.machine} worker-hour = {vcpus} x ${args.vcpu_hour} + {gb} GB x "
         f"${args.gb_hour} + {args.disk_gb:.0f} GB x ${args.disk_gb_hour} = "
-        f"**${worker_hour:.3f}**", "",
+        f"**${worker_hour:.3f}**",
+        "",
     ]
     rows = []
     total_cost = total_hours = 0.0
@@ -102,34 +135,51 @@ def main(argv=None) -> int:
         cost = worker_h * worker_hour
         total_cost += cost
         total_hours += worker_h
-        rows.append([label, f"{n:,} x {cpu_s:.5f} x {args.k} / 3600 / {args.e} = "
-                     f"{vcpu_h:.2f}", f"{worker_h:.2f}", f"${cost:.2f}"])
+        rows.append(
+            [
+                label,
+                f"{n:,} x {cpu_s:.5f} x {args.k} / 3600 / {args.e} = {vcpu_h:.2f}",
+                f"{worker_h:.2f}",
+                f"${cost:.2f}",
+            ]
+        )
 
     add("composites, masks, stats, TFRecords, CSVs (c)", c)
     if t:
         add("TFT analysis (t)", t)
     if args.depth_cpu_s_per_image:
         add("depth on CPU (d)", args.depth_cpu_s_per_image)
-    lines.append(common.table(("part", "vCPU-hours", f"worker-hours ({args.machine})",
-                               "cost"), rows))
+    lines.append(
+        common.table(("part", "vCPU-hours", f"worker-hours ({args.machine})", "cost"), rows)
+    )
     lines.append("")
     if args.depth_images_per_s:
         gpu_h = n / args.depth_images_per_s / 3600
         cost = gpu_h * (args.gpu_hour + worker_hour)
         total_cost += cost
-        lines.append(f"Depth on GPU: {n:,} / {args.depth_images_per_s} images/s / 3600 = "
-                     f"{gpu_h:.2f} GPU worker-hours x (${args.gpu_hour} GPU + "
-                     f"${worker_hour:.3f} worker) = ${cost:.2f}.")
+        lines.append(
+            f"Depth on GPU: {n:,} / {args.depth_images_per_s} images/s / 3600 = "
+            f"{gpu_h:.2f} GPU worker-hours x (${args.gpu_hour} GPU + "
+            f"${worker_hour:.3f} worker) = ${cost:.2f}."
+        )
     elif not args.depth_cpu_s_per_image:
-        lines.append("Depth: **not included: fill from bench/results/depth.md** "
-                     "(`--depth_cpu_s_per_image` for CPU workers, `--depth_images_per_s` for "
-                     "a GPU worker).")
-    lines += ["", f"Total: **${total_cost:.2f}**; {total_hours:.2f} CPU worker-hours, about "
-              f"{60 * total_hours / args.workers:.0f} min on {args.workers} workers plus "
-              "start-up. Not included: Cloud Storage operations and storage, Dataflow "
-              "Shuffle (one handle of about 1 KB per pair of 40 samples), worker start-up."]
-    common.save(args.name, "\n".join(lines), {"c": c, "t": t, "rows": rows,
-                                              "total_cost": total_cost, "args": vars(args)})
+        lines.append(
+            "Depth: **not included: fill from bench/results/depth.md** "
+            "(`--depth_cpu_s_per_image` for CPU workers, `--depth_images_per_s` for "
+            "a GPU worker)."
+        )
+    lines += [
+        "",
+        f"Total: **${total_cost:.2f}**; {total_hours:.2f} CPU worker-hours, about "
+        f"{60 * total_hours / args.workers:.0f} min on {args.workers} workers plus "
+        "start-up. Not included: Cloud Storage operations and storage, Dataflow "
+        "Shuffle (one handle of about 1 KB per pair of 40 samples), worker start-up.",
+    ]
+    common.save(
+        args.name,
+        "\n".join(lines),
+        {"c": c, "t": t, "rows": rows, "total_cost": total_cost, "args": vars(args)},
+    )
     return 0
 
 

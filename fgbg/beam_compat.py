@@ -13,6 +13,7 @@ tests/test_beam_compat.py fails naming it.
   job carries, for dry-run job files (a private constant of Beam's Dataflow
   API client).
 """
+
 from __future__ import annotations
 
 import argparse

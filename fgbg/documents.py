@@ -9,6 +9,7 @@ tolerating the fields that datasets built by earlier versions lack.
 The keys are the on-disk format and keep their published spelling (e.g.
 stats.json's `notes.normalisation_splits`); field names follow the code's.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,8 +59,12 @@ class DepthInfo:
     def to_json(self) -> Json:
         if self.model == "none":
             return {"model": self.model, "note": self.note}
-        document: Json = {"model": self.model, "weights": self.weights,
-                          "encoding": self.encoding, "input_size": self.input_size}
+        document: Json = {
+            "model": self.model,
+            "weights": self.weights,
+            "encoding": self.encoding,
+            "input_size": self.input_size,
+        }
         if self.warning:
             document["warning"] = self.warning
         return document
@@ -98,13 +103,15 @@ class Manifest:
 
     @classmethod
     def from_json(cls, document: Json) -> "Manifest":
-        return cls(**{
-            **document,
-            "counts": Counts(**document["counts"]),
-            "rejects": [RejectedFile(**reject) for reject in document["rejects"]],
-            "depth": DepthInfo(**document["depth"]),
-            "files": Files(**document["files"]),
-        })
+        return cls(
+            **{
+                **document,
+                "counts": Counts(**document["counts"]),
+                "rejects": [RejectedFile(**reject) for reject in document["rejects"]],
+                "depth": DepthInfo(**document["depth"]),
+                "files": Files(**document["files"]),
+            }
+        )
 
     @property
     def depth_encoding(self) -> str:
@@ -133,17 +140,22 @@ class StatsNotes:
     normalization_splits: Optional[List[str]]  # None in datasets built before splits
     normalization: Optional[str]
 
-    _KEYS = {"normalization_splits": "normalisation_splits",
-             "normalization": "normalisation"}
+    _KEYS = {"normalization_splits": "normalisation_splits", "normalization": "normalisation"}
 
     def to_json(self) -> Json:
-        return {self._KEYS.get(field.name, field.name): getattr(self, field.name)
-                for field in dataclasses.fields(self)}
+        return {
+            self._KEYS.get(field.name, field.name): getattr(self, field.name)
+            for field in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_json(cls, document: Json) -> "StatsNotes":
-        return cls(**{field.name: document.get(cls._KEYS.get(field.name, field.name))
-                      for field in dataclasses.fields(cls)})
+        return cls(
+            **{
+                field.name: document.get(cls._KEYS.get(field.name, field.name))
+                for field in dataclasses.fields(cls)
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,22 +169,27 @@ class Stats:
 
     def to_json(self) -> Json:
         document: Json = {kind: dataclasses.asdict(stats) for kind, stats in self.kinds.items()}
-        document["splits"] = {split: {kind: dataclasses.asdict(stats)
-                                      for kind, stats in kinds.items()}
-                              for split, kinds in self.splits.items()}
+        document["splits"] = {
+            split: {kind: dataclasses.asdict(stats) for kind, stats in kinds.items()}
+            for split, kinds in self.splits.items()
+        }
         document["notes"] = self.notes.to_json()
         return document
 
     @classmethod
     def from_json(cls, document: Json) -> "Stats":
         def kinds_of(part: Json) -> Dict[str, ChannelStats]:
-            return {kind: ChannelStats(**value) for kind, value in part.items()
-                    if kind not in ("splits", "notes")}
+            return {
+                kind: ChannelStats(**value)
+                for kind, value in part.items()
+                if kind not in ("splits", "notes")
+            }
 
-        return cls(kinds=kinds_of(document),
-                   splits={split: kinds_of(part)
-                           for split, part in document.get("splits", {}).items()},
-                   notes=StatsNotes.from_json(document.get("notes", {})))
+        return cls(
+            kinds=kinds_of(document),
+            splits={split: kinds_of(part) for split, part in document.get("splits", {}).items()},
+            notes=StatsNotes.from_json(document.get("notes", {})),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +207,11 @@ class Timings:
 
     @classmethod
     def from_json(cls, document: Json) -> "Timings":
-        return cls(wall_s=document["wall_s"], cpu_s_by_stage=document["cpu_s_by_stage"],
-                   counters=document.get("counters", {}))
+        return cls(
+            wall_s=document["wall_s"],
+            cpu_s_by_stage=document["cpu_s_by_stage"],
+            counters=document.get("counters", {}),
+        )
 
 
 def write_manifest(root: str, manifest: Manifest) -> None:

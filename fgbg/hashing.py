@@ -5,6 +5,7 @@ Python's built-in `hash()` is salted per process, so it would give different
 placements on different workers and reruns. SHA-256 of a canonical string does
 not.
 """
+
 from __future__ import annotations
 
 import hashlib

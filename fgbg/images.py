@@ -1,5 +1,6 @@
 """Image bytes: the one place arrays become JPEG or PNG files, and how many
 channels each image kind of a sample has."""
+
 from __future__ import annotations
 
 import io

@@ -3,6 +3,7 @@
 The layout is the original dataset's, so existing consumers keep working:
 `bg/<bg>.jpg` and `<bg>/<fg>/{overlay,mask,depth}/<n>.<ext>`.
 """
+
 import os
 import re
 from typing import Tuple
@@ -22,8 +23,19 @@ TFRECORD_DIR = "tfrecords"
 TRANSFORM_DIR = "transform"
 # Everything at the root besides the background folders (which are named
 # after the backgrounds), so that no background can take one of these names.
-ROOT_NAMES = (BACKGROUND_DIR, LABEL_CSV, SAMPLES_CSV, REJECTS_CSV, STATS_JSON, MANIFEST_JSON,
-              TIMINGS_JSON, REPORT_HTML, SAMPLES_PNG, TFRECORD_DIR, TRANSFORM_DIR)
+ROOT_NAMES = (
+    BACKGROUND_DIR,
+    LABEL_CSV,
+    SAMPLES_CSV,
+    REJECTS_CSV,
+    STATS_JSON,
+    MANIFEST_JSON,
+    TIMINGS_JSON,
+    REPORT_HTML,
+    SAMPLES_PNG,
+    TFRECORD_DIR,
+    TRANSFORM_DIR,
+)
 
 
 def background_path(stem: str) -> str:
@@ -54,5 +66,4 @@ def resolve(root: str, relative: str) -> str:
 
 def natural_key(text: str) -> Tuple:
     """'bg10' after 'bg9': digit runs compare as numbers."""
-    return tuple(int(part) if part.isdigit() else part
-                 for part in re.split(r"(\d+)", text))
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))

@@ -2,6 +2,7 @@
 squares) as Python ints, so that adding them is exact and independent of
 order. Every mean and std fgbg reports or normalises with comes from these.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,7 @@ def pixel_moments(pixels: np.ndarray) -> Moments:
     channels = pixels.reshape(pixels.shape[0] * pixels.shape[1], -1).astype(np.int64)
     sums = channels.sum(axis=0)
     squares = np.einsum("ij,ij->j", channels, channels)
-    return (int(channels.shape[0]), tuple(int(v) for v in sums),
-            tuple(int(v) for v in squares))
+    return (int(channels.shape[0]), tuple(int(v) for v in sums), tuple(int(v) for v in squares))
 
 
 # 8-bit multi-channel modes, whose moments come from Pillow's per-channel
@@ -39,8 +39,11 @@ _SQUARES = _VALUES * _VALUES
 def histogram_moments(histogram: List[int], pixels: int, channels: int) -> Moments:
     """Moments from a per-channel 256-bin histogram (Pillow's layout)."""
     counts = np.asarray(histogram, dtype=np.int64).reshape(channels, 256)
-    return (pixels, tuple(int(v) for v in counts @ _VALUES),
-            tuple(int(v) for v in counts @ _SQUARES))
+    return (
+        pixels,
+        tuple(int(v) for v in counts @ _VALUES),
+        tuple(int(v) for v in counts @ _SQUARES),
+    )
 
 
 def encoded_moments(encoded: bytes) -> Moments:
@@ -58,12 +61,16 @@ def encoded_moments(encoded: bytes) -> Moments:
 
 
 def add_moments(a: Moments, b: Moments) -> Moments:
-    return (a[0] + b[0], tuple(x + y for x, y in zip(a[1], b[1])),
-            tuple(x + y for x, y in zip(a[2], b[2])))
+    return (
+        a[0] + b[0],
+        tuple(x + y for x, y in zip(a[1], b[1])),
+        tuple(x + y for x, y in zip(a[2], b[2])),
+    )
 
 
-def add_to_totals(totals: Dict[Hashable, Moments], key: Hashable,
-                  moments: Moments) -> Dict[Hashable, Moments]:
+def add_to_totals(
+    totals: Dict[Hashable, Moments], key: Hashable, moments: Moments
+) -> Dict[Hashable, Moments]:
     """Adds one image's moments to the totals under `key` (a kind, or a
     (split, kind)), in place; returns the totals."""
     totals[key] = add_moments(totals[key], moments) if key in totals else moments

@@ -10,6 +10,7 @@ reused as they are (no compositing, no depth inference, no rewrite). A
 killed run thus loses at most the pairs in flight, and adding inputs
 computes only the new pairs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,18 @@ def options_fingerprint(options: Dict[str, object]) -> str:
 
 
 def pair_key(fingerprint: str, background: Background, foreground: Foreground) -> str:
-    return text_digest("\x1f".join((fingerprint, background.stem, background.digest,
-                                     background.split, foreground.stem, foreground.digest)))
+    return text_digest(
+        "\x1f".join(
+            (
+                fingerprint,
+                background.stem,
+                background.digest,
+                background.split,
+                foreground.stem,
+                foreground.digest,
+            )
+        )
+    )
 
 
 def record_path(root: str, bg_stem: str, fg_stem: str) -> str:
@@ -40,27 +51,39 @@ def record_path(root: str, bg_stem: str, fg_stem: str) -> str:
 
 
 def row_to_dict(row: SampleRow) -> Dict[str, object]:
-    return {"placement": dataclasses.asdict(row.placement), "split": row.split,
-            "bg_path": row.bg_path, "overlay_path": row.overlay_path,
-            "mask_path": row.mask_path, "depth_path": row.depth_path,
-            "moments": {kind: [m[0], list(m[1]), list(m[2])]
-                        for kind, m in sorted(row.moments.items())}}
+    return {
+        "placement": dataclasses.asdict(row.placement),
+        "split": row.split,
+        "bg_path": row.bg_path,
+        "overlay_path": row.overlay_path,
+        "mask_path": row.mask_path,
+        "depth_path": row.depth_path,
+        "moments": {
+            kind: [m[0], list(m[1]), list(m[2])] for kind, m in sorted(row.moments.items())
+        },
+    }
 
 
 def row_from_dict(data: Dict[str, object]) -> SampleRow:
     return SampleRow(
-        placement=Placement(**data["placement"]), split=data["split"],
-        bg_path=data["bg_path"], overlay_path=data["overlay_path"],
-        mask_path=data["mask_path"], depth_path=data["depth_path"],
-        moments={kind: (m[0], tuple(m[1]), tuple(m[2])) for kind, m in data["moments"].items()})
+        placement=Placement(**data["placement"]),
+        split=data["split"],
+        bg_path=data["bg_path"],
+        overlay_path=data["overlay_path"],
+        mask_path=data["mask_path"],
+        depth_path=data["depth_path"],
+        moments={kind: (m[0], tuple(m[1]), tuple(m[2])) for kind, m in data["moments"].items()},
+    )
 
 
 def write_pair_record(root: str, key: str, rows: List[SampleRow]) -> None:
     ordered = sorted(rows, key=lambda row: row.placement.number)
     first = ordered[0].placement
     document = {"pair_key": key, "rows": [row_to_dict(row) for row in ordered]}
-    write_file(record_path(root, first.bg_stem, first.fg_stem),
-               (json.dumps(document, sort_keys=True) + "\n").encode())
+    write_file(
+        record_path(root, first.bg_stem, first.fg_stem),
+        (json.dumps(document, sort_keys=True) + "\n").encode(),
+    )
 
 
 def parse_record(data: bytes) -> Tuple[str, List[SampleRow]]:
@@ -70,8 +93,7 @@ def parse_record(data: bytes) -> Tuple[str, List[SampleRow]]:
     return document["pair_key"], [row_from_dict(row) for row in document["rows"]]
 
 
-def read_record(root: str, bg_stem: str, fg_stem: str
-                ) -> Optional[Tuple[str, List[SampleRow]]]:
+def read_record(root: str, bg_stem: str, fg_stem: str) -> Optional[Tuple[str, List[SampleRow]]]:
     """The pair's recorded key and rows; None when there is no record, or one
     that cannot be read or parsed (it counts as absent: the pair is simply
     made again)."""
@@ -84,8 +106,9 @@ def read_record(root: str, bg_stem: str, fg_stem: str
         return None
 
 
-def finished_rows(root: str, bg_stem: str, fg_stem: str, key: str,
-                  expected: int) -> Optional[List[SampleRow]]:
+def finished_rows(
+    root: str, bg_stem: str, fg_stem: str, key: str, expected: int
+) -> Optional[List[SampleRow]]:
     """The pair's recorded rows when its record matches `key`, else None."""
     recorded = read_record(root, bg_stem, fg_stem)
     if recorded is None:
@@ -102,11 +125,15 @@ def pair_rows(root: str, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRo
         try:
             _, rows = parse_record(data)
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}: unreadable pair record ({error!r}); was the output "
-                             "changed during the build?") from error
+            raise ValueError(
+                f"{path}: unreadable pair record ({error!r}); was the output "
+                "changed during the build?"
+            ) from error
         if len(rows) != pair.samples:
-            raise ValueError(f"{path}: {len(rows)} rows recorded, {pair.samples} written; "
-                             "was the output changed during the build?")
+            raise ValueError(
+                f"{path}: {len(rows)} rows recorded, {pair.samples} written; "
+                "was the output changed during the build?"
+            )
         yield rows
 
 
@@ -117,5 +144,10 @@ def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:
     for row in rows:
         for kind, moments in row.moments.items():
             add_to_totals(totals, kind, moments)
-    return WrittenPair(bg_stem=first.placement.bg_stem, fg_stem=first.placement.fg_stem,
-                       split=first.split, samples=len(rows), moments=totals)
+    return WrittenPair(
+        bg_stem=first.placement.bg_stem,
+        fg_stem=first.placement.fg_stem,
+        split=first.split,
+        samples=len(rows),
+        moments=totals,
+    )

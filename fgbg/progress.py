@@ -6,6 +6,7 @@ instance therefore keeps its own count in a tiny file of a shared local
 folder, rewritten at most once a second; the launcher's ProgressReporter
 sums the files.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,8 +82,10 @@ class ProgressReporter:
         rate = done / elapsed if elapsed > 0 else 0.0
         remaining = max(self._expected - done, 0)
         eta = f"{remaining / rate:.0f}s" if rate > 0 else "unknown"
-        return (f"progress: {done}/{self._expected} samples, {rate:.1f} samples/s, "
-                f"elapsed {elapsed:.0f}s, ETA {eta}")
+        return (
+            f"progress: {done}/{self._expected} samples, {rate:.1f} samples/s, "
+            f"elapsed {elapsed:.0f}s, ETA {eta}"
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):

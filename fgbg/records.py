@@ -19,6 +19,7 @@ FEATURE_SPEC documents the record layout:
 Writing needs no TensorFlow; the parsing specs and decoders below import it
 when called.
 """
+
 from __future__ import annotations
 
 import struct
@@ -33,8 +34,17 @@ _CRC_MASK_DELTA = 0xA282EAD8
 
 INT_FEATURES = ("number", "flip", "x", "y", "w", "h")
 MOMENT_KINDS = ("background", "overlay")
-BYTES_FEATURES = ("id", "bg", "fg", "split", "background", "overlay", "mask", "depth",
-                  "depth_encoding")
+BYTES_FEATURES = (
+    "id",
+    "bg",
+    "fg",
+    "split",
+    "background",
+    "overlay",
+    "mask",
+    "depth",
+    "depth_encoding",
+)
 FLOAT_FEATURES = ("scale",)
 
 
@@ -46,8 +56,12 @@ def masked_crc32c(data: bytes) -> int:
 def frame_record(data: bytes) -> bytes:
     """One TFRecord: length, its masked CRC, the data, the data's masked CRC."""
     length = struct.pack("<Q", len(data))
-    return (length + struct.pack("<I", masked_crc32c(length)) + data
-            + struct.pack("<I", masked_crc32c(data)))
+    return (
+        length
+        + struct.pack("<I", masked_crc32c(length))
+        + data
+        + struct.pack("<I", masked_crc32c(data))
+    )
 
 
 def moments_feature(kind: str) -> str:
@@ -65,8 +79,12 @@ def feature_spec() -> Dict[str, object]:
     import tensorflow as tf
 
     spec: Dict[str, object] = {name: tf.io.FixedLenFeature([], tf.int64) for name in INT_FEATURES}
-    spec.update({moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * CHANNELS[kind]], tf.int64)
-                 for kind in MOMENT_KINDS})
+    spec.update(
+        {
+            moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * CHANNELS[kind]], tf.int64)
+            for kind in MOMENT_KINDS
+        }
+    )
     spec.update({name: tf.io.FixedLenFeature([], tf.string) for name in BYTES_FEATURES})
     spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_FEATURES})
     return spec
@@ -114,7 +132,8 @@ def _example(features: Dict[str, FeatureValue]) -> bytes:
     """
     entries = b"".join(
         _field(1, _field(1, name.encode()) + _field(2, _feature(features[name])))
-        for name in sorted(features, key=_upb_map_order))
+        for name in sorted(features, key=_upb_map_order)
+    )
     return _field(1, entries)
 
 
@@ -125,8 +144,9 @@ def _upb_map_order(name: str) -> List[int]:
     return [*name.encode(), 256]
 
 
-def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str,
-                   background_moments: Moments) -> bytes:
+def sample_example(
+    row: SampleRow, images: Dict[str, bytes], depth_encoding: str, background_moments: Moments
+) -> bytes:
     """Serialized tf.train.Example of one written sample; `images` maps
     background, overlay, mask and depth to encoded bytes (b"" for no depth)."""
     placement = row.placement
@@ -137,15 +157,16 @@ def sample_example(row: SampleRow, images: Dict[str, bytes], depth_encoding: str
         "split": row.split.encode(),
         "number": placement.number,
         "flip": int(placement.flip),
-        "x": placement.x, "y": placement.y,
-        "w": placement.w, "h": placement.h,
+        "x": placement.x,
+        "y": placement.y,
+        "w": placement.w,
+        "h": placement.h,
         "scale": float(placement.scale),
         "depth_encoding": depth_encoding.encode(),
     }
     features.update({kind: images[kind] for kind in ("background", "overlay", "mask", "depth")})
     moments = {"background": background_moments, "overlay": row.moments["overlay"]}
-    features.update({moments_feature(kind): flat_moments(moments[kind])
-                     for kind in MOMENT_KINDS})
+    features.update({moments_feature(kind): flat_moments(moments[kind]) for kind in MOMENT_KINDS})
     return _example(features)
 
 
@@ -155,8 +176,7 @@ def moments_example(moments: Dict[str, Moments], image_kinds: Sequence[str]) -> 
     reads (transforms/normalization.py). Its sums equal the sums over the
     samples' own records, because moments add."""
     features: Dict[str, FeatureValue] = {kind: b"" for kind in image_kinds}
-    features.update({moments_feature(kind): flat_moments(moments[kind])
-                     for kind in MOMENT_KINDS})
+    features.update({moments_feature(kind): flat_moments(moments[kind]) for kind in MOMENT_KINDS})
     return _example(features)
 
 
@@ -167,8 +187,12 @@ def raw_feature_spec(with_depth: bool) -> Dict[str, object]:
 
     names = [kind for kind in CHANNELS if with_depth or kind != "depth"]
     spec: Dict[str, object] = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
-    spec.update({moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * CHANNELS[kind]], tf.int64)
-                 for kind in MOMENT_KINDS})
+    spec.update(
+        {
+            moments_feature(kind): tf.io.FixedLenFeature([1 + 2 * CHANNELS[kind]], tf.int64)
+            for kind in MOMENT_KINDS
+        }
+    )
     return spec
 
 
@@ -188,4 +212,5 @@ def decode_exact(encoded, channels: int, dtype=None):
     return tf.cond(
         tf.io.is_jpeg(encoded),
         lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_png(encoded, channels=channels))
+        lambda: tf.io.decode_png(encoded, channels=channels),
+    )

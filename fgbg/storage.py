@@ -5,6 +5,7 @@ renamed into place; on object stores (gs://) an upload only becomes visible
 when it completes. Either way a crash leaves no partial file under its final
 name.
 """
+
 from __future__ import annotations
 
 import collections
@@ -107,10 +108,13 @@ def list_folder(path: str) -> List[str]:
     '.../', which some tools create)."""
     folder = path.rstrip("/")
     if is_local(folder):
-        return [os.path.relpath(os.path.join(parent, name), folder).replace(os.sep, "/")
-                for parent, _, names in os.walk(folder) for name in names]
+        return [
+            os.path.relpath(os.path.join(parent, name), folder).replace(os.sep, "/")
+            for parent, _, names in os.walk(folder)
+            for name in names
+        ]
     found = FileSystems.match([f"{literal_pattern(folder)}/**"])[0].metadata_list
-    names = (metadata.path[len(folder) + 1:] for metadata in found)
+    names = (metadata.path[len(folder) + 1 :] for metadata in found)
     return [name for name in names if name and not name.endswith("/")]
 
 

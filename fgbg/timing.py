@@ -4,6 +4,7 @@ In a fused stage a DoFn's `yield` runs the downstream DoFns before it
 returns, so timing a whole `process` call would charge a stage for its
 consumers' work. `timed_items` times only the production of each item.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -22,6 +22,7 @@ local or gs://), so importing this module imports neither Beam nor
 TensorFlow, and changes nothing in the caller's process; TensorFlow and
 tensorflow-transform are imported when a reader is called.
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,9 +38,16 @@ INPUT_FEATURES = ("background", "overlay")
 TARGET_FEATURES = ("mask", "depth")
 
 
-def training_dataset(output: str, split: str, batch_size: int = 32, shuffle_buffer: int = 0,
-                     seed: int = 0, repeat: bool = False, drop_remainder: bool = False,
-                     prefetch: bool = True):
+def training_dataset(
+    output: str,
+    split: str,
+    batch_size: int = 32,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    prefetch: bool = True,
+):
     """`tf.data.Dataset` of `(inputs, targets)` dict pairs for one split.
 
     inputs: background, overlay (float32, standardised per channel).
@@ -104,15 +112,21 @@ def label_csv_dataset(csv_path: str, base_dir: Optional[str] = None):
         inside = rows[0][0].split("/", 1)[0] == posixpath.basename(folder)
         base_dir = posixpath.dirname(folder) if inside else folder
     with_depth = all(len(row) > 3 and row[3] for row in rows)
-    columns = {name: [layout.resolve(base_dir, row[index]) for row in rows]
-               for index, name in enumerate(("background", "overlay", "mask", "depth"))
-               if name != "depth" or with_depth}
+    columns = {
+        name: [layout.resolve(base_dir, row[index]) for row in rows]
+        for index, name in enumerate(("background", "overlay", "mask", "depth"))
+        if name != "depth" or with_depth
+    }
+
     def load(paths):
-        return {name: decode_exact(tf.io.read_file(path), CHANNELS[name])
-                for name, path in paths.items()}
+        return {
+            name: decode_exact(tf.io.read_file(path), CHANNELS[name])
+            for name, path in paths.items()
+        }
 
     return tf.data.Dataset.from_tensor_slices(columns).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE)
+        load, num_parallel_calls=tf.data.AUTOTUNE
+    )
 
 
 def decode_record(serialized, depth_encoding: str):
@@ -146,7 +160,8 @@ def read_tfrecords(pattern: str, depth_encoding: str = "none"):
         raise FileNotFoundError(f"no TFRecord shards match {pattern}")
     return tf.data.TFRecordDataset(files).map(
         lambda serialized: decode_record(serialized, depth_encoding),
-        num_parallel_calls=tf.data.AUTOTUNE)
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
 
 
 def _matching_files(pattern: str) -> List[str]:

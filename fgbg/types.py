@@ -4,6 +4,7 @@ Images travel as numpy arrays inside one fused stage and as encoded bytes when
 they are written; the dataclasses are plain and picklable so Beam can move them
 between workers.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -16,6 +16,7 @@ back from the pair's record, so nothing held in memory grows with the
 samples. After the run, `run` writes timings.json (from Beam metrics) and
 the report (report.html, samples.png).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,28 +28,52 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptions,
-                                                  PipelineOptions, StandardOptions)
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
 from fgbg import layout
-from fgbg.documents import (Manifest, read_manifest, read_timings, write_manifest, write_stats,
-                            write_timings)
+from fgbg.documents import (
+    Manifest,
+    read_manifest,
+    read_timings,
+    write_manifest,
+    write_stats,
+    write_timings,
+)
 from fgbg.progress import ProgressReporter
 from fgbg.report import write_report
 from fgbg.storage import match_files, remove_stale_temporaries
 from pipeline.config import BuildConfig, RunContext, build_config
 from pipeline.dataflow import apply_worker_defaults, is_dataflow, is_dry_run, write_dry_run_job
-from pipeline.options import (FgbgOptions, UsageError, check_options, help_parser,
-                              unknown_arguments)
-from pipeline.run_documents import (check_sample_count, manifest_document, summary,
-                                    timings_document, too_many_rejects, utc_now)
+from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
+from pipeline.run_documents import (
+    check_sample_count,
+    manifest_document,
+    summary,
+    timings_document,
+    too_many_rejects,
+    utc_now,
+)
 from transforms.compositing import ComposeSamples, CrossPairs
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
 from transforms.normalization import AnalyzeRecords
 from transforms.resume import RESUMED, SkipFinishedPairs
 from transforms.stats import ComputeStats, stats_document
-from transforms.writers import (EXAMPLES, MOMENTS, RecordPairs, WriteBackgrounds, WriteRejects,
-                                WriteSamples, WriteTables, WriteTFRecords, remove_stale_shards)
+from transforms.writers import (
+    EXAMPLES,
+    MOMENTS,
+    RecordPairs,
+    WriteBackgrounds,
+    WriteRejects,
+    WriteSamples,
+    WriteTables,
+    WriteTFRecords,
+    remove_stale_shards,
+)
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 EXIT_TOO_MANY_REJECTS = 3
@@ -59,68 +84,101 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     root = config.output
     prepared, bg_rejects = p | "ReadBackgrounds" >> ReadBackgrounds(config.bg, config.inputs)
     foregrounds, fg_rejects = p | "ReadForegrounds" >> ReadForegrounds(
-        config.fg, config.fg_mask, config.inputs)
+        config.fg, config.fg_mask, config.inputs
+    )
     written_bgs = prepared | "WriteBackgrounds" >> WriteBackgrounds(root, config.bg_quality)
 
-    pairs = (written_bgs.backgrounds
-             | "CrossPairs" >> CrossPairs(foregrounds)
-             | "SkipFinishedPairs" >> SkipFinishedPairs(
-                 root, foregrounds, config.fingerprint, config.placements.samples_per_pair,
-                 config.resume))
+    pairs = (
+        written_bgs.backgrounds
+        | "CrossPairs" >> CrossPairs(foregrounds)
+        | "SkipFinishedPairs"
+        >> SkipFinishedPairs(
+            root, foregrounds, config.fingerprint, config.placements.samples_per_pair, config.resume
+        )
+    )
     composites = pairs.pairs | "Compose" >> ComposeSamples(
-        foregrounds, config.inputs, config.placements, config.encoding)
+        foregrounds, config.inputs, config.placements, config.encoding
+    )
     if config.depth:
         # Imported here, so composites-only builds never import RunInference.
         from transforms.depth import EstimateDepth
 
         composites = composites | "EstimateDepth" >> EstimateDepth(config.depth)
-    recorded = (composites
-                | "WriteSamples" >> WriteSamples(root, config.encoding.mask_format,
-                                                 config.depth_extension,
-                                                 config.run.progress_dir)
-                | "RecordPairs" >> RecordPairs(root, config.placements.samples_per_pair))
+    recorded = (
+        composites
+        | "WriteSamples"
+        >> WriteSamples(
+            root, config.encoding.mask_format, config.depth_extension, config.run.progress_dir
+        )
+        | "RecordPairs" >> RecordPairs(root, config.placements.samples_per_pair)
+    )
     written = (recorded, pairs[RESUMED]) | "AllPairs" >> beam.Flatten()
 
     split_counts = written | "WriteTables" >> WriteTables(root, config.csv_prefix)
     records = written | "WriteTFRecords" >> WriteTFRecords(
-        root, config.records_per_shard, config.depth_encoding)
+        root, config.records_per_shard, config.depth_encoding
+    )
     shards = records.shards
     scale, unit = config.depth_scale
     if config.tft:
         transform_written = records[EXAMPLES] | "Normalization" >> AnalyzeRecords(
-            layout.resolve(root, layout.TRANSFORM_DIR), config.inputs.size,
-            config.depth_encoding, scale, config.run.tft_temp_dir, config.tft_batch_size)
+            layout.resolve(root, layout.TRANSFORM_DIR),
+            config.inputs.size,
+            config.depth_encoding,
+            scale,
+            config.run.tft_temp_dir,
+            config.tft_batch_size,
+        )
     else:
         transform_written = p | "NoNormalization" >> beam.Create([])
 
     sample_moments = written | "SampleMoments" >> beam.FlatMap(
-        lambda pair: (((pair.split, kind), moments) for kind, moments in pair.moments.items()))
-    stats = ((written_bgs[MOMENTS], sample_moments)
-             | "AllMoments" >> beam.Flatten()
-             | "Stats" >> ComputeStats()
-             | "WriteStats" >> beam.Map(lambda totals: write_stats(
-                 root, stats_document(totals, scale, unit))))
+        lambda pair: (((pair.split, kind), moments) for kind, moments in pair.moments.items())
+    )
+    stats = (
+        (written_bgs[MOMENTS], sample_moments)
+        | "AllMoments" >> beam.Flatten()
+        | "Stats" >> ComputeStats()
+        | "WriteStats"
+        >> beam.Map(lambda totals: write_stats(root, stats_document(totals, scale, unit)))
+    )
 
-    rejects = ((bg_rejects, fg_rejects)
-               | "AllRejects" >> beam.Flatten()
-               | "WriteRejects" >> WriteRejects(root))
+    rejects = (
+        (bg_rejects, fg_rejects)
+        | "AllRejects" >> beam.Flatten()
+        | "WriteRejects" >> WriteRejects(root)
+    )
     bg_count = written_bgs.backgrounds | "CountBackgrounds" >> beam.combiners.Count.Globally()
     fg_count = foregrounds | "CountForegrounds" >> beam.combiners.Count.Globally()
 
     def finish(_, split_counts, shards, rejects, backgrounds, foregrounds, _stats, _transform):
-        manifest = manifest_document(config, split_counts[0] if split_counts else {}, shards,
-                                     rejects[0] if rejects else [], backgrounds, foregrounds)
+        manifest = manifest_document(
+            config,
+            split_counts[0] if split_counts else {},
+            shards,
+            rejects[0] if rejects else [],
+            backgrounds,
+            foregrounds,
+        )
         check_sample_count(manifest.counts)
         remove_stale_shards(root, shards)
         write_manifest(root, manifest)
 
-    (p
-     | "ManifestTrigger" >> beam.Create([None])
-     | "WriteManifest" >> beam.Map(
-         finish, beam.pvalue.AsList(split_counts), beam.pvalue.AsList(shards),
-         beam.pvalue.AsList(rejects), beam.pvalue.AsSingleton(bg_count),
-         beam.pvalue.AsSingleton(fg_count), beam.pvalue.AsList(stats),
-         beam.pvalue.AsList(transform_written)))
+    (
+        p
+        | "ManifestTrigger" >> beam.Create([None])
+        | "WriteManifest"
+        >> beam.Map(
+            finish,
+            beam.pvalue.AsList(split_counts),
+            beam.pvalue.AsList(shards),
+            beam.pvalue.AsList(rejects),
+            beam.pvalue.AsSingleton(bg_count),
+            beam.pvalue.AsSingleton(fg_count),
+            beam.pvalue.AsList(stats),
+            beam.pvalue.AsList(transform_written),
+        )
+    )
 
 
 def resolve_runner(options: PipelineOptions) -> str:
@@ -148,12 +206,17 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     opts = options.view_as(FgbgOptions)
     check_options(opts)
     runner = resolve_runner(options)
-    input_files = {"backgrounds": count_matches(opts.bg), "foregrounds": count_matches(opts.fg),
-                   "masks": count_matches(opts.fg_mask)}
+    input_files = {
+        "backgrounds": count_matches(opts.bg),
+        "foregrounds": count_matches(opts.fg),
+        "masks": count_matches(opts.fg_mask),
+    }
     if not input_files["backgrounds"] or not input_files["foregrounds"]:
-        raise UsageError(f"no input files: --bg {opts.bg!r} matched "
-                         f"{input_files['backgrounds']}, --fg {opts.fg!r} matched "
-                         f"{input_files['foregrounds']}")
+        raise UsageError(
+            f"no input files: --bg {opts.bg!r} matched "
+            f"{input_files['backgrounds']}, --fg {opts.fg!r} matched "
+            f"{input_files['foregrounds']}"
+        )
     started = utc_now()
     dry_run = is_dry_run(options)
     local = runner in LOCAL_RUNNERS
@@ -165,9 +228,17 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if local else None
     scratch = tempfile.mkdtemp(prefix="fgbg-tft-") if local or dry_run else None
     tft_temp_dir = scratch or FileSystems.join(
-        options.view_as(GoogleCloudOptions).temp_location or output, "fgbg-tft")
-    config = build_config(opts, RunContext(started_at=started, input_files=input_files,
-                                           tft_temp_dir=tft_temp_dir, progress_dir=progress_dir))
+        options.view_as(GoogleCloudOptions).temp_location or output, "fgbg-tft"
+    )
+    config = build_config(
+        opts,
+        RunContext(
+            started_at=started,
+            input_files=input_files,
+            tft_temp_dir=tft_temp_dir,
+            progress_dir=progress_dir,
+        ),
+    )
     try:
         p = test_pipeline or beam.Pipeline(options=options)
         build_graph(p, config)
@@ -176,8 +247,11 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
             return None
         clock = time.monotonic()
         if progress_dir:
-            expected = (input_files["backgrounds"] * input_files["foregrounds"]
-                        * config.placements.samples_per_pair)
+            expected = (
+                input_files["backgrounds"]
+                * input_files["foregrounds"]
+                * config.placements.samples_per_pair
+            )
             with ProgressReporter(progress_dir, expected, opts.progress_interval_s):
                 result = run_to_completion(p)
         else:
@@ -205,8 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Beam logs every postponed (string) annotation it meets in our DoFns.
-    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(
-        logging.WARNING)
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
     try:
         manifest = run(argv)
     except UsageError as error:
@@ -214,13 +287,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     opts = PipelineOptions(argv).view_as(FgbgOptions)
     if manifest is None:
-        print("dry run: the Dataflow job description is in "
-              f"{PipelineOptions(argv).view_as(DebugOptions).dataflow_job_file}")
+        print(
+            "dry run: the Dataflow job description is in "
+            f"{PipelineOptions(argv).view_as(DebugOptions).dataflow_job_file}"
+        )
         return 0
     print(summary(manifest, read_timings(opts.output.rstrip("/")), opts.output))
     if too_many_rejects(manifest, opts.max_reject_fraction):
-        print(f"error: more than --max_reject_fraction={opts.max_reject_fraction} of the "
-              "input files were rejected", file=sys.stderr)
+        print(
+            f"error: more than --max_reject_fraction={opts.max_reject_fraction} of the "
+            "input files were rejected",
+            file=sys.stderr,
+        )
         return EXIT_TOO_MANY_REJECTS
     return 0
 

@@ -2,6 +2,7 @@
 the checked options (pipeline/options.py) into typed records. The graph
 (pipeline/build.py) reads this and nothing else.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,9 +21,23 @@ from transforms.placements import PlacementConfig, parse_scales
 # The options that decide what a sample's files contain. A finished pair is
 # reused by a rerun only when these (and its input files) are unchanged.
 SAMPLE_SHAPING_OPTIONS = (
-    "seed", "size", "scales", "placements_per_scale", "mirror", "mask_threshold",
-    "val_fraction", "test_fraction", "overlay_quality", "mask_format", "mask_quality",
-    "depth_model", "depth_weights", "depth_input_size", "depth_encoding", "depth_quality")
+    "seed",
+    "size",
+    "scales",
+    "placements_per_scale",
+    "mirror",
+    "mask_threshold",
+    "val_fraction",
+    "test_fraction",
+    "overlay_quality",
+    "mask_format",
+    "mask_quality",
+    "depth_model",
+    "depth_weights",
+    "depth_input_size",
+    "depth_encoding",
+    "depth_quality",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,20 +90,32 @@ def build_config(opts: FgbgOptions, run: RunContext) -> BuildConfig:
     output = opts.output.rstrip("/")
     depth = depth_config(opts)
     return BuildConfig(
-        bg=opts.bg, fg=opts.fg, fg_mask=opts.fg_mask,
+        bg=opts.bg,
+        fg=opts.fg,
+        fg_mask=opts.fg_mask,
         output=output,
         csv_prefix=opts.csv_prefix if opts.csv_prefix is not None else posixpath.basename(output),
         seed=opts.seed,
-        inputs=InputConfig(size=opts.size, max_input_pixels=opts.max_input_pixels,
-                           min_background_side=opts.min_background_side,
-                           mask_threshold=opts.mask_threshold,
-                           val_fraction=opts.val_fraction, test_fraction=opts.test_fraction),
-        placements=PlacementConfig(seed=opts.seed, size=opts.size,
-                                   scales=parse_scales(opts.scales),
-                                   placements_per_scale=opts.placements_per_scale,
-                                   mirror=opts.mirror),
-        encoding=EncodingConfig(overlay_quality=opts.overlay_quality,
-                                mask_format=opts.mask_format, mask_quality=opts.mask_quality),
+        inputs=InputConfig(
+            size=opts.size,
+            max_input_pixels=opts.max_input_pixels,
+            min_background_side=opts.min_background_side,
+            mask_threshold=opts.mask_threshold,
+            val_fraction=opts.val_fraction,
+            test_fraction=opts.test_fraction,
+        ),
+        placements=PlacementConfig(
+            seed=opts.seed,
+            size=opts.size,
+            scales=parse_scales(opts.scales),
+            placements_per_scale=opts.placements_per_scale,
+            mirror=opts.mirror,
+        ),
+        encoding=EncodingConfig(
+            overlay_quality=opts.overlay_quality,
+            mask_format=opts.mask_format,
+            mask_quality=opts.mask_quality,
+        ),
         bg_quality=opts.bg_quality,
         depth=depth,
         depth_info=depth_info(opts),
@@ -98,7 +125,8 @@ def build_config(opts: FgbgOptions, run: RunContext) -> BuildConfig:
         tft_batch_size=opts.tft_batch_size,
         resume=opts.resume,
         fingerprint=options_fingerprint(
-            {name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS}),
+            {name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS}
+        ),
         options=option_values(opts),
         run=run,
     )
@@ -108,22 +136,30 @@ def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
     if opts.depth_model == models.NONE:
         return None
     return DepthConfig(
-        model=opts.depth_model, weights=opts.depth_weights, seed=opts.seed,
-        batch_size=opts.depth_batch_size, min_batch_size=opts.depth_min_batch_size,
+        model=opts.depth_model,
+        weights=opts.depth_weights,
+        seed=opts.seed,
+        batch_size=opts.depth_batch_size,
+        min_batch_size=opts.depth_min_batch_size,
         target_batch_duration_s=opts.depth_target_batch_duration_s,
-        input_size=parse_size(opts.depth_input_size), encoding=opts.depth_encoding,
-        jpeg_quality=opts.depth_quality, out_size=(opts.size, opts.size))
+        input_size=parse_size(opts.depth_input_size),
+        encoding=opts.depth_encoding,
+        jpeg_quality=opts.depth_quality,
+        out_size=(opts.size, opts.size),
+    )
 
 
 def depth_info(opts: FgbgOptions) -> DepthInfo:
     """What the manifest says about depth; loud when it is not real depth."""
     if opts.depth_model == models.NONE:
-        return DepthInfo(model=models.NONE,
-                         note="composites-only build: no depth maps were made")
+        return DepthInfo(model=models.NONE, note="composites-only build: no depth maps were made")
     return DepthInfo(
-        model=opts.depth_model, weights=opts.depth_weights, encoding=opts.depth_encoding,
+        model=opts.depth_model,
+        weights=opts.depth_weights,
+        encoding=opts.depth_encoding,
         input_size=opts.depth_input_size,
-        warning=models.UNTRAINED_WARNING if opts.depth_model == models.UNTRAINED else None)
+        warning=models.UNTRAINED_WARNING if opts.depth_model == models.UNTRAINED else None,
+    )
 
 
 def depth_scale(depth: Optional[DepthConfig]) -> Tuple[float, str]:

@@ -9,10 +9,15 @@ image) attached as a submission would have it, but nothing staged. Runner v2
 jobs carry their graph as a separately staged pipeline proto, so it is
 written beside the job file as `<job file>.pipeline.json`.
 """
+
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions, TestOptions,
-                                                  WorkerOptions)
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    PipelineOptions,
+    TestOptions,
+    WorkerOptions,
+)
 
 # The depth stage (DenseDepth on a 640x480 copy of every sample) is most of
 # the CPU time, so the workers are sized for it:
@@ -66,9 +71,12 @@ def write_dry_run_job(result, options: PipelineOptions) -> str:
         raise ValueError("a Dataflow dry run needs --dataflow_job_file=PATH")
     job = result.job
     job.proto.environment = apiclient.Environment(
-        packages=[], options=job.options,
+        packages=[],
+        options=job.options,
         environment_version=fnapi_environment_version(),
-        proto_pipeline_staged_url=None, proto_pipeline=job.proto_pipeline).proto
+        proto_pipeline_staged_url=None,
+        proto_pipeline=job.proto_pipeline,
+    ).proto
     write_file(path, job.json().encode())
     write_file(f"{path}.pipeline.json", json_format.MessageToJson(job.proto_pipeline).encode())
     return path

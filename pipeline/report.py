@@ -4,6 +4,7 @@ Every build writes report.html and samples.png itself; this remakes them for
 an existing dataset (local or gs://), e.g. one built before reports existed or
 after changing the number of sample rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,21 @@ def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
         prog="python -m pipeline.report",
         description="(Re)build report.html and samples.png at the root of a dataset built "
-                    "by `python -m pipeline.build`. The same dataset and options give the "
-                    "same files.")
-    result.add_argument("output", metavar="OUTPUT",
-                        help="The dataset root, as given to the build's --output "
-                             "(a local folder or gs://bucket/path).")
-    result.add_argument("--rows", type=int, default=DEFAULT_ROWS,
-                        help="Samples in the grid, chosen by the run seed. Default: %(default)s.")
+        "by `python -m pipeline.build`. The same dataset and options give the "
+        "same files.",
+    )
+    result.add_argument(
+        "output",
+        metavar="OUTPUT",
+        help="The dataset root, as given to the build's --output "
+        "(a local folder or gs://bucket/path).",
+    )
+    result.add_argument(
+        "--rows",
+        type=int,
+        default=DEFAULT_ROWS,
+        help="Samples in the grid, chosen by the run seed. Default: %(default)s.",
+    )
     return result
 
 

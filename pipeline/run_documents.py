@@ -5,6 +5,7 @@ Beam's metrics) and the summary printed at the end.
 Their typed records, shared with the code that reads them, are in
 fgbg/documents.py.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -20,8 +21,15 @@ from fgbg.timing import NAMESPACE
 from fgbg.types import Reject
 from pipeline.config import BuildConfig
 
-PACKAGES = ("apache-beam", "numpy", "pillow", "tensorflow", "tf_keras", "tensorflow-transform",
-            "google-cloud-storage")
+PACKAGES = (
+    "apache-beam",
+    "numpy",
+    "pillow",
+    "tensorflow",
+    "tf_keras",
+    "tensorflow-transform",
+    "google-cloud-storage",
+)
 
 
 def utc_now() -> str:
@@ -38,9 +46,14 @@ def package_versions() -> Dict[str, str]:
     return versions
 
 
-def manifest_document(config: BuildConfig, split_counts: Dict[str, int], shards: List[str],
-                      rejects: Sequence[Reject], backgrounds: int,
-                      foregrounds: int) -> Manifest:
+def manifest_document(
+    config: BuildConfig,
+    split_counts: Dict[str, int],
+    shards: List[str],
+    rejects: Sequence[Reject],
+    backgrounds: int,
+    foregrounds: int,
+) -> Manifest:
     return Manifest(
         dataset="fgbg",
         seed=config.seed,
@@ -59,10 +72,14 @@ def manifest_document(config: BuildConfig, split_counts: Dict[str, int], shards:
         ),
         rejects=[RejectedFile(path=reject.path, reason=reject.reason) for reject in rejects],
         depth=config.depth_info,
-        files=Files(label_csv=layout.LABEL_CSV, samples_csv=layout.SAMPLES_CSV,
-                    rejects_csv=layout.REJECTS_CSV, stats=layout.STATS_JSON,
-                    transform=layout.TRANSFORM_DIR if config.tft else None,
-                    tfrecords=sorted(shards)),
+        files=Files(
+            label_csv=layout.LABEL_CSV,
+            samples_csv=layout.SAMPLES_CSV,
+            rejects_csv=layout.REJECTS_CSV,
+            stats=layout.STATS_JSON,
+            transform=layout.TRANSFORM_DIR if config.tft else None,
+            tfrecords=sorted(shards),
+        ),
         options=config.options,
         versions=package_versions(),
     )
@@ -77,7 +94,8 @@ def check_sample_count(counts: Counts) -> None:
             f"the tables list {counts.samples} samples, but {counts.backgrounds} "
             f"backgrounds x {counts.foregrounds} foregrounds x "
             f"{counts.samples_per_pair} per pair = {counts.expected_samples}; "
-            "manifest not written")
+            "manifest not written"
+        )
 
 
 def timings_document(result, wall_s: float) -> Timings:
@@ -102,9 +120,11 @@ def timings_document(result, wall_s: float) -> Timings:
     for counter in queried["counters"]:
         key = f"{counter.key.metric.namespace}.{counter.key.metric.name}"
         counters[key] = counters.get(key, 0) + (counter.committed or 0)
-    return Timings(wall_s=round(wall_s, 3),
-                   cpu_s_by_stage={k: round(v, 3) for k, v in sorted(stages.items())},
-                   counters=dict(sorted(counters.items())))
+    return Timings(
+        wall_s=round(wall_s, 3),
+        cpu_s_by_stage={k: round(v, 3) for k, v in sorted(stages.items())},
+        counters=dict(sorted(counters.items())),
+    )
 
 
 def too_many_rejects(manifest: Manifest, max_fraction: float) -> bool:

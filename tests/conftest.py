@@ -1,4 +1,5 @@
 """Shared fixtures: tiny, seeded input sets made on the fly (nothing is downloaded)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,14 @@ def make_background(path: Path, size=(96, 72), seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx / w) * 200 + rng.integers(0, 50),
-                     (yy / h) * 180 + rng.integers(0, 60),
-                     ((xx + yy) / (w + h)) * 150 + rng.integers(0, 80)], axis=-1)
+    base = np.stack(
+        [
+            (xx / w) * 200 + rng.integers(0, 50),
+            (yy / h) * 180 + rng.integers(0, 60),
+            ((xx + yy) / (w + h)) * 150 + rng.integers(0, 80),
+        ],
+        axis=-1,
+    )
     image = Image.fromarray(base.clip(0, 255).astype(np.uint8))
     image.save(path, quality=95)
 
@@ -41,25 +47,32 @@ def make_foreground(path: Path, size=(40, 30), seed: int = 0) -> np.ndarray:
     return np.asarray(alpha)
 
 
-def make_inputs(root: Path, backgrounds: int = 2, foregrounds: int = 2,
-                masks: int = 1) -> Dict[str, str]:
+def make_inputs(
+    root: Path, backgrounds: int = 2, foregrounds: int = 2, masks: int = 1
+) -> Dict[str, str]:
     """bg/, fg/, fg_mask/ under root; returns the glob options."""
     for folder in ("bg", "fg", "fg_mask"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for i in range(backgrounds):
         make_background(root / "bg" / f"bg{i + 1}.jpg", size=(96 + 8 * i, 72 + 4 * i), seed=i)
     for i in range(foregrounds):
-        alpha = make_foreground(root / "fg" / f"fg_{i + 1}.png", size=(40 - 4 * i, 30 + 2 * i),
-                                seed=100 + i)
+        alpha = make_foreground(
+            root / "fg" / f"fg_{i + 1}.png", size=(40 - 4 * i, 30 + 2 * i), seed=100 + i
+        )
         if i < masks:
             Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8), "L").save(
-                root / "fg_mask" / f"mask_fg_{i + 1}.png")
-    return {"bg": str(root / "bg" / "*"), "fg": str(root / "fg" / "*"),
-            "fg_mask": str(root / "fg_mask" / "*")}
+                root / "fg_mask" / f"mask_fg_{i + 1}.png"
+            )
+    return {
+        "bg": str(root / "bg" / "*"),
+        "fg": str(root / "fg" / "*"),
+        "fg_mask": str(root / "fg_mask" / "*"),
+    }
 
 
-def pairs_to_make(backgrounds, foregrounds, resume_root: Optional[str] = None,
-                  samples_per_pair: int = 0):
+def pairs_to_make(
+    backgrounds, foregrounds, resume_root: Optional[str] = None, samples_per_pair: int = 0
+):
     """Every (background, foreground) `Pair`, keyed with an empty options
     fingerprint; with `resume_root`, through the resume step over that
     output instead (transforms/resume.py)."""
@@ -72,16 +85,19 @@ def pairs_to_make(backgrounds, foregrounds, resume_root: Optional[str] = None,
 
     crossed = backgrounds | CrossPairs(foregrounds)
     if resume_root:
-        return (crossed | SkipFinishedPairs(resume_root, foregrounds, "", samples_per_pair,
-                                            resume=True)).pairs
+        return (
+            crossed | SkipFinishedPairs(resume_root, foregrounds, "", samples_per_pair, resume=True)
+        ).pairs
     by_stem = foregrounds | "ByStem" >> beam.Map(lambda fg: (fg.stem, fg))
     return crossed | "KeyPairs" >> beam.Map(
         lambda pair, fgs: Pair(pair[0], pair[1], pair_key("", pair[0], fgs[pair[1]])),
-        beam.pvalue.AsDict(by_stem))
+        beam.pvalue.AsDict(by_stem),
+    )
 
 
-def compose_inputs(p, inputs: Dict[str, str], config, placements, encoding,
-                   resume_root: Optional[str] = None):
+def compose_inputs(
+    p, inputs: Dict[str, str], config, placements, encoding, resume_root: Optional[str] = None
+):
     """Every composite of the inputs' pairs, on TestPipeline `p` (masks from
     the foregrounds' alpha)."""
     import apache_beam as beam
@@ -116,15 +132,28 @@ def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
         server.stop()
 
 
-def small_build_args(inputs: Dict[str, str], output: Path, *extra: str,
-                     tft: bool = False) -> List[str]:
+def small_build_args(
+    inputs: Dict[str, str], output: Path, *extra: str, tft: bool = False
+) -> List[str]:
     """Reduced counts so an end-to-end build takes seconds: 2 scales x 2
     placements x 2 flips, no depth; the TFT analysis (a few seconds) only when
     a test is about it."""
-    return [f"--bg={inputs['bg']}", f"--fg={inputs['fg']}", f"--fg_mask={inputs['fg_mask']}",
-            f"--output={output}", "--size=64", "--scales=1.0,0.5", "--placements_per_scale=2",
-            "--depth_model=none", "--records_per_shard=10", "--val_fraction=0.3",
-            "--test_fraction=0.3", *LOCAL_RUNNER, *([] if tft else ["--no_tft"]), *extra]
+    return [
+        f"--bg={inputs['bg']}",
+        f"--fg={inputs['fg']}",
+        f"--fg_mask={inputs['fg_mask']}",
+        f"--output={output}",
+        "--size=64",
+        "--scales=1.0,0.5",
+        "--placements_per_scale=2",
+        "--depth_model=none",
+        "--records_per_shard=10",
+        "--val_fraction=0.3",
+        "--test_fraction=0.3",
+        *LOCAL_RUNNER,
+        *([] if tft else ["--no_tft"]),
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -134,15 +163,20 @@ def inputs(tmp_path: Path) -> Dict[str, str]:
 
 def all_files(root: Path) -> Dict[str, bytes]:
     """Relative path -> bytes of every file under root."""
-    return {str(path.relative_to(root)): path.read_bytes()
-            for path in sorted(root.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 # TensorFlow writes a fresh fingerprint and object ids into every SavedModel,
 # so the TFT graph's protobufs differ between identical builds; tests compare
 # what the graph computes instead (tests/test_build_e2e.py).
-SAVED_MODEL_PROTOS = ("transform/transform_fn/saved_model.pb",
-                      "transform/transform_fn/fingerprint.pb")
+SAVED_MODEL_PROTOS = (
+    "transform/transform_fn/saved_model.pb",
+    "transform/transform_fn/fingerprint.pb",
+)
 
 
 def comparable(root: Path) -> dict:

@@ -3,6 +3,7 @@ composites, an in-process GCS emulator, and an independent numpy reference.
 
 A plain module (not conftest.py): test modules import what they use.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,15 @@ def tiny_raw_reference(images: np.ndarray) -> np.ndarray:
 
 def make_composite(number: int, overlay: np.ndarray, split: str = "train") -> Composite:
     placement = Placement(
-        bg_stem="bg1", fg_stem="fg1", number=number, flip=False,
-        scale=1.0, x=0, y=0, w=overlay.shape[1], h=overlay.shape[0],
+        bg_stem="bg1",
+        fg_stem="fg1",
+        number=number,
+        flip=False,
+        scale=1.0,
+        x=0,
+        y=0,
+        w=overlay.shape[1],
+        h=overlay.shape[0],
     )
     return Composite(
         placement=placement,
@@ -69,6 +77,7 @@ def random_overlays(count: int, size: int, seed: int) -> Sequence[np.ndarray]:
 def aligned_corners_bilinear(images: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Bilinear resize with align_corners=True, NHWC, written from the definition:
     output pixel i samples the input at i * (in - 1) / (out - 1)."""
+
     def axis_weights(size_in: int, size_out: int):
         scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
         position = np.arange(size_out) * scale

@@ -1,6 +1,7 @@
 """The private Beam APIs fgbg relies on (fgbg/beam_compat.py) still do what
 fgbg needs. A Beam upgrade that moves or changes one fails here, naming it,
 instead of deep inside a build or a dry run."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,7 @@ def test_options_parser_parses_like_pipeline_options():
     StandardOptions._add_argparse_args(parser)
     known, unknown = parser.parse_known_args(["--runner=FnApiRunner", "--no_such_flag=1"])
     assert known.runner == "FnApiRunner" and unknown == ["--no_such_flag=1"]
-    assert PipelineOptions(["--runner=FnApiRunner"]).view_as(StandardOptions).runner == \
-        known.runner
+    assert PipelineOptions(["--runner=FnApiRunner"]).view_as(StandardOptions).runner == known.runner
 
 
 def test_declared_options_lists_an_options_class_own_flags():

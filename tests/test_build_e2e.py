@@ -1,4 +1,5 @@
 """The whole graph, end to end, on tiny inputs."""
+
 import csv
 import dataclasses
 import io
@@ -11,10 +12,10 @@ import pytest
 from PIL import Image
 
 from fgbg.documents import Counts
+from fgbg.training_data import read_tfrecords
 from pipeline import build
 from pipeline.run_documents import check_sample_count
 from tests.conftest import comparable, make_inputs, small_build_args
-from fgbg.training_data import read_tfrecords
 
 SAMPLES_PER_PAIR = 8  # small_build_args: 2 flips x 2 scales x 2 placements
 
@@ -27,7 +28,8 @@ def built(tmp_path_factory):
     (root / "inputs" / "bg" / "empty.jpg").write_bytes(b"")
     (root / "inputs" / "bg" / "notes.jpg").write_text("not a photo")
     (root / "inputs" / "fg" / "huge.png").write_bytes(
-        (root / "inputs" / "bg" / "bg1.jpg").read_bytes())
+        (root / "inputs" / "bg" / "bg1.jpg").read_bytes()
+    )
     output = root / "out"
     manifest = build.run(small_build_args(inputs, output))
     return output, manifest
@@ -103,8 +105,9 @@ def test_tfrecords_parse_through_the_reader(built):
         first = records[0]
         sample_id = first["id"].numpy().decode()
         assert first["overlay"].shape == (64, 64, 3) and first["mask"].shape == (64, 64, 1)
-        on_disk = read_image(output / f"{sample_id.rsplit('/', 1)[0]}/mask/"
-                             f"{sample_id.rsplit('/', 1)[1]}.png")
+        on_disk = read_image(
+            output / f"{sample_id.rsplit('/', 1)[0]}/mask/{sample_id.rsplit('/', 1)[1]}.png"
+        )
         assert np.array_equal(first["mask"].numpy()[..., 0], on_disk)
         assert first["split"].numpy().decode() == split
     assert total == manifest.counts.samples
@@ -113,13 +116,16 @@ def test_tfrecords_parse_through_the_reader(built):
 def test_stats_match_numpy_over_the_written_images(built):
     output, _ = built
     stats = json.loads((output / "stats.json").read_text())
-    groups = {"background": sorted((output / "bg").glob("*.jpg")),
-              "overlay": sorted(output.rglob("overlay/*.jpg")),
-              "mask": sorted(output.rglob("mask/*.png"))}
+    groups = {
+        "background": sorted((output / "bg").glob("*.jpg")),
+        "overlay": sorted(output.rglob("overlay/*.jpg")),
+        "mask": sorted(output.rglob("mask/*.png")),
+    }
     for kind, paths in groups.items():
         channels = 1 if kind == "mask" else 3
-        pixels = np.concatenate([read_image(p).reshape(-1, channels)
-                                 for p in paths]).astype(np.float64)
+        pixels = np.concatenate([read_image(p).reshape(-1, channels) for p in paths]).astype(
+            np.float64
+        )
         np.testing.assert_allclose(stats[kind]["mean"], pixels.mean(axis=0), rtol=1e-9)
         np.testing.assert_allclose(stats[kind]["std"], pixels.std(axis=0), rtol=1e-9)
     assert "depth" not in stats
@@ -142,13 +148,19 @@ def test_same_seed_gives_identical_bytes_across_running_modes(tmp_path, inputs):
     multi = tmp_path / "b" / "out"
     reseeded = tmp_path / "c" / "out"
     build.run(small_build_args(inputs, single, tft=True))
-    build.run(small_build_args(inputs, multi, "--direct_num_workers=2",
-                               "--direct_running_mode=multi_processing", tft=True))
+    build.run(
+        small_build_args(
+            inputs,
+            multi,
+            "--direct_num_workers=2",
+            "--direct_running_mode=multi_processing",
+            tft=True,
+        )
+    )
     build.run(small_build_args(inputs, reseeded, "--seed=1"))
     first, second = comparable(single), comparable(multi)
     assert first["files"].keys() == second["files"].keys()
-    assert [name for name in first["files"]
-            if first["files"][name] != second["files"][name]] == []
+    assert [name for name in first["files"] if first["files"][name] != second["files"][name]] == []
     assert first["manifest"] == second["manifest"]
     assert same_transform_outputs(single, multi)
     third = comparable(reseeded)
@@ -163,10 +175,13 @@ def same_transform_outputs(a: Path, b: Path) -> bool:
     from fgbg.records import raw_feature_spec
 
     files = sorted(str(p) for p in (a / "tfrecords").glob("*"))
-    raw = tf.io.parse_example(next(iter(tf.data.TFRecordDataset(files).batch(64))),
-                              raw_feature_spec(with_depth=False))
-    outputs = [tft.TFTransformOutput(str(root / "transform")).transform_features_layer()(raw)
-               for root in (a, b)]
+    raw = tf.io.parse_example(
+        next(iter(tf.data.TFRecordDataset(files).batch(64))), raw_feature_spec(with_depth=False)
+    )
+    outputs = [
+        tft.TFTransformOutput(str(root / "transform")).transform_features_layer()(raw)
+        for root in (a, b)
+    ]
     return all(np.array_equal(outputs[0][k].numpy(), outputs[1][k].numpy()) for k in outputs[0])
 
 
@@ -174,24 +189,30 @@ def test_bad_options_fail_fast_with_the_option_named(tmp_path, inputs):
     with pytest.raises(build.UsageError, match="--output is required"):
         build.run([f"--bg={inputs['bg']}", f"--fg={inputs['fg']}"])
     with pytest.raises(build.UsageError, match="no input files"):
-        build.run(small_build_args({**inputs, "bg": str(tmp_path / "nothing" / "*")},
-                                   tmp_path / "o"))
+        build.run(
+            small_build_args({**inputs, "bg": str(tmp_path / "nothing" / "*")}, tmp_path / "o")
+        )
     with pytest.raises(build.UsageError, match="multiples of 32"):
         build.run(small_build_args(inputs, tmp_path / "o", "--depth_input_size=100x100"))
     with pytest.raises(build.UsageError, match="unknown option.*--placement_per_scale=1"):
         build.run(small_build_args(inputs, tmp_path / "o", "--placement_per_scale=1"))
 
 
-@pytest.mark.parametrize("option, message", [
-    ("--depth_quality=101", "--depth_quality must be in 1..100, got 101"),
-    ("--bg_quality=0", "--bg_quality must be in 1..100, got 0"),
-    ("--progress_interval_s=0", "--progress_interval_s must be > 0, got 0.0"),
-    ("--max_reject_fraction=-1", "--max_reject_fraction must be in 0..1, got -1.0"),
-    ("--tft_batch_size=0", "--tft_batch_size must be >= 1, got 0"),
-    ("--val_fraction=0.6 --test_fraction=0.6", "must sum to at most 1"),
-    ("--depth_model=untrained --depth_batch_size=2 --depth_min_batch_size=4",
-     "--depth_min_batch_size must be at most"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--depth_quality=101", "--depth_quality must be in 1..100, got 101"),
+        ("--bg_quality=0", "--bg_quality must be in 1..100, got 0"),
+        ("--progress_interval_s=0", "--progress_interval_s must be > 0, got 0.0"),
+        ("--max_reject_fraction=-1", "--max_reject_fraction must be in 0..1, got -1.0"),
+        ("--tft_batch_size=0", "--tft_batch_size must be >= 1, got 0"),
+        ("--val_fraction=0.6 --test_fraction=0.6", "must sum to at most 1"),
+        (
+            "--depth_model=untrained --depth_batch_size=2 --depth_min_batch_size=4",
+            "--depth_min_batch_size must be at most",
+        ),
+    ],
+)
 def test_out_of_range_options_are_named(tmp_path, inputs, option, message):
     with pytest.raises(build.UsageError, match=re.escape(message)):
         build.run(small_build_args(inputs, tmp_path / "o", *option.split()))
@@ -207,8 +228,16 @@ def test_cli_exit_status_reports_too_many_rejects(tmp_path, inputs, capsys):
 
 
 def test_a_sample_shortfall_stops_the_manifest():
-    counts = Counts(samples=48, samples_per_split={"train": 48}, backgrounds=3, foregrounds=2,
-                    samples_per_pair=8, input_files={}, rejected=0, tfrecord_shards=1)
+    counts = Counts(
+        samples=48,
+        samples_per_split={"train": 48},
+        backgrounds=3,
+        foregrounds=2,
+        samples_per_pair=8,
+        input_files={},
+        rejected=0,
+        tfrecord_shards=1,
+    )
     check_sample_count(counts)
     with pytest.raises(RuntimeError, match=r"2 foregrounds x 8 per pair = 48; manifest not"):
         check_sample_count(dataclasses.replace(counts, samples=40))

@@ -1,14 +1,21 @@
 """Compositing math, mask alignment and encodings, without Beam."""
+
 import io
 
 import numpy as np
 from PIL import Image
 
-from transforms.compositing import (EncodingConfig, alpha_composite, compose_pair,
-                                    encode_mask, place_mask, resize_cutout)
-from transforms.placements import PlacementConfig
 from fgbg.moments import pixel_moments
 from fgbg.types import Background, Foreground
+from transforms.compositing import (
+    EncodingConfig,
+    alpha_composite,
+    compose_pair,
+    encode_mask,
+    place_mask,
+    resize_cutout,
+)
+from transforms.placements import PlacementConfig
 
 
 def test_alpha_composite_matches_float_formula():
@@ -61,22 +68,33 @@ def test_compose_pair_overlay_and_mask_share_the_footprint():
     alpha = np.zeros((12, 16), np.uint8)
     alpha[2:10, 3:13] = 255
     rgba = np.dstack([np.full((12, 16, 3), (250, 0, 0), np.uint8), alpha])
-    fg = Foreground(stem="fg", source="fg.png", mask_source=None, rgba=rgba, mask=alpha.copy(),
-                    digest="d1")
+    fg = Foreground(
+        stem="fg", source="fg.png", mask_source=None, rgba=rgba, mask=alpha.copy(), digest="d1"
+    )
     bg_image = np.zeros((32, 32, 3), np.uint8)
-    config = PlacementConfig(seed=3, size=32, scales=(1.0, 0.5), placements_per_scale=2,
-                             mirror=True)
-    composites = list(compose_pair(Background("bg", "bg.jpg", "train", "d2"), bg_image, fg,
-                                   config, EncodingConfig(90, "png", 50), "key"))
+    config = PlacementConfig(
+        seed=3, size=32, scales=(1.0, 0.5), placements_per_scale=2, mirror=True
+    )
+    composites = list(
+        compose_pair(
+            Background("bg", "bg.jpg", "train", "d2"),
+            bg_image,
+            fg,
+            config,
+            EncodingConfig(90, "png", 50),
+            "key",
+        )
+    )
     assert [c.placement.number for c in composites] == list(range(1, 9))
     for composite in composites:
         mask = np.asarray(Image.open(io.BytesIO(composite.mask_encoded)))
         p = composite.placement
         source = rgba[:, ::-1] if p.flip else rgba
-        small_rgba, _ = resize_cutout(np.ascontiguousarray(source), source[..., 3].copy(),
-                                      (p.w, p.h))
+        small_rgba, _ = resize_cutout(
+            np.ascontiguousarray(source), source[..., 3].copy(), (p.w, p.h)
+        )
         footprint = np.zeros((32, 32), bool)
-        footprint[p.y:p.y + p.h, p.x:p.x + p.w] = small_rgba[..., 3] >= 128
+        footprint[p.y : p.y + p.h, p.x : p.x + p.w] = small_rgba[..., 3] >= 128
         assert np.array_equal(mask == 255, footprint)
         assert composite.mask_moments == pixel_moments(mask)
         solid = footprint & (composite.overlay[..., 0] > 240)

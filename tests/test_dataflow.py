@@ -1,5 +1,6 @@
 """The Dataflow path, as far as it runs offline: the dry-run job of the real
 pipeline, built by run_dataflow.sh, and the package Dataflow would stage."""
+
 import json
 import subprocess
 import sys
@@ -12,18 +13,44 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.dataflow import DEFAULT_MACHINE_TYPE, apply_worker_defaults, is_dataflow
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("ReadBackgrounds", "ReadForegrounds", "CrossPairs/Cross", "SkipFinishedPairs",
-          "Compose/Compose", "EstimateDepth", "WriteSamples", "RecordPairs", "WriteTables",
-          "WriteTFRecords", "Stats", "Normalization", "WriteManifest")
+STAGES = (
+    "ReadBackgrounds",
+    "ReadForegrounds",
+    "CrossPairs/Cross",
+    "SkipFinishedPairs",
+    "Compose/Compose",
+    "EstimateDepth",
+    "WriteSamples",
+    "RecordPairs",
+    "WriteTables",
+    "WriteTFRecords",
+    "Stats",
+    "Normalization",
+    "WriteManifest",
+)
 
 
 def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     job_file = tmp_path / "job.json"
     result = subprocess.run(
-        ["bash", "run_dataflow.sh", "--dry_run", "--gpu", "--version", "v20261125",
-         "--output", str(tmp_path / "out"), "--job_file", str(job_file)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)})
+        [
+            "bash",
+            "run_dataflow.sh",
+            "--dry_run",
+            "--gpu",
+            "--version",
+            "v20261125",
+            "--output",
+            str(tmp_path / "out"),
+            "--job_file",
+            str(job_file),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(job_file) in result.stdout
     job = json.loads(job_file.read_text())
@@ -33,7 +60,8 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     assert pool["autoscalingSettings"]["maxNumWorkers"] == 4
     assert "nvidia-tesla-t4" in json.dumps(job["environment"])
     transforms = json.loads(Path(f"{job_file}.pipeline.json").read_text())["components"][
-        "transforms"]
+        "transforms"
+    ]
     names = {transform["uniqueName"] for transform in transforms.values()}
     for stage in STAGES:
         assert any(name == stage or name.startswith(stage + "/") for name in names), stage
@@ -41,15 +69,26 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
 
 
 def test_the_staged_package_holds_every_package(tmp_path):
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
-                   cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     (archive,) = tmp_path.glob("fgbg-*.tar.gz")
     with tarfile.open(archive) as tar:
         names = {Path(*Path(name).parts[1:]).as_posix() for name in tar.getnames()}
-    for module in ("setup.py", "pipeline/build.py", "pipeline/options.py",
-                   "transforms/compositing.py", "transforms/depth.py",
-                   "transforms/normalization.py", "fgbg/storage.py",
-                   "fgbg/depth/keras_densedepth.py", "fgbg/depth/maps.py"):
+    for module in (
+        "setup.py",
+        "pipeline/build.py",
+        "pipeline/options.py",
+        "transforms/compositing.py",
+        "transforms/depth.py",
+        "transforms/normalization.py",
+        "fgbg/storage.py",
+        "fgbg/depth/keras_densedepth.py",
+        "fgbg/depth/maps.py",
+    ):
         assert module in names, module
 
 
@@ -61,14 +100,20 @@ def test_unset_worker_options_get_the_pipelines_defaults(given):
 
 
 def test_every_spelling_of_the_dataflow_runner_is_recognized():
-    for runner in ("DataflowRunner", "dataflow", "dataflowrunner", "TestDataflowRunner",
-                   "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner"):
+    for runner in (
+        "DataflowRunner",
+        "dataflow",
+        "dataflowrunner",
+        "TestDataflowRunner",
+        "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner",
+    ):
         assert is_dataflow(runner), runner
     for runner in ("FnApiRunner", "DirectRunner", "PrismRunner"):
         assert not is_dataflow(runner), runner
 
 
 def test_chosen_worker_options_are_kept():
-    worker = apply_worker_defaults(PipelineOptions(["--machine_type=n2-standard-4",
-                                                    "--max_num_workers=3"]))
+    worker = apply_worker_defaults(
+        PipelineOptions(["--machine_type=n2-standard-4", "--max_num_workers=3"])
+    )
     assert (worker.machine_type, worker.max_num_workers) == ("n2-standard-4", 3)

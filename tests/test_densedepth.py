@@ -4,6 +4,7 @@ user models, pre/post-processing and the two encodings.
 No published weights exist here, so the published file's HDF5 layout is made
 from a seeded random-weight model of the exact architecture.
 """
+
 import io
 import json
 import shutil
@@ -12,8 +13,11 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
+import tf_keras  # after `transforms`, which selects Keras 2
 from PIL import Image
 
+from fgbg.depth import keras_densedepth as kd
+from fgbg.depth import maps, models, safe_loading, tensorflow_runtime
 from tests.depth_fixtures import (
     aligned_corners_bilinear,
     gcs_emulator,
@@ -21,13 +25,6 @@ from tests.depth_fixtures import (
     tiny_depth_model,
     tiny_raw_reference,
 )
-from fgbg.depth import keras_densedepth as kd
-from fgbg.depth import maps
-from fgbg.depth import models
-from fgbg.depth import safe_loading
-from fgbg.depth import tensorflow_runtime
-
-import tf_keras  # after `transforms`, which selects Keras 2
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 
@@ -109,7 +106,9 @@ def test_architecture_matches_published_layout(seeded_model):
     """Layer names, skip widths and decoder size as the published weights expect."""
     layers = {layer.name: layer for layer in seeded_model.layers}
     decoder = ["conv2", "conv3"] + [
-        f"up{i}_{part}" for i in range(1, 5) for part in ("upsampling2d", "concat", "convA", "convB")
+        f"up{i}_{part}"
+        for i in range(1, 5)
+        for part in ("upsampling2d", "concat", "convA", "convB")
     ]
     assert set(decoder) <= set(layers)
     assert isinstance(layers["up1_upsampling2d"], kd.BilinearUpSampling2D)
@@ -141,12 +140,14 @@ def test_output_is_half_resolution_and_finite(probe_output):
 
 def test_untrained_model_is_reproducible_from_its_seed(seeded_model, probe, probe_output):
     rebuilt = tensorflow_runtime.load_keras_model("untrained", None, SEED)
-    np.testing.assert_array_equal(rebuilt.get_layer("conv3").kernel.numpy(),
-                                  seeded_model.get_layer("conv3").kernel.numpy())
+    np.testing.assert_array_equal(
+        rebuilt.get_layer("conv3").kernel.numpy(), seeded_model.get_layer("conv3").kernel.numpy()
+    )
     np.testing.assert_allclose(rebuilt.predict_on_batch(probe), probe_output, atol=1e-5)
     kd.fill_seeded_weights(rebuilt, SEED + 1)
-    assert not np.allclose(rebuilt.get_layer("conv3").kernel.numpy(),
-                           seeded_model.get_layer("conv3").kernel.numpy())
+    assert not np.allclose(
+        rebuilt.get_layer("conv3").kernel.numpy(), seeded_model.get_layer("conv3").kernel.numpy()
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -186,7 +187,9 @@ def _reshaped_layer(h5):
     layer.create_dataset("conv3/kernel:0", data=np.zeros((3, 3, 104, 2), np.float32))
 
 
-@pytest.mark.parametrize("mutate,message", [(_renamed_layer, r"'conv3'"), (_reshaped_layer, r"(?i)conv3.*shape")])
+@pytest.mark.parametrize(
+    "mutate,message", [(_renamed_layer, r"'conv3'"), (_reshaped_layer, r"(?i)conv3.*shape")]
+)
 @pytest.mark.parametrize("load", ["copy_by_name", "load_model"])
 def test_mismatched_file_fails_naming_the_layer(published_h5, tmp_path, mutate, message, load):
     path = tmp_path / "nyu.h5"
@@ -207,7 +210,13 @@ def test_missing_weights_say_where_the_file_comes_from():
     with pytest.raises(models.ModelLoadError) as error:
         tensorflow_runtime.load_keras_model("densedepth", None, seed=0)
     message = str(error.value)
-    for needle in ("ialhashim/DenseDepth", "nyu.h5", "--depth_weights", "--depth_model untrained", "--depth_model none"):
+    for needle in (
+        "ialhashim/DenseDepth",
+        "nyu.h5",
+        "--depth_weights",
+        "--depth_model untrained",
+        "--depth_model none",
+    ):
         assert needle in message
 
 
@@ -234,7 +243,9 @@ def test_user_model_formats_load_and_keep_their_outputs(tmp_path, name):
     tiny_depth_model().save(path)
     model = tensorflow_runtime.load_keras_model(path, None, seed=0)
     images = _tiny_probe()
-    np.testing.assert_allclose(model.predict_on_batch(images)[..., 0], tiny_raw_reference(images), rtol=1e-5)
+    np.testing.assert_allclose(
+        model.predict_on_batch(images)[..., 0], tiny_raw_reference(images), rtol=1e-5
+    )
 
 
 def test_models_load_from_gcs(tmp_path, monkeypatch):
@@ -247,11 +258,15 @@ def test_models_load_from_gcs(tmp_path, monkeypatch):
         bucket.blob("depth/tiny.h5").upload_from_filename(h5_path)
         for file in saved_model.rglob("*"):
             if file.is_file():
-                bucket.blob(f"depth/saved/{file.relative_to(saved_model)}").upload_from_filename(str(file))
+                bucket.blob(f"depth/saved/{file.relative_to(saved_model)}").upload_from_filename(
+                    str(file)
+                )
         images = _tiny_probe()
         for uri in ("gs://models/depth/tiny.h5", "gs://models/depth/saved"):
             model = tensorflow_runtime.load_keras_model(uri, None, seed=0)
-            np.testing.assert_allclose(model.predict_on_batch(images)[..., 0], tiny_raw_reference(images), rtol=1e-5)
+            np.testing.assert_allclose(
+                model.predict_on_batch(images)[..., 0], tiny_raw_reference(images), rtol=1e-5
+            )
         with pytest.raises(models.ModelLoadError, match="not found"):
             tensorflow_runtime.load_keras_model("densedepth", "gs://models/depth/nyu.h5", seed=0)
 
@@ -292,13 +307,25 @@ def test_unknown_custom_objects_are_refused(tmp_path, name):
 def test_config_naming_code_outside_keras_is_refused():
     foreign_module = {"class_name": "Conv2D", "module": "os", "config": {"name": "c"}}
     with pytest.raises(models.ModelLoadError, match="module 'os'"):
-        safe_loading.check_config_is_safe({"class_name": "Functional", "config": {"layers": [foreign_module]}}, "m.keras")
-    function = {"class_name": "Activation", "config": {"name": "a", "activation": {
-        "module": "builtins", "class_name": "function", "config": "eval"}}}
+        safe_loading.check_config_is_safe(
+            {"class_name": "Functional", "config": {"layers": [foreign_module]}}, "m.keras"
+        )
+    function = {
+        "class_name": "Activation",
+        "config": {
+            "name": "a",
+            "activation": {"module": "builtins", "class_name": "function", "config": "eval"},
+        },
+    }
     with pytest.raises(models.ModelLoadError, match="'eval'"):
         safe_loading.check_config_is_safe(function, "m.keras")
-    relu = {"class_name": "Activation", "config": {"name": "a", "activation": {
-        "module": "builtins", "class_name": "function", "config": "relu"}}}
+    relu = {
+        "class_name": "Activation",
+        "config": {
+            "name": "a",
+            "activation": {"module": "builtins", "class_name": "function", "config": "relu"},
+        },
+    }
     safe_loading.check_config_is_safe(relu, "m.keras")
 
 
@@ -312,7 +339,9 @@ def test_weights_only_file_is_refused_with_a_hint(tmp_path):
 def test_keras_archive_config_is_checked_before_keras_reads_it(tmp_path):
     path = tmp_path / "bad.keras"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("config.json", json.dumps({"class_name": "Lambda", "config": {"name": "x"}}))
+        archive.writestr(
+            "config.json", json.dumps({"class_name": "Lambda", "config": {"name": "x"}})
+        )
     with pytest.raises(models.ModelLoadError, match="'Lambda'"):
         tensorflow_runtime.load_keras_model(str(path), None, seed=0)
 
@@ -335,7 +364,9 @@ def test_preprocess_resizes_with_lanczos_and_scales_to_unit_range():
 
 def test_preprocess_keeps_exact_values_at_the_input_size():
     image = np.full((32, 64, 3), 51, np.uint8)
-    np.testing.assert_array_equal(maps.preprocess(image, (64, 32)), np.full((32, 64, 3), 0.2, np.float32))
+    np.testing.assert_array_equal(
+        maps.preprocess(image, (64, 32)), np.full((32, 64, 3), 0.2, np.float32)
+    )
 
 
 @pytest.mark.parametrize("size", [(100, 64), (0, 32), (640, 470)])
@@ -346,7 +377,9 @@ def test_input_size_must_be_multiples_of_32(size):
 
 def test_postprocess_is_the_authors_predict():
     raw = np.array([0.5, 1, 2, 10, 100, 1000, 0, -1, 40], np.float32).reshape(1, 3, 3, 1)
-    expected = np.array([1, 1, 0.5, 0.1, 0.01, 0.01, 1, 0.01, 0.025], np.float32).reshape(1, 3, 3, 1)
+    expected = np.array([1, 1, 0.5, 0.1, 0.01, 0.01, 1, 0.01, 0.025], np.float32).reshape(
+        1, 3, 3, 1
+    )
     out = maps.postprocess(raw)
     assert out.shape == raw.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, expected, rtol=1e-6)
@@ -370,7 +403,9 @@ def test_minmax_stretches_each_image_to_0_255():
     assert np.abs(grey - expected).max() <= 4
     assert grey[:, 0].mean() < 3 and grey[:, -1].mean() > 252
     # Same shape, other absolute range: same picture (the scale is lost).
-    other = np.asarray(Image.open(io.BytesIO(maps.encode_minmax(depth * 2 + 0.1, (32, 32), 85))), np.float32)
+    other = np.asarray(
+        Image.open(io.BytesIO(maps.encode_minmax(depth * 2 + 0.1, (32, 32), 85))), np.float32
+    )
     assert np.abs(other - grey).max() <= 2
 
 
@@ -378,7 +413,9 @@ def test_minmax_resizes_and_honours_quality():
     depth = np.random.default_rng(2).random((24, 32)).astype(np.float32)
     with Image.open(io.BytesIO(maps.encode_minmax(depth, (16, 8), quality=85))) as image:
         assert image.size == (16, 8)
-    assert len(maps.encode_minmax(depth, (32, 24), quality=95)) > len(maps.encode_minmax(depth, (32, 24), quality=20))
+    assert len(maps.encode_minmax(depth, (32, 24), quality=95)) > len(
+        maps.encode_minmax(depth, (32, 24), quality=20)
+    )
 
 
 def test_minmax_of_a_constant_map_is_black():

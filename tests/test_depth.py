@@ -4,6 +4,7 @@ A tiny Keras model file with DenseDepth's contract makes the outputs exact and
 fast to check; one case runs the full architecture (untrained) on two tiny
 images.
 """
+
 import dataclasses
 import io
 import subprocess
@@ -17,14 +18,14 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from PIL import Image
 
+from fgbg.depth import keras_densedepth as kd
+from fgbg.depth import maps
 from tests.depth_fixtures import (
     make_composite,
     random_overlays,
     tiny_depth_model,
     tiny_raw_reference,
 )
-from fgbg.depth import keras_densedepth as kd
-from fgbg.depth import maps
 from transforms.depth import (
     DEPTH_METRICS_NAMESPACE,
     ENCODED_COUNTER,
@@ -40,9 +41,16 @@ SIZE = 64  # composites and network input: no resize, so outputs are exact
 
 def _config(**overrides) -> DepthConfig:
     values = dict(
-        model="untrained", weights=None, seed=0, batch_size=2, min_batch_size=2,
-        target_batch_duration_s=10.0, input_size=(SIZE, SIZE), encoding="metric",
-        jpeg_quality=85, out_size=(SIZE // 2, SIZE // 2),
+        model="untrained",
+        weights=None,
+        seed=0,
+        batch_size=2,
+        min_batch_size=2,
+        target_batch_duration_s=10.0,
+        input_size=(SIZE, SIZE),
+        encoding="metric",
+        jpeg_quality=85,
+        out_size=(SIZE // 2, SIZE // 2),
     )
     values.update(overrides)
     return DepthConfig(**values)
@@ -57,7 +65,10 @@ def tiny_model_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def composites():
-    return [make_composite(n, image) for n, image in enumerate(random_overlays(5, SIZE, seed=11), start=1)]
+    return [
+        make_composite(n, image)
+        for n, image in enumerate(random_overlays(5, SIZE, seed=11), start=1)
+    ]
 
 
 def _run(config: DepthConfig, composites, check):
@@ -71,7 +82,9 @@ def _run(config: DepthConfig, composites, check):
 
 
 def _metric(result, name):
-    query = result.metrics().query(MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name(name))
+    query = result.metrics().query(
+        MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name(name)
+    )
     return (query["counters"] + query["distributions"])[0].committed
 
 
@@ -98,7 +111,9 @@ def test_metric_depth_is_attached_to_each_composite(tiny_model_file, composites)
         results = _by_sample(outputs, composites)
         for composite in composites:
             out = results[composite.placement.sample_id]
-            assert dataclasses.replace(out, depth=None, overlay=None) == dataclasses.replace(composite, overlay=None)
+            assert dataclasses.replace(out, depth=None, overlay=None) == dataclasses.replace(
+                composite, overlay=None
+            )
             np.testing.assert_array_equal(out.overlay, composite.overlay)
             metres = maps.decode_metric(out.depth)
             assert metres.shape == (SIZE // 2, SIZE // 2)
@@ -116,7 +131,8 @@ def test_metric_depth_is_attached_to_each_composite(tiny_model_file, composites)
 def test_minmax_depth_matches_the_original_encoding(tiny_model_file, composites):
     inputs = composites[:3]
     expected = {
-        c.placement.sample_id: _grey(maps.encode_minmax(_tiny_expected_depth(c), (48, 40), 85)) for c in inputs
+        c.placement.sample_id: _grey(maps.encode_minmax(_tiny_expected_depth(c), (48, 40), 85))
+        for c in inputs
     }
 
     def check(outputs):
@@ -134,7 +150,9 @@ def test_full_architecture_on_two_images():
     images = random_overlays(2, SIZE, seed=5)
     inputs = [make_composite(n, image) for n, image in enumerate(images, start=1)]
     config = _config(model="untrained", seed=42, encoding="minmax", out_size=(48, 48))
-    raw = kd.build_densedepth(seed=42).predict_on_batch(maps.preprocess(np.stack(images), config.input_size))
+    raw = kd.build_densedepth(seed=42).predict_on_batch(
+        maps.preprocess(np.stack(images), config.input_size)
+    )
     expected = {
         c.placement.sample_id: _grey(maps.encode_minmax(depth, (48, 48), 85))
         for c, depth in zip(inputs, maps.postprocess(raw)[..., 0])
@@ -159,7 +177,9 @@ def test_a_failing_model_fails_the_pipeline(tmp_path, composites):
 
 
 def test_depth_maps_checks_shape_and_values():
-    np.testing.assert_array_equal(depth_maps(np.ones((2, 3, 4, 1), np.float32), 2), np.ones((2, 3, 4)))
+    np.testing.assert_array_equal(
+        depth_maps(np.ones((2, 3, 4, 1), np.float32), 2), np.ones((2, 3, 4))
+    )
     with pytest.raises(ValueError, match="shape"):
         depth_maps(np.ones((2, 3, 4, 2), np.float32), 2)
     with pytest.raises(ValueError, match="shape"):
@@ -181,6 +201,9 @@ def test_file_extensions_match_the_encodings():
 
 
 def test_importing_the_stage_does_not_import_tensorflow():
-    code = "import sys, transforms.depth; print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)"
+    code = (
+        "import sys, transforms.depth; "
+        "print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

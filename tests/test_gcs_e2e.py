@@ -1,6 +1,7 @@
 """gs:// end to end: the whole pipeline against a real GCS JSON API server
 (gcp-storage-emulator) on loopback. Nothing in Beam is mocked: its GCS
 filesystem talks HTTP to the emulator via STORAGE_EMULATOR_HOST."""
+
 import csv
 import io
 import json
@@ -29,7 +30,8 @@ def upload_tree(bucket, local: Path, prefix: str) -> None:
     for path in sorted(local.rglob("*")):
         if path.is_file():
             bucket.blob(f"{prefix}/{path.relative_to(local).as_posix()}").upload_from_filename(
-                str(path))
+                str(path)
+            )
 
 
 def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
@@ -40,24 +42,35 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
     tiny_depth_model().save(str(tmp_path / "tiny.h5"))
     bucket.blob("models/tiny.h5").upload_from_filename(str(tmp_path / "tiny.h5"))
     gs = f"gs://{BUCKET}"
-    inputs = {"bg": f"{gs}/inputs/bg/*", "fg": f"{gs}/inputs/fg/*",
-              "fg_mask": f"{gs}/inputs/fg_mask/*"}
-    manifest = build.run(small_build_args(inputs, f"{gs}/datasets/v1",
-                                          f"--depth_model={gs}/models/tiny.h5",
-                                          "--depth_input_size=64x64"))
+    inputs = {
+        "bg": f"{gs}/inputs/bg/*",
+        "fg": f"{gs}/inputs/fg/*",
+        "fg_mask": f"{gs}/inputs/fg_mask/*",
+    }
+    manifest = build.run(
+        small_build_args(
+            inputs,
+            f"{gs}/datasets/v1",
+            f"--depth_model={gs}/models/tiny.h5",
+            "--depth_input_size=64x64",
+        )
+    )
     assert manifest.counts.samples == 2 * 2 * 8
     assert [Path(r.path).name for r in manifest.rejects] == ["broken.jpg"]
 
-    blobs = {blob.name[len("datasets/v1/"):]: blob
-             for blob in bucket.list_blobs(prefix="datasets/v1/")}
+    blobs = {
+        blob.name[len("datasets/v1/") :]: blob for blob in bucket.list_blobs(prefix="datasets/v1/")
+    }
     for kind, ext in (("overlay", "jpg"), ("mask", "png"), ("depth", "jpg")):
         assert len([n for n in blobs if f"/{kind}/" in n and n.endswith(ext)]) == 32
     assert not [name for name in blobs if name.endswith(".tmp")]
 
     label_rows = blobs["label_data.csv"].download_as_text().splitlines()
     assert len(label_rows) == 32
-    assert label_rows[0] == ('"v1/bg/bg1.jpg";"v1/bg1/fg_1/overlay/1.jpg";'
-                             '"v1/bg1/fg_1/mask/1.png";"v1/bg1/fg_1/depth/1.jpg"')
+    assert label_rows[0] == (
+        '"v1/bg/bg1.jpg";"v1/bg1/fg_1/overlay/1.jpg";'
+        '"v1/bg1/fg_1/mask/1.png";"v1/bg1/fg_1/depth/1.jpg"'
+    )
 
     shards = [name for name in blobs if name.startswith("tfrecords/")]
     local_shards = []
@@ -66,20 +79,27 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
         target.parent.mkdir(exist_ok=True)
         blobs[name].download_to_filename(str(target))
         local_shards.append(str(target))
-    records = [tf.train.Example.FromString(serialized.numpy())
-               for serialized in tf.data.TFRecordDataset(local_shards)]
+    records = [
+        tf.train.Example.FromString(serialized.numpy())
+        for serialized in tf.data.TFRecordDataset(local_shards)
+    ]
     assert len(records) == 32
     for record in records:  # the shard writer's read-ahead kept every file with its row
         feature = record.features.feature
         sample_id = feature["id"].bytes_list.value[0].decode()
         bg, fg, number = sample_id.split("/")
         for kind, ext in (("overlay", "jpg"), ("mask", "png"), ("depth", "jpg")):
-            assert (feature[kind].bytes_list.value[0]
-                    == blobs[f"{bg}/{fg}/{kind}/{number}.{ext}"].download_as_bytes())
+            assert (
+                feature[kind].bytes_list.value[0]
+                == blobs[f"{bg}/{fg}/{kind}/{number}.{ext}"].download_as_bytes()
+            )
 
     stats = json.loads(blobs["stats.json"].download_as_text())
-    overlays = [np.asarray(Image.open(io.BytesIO(blob.download_as_bytes())))
-                for name, blob in sorted(blobs.items()) if "/overlay/" in name]
+    overlays = [
+        np.asarray(Image.open(io.BytesIO(blob.download_as_bytes())))
+        for name, blob in sorted(blobs.items())
+        if "/overlay/" in name
+    ]
     pixels = np.concatenate([o.reshape(-1, 3) for o in overlays]).astype(np.float64)
     np.testing.assert_allclose(stats["overlay"]["mean"], pixels.mean(axis=0), rtol=1e-9)
     np.testing.assert_allclose(stats["overlay"]["std"], pixels.std(axis=0), rtol=1e-9)
@@ -90,8 +110,12 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
 def test_list_folder_lists_one_prefix_only(bucket):
     from fgbg.storage import list_folder
 
-    for name in ("d/bg1/fg_1/mask/1.jpg", "d/bg1/fg_1/.pair.json", "d/bg1/fg_10/mask/1.png",
-                 "d/bg1/fg_2/overlay/1.jpg"):
+    for name in (
+        "d/bg1/fg_1/mask/1.jpg",
+        "d/bg1/fg_1/.pair.json",
+        "d/bg1/fg_10/mask/1.png",
+        "d/bg1/fg_2/overlay/1.jpg",
+    ):
         bucket.blob(name).upload_from_string(b"x")
     assert sorted(list_folder(f"gs://{BUCKET}/d/bg1/fg_1")) == [".pair.json", "mask/1.jpg"]
     assert list_folder(f"gs://{BUCKET}/d/nothing/here") == []
@@ -102,11 +126,20 @@ def test_stale_files_are_found_and_deleted_literally(bucket):
     as they are; a file already gone is not an error."""
     from fgbg.storage import delete_files, list_folder
 
-    for name in ("e/a[1]/fg/", "e/a[1]/fg/mask/", "e/a[1]/fg/mask/1.png",
-                 "e/a[1]/fg/mask/2 [copy].png", "e/a1/fg/mask/1.png"):
+    for name in (
+        "e/a[1]/fg/",
+        "e/a[1]/fg/mask/",
+        "e/a[1]/fg/mask/1.png",
+        "e/a[1]/fg/mask/2 [copy].png",
+        "e/a1/fg/mask/1.png",
+    ):
         bucket.blob(name).upload_from_string(b"" if name.endswith("/") else b"x")
     folder = f"gs://{BUCKET}/e/a[1]/fg"
     assert sorted(list_folder(folder)) == ["mask/1.png", "mask/2 [copy].png"]
     delete_files([f"{folder}/mask/2 [copy].png", f"{folder}/mask/gone.png"])
     assert sorted(blob.name for blob in bucket.list_blobs(prefix="e/")) == [
-        "e/a1/fg/mask/1.png", "e/a[1]/fg/", "e/a[1]/fg/mask/", "e/a[1]/fg/mask/1.png"]
+        "e/a1/fg/mask/1.png",
+        "e/a[1]/fg/",
+        "e/a[1]/fg/mask/",
+        "e/a[1]/fg/mask/1.png",
+    ]

@@ -1,5 +1,6 @@
 """The build's promises (README "Guarantees"): resumable, incremental, and
 hostile inputs never crash the build nor lose a good sample."""
+
 import csv
 import json
 import os
@@ -15,8 +16,14 @@ import numpy as np
 from PIL import Image
 
 from pipeline import build
-from tests.conftest import (LOCAL_RUNNER, comparable, make_background, make_foreground,
-                            make_inputs, small_build_args)
+from tests.conftest import (
+    LOCAL_RUNNER,
+    comparable,
+    make_background,
+    make_foreground,
+    make_inputs,
+    small_build_args,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,9 +37,13 @@ def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
     full_size = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
     killed = tmp_path / "killed" / "out"
     args = small_build_args(inputs, killed, *full_size)
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.build", *args], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.build", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while len(list(killed.rglob(".pair.json"))) < 3:
         assert process.poll() is None, "the build finished before it could be killed"
@@ -89,11 +100,16 @@ def test_a_remade_pair_keeps_no_files_of_its_earlier_build(tmp_path):
     build.run(small_build_args(inputs, output, "--mask_format=jpg"))
     assert len(list(output.glob("bg1/fg_1/mask/*.jpg"))) == 8
     build.run(small_build_args(inputs, output, "--placements_per_scale=1"))
-    files = sorted(p.relative_to(output / "bg1" / "fg_1").as_posix()
-                   for p in (output / "bg1" / "fg_1").rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(output / "bg1" / "fg_1").as_posix()
+        for p in (output / "bg1" / "fg_1").rglob("*")
+        if p.is_file()
+    )
     assert files == [".pair.json"] + sorted(
-        f"{kind}/{n}.{ext}" for kind, ext in (("overlay", "jpg"), ("mask", "png"))
-        for n in range(1, 5))
+        f"{kind}/{n}.{ext}"
+        for kind, ext in (("overlay", "jpg"), ("mask", "png"))
+        for n in range(1, 5)
+    )
 
 
 def png_with_declared_size(width: int, height: int) -> bytes:
@@ -102,8 +118,12 @@ def png_with_declared_size(width: int, height: int) -> bytes:
     chunk = b"IHDR" + header
     ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
     idat_data = zlib.compress(b"\x00" * 16)
-    idat = (struct.pack(">I", len(idat_data)) + b"IDAT" + idat_data
-            + struct.pack(">I", zlib.crc32(b"IDAT" + idat_data)))
+    idat = (
+        struct.pack(">I", len(idat_data))
+        + b"IDAT"
+        + idat_data
+        + struct.pack(">I", zlib.crc32(b"IDAT" + idat_data))
+    )
     iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
     return b"\x89PNG\r\n\x1a\n" + ihdr + idat + iend
 
@@ -130,7 +150,8 @@ def hostile_corpus(root: Path) -> dict:
     Image.open(bg / "good.jpg").convert("CMYK").save(bg / "cmyk.jpg")
     Image.open(bg / "good.jpg").convert("L").save(bg / "grey.jpg")
     Image.fromarray((np.arange(96 * 72, dtype=np.uint16).reshape(72, 96) * 9)).save(
-        bg / "sixteen.png")
+        bg / "sixteen.png"
+    )
     stored = np.zeros((40, 80, 3), np.uint8)
     stored[:, :40] = (255, 0, 0)
     stored[:, 40:] = (0, 0, 255)
@@ -153,16 +174,28 @@ def hostile_corpus(root: Path) -> dict:
     Image.new("L", (31, 20), 255).save(masks / "mask_fg_badmask.png")
     Image.new("L", (30, 20), 255).save(masks / "mask_nobody.png")
     return {
-        "accepted_backgrounds": {"good", "cmyk", "grey", "sixteen", "rotated", "plage é 1",
-                                 "Zebra"},
+        "accepted_backgrounds": {
+            "good",
+            "cmyk",
+            "grey",
+            "sixteen",
+            "rotated",
+            "plage é 1",
+            "Zebra",
+        },
         "accepted_foregrounds": {"fg_ok", "fg_palette", "fg_dot"},
         "rejected": {
-            "zero.jpg": "empty file", "truncated.jpg": "truncated", "cut.png": "truncated",
-            "text.jpg": "not a readable image", "bomb.png": "decompression bomb",
-            "good.jpg": "duplicate background name", "..jpg": "cannot be used as an output",
+            "zero.jpg": "empty file",
+            "truncated.jpg": "truncated",
+            "cut.png": "truncated",
+            "text.jpg": "not a readable image",
+            "bomb.png": "decompression bomb",
+            "good.jpg": "duplicate background name",
+            "..jpg": "cannot be used as an output",
             "label_data.csv.jpg": "is taken by the dataset's own",
             "zebra.jpg": "duplicate background name 'zebra' (names are compared without case)",
-            "fg_big.png": "larger than the", "fg_clear.png": "fully transparent",
+            "fg_big.png": "larger than the",
+            "fg_clear.png": "fully transparent",
             "fg_badmask.png": "is 31x20, foreground is 30x20",
             "mask_nobody.png": "mask has no foreground",
         },
@@ -172,10 +205,19 @@ def hostile_corpus(root: Path) -> dict:
 def test_hostile_inputs_are_handled_or_rejected_with_reasons(tmp_path, capsys):
     expected = hostile_corpus(tmp_path / "in")
     output = tmp_path / "out"
-    args = [f"--bg={tmp_path / 'in' / 'bg' / '**'}", f"--fg={tmp_path / 'in' / 'fg' / '*'}",
-            f"--fg_mask={tmp_path / 'in' / 'fg_mask' / '*'}", f"--output={output}",
-            "--size=64", "--scales=1.0,0.5", "--placements_per_scale=1", "--depth_model=none",
-            "--max_input_pixels=1000000", "--max_reject_fraction=0.9", *LOCAL_RUNNER]
+    args = [
+        f"--bg={tmp_path / 'in' / 'bg' / '**'}",
+        f"--fg={tmp_path / 'in' / 'fg' / '*'}",
+        f"--fg_mask={tmp_path / 'in' / 'fg_mask' / '*'}",
+        f"--output={output}",
+        "--size=64",
+        "--scales=1.0,0.5",
+        "--placements_per_scale=1",
+        "--depth_model=none",
+        "--max_input_pixels=1000000",
+        "--max_reject_fraction=0.9",
+        *LOCAL_RUNNER,
+    ]
     assert build.main(args) == 0
     manifest = json.loads((output / "manifest.json").read_text())
     reasons = {Path(r["path"]).name: r["reason"] for r in manifest["rejects"]}
@@ -200,9 +242,16 @@ def test_hostile_inputs_are_handled_or_rejected_with_reasons(tmp_path, capsys):
 
 def test_too_many_rejects_fail_the_run(tmp_path):
     hostile_corpus(tmp_path / "in")
-    args = [f"--bg={tmp_path / 'in' / 'bg' / '*'}", f"--fg={tmp_path / 'in' / 'fg' / '*'}",
-            f"--output={tmp_path / 'out'}", "--size=64", "--scales=1.0",
-            "--placements_per_scale=1", "--depth_model=none", "--max_reject_fraction=0.2",
-            *LOCAL_RUNNER]
+    args = [
+        f"--bg={tmp_path / 'in' / 'bg' / '*'}",
+        f"--fg={tmp_path / 'in' / 'fg' / '*'}",
+        f"--output={tmp_path / 'out'}",
+        "--size=64",
+        "--scales=1.0",
+        "--placements_per_scale=1",
+        "--depth_model=none",
+        "--max_reject_fraction=0.2",
+        *LOCAL_RUNNER,
+    ]
     assert build.main(args) == build.EXIT_TOO_MANY_REJECTS
     assert (tmp_path / "out" / "manifest.json").is_file()

@@ -1,5 +1,6 @@
 """Importing fgbg's modules changes nothing in the caller's process, and the
 training reader brings in neither Beam nor TensorFlow until it is called."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ def imported_state(code: str) -> dict:
         "print(json.dumps({'beam': any(m.startswith('apache_beam') for m in sys.modules),\n"
         "                  'tensorflow': 'tensorflow' in sys.modules,\n"
         "                  'environ_changed': sorted(k for k in set(before) | set(os.environ)\n"
-        "                                            if before.get(k) != os.environ.get(k))}))\n")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                         text=True, check=True)
+        "                                            if before.get(k) != os.environ.get(k))}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -40,5 +43,6 @@ def test_no_module_chooses_keras_for_the_caller():
     now names tf_keras itself. (TensorFlow and h5py set variables of their
     own on import; ours set none.)"""
     state = imported_state(
-        "import pipeline.build, fgbg.depth.tensorflow_runtime, fgbg.depth.safe_loading")
+        "import pipeline.build, fgbg.depth.tensorflow_runtime, fgbg.depth.safe_loading"
+    )
     assert "TF_USE_LEGACY_KERAS" not in state["environ_changed"]

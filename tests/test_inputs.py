@@ -1,4 +1,5 @@
 """Input decoding and validation, without Beam."""
+
 import io
 
 import numpy as np
@@ -6,11 +7,26 @@ import pytest
 from PIL import Image
 
 from fgbg import layout
-from transforms.inputs import (InputConfig, InputError, assign_split, build_foreground,
-                               check_stem, keep_first, mask_key, open_image, to_rgb)
+from transforms.inputs import (
+    InputConfig,
+    InputError,
+    assign_split,
+    build_foreground,
+    check_stem,
+    keep_first,
+    mask_key,
+    open_image,
+    to_rgb,
+)
 
-CONFIG = InputConfig(size=64, max_input_pixels=1_000_000, min_background_side=8,
-                     mask_threshold=0, val_fraction=0.2, test_fraction=0.2)
+CONFIG = InputConfig(
+    size=64,
+    max_input_pixels=1_000_000,
+    min_background_side=8,
+    mask_threshold=0,
+    val_fraction=0.2,
+    test_fraction=0.2,
+)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
@@ -25,18 +41,22 @@ def rgba_square(size=10, alpha=255) -> Image.Image:
     return Image.fromarray(pixels, "RGBA")
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty file"),
-    (b"this is not an image", "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (b"this is not an image", "not a readable image"),
+    ],
+)
 def test_unusable_bytes_are_rejected_with_a_reason(data, reason):
     with pytest.raises(InputError, match=reason):
         open_image(data, 1000)
 
 
 def test_truncated_png_is_rejected():
-    data = encode(Image.fromarray(np.random.default_rng(0).integers(
-        0, 255, (64, 64, 3), dtype=np.uint8)))
+    data = encode(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    )
     with pytest.raises(InputError, match="corrupt or truncated"):
         open_image(data[: len(data) // 2], 1_000_000)
 
@@ -73,8 +93,9 @@ def test_foreground_alpha_becomes_binary_mask():
 def test_mask_file_is_used_and_binarized():
     mask = np.zeros((10, 10), np.uint8)
     mask[2:8, 2:8] = 3
-    fg = build_foreground("fg", "fg.png", encode(rgba_square()), "mask_fg.png",
-                          encode(Image.fromarray(mask)), CONFIG)
+    fg = build_foreground(
+        "fg", "fg.png", encode(rgba_square()), "mask_fg.png", encode(Image.fromarray(mask)), CONFIG
+    )
     assert np.array_equal(fg.mask, np.where(mask > 0, 255, 0))
 
 
@@ -82,23 +103,28 @@ def test_rgb_foreground_uses_its_mask_as_alpha():
     rgb = Image.new("RGB", (10, 10), (1, 2, 3))
     mask = np.zeros((10, 10), np.uint8)
     mask[:5] = 255
-    fg = build_foreground("fg", "fg.jpg", encode(rgb), "m.png", encode(Image.fromarray(mask)),
-                          CONFIG)
+    fg = build_foreground(
+        "fg", "fg.jpg", encode(rgb), "m.png", encode(Image.fromarray(mask)), CONFIG
+    )
     assert np.array_equal(fg.rgba[..., 3], mask)
 
 
-@pytest.mark.parametrize("fg, mask, reason", [
-    (rgba_square(alpha=0), None, "fully transparent"),
-    (Image.new("RGB", (10, 10)), None, "no alpha channel and no mask file"),
-    (rgba_square(size=65), None, "larger than the 64x64 background"),
-    (rgba_square(), Image.new("L", (9, 10), 255), "is 9x10, foreground is 10x10"),
-    (rgba_square(), Image.new("L", (10, 10), 0), "no foreground pixels"),
-])
+@pytest.mark.parametrize(
+    "fg, mask, reason",
+    [
+        (rgba_square(alpha=0), None, "fully transparent"),
+        (Image.new("RGB", (10, 10)), None, "no alpha channel and no mask file"),
+        (rgba_square(size=65), None, "larger than the 64x64 background"),
+        (rgba_square(), Image.new("L", (9, 10), 255), "is 9x10, foreground is 10x10"),
+        (rgba_square(), Image.new("L", (10, 10), 0), "no foreground pixels"),
+    ],
+)
 def test_bad_foregrounds_are_rejected(fg, mask, reason):
     mask_data = encode(mask) if mask is not None else None
     with pytest.raises(InputError, match=reason):
-        build_foreground("fg", "fg.png", encode(fg), "mask_fg.png" if mask else None,
-                         mask_data, CONFIG)
+        build_foreground(
+            "fg", "fg.png", encode(fg), "mask_fg.png" if mask else None, mask_data, CONFIG
+        )
 
 
 def test_palette_with_transparency_keeps_its_alpha():
@@ -134,4 +160,6 @@ def test_mask_names_and_duplicates():
     assert mask_key("gs://b/m/mask_fg_1.png") == "fg_1"
     assert mask_key("m/fg_1.png") is None
     kept, rejects = keep_first(["z/a.png", "b/a.png"], "foreground")
-    assert kept == "b/a.png" and rejects[0].path == "z/a.png" and "kept b/a.png" in rejects[0].reason
+    assert (
+        kept == "b/a.png" and rejects[0].path == "z/a.png" and "kept b/a.png" in rejects[0].reason
+    )

@@ -1,6 +1,7 @@
 """Every rule about option values is checked once, with the options, before
 any work (pipeline/options.py); the configuration derived from them is
 complete (pipeline/config.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,28 +11,39 @@ from pipeline.config import RunContext, build_config
 from pipeline.options import FgbgOptions, UsageError, check_options
 
 REQUIRED = ["--bg=in/bg/*", "--fg=in/fg/*", "--output=out"]
-RUN = RunContext(started_at="2026-11-27T00:00:00+00:00", input_files={}, tft_temp_dir="tmp",
-                 progress_dir=None)
+RUN = RunContext(
+    started_at="2026-11-27T00:00:00+00:00", input_files={}, tft_temp_dir="tmp", progress_dir=None
+)
 
 
 def options(*flags: str) -> FgbgOptions:
     return PipelineOptions([*REQUIRED, *flags]).view_as(FgbgOptions)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--depth_model=untrained", "--depth_min_batch_size=3", "--depth_batch_size=2"],
-     "--depth_min_batch_size must be at most --depth_batch_size"),
-    (["--depth_model=untrained", "--depth_min_batch_size=0"], "--depth_min_batch_size must be >= 1"),
-    (["--depth_model=untrained", "--depth_target_batch_duration_s=0"],
-     "--depth_target_batch_duration_s must be > 0"),
-    (["--depth_model=untrained", "--depth_quality=0"], "--depth_quality must be in 1..100"),
-    (["--size=0"], "--size must be >= 8"),
-    (["--depth_model=densedepth"], "ialhashim/DenseDepth"),
-    (["--depth_model=untrained", "--depth_weights=nyu.h5"], "densedepth only"),
-    (["--depth_model=untrained", "--depth_input_size=640x470"], "multiples of 32"),
-    (["--depth_model=none", "--depth_input_size=100x64"], "multiples of 32"),
-    (["--depth_input_size=640by480"], "WIDTHxHEIGHT"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--depth_model=untrained", "--depth_min_batch_size=3", "--depth_batch_size=2"],
+            "--depth_min_batch_size must be at most --depth_batch_size",
+        ),
+        (
+            ["--depth_model=untrained", "--depth_min_batch_size=0"],
+            "--depth_min_batch_size must be >= 1",
+        ),
+        (
+            ["--depth_model=untrained", "--depth_target_batch_duration_s=0"],
+            "--depth_target_batch_duration_s must be > 0",
+        ),
+        (["--depth_model=untrained", "--depth_quality=0"], "--depth_quality must be in 1..100"),
+        (["--size=0"], "--size must be >= 8"),
+        (["--depth_model=densedepth"], "ialhashim/DenseDepth"),
+        (["--depth_model=untrained", "--depth_weights=nyu.h5"], "densedepth only"),
+        (["--depth_model=untrained", "--depth_input_size=640x470"], "multiples of 32"),
+        (["--depth_model=none", "--depth_input_size=100x64"], "multiples of 32"),
+        (["--depth_input_size=640by480"], "WIDTHxHEIGHT"),
+    ],
+)
 def test_depth_rules_are_checked_with_the_options(flags, message):
     with pytest.raises(UsageError, match=message):
         check_options(options(*flags))
@@ -46,10 +58,20 @@ def test_a_composites_only_build_has_no_depth_stage():
 
 
 def test_the_config_carries_every_depth_choice():
-    opts = options("--depth_model=untrained", "--depth_input_size=320x256",
-                   "--depth_encoding=metric", "--size=96", "--seed=5")
+    opts = options(
+        "--depth_model=untrained",
+        "--depth_input_size=320x256",
+        "--depth_encoding=metric",
+        "--size=96",
+        "--seed=5",
+    )
     check_options(opts)
     depth = build_config(opts, RUN).depth
     assert (depth.model, depth.seed, depth.input_size, depth.encoding, depth.out_size) == (
-        "untrained", 5, (320, 256), "metric", (96, 96))
+        "untrained",
+        5,
+        (320, 256),
+        "metric",
+        (96, 96),
+    )
     assert build_config(opts, RUN).depth_extension == "png"

@@ -1,11 +1,19 @@
 """Placements: numbering, bounds and determinism, without Beam."""
+
 import pytest
 
-from transforms.placements import (PlacementConfig, draw_position, pair_placements,
-                                   parse_scales, sample_number, scaled_size)
+from transforms.placements import (
+    PlacementConfig,
+    draw_position,
+    pair_placements,
+    parse_scales,
+    sample_number,
+    scaled_size,
+)
 
-ORIGINAL = PlacementConfig(seed=0, size=224, scales=(1.0, 0.8, 0.6, 0.4),
-                           placements_per_scale=5, mirror=True)
+ORIGINAL = PlacementConfig(
+    seed=0, size=224, scales=(1.0, 0.8, 0.6, 0.4), placements_per_scale=5, mirror=True
+)
 
 
 def test_original_numbering_layout():
@@ -42,8 +50,9 @@ def test_placements_fit_inside_background():
 def test_same_seed_same_placements_other_seed_differs():
     first = list(pair_placements(ORIGINAL, "bg1", "fg_1", (150, 100)))
     again = list(pair_placements(ORIGINAL, "bg1", "fg_1", (150, 100)))
-    other = PlacementConfig(seed=1, size=224, scales=ORIGINAL.scales,
-                            placements_per_scale=5, mirror=True)
+    other = PlacementConfig(
+        seed=1, size=224, scales=ORIGINAL.scales, placements_per_scale=5, mirror=True
+    )
     reseeded = list(pair_placements(other, "bg1", "fg_1", (150, 100)))
     assert first == again
     assert [(p.x, p.y) for p in first] != [(p.x, p.y) for p in reseeded]

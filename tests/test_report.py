@@ -1,4 +1,5 @@
 """The dataset report: rendering functions, real builds, gs://, and a real browser."""
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fgbg import layout, report
 from pipeline import build
 from pipeline import report as report_cli
 from tests.conftest import make_inputs, small_build_args
-from fgbg import layout, report
 from transforms.writers import natural_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ VIRIDIS_RAMP = report.colormap(np.linspace(0, 1, 256)).astype(int)
 
 
 # --------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
@@ -47,9 +49,17 @@ def depth_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report-depth")
     inputs = make_inputs(root / "inputs", backgrounds=2, foregrounds=1)
     output = root / "out"
-    build.run(small_build_args(inputs, output, "--depth_model=untrained",
-                               "--depth_input_size=64x64", "--scales=1.0",
-                               "--placements_per_scale=1", "--no_mirror"))
+    build.run(
+        small_build_args(
+            inputs,
+            output,
+            "--depth_model=untrained",
+            "--depth_input_size=64x64",
+            "--scales=1.0",
+            "--placements_per_scale=1",
+            "--no_mirror",
+        )
+    )
     report.write_report(str(output))
     return output
 
@@ -62,10 +72,11 @@ def grid_column(pixels: np.ndarray, index: int) -> np.ndarray:
     """One of samples.png's four columns (the depth column without its bar)."""
     left = report.MARGIN + index * (report.TILE + report.GAP)
     top = report.MARGIN + report.HEADER_HEIGHT
-    return pixels[top:, left:left + report.TILE]
+    return pixels[top:, left : left + report.TILE]
 
 
 # --------------------------------------------------------------------------- pure functions
+
 
 def test_choose_samples_is_seeded_stable_and_in_id_order():
     samples = [{"id": f"bg{i % 5}/fg_{i % 3}/{i}"} for i in range(40)]
@@ -79,10 +90,17 @@ def test_choose_samples_is_seeded_stable_and_in_id_order():
 
 
 def test_summarize_samples_streams_the_table_into_values_and_a_pick():
-    rows = [{"id": f"bg{i % 4}/fg/{i}", "bg": f"bg{i % 4}",
-             "split": "val" if i % 4 == 3 else "train",
-             "overlay_mean": f"{i}.5", "mask_coverage": "0.25", "depth_mean": ""}
-            for i in range(30)]
+    rows = [
+        {
+            "id": f"bg{i % 4}/fg/{i}",
+            "bg": f"bg{i % 4}",
+            "split": "val" if i % 4 == 3 else "train",
+            "overlay_mean": f"{i}.5",
+            "mask_coverage": "0.25",
+            "depth_mean": "",
+        }
+        for i in range(30)
+    ]
     table = report.summarize_samples(iter(rows), seed=1, count=5)
     assert table.count == 30
     assert table.overlay_mean.tolist() == [i + 0.5 for i in range(30)]
@@ -98,9 +116,16 @@ def test_normalization_table_shows_the_train_splits_numbers():
     def moments(value: int):
         return 4, (4 * value,) * 3, (4 * value * value,) * 3
 
-    stats = stats_document({("train", "overlay"): moments(10), ("val", "overlay"): moments(200),
-                            ("train", "background"): moments(20),
-                            ("val", "background"): moments(100)}, 255.0, "relative")
+    stats = stats_document(
+        {
+            ("train", "overlay"): moments(10),
+            ("val", "overlay"): moments(200),
+            ("train", "background"): moments(20),
+            ("val", "background"): moments(100),
+        },
+        255.0,
+        "relative",
+    )
     html = report.normalization_html(stats)
     assert "What transform/ standardises with: train" in html
     assert ">10.00<" in html and ">20.00<" in html and ">105.00<" not in html
@@ -147,8 +172,9 @@ def test_outline_is_drawn_on_the_mask_boundary_only():
     outlined = np.asarray(report.outline_mask(overlay, mask, tile=80))
     is_outline = np.all(outlined == report.OUTLINE_RGB, axis=-1)
     ys, xs = np.nonzero(is_outline)
-    to_edge = np.minimum(np.minimum(abs(xs - 20), abs(xs - 59)),
-                         np.minimum(abs(ys - 20), abs(ys - 59)))
+    to_edge = np.minimum(
+        np.minimum(abs(xs - 20), abs(xs - 59)), np.minimum(abs(ys - 20), abs(ys - 59))
+    )
     assert is_outline.sum() > 4 * 40 and to_edge.max() <= 1
     assert outlined[5, 5].tolist() == [10, 120, 10]  # outside: untouched
     assert not is_outline[40, 40] and outlined[40, 40].tolist() != [10, 120, 10]  # tinted
@@ -164,6 +190,7 @@ def test_histogram_svg_bars_are_proportional_and_labels_escaped():
 
 # --------------------------------------------------------------------------- real builds
 
+
 def test_report_is_self_contained_and_escapes_input_names(dataset):
     page = html_of(dataset)
     assert "<link" not in page
@@ -171,9 +198,17 @@ def test_report_is_self_contained_and_escapes_input_names(dataset):
     sources = [part.split('"', 1)[0] for part in page.split(' src="')[1:]]
     assert len(sources) == 3 and all(src.startswith("data:image/") for src in sources)
     assert HOSTILE_NAME not in page and HOSTILE_ESCAPED in page
-    for table_id in ("stats-table", "normalisation-table", "splits-table", "timings-table",
-                     "counters-table", "rejects-table", "options-table", "versions-table",
-                     "depth-table"):
+    for table_id in (
+        "stats-table",
+        "normalisation-table",
+        "splits-table",
+        "timings-table",
+        "counters-table",
+        "rejects-table",
+        "options-table",
+        "versions-table",
+        "depth-table",
+    ):
         assert f'id="{table_id}"' in page
     assert 'id="depth-warning"' not in page and "no depth in this build" in page
 
@@ -182,8 +217,9 @@ def test_samples_png_has_the_grid_layout_and_outline_column(dataset):
     grid = Image.open(dataset / layout.SAMPLES_PNG)
     assert grid.size == report.grid_size(report.DEFAULT_ROWS, depth=False)
     pixels = np.asarray(grid.convert("RGB"))
-    outline = [int(np.all(grid_column(pixels, i) == report.OUTLINE_RGB, axis=-1).sum())
-               for i in range(3)]
+    outline = [
+        int(np.all(grid_column(pixels, i) == report.OUTLINE_RGB, axis=-1).sum()) for i in range(3)
+    ]
     assert outline[0] == outline[1] == 0 and outline[2] > 100
 
 
@@ -225,7 +261,7 @@ def test_report_of_a_gcs_dataset(dataset, monkeypatch):
 def test_untrained_depth_is_color_mapped_and_warned_about(depth_dataset):
     grid = np.asarray(Image.open(depth_dataset / layout.SAMPLES_PNG).convert("RGB")).astype(int)
     assert grid.shape[:2][::-1] == report.grid_size(2, depth=True)
-    depth = grid_column(grid, 3)[:report.TILE].reshape(-1, 1, 3)
+    depth = grid_column(grid, 3)[: report.TILE].reshape(-1, 1, 3)
     off_ramp = np.abs(depth - VIRIDIS_RAMP[None]).sum(axis=-1).min(axis=1)
     assert np.percentile(off_ramp, 95) <= 12  # every depth pixel is a colour-map colour
     page = html_of(depth_dataset)
@@ -234,6 +270,7 @@ def test_untrained_depth_is_color_mapped_and_warned_about(depth_dataset):
 
 
 # --------------------------------------------------------------------------- browser
+
 
 class DomSummary(HTMLParser):
     """What the browser's DOM says: <body> attributes, rows per table id, text."""
@@ -265,12 +302,18 @@ class DomSummary(HTMLParser):
 def chromium() -> str:
     """Chromium's path, installing it if it is missing; skipped only outside CI."""
     if not os.path.exists(CHROMIUM):
-        subprocess.run(["bash", str(REPO / "scripts" / "install_chromium.sh")],
-                       capture_output=True, timeout=600, check=False)
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "install_chromium.sh")],
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
     if os.path.exists(CHROMIUM):
         return CHROMIUM
-    message = (f"{CHROMIUM} is missing and scripts/install_chromium.sh could not install it "
-               "(it needs apt-get and root or sudo)")
+    message = (
+        f"{CHROMIUM} is missing and scripts/install_chromium.sh could not install it "
+        "(it needs apt-get and root or sudo)"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -279,12 +322,24 @@ def chromium() -> str:
 def run_chromium(page: Path, work: Path, *mode: str) -> str:
     """Runs headless chromium on a local page with a fresh profile; returns stdout."""
     profile = work / f"profile-{len(list(work.glob('profile-*')))}"
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-               "--window-size=1280,2000", *mode, page.as_uri()]
-    return subprocess.run(command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S,
-                          check=True).stdout
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,2000",
+        *mode,
+        page.as_uri(),
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S, check=True
+    ).stdout
 
 
 def render(root: Path, work: Path) -> Tuple[DomSummary, np.ndarray]:

@@ -1,4 +1,5 @@
 """From dataset to training: the TFT graph and a real training client."""
+
 import io
 import json
 from pathlib import Path
@@ -9,12 +10,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from PIL import Image
 
-from pipeline import build
-from tests.conftest import make_inputs, small_build_args
-from tests.depth_fixtures import tiny_depth_model
 from fgbg import layout
 from fgbg.records import raw_feature_spec
 from fgbg.training_data import label_csv_dataset, read_label_rows, training_dataset
+from pipeline import build
+from tests.conftest import make_inputs, small_build_args
+from tests.depth_fixtures import tiny_depth_model
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,17 @@ def dataset(tmp_path_factory) -> Path:
     tiny_depth_model().save(str(model_path))
     output = root / "out"
     # val 0.25 puts bg2 in train and bg1, bg3 in val (splits hash the names).
-    build.run(small_build_args(inputs, output, f"--depth_model={model_path}",
-                               "--depth_input_size=64x64", "--val_fraction=0.25",
-                               "--test_fraction=0", tft=True))
+    build.run(
+        small_build_args(
+            inputs,
+            output,
+            f"--depth_model={model_path}",
+            "--depth_input_size=64x64",
+            "--val_fraction=0.25",
+            "--test_fraction=0",
+            tft=True,
+        )
+    )
     return output
 
 
@@ -39,15 +48,17 @@ def test_transform_graph_normalizes_with_the_train_splits_numbers(dataset):
     stats = document["splits"]["train"]
     for kind in ("background", "overlay"):
         assert not np.allclose(stats[kind]["mean"], document[kind]["mean"]), (
-            "the train split should differ from the whole dataset here")
+            "the train split should differ from the whole dataset here"
+        )
     transform = tft.TFTransformOutput(str(dataset / layout.TRANSFORM_DIR))
     files = sorted(str(p) for p in (dataset / "tfrecords").glob("*"))
     serialized = next(iter(tf.data.TFRecordDataset(files).batch(48)))
     raw = tf.io.parse_example(serialized, raw_feature_spec(with_depth=True))
     transformed = transform.transform_features_layer()(raw)
     for kind in ("background", "overlay"):
-        pixels = np.stack([np.asarray(Image.open(io.BytesIO(data)))
-                           for data in raw[kind].numpy()]).astype(np.float64)
+        pixels = np.stack(
+            [np.asarray(Image.open(io.BytesIO(data))) for data in raw[kind].numpy()]
+        ).astype(np.float64)
         expected = (pixels - np.array(stats[kind]["mean"])) / np.array(stats[kind]["std"])
         np.testing.assert_allclose(transformed[kind].numpy(), expected, atol=1e-4)
     mask = transformed["mask"].numpy()
@@ -68,22 +79,36 @@ def encoder_decoder() -> tf.keras.Model:
     x = tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
     mask = tf.keras.layers.Conv2D(1, 1, name="mask")(x)
     depth = tf.keras.layers.Conv2D(1, 1, activation="sigmoid", name="depth")(x)
-    return tf.keras.Model({"background": background, "overlay": overlay},
-                          {"mask": mask, "depth": depth})
+    return tf.keras.Model(
+        {"background": background, "overlay": overlay}, {"mask": mask, "depth": depth}
+    )
 
 
 def test_a_keras_model_trains_on_the_consumer_api(dataset):
     tf.keras.utils.set_random_seed(0)
-    train = training_dataset(str(dataset), "train", batch_size=8, shuffle_buffer=48, seed=1,
-                             repeat=True, drop_remainder=True)
+    train = training_dataset(
+        str(dataset),
+        "train",
+        batch_size=8,
+        shuffle_buffer=48,
+        seed=1,
+        repeat=True,
+        drop_remainder=True,
+    )
     inputs, targets = next(iter(train))
-    assert {k: v.dtype for k, v in inputs.items()} == {"background": tf.float32,
-                                                       "overlay": tf.float32}
+    assert {k: v.dtype for k, v in inputs.items()} == {
+        "background": tf.float32,
+        "overlay": tf.float32,
+    }
     assert set(targets) == {"mask", "depth"}
     model = encoder_decoder()
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3),
-                  loss={"mask": tf.keras.losses.BinaryCrossentropy(from_logits=True),
-                        "depth": tf.keras.losses.MeanAbsoluteError()})
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(3e-3),
+        loss={
+            "mask": tf.keras.losses.BinaryCrossentropy(from_logits=True),
+            "depth": tf.keras.losses.MeanAbsoluteError(),
+        },
+    )
     history = model.fit(train, steps_per_epoch=10, epochs=4, verbose=0).history["loss"]
     assert all(np.isfinite(history))
     assert history[-1] < history[0] * 0.8, history

@@ -1,4 +1,5 @@
 """The writers on TestPipeline: pair handles in, tables and shards out."""
+
 import csv
 import dataclasses
 import io
@@ -11,23 +12,37 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import compose_inputs, make_inputs, pairs_to_make
 from fgbg import layout
+from fgbg.layout import natural_key
+from fgbg.pair_records import pair_rows, write_pair_record, written_pair
+from fgbg.records import MOMENT_KINDS, moments_feature
+from fgbg.storage import streamed_file
+from fgbg.types import Placement, SampleRow
+from tests.conftest import compose_inputs, make_inputs, pairs_to_make
 from transforms.compositing import ComposeSamples, EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig
-from fgbg.records import MOMENT_KINDS, moments_feature
-from fgbg.pair_records import pair_rows, write_pair_record, written_pair
-from fgbg.storage import streamed_file
-from fgbg.types import Placement, SampleRow
-from fgbg.layout import natural_key
-from transforms.writers import (EXAMPLES, RecordPairs, WriteBackgrounds, WriteSamples, WriteTables,
-                                WriteTFRecords, plan_shards)
+from transforms.writers import (
+    EXAMPLES,
+    RecordPairs,
+    WriteBackgrounds,
+    WriteSamples,
+    WriteTables,
+    WriteTFRecords,
+    plan_shards,
+)
 
-CONFIG = InputConfig(size=48, max_input_pixels=1_000_000, min_background_side=16,
-                     mask_threshold=0, val_fraction=0.5, test_fraction=0.0)
-PLACEMENTS = PlacementConfig(seed=3, size=48, scales=(1.0, 0.5), placements_per_scale=2,
-                             mirror=True)
+CONFIG = InputConfig(
+    size=48,
+    max_input_pixels=1_000_000,
+    min_background_side=16,
+    mask_threshold=0,
+    val_fraction=0.5,
+    test_fraction=0.0,
+)
+PLACEMENTS = PlacementConfig(
+    seed=3, size=48, scales=(1.0, 0.5), placements_per_scale=2, mirror=True
+)
 SAMPLES_PER_PAIR = PLACEMENTS.samples_per_pair  # 8
 
 
@@ -43,27 +58,43 @@ def written(tmp_path_factory):
         prepared, _ = p | ReadBackgrounds(inputs["bg"], CONFIG)
         foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, CONFIG)
         backgrounds = (prepared | WriteBackgrounds(str(output), 90)).backgrounds
-        composites = (pairs_to_make(backgrounds, foregrounds)
-                      | ComposeSamples(foregrounds, CONFIG, PLACEMENTS,
-                                       EncodingConfig(80, "png", 50)))
-        pairs = (composites | WriteSamples(str(output), "png", "")
-                 | RecordPairs(str(output), SAMPLES_PER_PAIR))
-        assert_that(pairs | beam.Map(lambda pair: (pair.bg_stem, pair.fg_stem, pair.samples,
-                                                   pair.moments["mask"][0])),
-                    equal_to([(f"bg{b}", f"fg_{f}", 8, 8 * 48 * 48)
-                              for b in (1, 2, 3) for f in (1, 2)]), label="pairs")
+        composites = pairs_to_make(backgrounds, foregrounds) | ComposeSamples(
+            foregrounds, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50)
+        )
+        pairs = (
+            composites
+            | WriteSamples(str(output), "png", "")
+            | RecordPairs(str(output), SAMPLES_PER_PAIR)
+        )
+        assert_that(
+            pairs
+            | beam.Map(
+                lambda pair: (pair.bg_stem, pair.fg_stem, pair.samples, pair.moments["mask"][0])
+            ),
+            equal_to([(f"bg{b}", f"fg_{f}", 8, 8 * 48 * 48) for b in (1, 2, 3) for f in (1, 2)]),
+            label="pairs",
+        )
         counts = pairs | WriteTables(str(output), "out")
-        assert_that(counts | beam.Map(lambda c: sum(c.values())), equal_to([48]),
-                    label="counts")
+        assert_that(counts | beam.Map(lambda c: sum(c.values())), equal_to([48]), label="counts")
         records = pairs | WriteTFRecords(str(output), 16, "none")
-        assert_that(records.shards | beam.combiners.ToList() | beam.Map(
-            lambda paths: sorted(paths) == sorted(
-                f"tfrecords/{p.name}" for p in (output / "tfrecords").glob("*"))),
-            equal_to([True]), label="shards")
+        assert_that(
+            records.shards
+            | beam.combiners.ToList()
+            | beam.Map(
+                lambda paths: (
+                    sorted(paths)
+                    == sorted(f"tfrecords/{p.name}" for p in (output / "tfrecords").glob("*"))
+                )
+            ),
+            equal_to([True]),
+            label="shards",
+        )
         summaries = records[EXAMPLES] | beam.MapTuple(
-            lambda _split, summary: moments_of_summary(summary))
-        summed = summaries | beam.CombineGlobally(lambda items: np.sum(
-            list(items), axis=0).tolist() if items else [])
+            lambda _split, summary: moments_of_summary(summary)
+        )
+        summed = summaries | beam.CombineGlobally(
+            lambda items: np.sum(list(items), axis=0).tolist() if items else []
+        )
         assert_that(summed, equal_to_record_moments(output), label="sums")
     return output
 
@@ -72,15 +103,20 @@ def moments_of_summary(serialized: bytes):
     import tensorflow as tf
 
     example = tf.train.Example.FromString(serialized)
-    return [v for kind in MOMENT_KINDS
-            for v in example.features.feature[moments_feature(kind)].int64_list.value]
+    return [
+        v
+        for kind in MOMENT_KINDS
+        for v in example.features.feature[moments_feature(kind)].int64_list.value
+    ]
 
 
 def equal_to_record_moments(output: Path):
     """A matcher, run once the shards exist: the per-shard summaries' sum is
     the sum of every record's own moments."""
+
     def check(actual):
         assert actual == [sum_record_moments(output)]
+
     return check
 
 
@@ -95,8 +131,11 @@ def read_records(output: Path):
 def sum_record_moments(output: Path):
     total = np.zeros(14, dtype=np.int64)
     for _, example in read_records(output):
-        total += [v for kind in MOMENT_KINDS
-                  for v in example.features.feature[moments_feature(kind)].int64_list.value]
+        total += [
+            v
+            for kind in MOMENT_KINDS
+            for v in example.features.feature[moments_feature(kind)].int64_list.value
+        ]
     return total.tolist()
 
 
@@ -110,8 +149,9 @@ def test_every_sample_lands_once_with_its_whole_pair_in_one_shard(written):
         bg, fg, _ = sample_id.split("/")
         assert shard_of_pair.setdefault((bg, fg), shard) == shard
         ids.append(sample_id)
-    assert sorted(ids) == sorted(f"bg{b}/fg_{f}/{n}" for b in (1, 2, 3) for f in (1, 2)
-                                 for n in range(1, 9))
+    assert sorted(ids) == sorted(
+        f"bg{b}/fg_{f}/{n}" for b in (1, 2, 3) for f in (1, 2) for n in range(1, 9)
+    )
 
 
 def test_shards_hold_records_per_shard_in_whole_pairs(written):
@@ -127,8 +167,9 @@ def test_shards_hold_records_per_shard_in_whole_pairs(written):
 
 
 def test_plan_shards_deals_whole_pairs_evenly_and_stably():
-    pairs = [(f"bg{b}", f"fg{f}", "train" if b < 8 else "val", 40)
-             for b in range(10) for f in range(7)]
+    pairs = [
+        (f"bg{b}", f"fg{f}", "train" if b < 8 else "val", 40) for b in range(10) for f in range(7)
+    ]
     plan = plan_shards(pairs, records_per_shard=100)
     assert plan == plan_shards(list(reversed(pairs)), records_per_shard=100)
     for split, pair_count in (("train", 56), ("val", 14)):
@@ -145,11 +186,14 @@ def test_records_carry_their_own_written_files(written):
     for _, example in read_records(written):
         feature = example.features.feature
         bg, fg, number = feature["id"].bytes_list.value[0].decode().split("/")
-        assert feature["background"].bytes_list.value[0] == (
-            written / "bg" / f"{bg}.jpg").read_bytes()
+        assert (
+            feature["background"].bytes_list.value[0] == (written / "bg" / f"{bg}.jpg").read_bytes()
+        )
         for kind, ext in (("overlay", "jpg"), ("mask", "png")):
-            assert feature[kind].bytes_list.value[0] == (
-                written / bg / fg / kind / f"{number}.{ext}").read_bytes()
+            assert (
+                feature[kind].bytes_list.value[0]
+                == (written / bg / fg / kind / f"{number}.{ext}").read_bytes()
+            )
         assert feature["depth"].bytes_list.value[0] == b""
 
 
@@ -163,8 +207,7 @@ def test_records_in_a_shard_are_mixed_not_in_pair_runs(written):
 
 
 def test_tables_are_sorted_and_match_the_files(written):
-    label = list(csv.reader(io.StringIO((written / layout.LABEL_CSV).read_text()),
-                            delimiter=";"))
+    label = list(csv.reader(io.StringIO((written / layout.LABEL_CSV).read_text()), delimiter=";"))
     samples = list(csv.DictReader(io.StringIO((written / layout.SAMPLES_CSV).read_text())))
     assert len(label) == len(samples) == 48
     keys = [(natural_key(s["bg"]), natural_key(s["fg"]), int(s["number"])) for s in samples]
@@ -190,10 +233,18 @@ def test_streamed_file_publishes_nothing_when_a_piece_fails(tmp_path):
 
 
 def test_pair_rows_name_the_record_that_cannot_be_read(tmp_path):
-    rows = [SampleRow(placement=Placement("bg1", "fg1", n, False, 1.0, 0, 0, 8, 8),
-                      split="train", bg_path="bg/bg1.jpg", overlay_path=f"o/{n}.jpg",
-                      mask_path=f"m/{n}.png", depth_path="",
-                      moments={"overlay": (4, (1, 2, 3), (1, 4, 9))}) for n in (2, 1)]
+    rows = [
+        SampleRow(
+            placement=Placement("bg1", "fg1", n, False, 1.0, 0, 0, 8, 8),
+            split="train",
+            bg_path="bg/bg1.jpg",
+            overlay_path=f"o/{n}.jpg",
+            mask_path=f"m/{n}.png",
+            depth_path="",
+            moments={"overlay": (4, (1, 2, 3), (1, 4, 9))},
+        )
+        for n in (2, 1)
+    ]
     write_pair_record(str(tmp_path), "key", rows)
     pair = written_pair(rows)
     assert [row.placement.number for row in next(pair_rows(str(tmp_path), [pair]))] == [1, 2]
@@ -215,10 +266,12 @@ def test_a_pair_cut_short_in_a_bundle_fails_loudly(tmp_path):
     output = tmp_path / "out"
     with pytest.raises(Exception, match=r"partly written: bg1/fg_1 \(5 of 8\)"):
         with BeamTestPipeline(runner="FnApiRunner") as p:
-            _ = (compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50))
-                 | beam.Filter(lambda composite: composite.placement.number <= 5)
-                 | WriteSamples(str(output), "png", "")
-                 | RecordPairs(str(output), SAMPLES_PER_PAIR))
+            _ = (
+                compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50))
+                | beam.Filter(lambda composite: composite.placement.number <= 5)
+                | WriteSamples(str(output), "png", "")
+                | RecordPairs(str(output), SAMPLES_PER_PAIR)
+            )
     assert not list(output.rglob(".pair.json"))
 
 
@@ -243,11 +296,19 @@ def test_a_remake_killed_half_way_is_not_reused_later(tmp_path):
     build.run(small_build_args(inputs, output))
     with pytest.raises(Exception, match="partly written"):
         with BeamTestPipeline(runner="FnApiRunner") as p:
-            _ = (compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50),
-                                resume_root=str(output))
-                 | beam.Filter(lambda composite: composite.placement.number <= 3)
-                 | WriteSamples(str(output), "png", "")
-                 | RecordPairs(str(output), SAMPLES_PER_PAIR))
+            _ = (
+                compose_inputs(
+                    p,
+                    inputs,
+                    CONFIG,
+                    PLACEMENTS,
+                    EncodingConfig(80, "png", 50),
+                    resume_root=str(output),
+                )
+                | beam.Filter(lambda composite: composite.placement.number <= 3)
+                | WriteSamples(str(output), "png", "")
+                | RecordPairs(str(output), SAMPLES_PER_PAIR)
+            )
     assert not (output / "bg1" / "fg_1" / ".pair.json").exists()
     build.run(small_build_args(inputs, output))
     timings = json.loads((output / "timings.json").read_text())

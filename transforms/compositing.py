@@ -6,6 +6,7 @@ runner can spread them over all workers. `ComposeSamples` makes each pair's
 samples in one call, resizing the foreground once per (flip, scale); the
 pairs it gets are those still to make (transforms/resume.py skips the rest).
 """
+
 from __future__ import annotations
 
 import collections
@@ -17,13 +18,12 @@ import numpy as np
 from PIL import Image
 
 from fgbg.images import encode_jpeg, encode_png
-from transforms.inputs import InputConfig, load_background
-from transforms.placements import PlacementConfig, pair_placements, scaled_size
 from fgbg.moments import binary_moments
 from fgbg.storage import read_file
 from fgbg.timing import stage_timer, timed_items
 from fgbg.types import Background, Composite, Foreground, Pair
-
+from transforms.inputs import InputConfig, load_background
+from transforms.placements import PlacementConfig, pair_placements, scaled_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +40,9 @@ def mirror(foreground: Foreground) -> Tuple[np.ndarray, np.ndarray]:
     return foreground.rgba[:, ::-1].copy(), foreground.mask[:, ::-1].copy()
 
 
-def resize_cutout(rgba: np.ndarray, mask: np.ndarray,
-                  size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+def resize_cutout(
+    rgba: np.ndarray, mask: np.ndarray, size: Tuple[int, int]
+) -> Tuple[np.ndarray, np.ndarray]:
     """Lanczos-resize the cut-out and its mask with the same geometry.
 
     Pillow resizes RGBA with premultiplied alpha, so transparent pixels do not
@@ -66,7 +67,7 @@ def alpha_composite(background: np.ndarray, rgba: np.ndarray, x: int, y: int) ->
     """
     height, width = rgba.shape[:2]
     out = background.copy()
-    region = out[y:y + height, x:x + width]
+    region = out[y : y + height, x : x + width]
     alpha = np.repeat(rgba[..., 3:4], 3, axis=2).astype(np.uint16)
     blended = rgba[..., :3].astype(np.uint16) * alpha
     blended += region * (255 - alpha)
@@ -80,7 +81,7 @@ def alpha_composite(background: np.ndarray, rgba: np.ndarray, x: int, y: int) ->
 def place_mask(mask: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
     """A size x size 0/255 image with the mask at (x, y)."""
     canvas = np.zeros((size, size), np.uint8)
-    canvas[y:y + mask.shape[0], x:x + mask.shape[1]] = mask
+    canvas[y : y + mask.shape[0], x : x + mask.shape[1]] = mask
     return canvas
 
 
@@ -90,34 +91,48 @@ def encode_mask(mask: np.ndarray, config: EncodingConfig) -> bytes:
     return encode_png(mask)
 
 
-def compose_pair(background: Background, image: np.ndarray, foreground: Foreground,
-                 placement_config: PlacementConfig, encoding: EncodingConfig,
-                 key: str) -> Iterator[Composite]:
+def compose_pair(
+    background: Background,
+    image: np.ndarray,
+    foreground: Foreground,
+    placement_config: PlacementConfig,
+    encoding: EncodingConfig,
+    key: str,
+) -> Iterator[Composite]:
     """All samples of one pair, in number order."""
     cutouts: Dict[Tuple[bool, float], Tuple[np.ndarray, np.ndarray]] = {}
     mirrored = mirror(foreground) if placement_config.mirror else None
     height, width = foreground.mask.shape
-    for placement in pair_placements(placement_config, background.stem, foreground.stem,
-                                     (width, height)):
+    for placement in pair_placements(
+        placement_config, background.stem, foreground.stem, (width, height)
+    ):
         variant = (placement.flip, placement.scale)
         if variant not in cutouts:
             rgba, mask = mirrored if placement.flip else (foreground.rgba, foreground.mask)
-            cutouts[variant] = resize_cutout(rgba, mask,
-                                             scaled_size(width, height, placement.scale))
+            cutouts[variant] = resize_cutout(
+                rgba, mask, scaled_size(width, height, placement.scale)
+            )
         rgba, mask = cutouts[variant]
         overlay = alpha_composite(image, rgba, placement.x, placement.y)
         full_mask = place_mask(mask, placement.x, placement.y, placement_config.size)
         lossless = encoding.mask_format == "png"
-        yield Composite(placement=placement, split=background.split, overlay=overlay,
-                        overlay_encoded=encode_jpeg(overlay, encoding.overlay_quality),
-                        mask_encoded=encode_mask(full_mask, encoding), pair_key=key,
-                        mask_moments=binary_moments(int(np.count_nonzero(mask)),
-                                                    full_mask.size) if lossless else None)
+        yield Composite(
+            placement=placement,
+            split=background.split,
+            overlay=overlay,
+            overlay_encoded=encode_jpeg(overlay, encoding.overlay_quality),
+            mask_encoded=encode_mask(full_mask, encoding),
+            pair_key=key,
+            mask_moments=binary_moments(int(np.count_nonzero(mask)), full_mask.size)
+            if lossless
+            else None,
+        )
 
 
 class _CrossWithForegrounds(beam.DoFn):
-    def process(self, background: Background,
-                foreground_stems: Iterable[str]) -> Iterator[Tuple[Background, str]]:
+    def process(
+        self, background: Background, foreground_stems: Iterable[str]
+    ) -> Iterator[Tuple[Background, str]]:
         for stem in sorted(foreground_stems):
             yield background, stem
 
@@ -131,8 +146,9 @@ class _ComposePair(beam.DoFn):
     _CACHE_BYTES = 64 * 2**20
     _MIN_CACHED_BACKGROUNDS = 4
 
-    def __init__(self, input_config: InputConfig, placement_config: PlacementConfig,
-                 encoding: EncodingConfig):
+    def __init__(
+        self, input_config: InputConfig, placement_config: PlacementConfig, encoding: EncodingConfig
+    ):
         self._input_config = input_config
         self._placement_config = placement_config
         self._encoding = encoding
@@ -142,8 +158,9 @@ class _ComposePair(beam.DoFn):
     def setup(self) -> None:
         self._backgrounds: "collections.OrderedDict[str, np.ndarray]" = collections.OrderedDict()
         size = self._input_config.size
-        self._cached_backgrounds = max(self._MIN_CACHED_BACKGROUNDS,
-                                       self._CACHE_BYTES // (size * size * 3))
+        self._cached_backgrounds = max(
+            self._MIN_CACHED_BACKGROUNDS, self._CACHE_BYTES // (size * size * 3)
+        )
 
     def _background_image(self, background: Background) -> np.ndarray:
         image = self._backgrounds.pop(background.source, None)
@@ -155,9 +172,14 @@ class _ComposePair(beam.DoFn):
         return image
 
     def process(self, pair: Pair, foregrounds: Dict[str, Foreground]) -> Iterator[Composite]:
-        made = compose_pair(pair.background, self._background_image(pair.background),
-                            foregrounds[pair.fg_stem], self._placement_config, self._encoding,
-                            pair.key)
+        made = compose_pair(
+            pair.background,
+            self._background_image(pair.background),
+            foregrounds[pair.fg_stem],
+            self._placement_config,
+            self._encoding,
+            pair.key,
+        )
         for composite in timed_items(made, self._timer):
             self._samples.inc()
             yield composite
@@ -173,16 +195,23 @@ class CrossPairs(beam.PTransform):
 
     def expand(self, backgrounds):
         stems = self._foregrounds | "ForegroundStems" >> beam.Map(lambda fg: fg.stem)
-        return (backgrounds
-                | "Cross" >> beam.ParDo(_CrossWithForegrounds(), beam.pvalue.AsIter(stems))
-                | "SpreadPairs" >> beam.Reshuffle())
+        return (
+            backgrounds
+            | "Cross" >> beam.ParDo(_CrossWithForegrounds(), beam.pvalue.AsIter(stems))
+            | "SpreadPairs" >> beam.Reshuffle()
+        )
 
 
 class ComposeSamples(beam.PTransform):
     """`Pair`s -> every `Composite` of every pair, in number order per pair."""
 
-    def __init__(self, foregrounds, input_config: InputConfig,
-                 placement_config: PlacementConfig, encoding: EncodingConfig):
+    def __init__(
+        self,
+        foregrounds,
+        input_config: InputConfig,
+        placement_config: PlacementConfig,
+        encoding: EncodingConfig,
+    ):
         super().__init__()
         self._foregrounds = foregrounds
         self._input_config = input_config
@@ -193,4 +222,5 @@ class ComposeSamples(beam.PTransform):
         by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
         return pairs | "Compose" >> beam.ParDo(
             _ComposePair(self._input_config, self._placement_config, self._encoding),
-            beam.pvalue.AsDict(by_stem))
+            beam.pvalue.AsDict(by_stem),
+        )

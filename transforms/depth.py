@@ -15,6 +15,7 @@ four-column CSV contract, and a half-depth dataset is worse than a failed run.
 TensorFlow is imported only when a worker loads the model (through
 `fgbg.depth.tensorflow_runtime`), so composites-only builds never load it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,9 +79,7 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
     """
 
     def __init__(self, config: DepthConfig):
-        super().__init__(
-            min_batch_size=config.min_batch_size, max_batch_size=config.batch_size
-        )
+        super().__init__(min_batch_size=config.min_batch_size, max_batch_size=config.batch_size)
         self._config = config
 
     def load_model(self):

@@ -4,6 +4,7 @@ Every input file is read and checked once. A file that fails becomes a
 `Reject` (path + reason) on a tagged output and the build goes on without it.
 Files are matched with Beam's fileio, so local paths and gs:// work alike.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,16 +58,24 @@ def check_stem(stem: str, reserved: Sequence[str] = ()) -> None:
     """Refuse names that would escape the output folder or break the layout,
     and names in `reserved` (compared by `name_key`, as duplicates are): a
     background's folder sits beside the dataset's own files."""
-    if stem in ("", ".", "..") or stem.startswith(".") or any(
-            ch in stem for ch in "/\\") or any(ord(ch) < 32 for ch in stem):
+    if (
+        stem in ("", ".", "..")
+        or stem.startswith(".")
+        or any(ch in stem for ch in "/\\")
+        or any(ord(ch) < 32 for ch in stem)
+    ):
         raise InputError(f"file name {stem!r} cannot be used as an output folder name")
     if any(ch in stem for ch in GLOB_CHARACTERS):
-        raise InputError(f"file name {stem!r} holds a glob character ({' '.join(GLOB_CHARACTERS)}), "
-                         "which storage listings and readers' file patterns would take for a "
-                         "pattern; rename the file")
+        raise InputError(
+            f"file name {stem!r} holds a glob character ({' '.join(GLOB_CHARACTERS)}), "
+            "which storage listings and readers' file patterns would take for a "
+            "pattern; rename the file"
+        )
     if name_key(stem) in {name_key(name) for name in reserved}:
-        raise InputError(f"file name {stem!r} is taken by the dataset's own {stem!r} "
-                         f"at the top of the output; rename the file")
+        raise InputError(
+            f"file name {stem!r} is taken by the dataset's own {stem!r} "
+            f"at the top of the output; rename the file"
+        )
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -83,8 +92,10 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
-                raise InputError(f"decompression bomb: declared size {width}x{height} "
-                                 f"exceeds --max_input_pixels={max_pixels}")
+                raise InputError(
+                    f"decompression bomb: declared size {width}x{height} "
+                    f"exceeds --max_input_pixels={max_pixels}"
+                )
             image.load()
     except InputError:
         raise
@@ -109,7 +120,8 @@ def to_8bit(image: Image.Image) -> Image.Image:
 
 def has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info)
+        image.mode == "P" and "transparency" in image.info
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -131,7 +143,8 @@ def load_background(data: bytes, config: InputConfig) -> np.ndarray:
     if min(image.size) < config.min_background_side:
         raise InputError(
             f"background is {image.size[0]}x{image.size[1]}, smaller than "
-            f"--min_background_side={config.min_background_side}")
+            f"--min_background_side={config.min_background_side}"
+        )
     return resize_background(image, config.size)
 
 
@@ -148,9 +161,14 @@ def load_mask(data: bytes, max_pixels: int, threshold: int) -> np.ndarray:
     return binarize(np.asarray(grey.convert("L")), threshold)
 
 
-def build_foreground(stem: str, source: str, fg_data: bytes,
-                     mask_source: Optional[str], mask_data: Optional[bytes],
-                     config: InputConfig) -> Foreground:
+def build_foreground(
+    stem: str,
+    source: str,
+    fg_data: bytes,
+    mask_source: Optional[str],
+    mask_data: Optional[bytes],
+    config: InputConfig,
+) -> Foreground:
     """A checked foreground: RGBA to composite with and a 0/255 mask.
 
     The mask file, when present, is the segmentation target; the foreground's
@@ -161,7 +179,8 @@ def build_foreground(stem: str, source: str, fg_data: bytes,
     if width > config.size or height > config.size:
         raise InputError(
             f"foreground is {width}x{height}, larger than the "
-            f"{config.size}x{config.size} background")
+            f"{config.size}x{config.size} background"
+        )
     mask = None
     if mask_data is not None:
         try:
@@ -171,7 +190,8 @@ def build_foreground(stem: str, source: str, fg_data: bytes,
         if mask.shape != (height, width):
             raise InputError(
                 f"mask {mask_source} is {mask.shape[1]}x{mask.shape[0]}, "
-                f"foreground is {width}x{height}")
+                f"foreground is {width}x{height}"
+            )
     if has_alpha(image):
         rgba = np.array(to_rgba(image))
         if not rgba[..., 3].any():
@@ -182,12 +202,20 @@ def build_foreground(stem: str, source: str, fg_data: bytes,
         rgba = np.dstack([np.asarray(to_rgb(image)), mask])
     else:
         raise InputError(
-            f"foreground has no alpha channel and no mask file "
-            f"({MASK_PREFIX}{stem}.png or .jpg)")
+            f"foreground has no alpha channel and no mask file ({MASK_PREFIX}{stem}.png or .jpg)"
+        )
     if not mask.any():
-        raise InputError(f"mask has no foreground pixels at --mask_threshold={config.mask_threshold}")
-    return Foreground(stem=stem, source=source, mask_source=mask_source,
-                      rgba=rgba, mask=mask, digest=content_digest(fg_data, mask_data))
+        raise InputError(
+            f"mask has no foreground pixels at --mask_threshold={config.mask_threshold}"
+        )
+    return Foreground(
+        stem=stem,
+        source=source,
+        mask_source=mask_source,
+        rgba=rgba,
+        mask=mask,
+        digest=content_digest(fg_data, mask_data),
+    )
 
 
 def assign_split(bg_stem: str, val_fraction: float, test_fraction: float) -> str:
@@ -206,7 +234,7 @@ def mask_key(path: str) -> Optional[str]:
     stem, suffix = posixpath.splitext(name)
     if not stem.startswith(MASK_PREFIX) or suffix.lower() not in MASK_SUFFIXES:
         return None
-    return stem[len(MASK_PREFIX):]
+    return stem[len(MASK_PREFIX) :]
 
 
 def mask_preference(path: str) -> Tuple[int, str]:
@@ -221,16 +249,20 @@ def name_key(stem: str) -> str:
     return unicodedata.normalize("NFC", stem).lower()
 
 
-def keep_first(paths: Iterable[str], what: str,
-               order=None) -> Tuple[Optional[str], List[Reject]]:
+def keep_first(paths: Iterable[str], what: str, order=None) -> Tuple[Optional[str], List[Reject]]:
     """One file per output name: the first in a stable order wins."""
     ranked = sorted(paths, key=order)
     if not ranked:
         return None, []
     kept = ranked[0]
-    return kept, [Reject(path, f"duplicate {what} name {file_stem(path)!r} (names are "
-                               f"compared without case); kept {kept}")
-                  for path in ranked[1:]]
+    return kept, [
+        Reject(
+            path,
+            f"duplicate {what} name {file_stem(path)!r} (names are "
+            f"compared without case); kept {kept}",
+        )
+        for path in ranked[1:]
+    ]
 
 
 class MatchPaths(beam.PTransform):
@@ -241,10 +273,14 @@ class MatchPaths(beam.PTransform):
         self._pattern = pattern
 
     def expand(self, pbegin):
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(
-                    self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-                | "Path" >> beam.Map(lambda metadata: metadata.path))
+        return (
+            pbegin
+            | "Match"
+            >> fileio.MatchFiles(
+                self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
+            )
+            | "Path" >> beam.Map(lambda metadata: metadata.path)
+        )
 
 
 class _ResolveBackgrounds(beam.DoFn):
@@ -294,17 +330,17 @@ class ReadBackgrounds(beam.PTransform):
         self._config = config
 
     def expand(self, pbegin):
-        resolved = (pbegin
-                    | "MatchBackgrounds" >> MatchPaths(self._pattern)
-                    | "KeyByName" >> beam.Map(lambda path: (name_key(file_stem(path)), path))
-                    | "GroupByName" >> beam.GroupByKey()
-                    | "OnePerName" >> beam.ParDo(_ResolveBackgrounds()).with_outputs(
-                        REJECTS, main="paths"))
-        prepared = (resolved.paths
-                    | "Prepare" >> beam.ParDo(_PrepareBackground(self._config)).with_outputs(
-                        REJECTS, main="backgrounds"))
-        rejects = ((resolved[REJECTS], prepared[REJECTS])
-                   | "BackgroundRejects" >> beam.Flatten())
+        resolved = (
+            pbegin
+            | "MatchBackgrounds" >> MatchPaths(self._pattern)
+            | "KeyByName" >> beam.Map(lambda path: (name_key(file_stem(path)), path))
+            | "GroupByName" >> beam.GroupByKey()
+            | "OnePerName" >> beam.ParDo(_ResolveBackgrounds()).with_outputs(REJECTS, main="paths")
+        )
+        prepared = resolved.paths | "Prepare" >> beam.ParDo(
+            _PrepareBackground(self._config)
+        ).with_outputs(REJECTS, main="backgrounds")
+        rejects = (resolved[REJECTS], prepared[REJECTS]) | "BackgroundRejects" >> beam.Flatten()
         return prepared.backgrounds, rejects
 
 
@@ -318,8 +354,9 @@ class _ResolveForeground(beam.DoFn):
         for reject in rejects + mask_rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
         if fg_path is None:
-            yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                mask_path, f"mask has no foreground named {mask_key(mask_path)!r}"))
+            yield beam.pvalue.TaggedOutput(
+                REJECTS, Reject(mask_path, f"mask has no foreground named {mask_key(mask_path)!r}")
+            )
             return
         stem = file_stem(fg_path)
         try:
@@ -340,8 +377,9 @@ class _LoadForeground(beam.DoFn):
         stem, fg_path, mask_path = resolved
         try:
             mask_data = read_file(mask_path) if mask_path else None
-            foreground = build_foreground(stem, fg_path, read_file(fg_path),
-                                          mask_path, mask_data, self._config)
+            foreground = build_foreground(
+                stem, fg_path, read_file(fg_path), mask_path, mask_data, self._config
+            )
         except (InputError, OSError) as error:
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(fg_path, str(error)))
@@ -353,8 +391,10 @@ class _LoadForeground(beam.DoFn):
 def _key_mask(path: str) -> Iterator:
     key = mask_key(path)
     if key is None:
-        yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-            path, f"mask file name must be {MASK_PREFIX}<foreground name>.png or .jpg"))
+        yield beam.pvalue.TaggedOutput(
+            REJECTS,
+            Reject(path, f"mask file name must be {MASK_PREFIX}<foreground name>.png or .jpg"),
+        )
     else:
         yield name_key(key), path
 
@@ -369,25 +409,32 @@ class ReadForegrounds(beam.PTransform):
         self._config = config
 
     def expand(self, pbegin):
-        fgs = (pbegin
-               | "MatchForegrounds" >> MatchPaths(self._pattern)
-               | "KeyFgByName" >> beam.Map(lambda path: (name_key(file_stem(path)), path)))
+        fgs = (
+            pbegin
+            | "MatchForegrounds" >> MatchPaths(self._pattern)
+            | "KeyFgByName" >> beam.Map(lambda path: (name_key(file_stem(path)), path))
+        )
         if self._mask_pattern:
-            keyed_masks = (pbegin
-                           | "MatchMasks" >> MatchPaths(self._mask_pattern)
-                           | "KeyMaskByName" >> beam.FlatMap(_key_mask).with_outputs(
-                               REJECTS, main="keyed"))
+            keyed_masks = (
+                pbegin
+                | "MatchMasks" >> MatchPaths(self._mask_pattern)
+                | "KeyMaskByName" >> beam.FlatMap(_key_mask).with_outputs(REJECTS, main="keyed")
+            )
             masks, mask_name_rejects = keyed_masks.keyed, keyed_masks[REJECTS]
         else:
             masks = pbegin | "NoMasks" >> beam.Create([])
             mask_name_rejects = pbegin | "NoMaskRejects" >> beam.Create([])
-        resolved = ({"fg": fgs, "mask": masks}
-                    | "JoinMasks" >> beam.CoGroupByKey()
-                    | "OnePerName" >> beam.ParDo(_ResolveForeground()).with_outputs(
-                        REJECTS, main="pairs"))
-        loaded = (resolved.pairs
-                  | "Load" >> beam.ParDo(_LoadForeground(self._config)).with_outputs(
-                      REJECTS, main="foregrounds"))
-        rejects = ((mask_name_rejects, resolved[REJECTS], loaded[REJECTS])
-                   | "ForegroundRejects" >> beam.Flatten())
+        resolved = (
+            {"fg": fgs, "mask": masks}
+            | "JoinMasks" >> beam.CoGroupByKey()
+            | "OnePerName" >> beam.ParDo(_ResolveForeground()).with_outputs(REJECTS, main="pairs")
+        )
+        loaded = resolved.pairs | "Load" >> beam.ParDo(_LoadForeground(self._config)).with_outputs(
+            REJECTS, main="foregrounds"
+        )
+        rejects = (
+            mask_name_rejects,
+            resolved[REJECTS],
+            loaded[REJECTS],
+        ) | "ForegroundRejects" >> beam.Flatten()
         return loaded.foregrounds, rejects

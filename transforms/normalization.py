@@ -23,6 +23,7 @@ Outputs of the graph, per sample:
   0..255 / 255, in [0, 1]; 'metric': metres (stored value / depth_scale, the
   same scale stats.json's mean_unit uses)
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, Tuple
@@ -32,6 +33,7 @@ import apache_beam as beam
 from fgbg.images import CHANNELS
 from fgbg.records import MOMENT_KINDS, decode_exact, moments_feature, raw_feature_spec
 from transforms.stats import normalization_splits
+
 
 def decode_batch(encoded, size: int, channels: int, dtype=None):
     """A batch of encoded size x size images -> float64 (B, size, size, C);
@@ -43,8 +45,9 @@ def decode_batch(encoded, size: int, channels: int, dtype=None):
         image = decode_exact(one, channels, dtype)
         return tf.cast(tf.ensure_shape(image, [size, size, channels]), tf.float64)
 
-    return tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec(
-        [size, size, channels], tf.float64))
+    return tf.map_fn(
+        decode, encoded, fn_output_signature=tf.TensorSpec([size, size, channels], tf.float64)
+    )
 
 
 def standardize_channels(images, moments):
@@ -57,8 +60,8 @@ def standardize_channels(images, moments):
     channels = images.shape[-1]
     totals = tf.cast(tft.sum(moments, reduce_instance_dims=False), tf.float64)
     count = totals[0]
-    mean = totals[1:1 + channels] / count
-    std = tf.sqrt(totals[1 + channels:] / count - mean * mean)
+    mean = totals[1 : 1 + channels] / count
+    std = tf.sqrt(totals[1 + channels :] / count - mean * mean)
     return tf.cast((images - mean) / std, tf.float32)
 
 
@@ -69,15 +72,19 @@ def make_preprocessing_fn(size: int, depth_encoding: str, depth_scale: float) ->
     def preprocessing_fn(inputs):
         import tensorflow as tf
 
-        outputs = {kind: standardize_channels(decode_batch(inputs[kind], size, CHANNELS[kind]),
-                                              inputs[moments_feature(kind)])
-                   for kind in MOMENT_KINDS}
-        outputs.update({
-            "mask": tf.cast(decode_batch(inputs["mask"], size, 1) > 127, tf.float32),
-        })
+        outputs = {
+            kind: standardize_channels(
+                decode_batch(inputs[kind], size, CHANNELS[kind]), inputs[moments_feature(kind)]
+            )
+            for kind in MOMENT_KINDS
+        }
+        outputs.update(
+            {
+                "mask": tf.cast(decode_batch(inputs["mask"], size, 1) > 127, tf.float32),
+            }
+        )
         if depth_encoding == "minmax":
-            outputs["depth"] = tf.cast(decode_batch(inputs["depth"], size, 1) / 255.0,
-                                       tf.float32)
+            outputs["depth"] = tf.cast(decode_batch(inputs["depth"], size, 1) / 255.0, tf.float32)
         elif depth_encoding == "metric":
             depth = decode_batch(inputs["depth"], size, 1, tf.uint16)
             outputs["depth"] = tf.cast(depth / depth_scale, tf.float32)
@@ -103,8 +110,15 @@ class AnalyzeRecords(beam.PTransform):
     bucket, but not a GCS emulator.
     """
 
-    def __init__(self, transform_dir: str, size: int, depth_encoding: str, depth_scale: float,
-                 temp_dir: str, batch_size: int):
+    def __init__(
+        self,
+        transform_dir: str,
+        size: int,
+        depth_encoding: str,
+        depth_scale: float,
+        temp_dir: str,
+        batch_size: int,
+    ):
         super().__init__()
         self._transform_dir = transform_dir
         self._size = size
@@ -119,18 +133,23 @@ class AnalyzeRecords(beam.PTransform):
         from tfx_bsl.public import tfxio
 
         schema = schema_utils.schema_from_feature_spec(
-            raw_feature_spec(self._depth_encoding != "none"))
-        records = tfxio.TFExampleBeamRecord(physical_format="inmem", schema=schema,
-                                            telemetry_descriptors=["fgbg"])
-        chosen = (examples
-                  | "GatherShardSummaries" >> beam.combiners.ToList()
-                  | "NormalisationSplits" >> beam.FlatMap(summaries_to_analyze))
+            raw_feature_spec(self._depth_encoding != "none")
+        )
+        records = tfxio.TFExampleBeamRecord(
+            physical_format="inmem", schema=schema, telemetry_descriptors=["fgbg"]
+        )
+        chosen = (
+            examples
+            | "GatherShardSummaries" >> beam.combiners.ToList()
+            | "NormalisationSplits" >> beam.FlatMap(summaries_to_analyze)
+        )
         with tft_beam.Context(temp_dir=self._temp_dir, desired_batch_size=self._batch_size):
             transform_fn = (
-                (chosen | "DecodeRecords" >> records.BeamSource(self._batch_size),
-                 records.TensorAdapterConfig())
-                | "Analyze" >> tft_beam.AnalyzeDataset(
-                    make_preprocessing_fn(self._size, self._depth_encoding,
-                                          self._depth_scale)))
+                chosen | "DecodeRecords" >> records.BeamSource(self._batch_size),
+                records.TensorAdapterConfig(),
+            ) | "Analyze" >> tft_beam.AnalyzeDataset(
+                make_preprocessing_fn(self._size, self._depth_encoding, self._depth_scale)
+            )
             return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
-                self._transform_dir)
+                self._transform_dir
+            )

@@ -5,6 +5,7 @@ then mirrored), for each scale in order, `placements_per_scale` consecutive
 numbers, starting at 1. With the defaults that is 1-20 original and 21-40
 mirrored, five numbers per scale.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,14 +39,16 @@ def scaled_size(width: int, height: int, scale: float) -> Tuple[int, int]:
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
-def sample_number(flip_index: int, scale_index: int, placement_index: int,
-                  n_scales: int, per_scale: int) -> int:
+def sample_number(
+    flip_index: int, scale_index: int, placement_index: int, n_scales: int, per_scale: int
+) -> int:
     """The 1-based file number of a sample, as the original numbered them."""
     return 1 + (flip_index * n_scales + scale_index) * per_scale + placement_index
 
 
-def draw_position(seed: int, bg_stem: str, fg_stem: str, number: int,
-                  space: Tuple[int, int]) -> Tuple[int, int]:
+def draw_position(
+    seed: int, bg_stem: str, fg_stem: str, number: int, space: Tuple[int, int]
+) -> Tuple[int, int]:
     """Top-left corner with x in [0, space_x] and y in [0, space_y], inclusive.
 
     The generator is seeded by the run seed and the sample's identity only, so
@@ -58,8 +61,9 @@ def draw_position(seed: int, bg_stem: str, fg_stem: str, number: int,
     return x, y
 
 
-def pair_placements(config: PlacementConfig, bg_stem: str, fg_stem: str,
-                    fg_size: Tuple[int, int]) -> Iterator[Placement]:
+def pair_placements(
+    config: PlacementConfig, bg_stem: str, fg_stem: str, fg_size: Tuple[int, int]
+) -> Iterator[Placement]:
     """Every placement of one foreground on one background, in number order."""
     for flip_index, flip in enumerate(config.flips):
         for scale_index, scale in enumerate(config.scales):
@@ -67,14 +71,26 @@ def pair_placements(config: PlacementConfig, bg_stem: str, fg_stem: str,
             if w > config.size or h > config.size:
                 raise ValueError(
                     f"foreground {fg_stem} at scale {scale} is {w}x{h}, larger than "
-                    f"the {config.size}x{config.size} background")
+                    f"the {config.size}x{config.size} background"
+                )
             for index in range(config.placements_per_scale):
-                number = sample_number(flip_index, scale_index, index,
-                                       len(config.scales), config.placements_per_scale)
-                x, y = draw_position(config.seed, bg_stem, fg_stem, number,
-                                     (config.size - w, config.size - h))
-                yield Placement(bg_stem=bg_stem, fg_stem=fg_stem, number=number,
-                                flip=flip, scale=scale, x=x, y=y, w=w, h=h)
+                number = sample_number(
+                    flip_index, scale_index, index, len(config.scales), config.placements_per_scale
+                )
+                x, y = draw_position(
+                    config.seed, bg_stem, fg_stem, number, (config.size - w, config.size - h)
+                )
+                yield Placement(
+                    bg_stem=bg_stem,
+                    fg_stem=fg_stem,
+                    number=number,
+                    flip=flip,
+                    scale=scale,
+                    x=x,
+                    y=y,
+                    w=w,
+                    h=h,
+                )
 
 
 def parse_scales(text: str) -> Tuple[float, ...]:

@@ -14,6 +14,7 @@ with the pair's own key stays (with --no_resume, or on a duplicate attempt of
 the same work): its files are rewritten with the same bytes. An unreadable
 record counts as absent and is replaced once the pair is written.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterator, Tuple
@@ -36,13 +37,11 @@ class _SkipFinishedPair(beam.DoFn):
         self._to_make = beam.metrics.Metrics.counter("compositing", "pairs")
         self._resumed = beam.metrics.Metrics.counter("compositing", "pairs_resumed")
 
-    def process(self, pair: Tuple[Background, str],
-                foregrounds: Dict[str, Foreground]) -> Iterator:
+    def process(self, pair: Tuple[Background, str], foregrounds: Dict[str, Foreground]) -> Iterator:
         background, fg_stem = pair
         key = pair_key(self._fingerprint, background, foregrounds[fg_stem])
         if self._resume:
-            rows = finished_rows(self._root, background.stem, fg_stem, key,
-                                 self._samples_per_pair)
+            rows = finished_rows(self._root, background.stem, fg_stem, key, self._samples_per_pair)
             if rows is not None:
                 self._resumed.inc()
                 yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
@@ -62,8 +61,9 @@ class SkipFinishedPairs(beam.PTransform):
     False every pair is made again.
     """
 
-    def __init__(self, root: str, foregrounds, fingerprint: str, samples_per_pair: int,
-                 resume: bool):
+    def __init__(
+        self, root: str, foregrounds, fingerprint: str, samples_per_pair: int, resume: bool
+    ):
         super().__init__()
         self._root = root
         self._foregrounds = foregrounds
@@ -74,7 +74,6 @@ class SkipFinishedPairs(beam.PTransform):
     def expand(self, pairs):
         by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
         return pairs | "SkipFinished" >> beam.ParDo(
-            _SkipFinishedPair(self._root, self._fingerprint, self._samples_per_pair,
-                              self._resume),
-            beam.pvalue.AsDict(by_stem)).with_outputs(RESUMED, main="pairs")
-
+            _SkipFinishedPair(self._root, self._fingerprint, self._samples_per_pair, self._resume),
+            beam.pvalue.AsDict(by_stem),
+        ).with_outputs(RESUMED, main="pairs")

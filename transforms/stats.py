@@ -9,9 +9,9 @@ any runner. The transform graph normalises with the train split's numbers
 only (`normalization_splits`), so no validation or test pixel shapes what a
 model is trained with.
 """
+
 from __future__ import annotations
 
-import math
 from typing import Dict, Hashable, Iterable, List, Tuple
 
 import apache_beam as beam
@@ -42,12 +42,14 @@ class MomentsByKeyFn(beam.CombineFn):
     def create_accumulator(self) -> Dict[Hashable, Moments]:
         return {}
 
-    def add_input(self, accumulator: Dict[Hashable, Moments],
-                  element: Tuple[Hashable, Moments]) -> Dict[Hashable, Moments]:
+    def add_input(
+        self, accumulator: Dict[Hashable, Moments], element: Tuple[Hashable, Moments]
+    ) -> Dict[Hashable, Moments]:
         return add_to_totals(accumulator, *element)
 
-    def merge_accumulators(self, accumulators: Iterable[Dict[Hashable, Moments]]
-                           ) -> Dict[Hashable, Moments]:
+    def merge_accumulators(
+        self, accumulators: Iterable[Dict[Hashable, Moments]]
+    ) -> Dict[Hashable, Moments]:
         merged: Dict[Hashable, Moments] = {}
         for accumulator in accumulators:
             for key, moments in accumulator.items():
@@ -60,12 +62,14 @@ class MomentsByKeyFn(beam.CombineFn):
 
 def _summaries(totals: Dict[str, Moments], depth_scale: float) -> Dict[str, ChannelStats]:
     """{kind: its stats}, kinds in a fixed order."""
-    return {kind: ChannelStats(**summarize(totals[kind], depth_scale if kind == "depth" else 255.0))
-            for kind in KINDS if kind in totals}
+    return {
+        kind: ChannelStats(**summarize(totals[kind], depth_scale if kind == "depth" else 255.0))
+        for kind in KINDS
+        if kind in totals
+    }
 
 
-def stats_document(totals: Dict[StatsKey, Moments], depth_scale: float,
-                   depth_unit: str) -> Stats:
+def stats_document(totals: Dict[StatsKey, Moments], depth_scale: float, depth_unit: str) -> Stats:
     """The content of stats.json: every kind over the whole dataset, then
     the same per split.
 
@@ -80,18 +84,19 @@ def stats_document(totals: Dict[StatsKey, Moments], depth_scale: float,
     notes = StatsNotes(
         method="exact pixel mean and population std over every pixel of every written image",
         scales="mean/std in stored pixel values; mean_unit/std_unit divide by 255 "
-               "(depth: by depth_scale)",
+        "(depth: by depth_scale)",
         depth_scale=depth_scale,
         depth_unit=depth_unit,
         normalization_splits=normalization_splits(by_split),
         normalization="transform/ standardises background and overlay with the pixels "
-                      "of normalisation_splits only (train, when the build has one), "
-                      "so no val or test pixel leaks into training",
+        "of normalisation_splits only (train, when the build has one), "
+        "so no val or test pixel leaks into training",
     )
-    return Stats(kinds=_summaries(overall, depth_scale),
-                 splits={split: _summaries(kinds, depth_scale)
-                         for split, kinds in sorted(by_split.items())},
-                 notes=notes)
+    return Stats(
+        kinds=_summaries(overall, depth_scale),
+        splits={split: _summaries(kinds, depth_scale) for split, kinds in sorted(by_split.items())},
+        notes=notes,
+    )
 
 
 class ComputeStats(beam.PTransform):

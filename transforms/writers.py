@@ -8,6 +8,7 @@ Samples are written where they are made; from then on a pair travels as a
 from the pair's record. Nothing that is shuffled or gathered holds one
 entry per sample, so memory stays flat however large the dataset is.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,11 +27,18 @@ from fgbg.records import frame_record, moments_example, sample_example
 from fgbg.pair_records import PAIR_RECORD, pair_rows, write_pair_record, written_pair
 from fgbg.hashing import stable_hash
 from fgbg.moments import add_to_totals, encoded_moments
-from fgbg.storage import (TEMPORARY_SUFFIX, delete_files, list_folder, match_files, read_file,
-                                read_files, streamed_file, write_file)
+from fgbg.storage import (
+    TEMPORARY_SUFFIX,
+    delete_files,
+    list_folder,
+    match_files,
+    read_file,
+    read_files,
+    streamed_file,
+    write_file,
+)
 from fgbg.timing import stage_timer, timed
-from fgbg.types import (Background, Composite, Moments, Placement, Reject, SampleRow,
-                              WrittenPair)
+from fgbg.types import Background, Composite, Moments, Placement, Reject, SampleRow, WrittenPair
 
 MOMENTS = "moments"
 EXAMPLES = "examples"
@@ -53,7 +61,8 @@ class WriteBackgrounds(beam.PTransform):
 
     def expand(self, prepared):
         return prepared | "WriteBackground" >> beam.ParDo(
-            _WriteBackground(self._root, self._quality)).with_outputs(MOMENTS, main="backgrounds")
+            _WriteBackground(self._root, self._quality)
+        ).with_outputs(MOMENTS, main="backgrounds")
 
 
 class _WriteBackground(beam.DoFn):
@@ -66,10 +75,10 @@ class _WriteBackground(beam.DoFn):
         background, image = prepared
         with timed(self._timer):
             encoded = encode_jpeg(image, self._quality)
-            write_file(layout.resolve(self._root, layout.background_path(background.stem)),
-                       encoded)
+            write_file(layout.resolve(self._root, layout.background_path(background.stem)), encoded)
         yield beam.pvalue.TaggedOutput(
-            MOMENTS, ((background.split, "background"), encoded_moments(encoded)))
+            MOMENTS, ((background.split, "background"), encoded_moments(encoded))
+        )
         yield background
 
 
@@ -84,8 +93,9 @@ KeyedRow = Tuple[Tuple[str, str], Tuple[str, SampleRow]]  # (pair id, (pair key,
 class _WriteSample(beam.DoFn):
     """Writes one composite's files and outputs its row, keyed by its pair."""
 
-    def __init__(self, root: str, mask_extension: str, depth_extension: str,
-                 progress_dir: Optional[str]):
+    def __init__(
+        self, root: str, mask_extension: str, depth_extension: str, progress_dir: Optional[str]
+    ):
         self._root = root
         self._mask_extension = mask_extension
         self._depth_extension = depth_extension
@@ -109,27 +119,34 @@ class _WriteSample(beam.DoFn):
     def _write(self, composite: Composite) -> SampleRow:
         placement = composite.placement
         files = {
-            "overlay": (layout.sample_path(placement, "overlay", "jpg"),
-                        composite.overlay_encoded),
-            "mask": (layout.sample_path(placement, "mask", self._mask_extension),
-                     composite.mask_encoded),
+            "overlay": (layout.sample_path(placement, "overlay", "jpg"), composite.overlay_encoded),
+            "mask": (
+                layout.sample_path(placement, "mask", self._mask_extension),
+                composite.mask_encoded,
+            ),
         }
         if composite.depth is not None:
-            files["depth"] = (layout.sample_path(placement, "depth", self._depth_extension),
-                              composite.depth)
+            files["depth"] = (
+                layout.sample_path(placement, "depth", self._depth_extension),
+                composite.depth,
+            )
         for relative, data in files.values():
             write_file(layout.resolve(self._root, relative), data)
         # Lossy files (JPEG overlays, depth, JPEG masks) get the statistics of
         # the written file; a PNG mask's come with the composite.
         known = {"mask": composite.mask_moments} if composite.mask_moments else {}
-        moments = {kind: known.get(kind) or encoded_moments(data)
-                   for kind, (_, data) in files.items()}
+        moments = {
+            kind: known.get(kind) or encoded_moments(data) for kind, (_, data) in files.items()
+        }
         return SampleRow(
-            placement=placement, split=composite.split,
+            placement=placement,
+            split=composite.split,
             bg_path=layout.background_path(placement.bg_stem),
-            overlay_path=files["overlay"][0], mask_path=files["mask"][0],
+            overlay_path=files["overlay"][0],
+            mask_path=files["mask"][0],
             depth_path=files["depth"][0] if "depth" in files else "",
-            moments=moments)
+            moments=moments,
+        )
 
 
 class WriteSamples(beam.PTransform):
@@ -139,8 +156,13 @@ class WriteSamples(beam.PTransform):
     `progress_dir` (local runs) receives per-worker counts for progress lines.
     """
 
-    def __init__(self, root: str, mask_extension: str, depth_extension: str,
-                 progress_dir: Optional[str] = None):
+    def __init__(
+        self,
+        root: str,
+        mask_extension: str,
+        depth_extension: str,
+        progress_dir: Optional[str] = None,
+    ):
         super().__init__()
         self._root = root
         self._mask_extension = mask_extension
@@ -148,8 +170,11 @@ class WriteSamples(beam.PTransform):
         self._progress_dir = progress_dir
 
     def expand(self, composites):
-        return composites | "WriteSampleFiles" >> beam.ParDo(_WriteSample(
-            self._root, self._mask_extension, self._depth_extension, self._progress_dir))
+        return composites | "WriteSampleFiles" >> beam.ParDo(
+            _WriteSample(
+                self._root, self._mask_extension, self._depth_extension, self._progress_dir
+            )
+        )
 
 
 class _RecordPair(beam.DoFn):
@@ -161,14 +186,17 @@ class _RecordPair(beam.DoFn):
         self._samples_per_pair = samples_per_pair
         self._timer = stage_timer("writing")
 
-    def process(self, grouped: Tuple[Tuple[str, str], Iterable[Tuple[str, SampleRow]]]
-                ) -> Iterator[WrittenPair]:
+    def process(
+        self, grouped: Tuple[Tuple[str, str], Iterable[Tuple[str, SampleRow]]]
+    ) -> Iterator[WrittenPair]:
         (bg_stem, fg_stem), keyed_rows = grouped
         keyed_rows = list(keyed_rows)
         if len(keyed_rows) != self._samples_per_pair:
-            raise RuntimeError(f"a pair was only partly written: {bg_stem}/{fg_stem} "
-                               f"({len(keyed_rows)} of {self._samples_per_pair}); it is not "
-                               "recorded and is remade on the next run")
+            raise RuntimeError(
+                f"a pair was only partly written: {bg_stem}/{fg_stem} "
+                f"({len(keyed_rows)} of {self._samples_per_pair}); it is not "
+                "recorded and is remade on the next run"
+            )
         key = keyed_rows[0][0]
         rows = [row for _, row in keyed_rows]
         with timed(self._timer):
@@ -184,12 +212,21 @@ class _RecordPair(beam.DoFn):
         duplicate attempt of the same work stays harmless; temporary files of
         writes in flight are left alone."""
         folder = layout.pair_folder(rows[0].placement)
-        keep = {path[len(folder) + 1:] for row in rows
-                for path in (row.overlay_path, row.mask_path, row.depth_path) if path}
+        keep = {
+            path[len(folder) + 1 :]
+            for row in rows
+            for path in (row.overlay_path, row.mask_path, row.depth_path)
+            if path
+        }
         keep.add(PAIR_RECORD)
         folder_path = layout.resolve(self._root, folder)
-        delete_files([layout.resolve(folder_path, name) for name in list_folder(folder_path)
-                      if name not in keep and not name.endswith(TEMPORARY_SUFFIX)])
+        delete_files(
+            [
+                layout.resolve(folder_path, name)
+                for name in list_folder(folder_path)
+                if name not in keep and not name.endswith(TEMPORARY_SUFFIX)
+            ]
+        )
 
 
 class RecordPairs(beam.PTransform):
@@ -207,24 +244,46 @@ class RecordPairs(beam.PTransform):
         self._samples_per_pair = samples_per_pair
 
     def expand(self, keyed_rows):
-        return (keyed_rows
-                | "GroupByPair" >> beam.GroupByKey()
-                | "RecordPair" >> beam.ParDo(_RecordPair(self._root, self._samples_per_pair)))
+        return (
+            keyed_rows
+            | "GroupByPair" >> beam.GroupByKey()
+            | "RecordPair" >> beam.ParDo(_RecordPair(self._root, self._samples_per_pair))
+        )
 
 
 def label_rows(rows: Sequence[SampleRow], prefix: str) -> List[List[str]]:
     """The original's label_data.csv rows: bg;overlay;mask;depth, paths
     relative to the dataset's parent folder."""
+
     def full(path: str) -> str:
         return f"{prefix}/{path}" if path else ""
 
-    return [[full(row.bg_path), full(row.overlay_path), full(row.mask_path),
-             full(row.depth_path)] for row in rows]
+    return [
+        [full(row.bg_path), full(row.overlay_path), full(row.mask_path), full(row.depth_path)]
+        for row in rows
+    ]
 
 
-SAMPLE_COLUMNS = ("id", "bg", "fg", "number", "flip", "scale", "x", "y", "w", "h", "split",
-                  "bg_path", "overlay_path", "mask_path", "depth_path",
-                  "overlay_mean", "mask_coverage", "depth_mean")
+SAMPLE_COLUMNS = (
+    "id",
+    "bg",
+    "fg",
+    "number",
+    "flip",
+    "scale",
+    "x",
+    "y",
+    "w",
+    "h",
+    "split",
+    "bg_path",
+    "overlay_path",
+    "mask_path",
+    "depth_path",
+    "overlay_mean",
+    "mask_coverage",
+    "depth_mean",
+)
 
 
 def image_mean(row: SampleRow, kind: str) -> str:
@@ -247,18 +306,44 @@ def sample_table_rows(rows: Sequence[SampleRow]) -> List[List[object]]:
     table: List[List[object]] = []
     for row in rows:
         p = row.placement
-        table.append([p.sample_id, p.bg_stem, p.fg_stem, p.number, int(p.flip), p.scale,
-                      p.x, p.y, p.w, p.h, row.split, row.bg_path, row.overlay_path,
-                      row.mask_path, row.depth_path, image_mean(row, "overlay"),
-                      mask_coverage(row), image_mean(row, "depth")])
+        table.append(
+            [
+                p.sample_id,
+                p.bg_stem,
+                p.fg_stem,
+                p.number,
+                int(p.flip),
+                p.scale,
+                p.x,
+                p.y,
+                p.w,
+                p.h,
+                row.split,
+                row.bg_path,
+                row.overlay_path,
+                row.mask_path,
+                row.depth_path,
+                image_mean(row, "overlay"),
+                mask_coverage(row),
+                image_mean(row, "depth"),
+            ]
+        )
     return table
 
 
-def render_csv(rows: Iterable[Sequence[object]], header: Sequence[str] = (),
-               delimiter: str = ",", quote_all: bool = False) -> bytes:
+def render_csv(
+    rows: Iterable[Sequence[object]],
+    header: Sequence[str] = (),
+    delimiter: str = ",",
+    quote_all: bool = False,
+) -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n",
-                        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    writer = csv.writer(
+        buffer,
+        delimiter=delimiter,
+        lineterminator="\n",
+        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL,
+    )
     if header:
         writer.writerow(header)
     writer.writerows(rows)
@@ -283,13 +368,16 @@ class _WriteTables(beam.DoFn):
 
     def process(self, pairs: List[WrittenPair]) -> Iterator[Dict[str, int]]:
         ordered = sorted(pairs, key=pair_order)
-        with timed(self._timer), \
-                streamed_file(layout.resolve(self._root, layout.LABEL_CSV)) as label, \
-                streamed_file(layout.resolve(self._root, layout.SAMPLES_CSV)) as samples:
+        with (
+            timed(self._timer),
+            streamed_file(layout.resolve(self._root, layout.LABEL_CSV)) as label,
+            streamed_file(layout.resolve(self._root, layout.SAMPLES_CSV)) as samples,
+        ):
             samples.write(render_csv((), header=SAMPLE_COLUMNS))
             for rows in pair_rows(self._root, ordered):
-                label.write(render_csv(label_rows(rows, self._prefix), delimiter=";",
-                                       quote_all=True))
+                label.write(
+                    render_csv(label_rows(rows, self._prefix), delimiter=";", quote_all=True)
+                )
                 samples.write(render_csv(sample_table_rows(rows)))
         yield split_counts(ordered)
 
@@ -305,9 +393,11 @@ class WriteTables(beam.PTransform):
         self._prefix = prefix
 
     def expand(self, pairs):
-        return (pairs
-                | "GatherPairs" >> beam.combiners.ToList()
-                | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix)))
+        return (
+            pairs
+            | "GatherPairs" >> beam.combiners.ToList()
+            | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix))
+        )
 
 
 def shard_count(records: int, records_per_shard: int) -> int:
@@ -317,8 +407,9 @@ def shard_count(records: int, records_per_shard: int) -> int:
 ShardKey = Tuple[str, int, int]  # (split, shard index, shards in the split)
 
 
-def plan_shards(pairs: Iterable[Tuple[str, str, str, int]],
-                records_per_shard: int) -> Dict[Tuple[str, str], ShardKey]:
+def plan_shards(
+    pairs: Iterable[Tuple[str, str, str, int]], records_per_shard: int
+) -> Dict[Tuple[str, str], ShardKey]:
     """(bg, fg, split, samples) of every pair -> each pair's shard.
 
     Whole pairs go to a shard. Each split gets ceil(samples /
@@ -331,8 +422,9 @@ def plan_shards(pairs: Iterable[Tuple[str, str, str, int]],
         by_split.setdefault(split, []).append((bg, fg, samples))
     plan: Dict[Tuple[str, str], ShardKey] = {}
     for split, members in sorted(by_split.items()):
-        shards = min(len(members),
-                     shard_count(sum(samples for _, _, samples in members), records_per_shard))
+        shards = min(
+            len(members), shard_count(sum(samples for _, _, samples in members), records_per_shard)
+        )
         dealt = sorted(members, key=lambda m: (stable_hash("shard", m[0], m[1]), m[0], m[1]))
         for index, (bg, fg, _) in enumerate(dealt):
             plan[(bg, fg)] = (split, index % shards, shards)
@@ -356,8 +448,7 @@ class _WriteShard(beam.DoFn):
         self._root = root
         self._depth_encoding = depth_encoding
         # The sample's own files, read back in this order for each record.
-        self._sample_files = ("overlay", "mask") + (
-            ("depth",) if depth_encoding != "none" else ())
+        self._sample_files = ("overlay", "mask") + (("depth",) if depth_encoding != "none" else ())
         self._timer = stage_timer("tfrecords")
 
     def process(self, keyed: Tuple[ShardKey, Iterable[WrittenPair]]) -> Iterator:
@@ -367,14 +458,22 @@ class _WriteShard(beam.DoFn):
         yield beam.pvalue.TaggedOutput(EXAMPLES, (keyed[0][0], summary))
         yield relative
 
-    def _write_shard(self, key: ShardKey,
-                     pairs: Iterable[WrittenPair]) -> Tuple[str, Dict[str, Moments]]:
+    def _write_shard(
+        self, key: ShardKey, pairs: Iterable[WrittenPair]
+    ) -> Tuple[str, Dict[str, Moments]]:
         split, shard, num_shards = key
         relative = layout.tfrecord_path(split, shard, num_shards)
-        rows = sorted((row for rows in pair_rows(self._root, sorted(pairs, key=pair_order))
-                       for row in rows), key=record_order)
-        files = read_files([layout.resolve(self._root, getattr(row, f"{kind}_path"))
-                            for row in rows for kind in self._sample_files])
+        rows = sorted(
+            (row for rows in pair_rows(self._root, sorted(pairs, key=pair_order)) for row in rows),
+            key=record_order,
+        )
+        files = read_files(
+            [
+                layout.resolve(self._root, getattr(row, f"{kind}_path"))
+                for row in rows
+                for kind in self._sample_files
+            ]
+        )
         backgrounds: Dict[str, Tuple[bytes, Moments]] = {}
         totals: Dict[str, Moments] = {}
         with streamed_file(layout.resolve(self._root, relative)) as shard_file:
@@ -387,8 +486,11 @@ class _WriteShard(beam.DoFn):
                 payload.update((kind, next(files)) for kind in self._sample_files)
                 add_to_totals(totals, "background", background_moments)
                 add_to_totals(totals, "overlay", row.moments["overlay"])
-                shard_file.write(frame_record(sample_example(
-                    row, payload, self._depth_encoding, background_moments)))
+                shard_file.write(
+                    frame_record(
+                        sample_example(row, payload, self._depth_encoding, background_moments)
+                    )
+                )
         return relative, totals
 
 
@@ -410,18 +512,26 @@ class WriteTFRecords(beam.PTransform):
 
     def expand(self, pairs):
         records_per_shard = self._records_per_shard
-        plan = (pairs
-                | "ShardKeys" >> beam.Map(
-                    lambda pair: (pair.bg_stem, pair.fg_stem, pair.split, pair.samples))
-                | "GatherShardKeys" >> beam.combiners.ToList()
-                | "PlanShards" >> beam.Map(plan_shards, records_per_shard))
-        return (pairs
-                | "AssignShard" >> beam.Map(
-                    lambda pair, plan: (plan[(pair.bg_stem, pair.fg_stem)], pair),
-                    beam.pvalue.AsSingleton(plan))
-                | "GroupShard" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(_WriteShard(
-                    self._root, self._depth_encoding)).with_outputs(EXAMPLES, main="shards"))
+        plan = (
+            pairs
+            | "ShardKeys"
+            >> beam.Map(lambda pair: (pair.bg_stem, pair.fg_stem, pair.split, pair.samples))
+            | "GatherShardKeys" >> beam.combiners.ToList()
+            | "PlanShards" >> beam.Map(plan_shards, records_per_shard)
+        )
+        return (
+            pairs
+            | "AssignShard"
+            >> beam.Map(
+                lambda pair, plan: (plan[(pair.bg_stem, pair.fg_stem)], pair),
+                beam.pvalue.AsSingleton(plan),
+            )
+            | "GroupShard" >> beam.GroupByKey()
+            | "WriteShard"
+            >> beam.ParDo(_WriteShard(self._root, self._depth_encoding)).with_outputs(
+                EXAMPLES, main="shards"
+            )
+        )
 
 
 class WriteRejects(beam.PTransform):
@@ -436,13 +546,19 @@ class WriteRejects(beam.PTransform):
 
         def write(items: List[Reject]) -> List[Reject]:
             ordered = sorted(items, key=lambda reject: (reject.path, reject.reason))
-            write_file(layout.resolve(root, layout.REJECTS_CSV), render_csv(
-                [(reject.path, reject.reason) for reject in ordered], header=("path", "reason")))
+            write_file(
+                layout.resolve(root, layout.REJECTS_CSV),
+                render_csv(
+                    [(reject.path, reject.reason) for reject in ordered], header=("path", "reason")
+                ),
+            )
             return ordered
 
-        return (rejects
-                | "GatherRejects" >> beam.combiners.ToList()
-                | "WriteRejectsCsv" >> beam.Map(write))
+        return (
+            rejects
+            | "GatherRejects" >> beam.combiners.ToList()
+            | "WriteRejectsCsv" >> beam.Map(write)
+        )
 
 
 def remove_stale_shards(root: str, keep: Iterable[str]) -> None:
@@ -453,5 +569,3 @@ def remove_stale_shards(root: str, keep: Iterable[str]) -> None:
     stale = [path for path in existing if path not in wanted]
     if stale:
         FileSystems.delete(stale)
-
-

@@ -31,6 +31,7 @@ environment bucket's data/fgbg/ folder (SRC below) into a fresh virtualenv,
 then runs `python -m pipeline.build` there; docs/running-on-gcp.md says how
 to upload it.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta

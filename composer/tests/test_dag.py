@@ -1,6 +1,7 @@
 """The fgbg_rebuild DAG as Airflow 3 parses it, and its task rendered for a
 given logical date, all offline. Run with composer/run_tests.sh (its own
 virtualenv: Airflow and tensorflow-transform cannot share one)."""
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 DAG_FOLDER = REPO / "composer" / "dags"
 DAG_ID = "fgbg_rebuild"
 SRC = "/home/airflow/gcs/data/fgbg"
-VARIABLES = ("fgbg_bucket", "fgbg_project", "fgbg_region", "fgbg_machine_type",
-             "fgbg_max_num_workers", "fgbg_seed")
+VARIABLES = (
+    "fgbg_bucket",
+    "fgbg_project",
+    "fgbg_region",
+    "fgbg_machine_type",
+    "fgbg_max_num_workers",
+    "fgbg_seed",
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +116,8 @@ def test_scheduled_run_of_december_first_has_that_logical_date(dag):
     previous = pendulum.datetime(2026, 11, 1, 3, tz="UTC")
     run = timetable.next_dagrun_info(
         last_automated_data_interval=DataInterval(previous, previous),
-        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True))
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True),
+    )
     assert run.logical_date == pendulum.datetime(2026, 12, 1, 3, tz="UTC")
 
 
@@ -153,22 +161,30 @@ def test_documented_defaults_apply_without_optional_variables(task, variables):
     options = rendered.pipeline_options
     # '' and 0 leave the worker type and cap to the pipeline's defaults
     # (tests/test_dataflow.py checks that they reach the job).
-    assert (options["machine_type"], options["max_num_workers"], options["seed"]) == (
-        "", "0", "0")
+    assert (options["machine_type"], options["max_num_workers"], options["seed"]) == ("", "0", "0")
 
 
 def test_variables_override_the_defaults(task, variables):
-    for key, value in {"fgbg_project": "my-project", "fgbg_region": "europe-west4",
-                       "fgbg_machine_type": "n2-standard-8", "fgbg_max_num_workers": "50",
-                       "fgbg_seed": "7"}.items():
+    for key, value in {
+        "fgbg_project": "my-project",
+        "fgbg_region": "europe-west4",
+        "fgbg_machine_type": "n2-standard-8",
+        "fgbg_max_num_workers": "50",
+        "fgbg_seed": "7",
+    }.items():
         variables(key, value)
     rendered = render(task, NOV_25)
     assert isinstance(rendered.dataflow_config, DataflowConfiguration)
     assert (rendered.dataflow_config.project_id, rendered.dataflow_config.location) == (
-        "my-project", "europe-west4")
+        "my-project",
+        "europe-west4",
+    )
     options = rendered.pipeline_options
     assert (options["machine_type"], options["max_num_workers"], options["seed"]) == (
-        "n2-standard-8", "50", "7")
+        "n2-standard-8",
+        "50",
+        "7",
+    )
 
 
 def test_a_missing_bucket_variable_fails_before_anything_runs(task, monkeypatch):
@@ -204,6 +220,7 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     options (the Airflow virtualenv has the same Beam)."""
     monkeypatch.syspath_prepend(str(REPO))
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
     from pipeline.dataflow import apply_worker_defaults
     from pipeline.options import FgbgOptions, unknown_arguments
 
@@ -218,8 +235,12 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     assert parsed.view_as(GoogleCloudOptions).labels == ["dataset-version=v20261125"]
     # What the operator adds at run time (BeamRunPythonPipelineOperator with a
     # DataflowConfiguration) must be known too: the pipeline refuses unknown options.
-    added = {"project": "my-project", "region": "us-central1", "job_name": "fgbg-build-x",
-             "impersonate_service_account": "sa@my-project.iam.gserviceaccount.com"}
+    added = {
+        "project": "my-project",
+        "region": "us-central1",
+        "job_name": "fgbg-build-x",
+        "impersonate_service_account": "sa@my-project.iam.gserviceaccount.com",
+    }
     assert unknown_arguments(beam_options_to_args({**options, **added})) == []
     worker = apply_worker_defaults(parsed)
     assert (worker.machine_type, worker.max_num_workers) == ("n1-standard-8", 20)
@@ -230,4 +251,6 @@ def test_a_run_without_a_logical_date_fails_to_render(task, variables):
     back to anything else (like the clock) for its version."""
     rendered = copy.deepcopy(task)
     with pytest.raises(Exception, match="ds_nodash"):
-        rendered.render_template_fields({"var": {"value": VariableAccessor(deserialize_json=False)}})
+        rendered.render_template_fields(
+            {"var": {"value": VariableAccessor(deserialize_json=False)}}
+        )

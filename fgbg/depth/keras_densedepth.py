@@ -3,6 +3,7 @@ the published file's layer names contain '/', which Keras 3 refuses), and
 the two ways to fill it: the published weights copied in by layer name, or
 seeded random weights (--depth_model untrained).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -87,8 +88,6 @@ def _pair(size) -> Tuple[int, int]:
     return (int(height), int(width))
 
 
-
-
 def build_densedepth(seed: Optional[int] = None) -> tf_keras.Model:
     """The DenseDepth graph with the published file's layer names.
 
@@ -99,9 +98,7 @@ def build_densedepth(seed: Optional[int] = None) -> tf_keras.Model:
     encoder = tf_keras.applications.DenseNet169(
         include_top=False, weights=None, input_shape=(None, None, 3)
     )
-    x = tf_keras.layers.Conv2D(
-        DECODER_FILTERS, 1, padding="same", name="conv2"
-    )(encoder.output)
+    x = tf_keras.layers.Conv2D(DECODER_FILTERS, 1, padding="same", name="conv2")(encoder.output)
     for block in UP_BLOCKS:
         x = _up_block(x, encoder.get_layer(block.skip).output, block)
     depth = tf_keras.layers.Conv2D(1, 3, padding="same", name="conv3")(x)
@@ -119,12 +116,8 @@ def _up_block(x, skip, block: UpBlock):
     """
     x = BilinearUpSampling2D((2, 2), name=f"{block.name}_upsampling2d")(x)
     x = tf_keras.layers.Concatenate(name=f"{block.name}_concat")([x, skip])
-    x = tf_keras.layers.Conv2D(
-        block.filters, 3, padding="same", name=f"{block.name}_convA"
-    )(x)
-    x = tf_keras.layers.Conv2D(
-        block.filters, 3, padding="same", name=f"{block.name}_convB"
-    )(x)
+    x = tf_keras.layers.Conv2D(block.filters, 3, padding="same", name=f"{block.name}_convA")(x)
+    x = tf_keras.layers.Conv2D(block.filters, 3, padding="same", name=f"{block.name}_convB")(x)
     return tf_keras.layers.LeakyReLU(0.2, name=f"{block.name}_leakyrelu")(x)
 
 
@@ -133,16 +126,14 @@ def fill_seeded_weights(model: tf_keras.Model, seed: int) -> None:
 
     Drawn with numpy rather than Keras initialisers so the result depends on
     the seed alone (a draw per run, not per sample, so the run seed itself
-    seeds it; no other draw uses the raw run seed), not on TensorFlow's global seed state or on what else the
-    process built before. Batch-norm statistics and biases are random too
-    (not Keras's constant 0/1), so a loader that swapped two of them would
-    change the outputs and fail the tests.
+    seeds it; no other draw uses the raw run seed), not on TensorFlow's
+    global seed state or on what else the process built before. Batch-norm
+    statistics and biases are random too (not Keras's constant 0/1), so a
+    loader that swapped two of them would change the outputs and fail the
+    tests.
     """
     rng = np.random.default_rng(seed)
-    values = [
-        _seeded_value(rng, _short_weight_name(w.name), tuple(w.shape))
-        for w in model.weights
-    ]
+    values = [_seeded_value(rng, _short_weight_name(w.name), tuple(w.shape)) for w in model.weights]
     tf_keras.backend.batch_set_value(list(zip(model.weights, values)))
 
 
@@ -159,9 +150,6 @@ def _seeded_value(rng: np.random.Generator, role: str, shape: tuple) -> np.ndarr
 def _short_weight_name(name: str) -> str:
     """'conv1/bn/gamma:0' -> 'gamma'."""
     return name.rsplit("/", 1)[-1].split(":", 1)[0]
-
-
-
 
 
 def load_published_weights(path: str) -> tf_keras.Model:
@@ -187,9 +175,7 @@ def copy_weights_by_name(model: tf_keras.Model, path: str) -> None:
     """
     with h5py.File(path, "r") as h5:
         plan = weight_plan(model, weights_group(h5, path), path)
-        tf_keras.backend.batch_set_value(
-            [(variable, dataset[()]) for variable, dataset in plan]
-        )
+        tf_keras.backend.batch_set_value([(variable, dataset[()]) for variable, dataset in plan])
 
 
 def weights_group(h5: h5py.File, path: str) -> h5py.Group:
@@ -212,14 +198,11 @@ def weight_plan(
     layers = {layer.name: layer for layer in model.layers if layer.weights}
     missing = sorted(set(layers) - set(stored))
     if missing:
-        raise ModelLoadError(
-            f"{path}: no weights for layer(s) {', '.join(map(repr, missing))}"
-        )
+        raise ModelLoadError(f"{path}: no weights for layer(s) {', '.join(map(repr, missing))}")
     unexpected = sorted(set(stored) - set(layers))
     if unexpected:
         raise ModelLoadError(
-            f"{path}: layer(s) {', '.join(map(repr, unexpected))} in the file "
-            f"are not in the model"
+            f"{path}: layer(s) {', '.join(map(repr, unexpected))} in the file are not in the model"
         )
     plan = []
     for name, layer in layers.items():
@@ -267,5 +250,3 @@ def _matching_dataset(
 
 def text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-

@@ -4,6 +4,7 @@ post-processing, and the two encodings of a depth map as a file.
 numpy and Pillow only, so the writer, the report and readers can use them
 without TensorFlow.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,5 +1,6 @@
 """What each --depth_model means, said once: the messages users see and the
 error every loader raises. No TensorFlow."""
+
 from __future__ import annotations
 
 # The --depth_model values that are not a path to a model file.

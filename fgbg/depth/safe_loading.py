@@ -2,6 +2,7 @@
 stored config is read as plain JSON and checked against allow-lists before
 Keras deserialises anything, so a file cannot run code on a worker.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import tf_keras
 
 from fgbg.depth.keras_densedepth import BilinearUpSampling2D, text, weight_plan, weights_group
 from fgbg.depth.models import ModelLoadError
-
 
 # Layer classes a depth model may use. Everything here is a built-in tf_keras
 # layer whose config holds only numbers and names; Lambda and TFOpLambda are

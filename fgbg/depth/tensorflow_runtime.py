@@ -5,6 +5,7 @@ The depth stage (transforms/depth.py) needs two things from a runtime:
 `load_depth_model(model, weights, seed)` and the `predict` of what it
 returns. Another runtime (e.g. PyTorch) is another module with the same two.
 """
+
 from __future__ import annotations
 
 from typing import Optional
