@@ -6,9 +6,15 @@ records the pair (transforms/writers.py, RecordPairs): a key over the pair's
 input bytes and the options that shape its samples, plus the samples' rows
 (paths and pixel moments). A rerun into the same output reads the record
 (transforms/resume.py); if the key still matches, the pair's samples are
-reused as they are (no compositing, no depth inference, no rewrite). A
-killed run thus loses at most the pairs in flight, and adding inputs
-computes only the new pairs.
+reused as they are (no compositing, no depth inference, no rewrite).
+
+Recording waits for a grouping of rows per pair, which batch runners finish
+only when every sample of the build is written. So that a build killed
+before then still keeps its work, the writer also leaves each sample's row,
+with the pair key, in `<bg>/<fg>/.rows/<n>.json`; a rerun that finds all of
+a pair's rows under its key records the pair without making it again, and
+recording deletes them. A killed run thus loses at most the pairs in
+flight, and adding inputs computes only the new pairs.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from fgbg import layout
 from fgbg.hashing import text_digest
 from fgbg.moments import add_to_totals
-from fgbg.storage import exists, read_file, read_files, write_file
+from fgbg.storage import exists, list_folder, read_file, read_files, write_file
 from fgbg.types import Background, Foreground, Moments, Placement, SampleRow, WrittenPair
 
 PAIR_RECORD = ".pair.json"
+SAMPLE_ROWS = ".rows"  # a pair's per-sample rows, until the pair is recorded
 
 
 def options_fingerprint(options: Dict[str, object]) -> str:
@@ -84,6 +91,44 @@ def write_pair_record(root: str, key: str, rows: List[SampleRow]) -> None:
         record_path(root, first.bg_stem, first.fg_stem),
         (json.dumps(document, sort_keys=True) + "\n").encode(),
     )
+
+
+def sample_row_path(root: str, placement: Placement) -> str:
+    return layout.resolve(
+        root, f"{layout.pair_folder(placement)}/{SAMPLE_ROWS}/{placement.number}.json"
+    )
+
+
+def write_sample_row(root: str, key: str, row: SampleRow) -> None:
+    """One written sample's row and its pair's key, for `unrecorded_rows`."""
+    document = {"pair_key": key, "row": row_to_dict(row)}
+    write_file(
+        sample_row_path(root, row.placement),
+        (json.dumps(document, sort_keys=True) + "\n").encode(),
+    )
+
+
+def unrecorded_rows(
+    root: str, bg_stem: str, fg_stem: str, key: str, expected: int
+) -> Optional[List[SampleRow]]:
+    """The rows of a pair whose `expected` samples were all written under
+    `key` by a build that stopped before recording it, in number order;
+    None otherwise. Row files of other keys (an earlier build with other
+    options) and unreadable ones do not count."""
+    folder = layout.resolve(root, f"{bg_stem}/{fg_stem}/{SAMPLE_ROWS}")
+    names = [name for name in list_folder(folder) if name.endswith(".json")]
+    if len(names) < expected:
+        return None
+    rows: Dict[int, SampleRow] = {}
+    for data in read_files([layout.resolve(folder, name) for name in names]):
+        try:
+            document = json.loads(data)
+            if document["pair_key"] == key:
+                row = row_from_dict(document["row"])
+                rows[row.placement.number] = row
+        except (ValueError, KeyError, TypeError):
+            continue
+    return [rows[number] for number in sorted(rows)] if len(rows) == expected else None
 
 
 def parse_record(data: bytes) -> Tuple[str, List[SampleRow]]:

@@ -4,7 +4,7 @@ The graph, as the data flows:
 
   backgrounds ─ read, check, resize ─ write bg/ ─┐
   foregrounds (+ masks) ─ read, check ─ side input ┴ cross ─ skip finished pairs
-    ─ compose ─ [depth] ─ write overlay/mask/depth, one sample at a time
+    ─ compose ─ [depth] ─ write overlay/mask/depth and the row, one sample at a time
     ─ group rows per pair ─ record the pair ─ one handle per pair
       ─┬ label_data.csv, samples.csv
        ├ tfrecords/<split>-* ─ TFT analysis (train) ─ transform/
@@ -61,7 +61,7 @@ from pipeline.run_documents import (
 from transforms.compositing import ComposeSamples, CrossPairs
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
 from transforms.normalization import AnalyzeRecords
-from transforms.resume import RESUMED, SkipFinishedPairs
+from transforms.resume import RESUMED, UNRECORDED, SkipFinishedPairs
 from transforms.stats import ComputeStats, stats_document
 from transforms.writers import (
     EXAMPLES,
@@ -104,12 +104,12 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         from transforms.depth import EstimateDepth
 
         composites = composites | "EstimateDepth" >> EstimateDepth(config.depth)
+    sample_rows = composites | "WriteSamples" >> WriteSamples(
+        root, config.encoding.mask_format, config.depth_extension, config.run.progress_dir
+    )
     recorded = (
-        composites
-        | "WriteSamples"
-        >> WriteSamples(
-            root, config.encoding.mask_format, config.depth_extension, config.run.progress_dir
-        )
+        (sample_rows, pairs[UNRECORDED])
+        | "AllSampleRows" >> beam.Flatten()
         | "RecordPairs" >> RecordPairs(root, config.placements.samples_per_pair)
     )
     written = (recorded, pairs[RESUMED]) | "AllPairs" >> beam.Flatten()

@@ -57,9 +57,49 @@ def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
     build.run(args)
     counters = timings(killed)
     assert counters["compositing.pairs_resumed"] >= finished_before
-    assert counters["compositing.pairs"] == 24 - counters["compositing.pairs_resumed"]
+    assert counters.get("compositing.pairs", 0) == 24 - counters["compositing.pairs_resumed"]
     assert not [p for p in killed.rglob("*") if p.name.endswith(".tmp")]
 
+    uninterrupted = tmp_path / "whole" / "out"
+    build.run(small_build_args(inputs, uninterrupted, *full_size))
+    assert comparable(killed) == comparable(uninterrupted)
+
+
+def test_pairs_written_but_not_yet_recorded_survive_a_kill(tmp_path):
+    """Pairs are recorded after a per-pair grouping that batch runners finish
+    only with the whole write stage; a build killed before then must still
+    keep the pairs whose samples it wrote (their row files), not make them
+    again."""
+    inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=3)
+    full_size = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
+    killed = tmp_path / "killed" / "out"
+    args = small_build_args(inputs, killed, *full_size)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.build", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def complete_row_sets() -> int:
+        return sum(len(list(rows.glob("*.json"))) == 40 for rows in killed.glob("*/*/.rows"))
+
+    deadline = time.monotonic() + 120
+    while complete_row_sets() < 2:
+        assert process.poll() is None, "the build finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not list(killed.rglob(".pair.json")), "killed too late: pairs were recorded"
+    kept = complete_row_sets()
+
+    build.run(args)
+    counters = timings(killed)
+    assert counters["compositing.pairs_resumed"] >= kept >= 2
+    assert counters.get("compositing.pairs", 0) == 12 - counters["compositing.pairs_resumed"]
+    assert not list(killed.glob("*/*/.rows/*"))
     uninterrupted = tmp_path / "whole" / "out"
     build.run(small_build_args(inputs, uninterrupted, *full_size))
     assert comparable(killed) == comparable(uninterrupted)

@@ -1,10 +1,14 @@
 """Resuming: pairs that an earlier build into the same output finished are
 skipped before compositing.
 
-Each pair still to make arrives as a `Pair` carrying its key (its inputs'
-bytes and the sample-shaping options, fgbg/pair_records.py). When the pair's
-record in the output holds the same key and every sample, the pair goes to
-the RESUMED output as a `WrittenPair` and nothing of it is made again.
+Each pair arrives with its key (its inputs' bytes and the sample-shaping
+options, fgbg/pair_records.py). When the pair's record in the output holds
+the same key and every sample, the pair goes to the RESUMED output as a
+`WrittenPair`. When it has no such record but all its samples were written
+under that key (their row files are there: a build stopped before recording
+it), its rows go to the UNRECORDED output, keyed as WriteSamples keys them,
+to be recorded. Either way nothing of it is made again. Other pairs go on to
+compositing as a `Pair`.
 
 A record with another key describes files of an earlier build with other
 inputs or options; it is deleted here, before any of the pair's files is
@@ -21,11 +25,19 @@ from typing import Dict, Iterator, Tuple
 
 import apache_beam as beam
 
-from fgbg.pair_records import finished_rows, pair_key, read_record, record_path, written_pair
+from fgbg.pair_records import (
+    finished_rows,
+    pair_key,
+    read_record,
+    record_path,
+    unrecorded_rows,
+    written_pair,
+)
 from fgbg.storage import delete_files
 from fgbg.types import Background, Foreground, Pair
 
 RESUMED = "resumed"
+UNRECORDED = "unrecorded"
 
 
 class _SkipFinishedPair(beam.DoFn):
@@ -46,6 +58,16 @@ class _SkipFinishedPair(beam.DoFn):
                 self._resumed.inc()
                 yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
                 return
+            rows = unrecorded_rows(
+                self._root, background.stem, fg_stem, key, self._samples_per_pair
+            )
+            if rows is not None:
+                self._resumed.inc()
+                for row in rows:
+                    yield beam.pvalue.TaggedOutput(
+                        UNRECORDED, ((background.stem, fg_stem), (key, row))
+                    )
+                return
         recorded = read_record(self._root, background.stem, fg_stem)
         if recorded is not None and recorded[0] != key:
             delete_files([record_path(self._root, background.stem, fg_stem)])
@@ -55,7 +77,8 @@ class _SkipFinishedPair(beam.DoFn):
 
 class SkipFinishedPairs(beam.PTransform):
     """(Background, foreground stem) -> a `Pair` for each pair to make (main
-    output) and a `WrittenPair` for each pair finished earlier (RESUMED).
+    output), a `WrittenPair` for each pair finished earlier (RESUMED), and the
+    keyed rows of pairs written but not recorded earlier (UNRECORDED).
 
     `fingerprint` hashes the options that shape samples; with `resume`
     False every pair is made again.
@@ -76,4 +99,4 @@ class SkipFinishedPairs(beam.PTransform):
         return pairs | "SkipFinished" >> beam.ParDo(
             _SkipFinishedPair(self._root, self._fingerprint, self._samples_per_pair, self._resume),
             beam.pvalue.AsDict(by_stem),
-        ).with_outputs(RESUMED, main="pairs")
+        ).with_outputs(RESUMED, UNRECORDED, main="pairs")

@@ -19,14 +19,22 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
+
 from fgbg import layout
-from fgbg.layout import natural_key
+from fgbg.hashing import stable_hash
 from fgbg.images import encode_jpeg
+from fgbg.layout import natural_key
+from fgbg.moments import add_to_totals, encoded_moments
+from fgbg.pair_records import (
+    PAIR_RECORD,
+    pair_rows,
+    sample_row_path,
+    write_pair_record,
+    write_sample_row,
+    written_pair,
+)
 from fgbg.progress import ProgressFile
 from fgbg.records import frame_record, moments_example, sample_example
-from fgbg.pair_records import PAIR_RECORD, pair_rows, write_pair_record, written_pair
-from fgbg.hashing import stable_hash
-from fgbg.moments import add_to_totals, encoded_moments
 from fgbg.storage import (
     TEMPORARY_SUFFIX,
     delete_files,
@@ -91,7 +99,8 @@ KeyedRow = Tuple[Tuple[str, str], Tuple[str, SampleRow]]  # (pair id, (pair key,
 
 
 class _WriteSample(beam.DoFn):
-    """Writes one composite's files and outputs its row, keyed by its pair."""
+    """Writes one composite's files, then its row file (fgbg/pair_records.py),
+    and outputs the row keyed by its pair."""
 
     def __init__(
         self, root: str, mask_extension: str, depth_extension: str, progress_dir: Optional[str]
@@ -112,6 +121,7 @@ class _WriteSample(beam.DoFn):
     def process(self, composite: Composite) -> Iterator[KeyedRow]:
         with timed(self._timer):
             row = self._write(composite)
+            write_sample_row(self._root, composite.pair_key, row)
         self._written.inc()
         self._progress.add()
         yield pair_id(composite.placement), (composite.pair_key, row)
@@ -200,6 +210,10 @@ class _RecordPair(beam.DoFn):
         key = keyed_rows[0][0]
         rows = [row for _, row in keyed_rows]
         with timed(self._timer):
+            # Row files go first: a kill between the two steps then leaves
+            # neither, and the pair is made again, never a record beside
+            # row files that a later run would have to clean up.
+            delete_files([sample_row_path(self._root, row.placement) for row in rows])
             write_pair_record(self._root, key, rows)
             self._remove_stale_files(rows)
         yield written_pair(sorted(rows, key=lambda row: row.placement.number))
