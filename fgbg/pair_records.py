@@ -8,7 +8,7 @@ input bytes and the options that shape its samples, plus the samples' rows
 (transforms/resume.py); if the key still matches, the pair's samples are
 reused as they are (no compositing, no depth inference, no rewrite).
 
-Recording waits for a grouping of rows per pair, which batch runners finish
+Recording waits for a count of samples per pair, which batch runners finish
 only when every sample of the build is written. So that a build killed
 before then still keeps its work, the writer also leaves each sample's row,
 with the pair key, in `<bg>/<fg>/.rows/<n>.json`; a rerun that finds all of
@@ -26,7 +26,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from fgbg import layout
 from fgbg.hashing import text_digest
 from fgbg.moments import add_to_totals
-from fgbg.storage import exists, list_folder, read_file, read_files, write_file
+from fgbg.storage import (
+    delete_files,
+    exists,
+    list_folder,
+    read_file,
+    read_files,
+    remove_empty_folder,
+    write_file,
+)
 from fgbg.types import Background, Foreground, Moments, Placement, SampleRow, WrittenPair
 
 PAIR_RECORD = ".pair.json"
@@ -106,6 +114,15 @@ def write_sample_row(root: str, key: str, row: SampleRow) -> None:
         sample_row_path(root, row.placement),
         (json.dumps(document, sort_keys=True) + "\n").encode(),
     )
+
+
+def delete_sample_rows(root: str, rows: Sequence[SampleRow]) -> None:
+    """Delete a recorded pair's row files, and locally their folder."""
+    delete_files([sample_row_path(root, row.placement) for row in rows])
+    if rows:
+        remove_empty_folder(
+            layout.resolve(root, f"{layout.pair_folder(rows[0].placement)}/{SAMPLE_ROWS}")
+        )
 
 
 def unrecorded_rows(

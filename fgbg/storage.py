@@ -136,6 +136,14 @@ def delete_files(paths: Sequence[str]) -> None:
             raise
 
 
+def remove_empty_folder(path: str) -> None:
+    """Remove a local folder left empty by deletions; object stores have no
+    folders to remove, and a folder that still holds files stays."""
+    if is_local(path):
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(path)
+
+
 def write_json(root: str, relative: str, document: object) -> None:
     """A JSON document under a dataset root, keys sorted so reruns match."""
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

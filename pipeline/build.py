@@ -5,7 +5,7 @@ The graph, as the data flows:
   backgrounds ─ read, check, resize ─ write bg/ ─┐
   foregrounds (+ masks) ─ read, check ─ side input ┴ cross ─ skip finished pairs
     ─ compose ─ [depth] ─ write overlay/mask/depth and the row, one sample at a time
-    ─ group rows per pair ─ record the pair ─ one handle per pair
+    ─ count samples per pair ─ record the pair ─ one handle per pair
       ─┬ label_data.csv, samples.csv
        ├ tfrecords/<split>-* ─ TFT analysis (train) ─ transform/
        └ stats.json (exact pixel moments, overall and per split)

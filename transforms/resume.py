@@ -6,9 +6,9 @@ options, fgbg/pair_records.py). When the pair's record in the output holds
 the same key and every sample, the pair goes to the RESUMED output as a
 `WrittenPair`. When it has no such record but all its samples were written
 under that key (their row files are there: a build stopped before recording
-it), its rows go to the UNRECORDED output, keyed as WriteSamples keys them,
-to be recorded. Either way nothing of it is made again. Other pairs go on to
-compositing as a `Pair`.
+it), the pair goes to the UNRECORDED output with its sample count, as
+WriteSamples counts samples, to be recorded. Either way nothing of it is
+made again. Other pairs go on to compositing as a `Pair`.
 
 A record with another key describes files of an earlier build with other
 inputs or options; it is deleted here, before any of the pair's files is
@@ -63,10 +63,9 @@ class _SkipFinishedPair(beam.DoFn):
             )
             if rows is not None:
                 self._resumed.inc()
-                for row in rows:
-                    yield beam.pvalue.TaggedOutput(
-                        UNRECORDED, ((background.stem, fg_stem), (key, row))
-                    )
+                yield beam.pvalue.TaggedOutput(
+                    UNRECORDED, ((background.stem, fg_stem), (key, len(rows)))
+                )
                 return
         recorded = read_record(self._root, background.stem, fg_stem)
         if recorded is not None and recorded[0] != key:
@@ -77,8 +76,9 @@ class _SkipFinishedPair(beam.DoFn):
 
 class SkipFinishedPairs(beam.PTransform):
     """(Background, foreground stem) -> a `Pair` for each pair to make (main
-    output), a `WrittenPair` for each pair finished earlier (RESUMED), and the
-    keyed rows of pairs written but not recorded earlier (UNRECORDED).
+    output), a `WrittenPair` for each pair finished earlier (RESUMED), and
+    (pair, (key, samples)) for each pair written but not recorded earlier
+    (UNRECORDED).
 
     `fingerprint` hashes the options that shape samples; with `resume`
     False every pair is made again.

@@ -27,8 +27,9 @@ from fgbg.layout import natural_key
 from fgbg.moments import add_to_totals, encoded_moments
 from fgbg.pair_records import (
     PAIR_RECORD,
+    delete_sample_rows,
     pair_rows,
-    sample_row_path,
+    unrecorded_rows,
     write_pair_record,
     write_sample_row,
     written_pair,
@@ -95,12 +96,12 @@ def pair_id(placement: Placement) -> Tuple[str, str]:
     return placement.bg_stem, placement.fg_stem
 
 
-KeyedRow = Tuple[Tuple[str, str], Tuple[str, SampleRow]]  # (pair id, (pair key, row))
+PairCount = Tuple[Tuple[str, str], Tuple[str, int]]  # (pair id, (pair key, samples))
 
 
 class _WriteSample(beam.DoFn):
     """Writes one composite's files, then its row file (fgbg/pair_records.py),
-    and outputs the row keyed by its pair."""
+    and outputs (its pair, (pair key, 1)) for RecordPairs to count."""
 
     def __init__(
         self, root: str, mask_extension: str, depth_extension: str, progress_dir: Optional[str]
@@ -118,13 +119,13 @@ class _WriteSample(beam.DoFn):
     def finish_bundle(self) -> None:
         self._progress.flush()
 
-    def process(self, composite: Composite) -> Iterator[KeyedRow]:
+    def process(self, composite: Composite) -> Iterator[PairCount]:
         with timed(self._timer):
             row = self._write(composite)
             write_sample_row(self._root, composite.pair_key, row)
         self._written.inc()
         self._progress.add()
-        yield pair_id(composite.placement), (composite.pair_key, row)
+        yield pair_id(composite.placement), (composite.pair_key, 1)
 
     def _write(self, composite: Composite) -> SampleRow:
         placement = composite.placement
@@ -160,8 +161,9 @@ class _WriteSample(beam.DoFn):
 
 
 class WriteSamples(beam.PTransform):
-    """Composite -> its overlay, mask and depth files, one sample at a time;
-    outputs each sample's row keyed by its pair, for RecordPairs.
+    """Composite -> its overlay, mask and depth files and its row file, one
+    sample at a time; outputs a count of one per sample, keyed by its pair,
+    for RecordPairs.
 
     `progress_dir` (local runs) receives per-worker counts for progress lines.
     """
@@ -187,36 +189,60 @@ class WriteSamples(beam.PTransform):
         )
 
 
+class _CountPairSamples(beam.CombineFn):
+    """(pair key, samples) values -> (pair key, their sum). Every value of a
+    pair carries the same key within a build; a second key means two builds
+    are writing into one output at once, and nothing can be recorded."""
+
+    def create_accumulator(self) -> Tuple[str, int]:
+        return "", 0
+
+    def add_input(self, accumulator: Tuple[str, int], value: Tuple[str, int]) -> Tuple[str, int]:
+        return self.merge_accumulators([accumulator, value])
+
+    def merge_accumulators(self, accumulators: Iterable[Tuple[str, int]]) -> Tuple[str, int]:
+        keys = {key for key, count in accumulators if count}
+        if len(keys) > 1:
+            raise RuntimeError(f"samples of one pair were written under pair keys {sorted(keys)}")
+        return (keys.pop() if keys else ""), sum(count for _, count in accumulators)
+
+    def extract_output(self, accumulator: Tuple[str, int]) -> Tuple[str, int]:
+        return accumulator
+
+
 class _RecordPair(beam.DoFn):
     """Records a pair whose samples are all written (fgbg/pair_records.py),
-    then deletes whatever else its folder holds; outputs its `WrittenPair`."""
+    from its samples' row files, then deletes whatever else its folder holds;
+    outputs its `WrittenPair`."""
 
     def __init__(self, root: str, samples_per_pair: int):
         self._root = root
         self._samples_per_pair = samples_per_pair
         self._timer = stage_timer("writing")
 
-    def process(
-        self, grouped: Tuple[Tuple[str, str], Iterable[Tuple[str, SampleRow]]]
-    ) -> Iterator[WrittenPair]:
-        (bg_stem, fg_stem), keyed_rows = grouped
-        keyed_rows = list(keyed_rows)
-        if len(keyed_rows) != self._samples_per_pair:
+    def process(self, counted: PairCount) -> Iterator[WrittenPair]:
+        (bg_stem, fg_stem), (key, samples) = counted
+        if samples != self._samples_per_pair:
             raise RuntimeError(
                 f"a pair was only partly written: {bg_stem}/{fg_stem} "
-                f"({len(keyed_rows)} of {self._samples_per_pair}); it is not "
+                f"({samples} of {self._samples_per_pair}); it is not "
                 "recorded and is remade on the next run"
             )
-        key = keyed_rows[0][0]
-        rows = [row for _, row in keyed_rows]
         with timed(self._timer):
+            rows = unrecorded_rows(self._root, bg_stem, fg_stem, key, samples)
+            if rows is None:
+                raise RuntimeError(
+                    f"{bg_stem}/{fg_stem}: the row files of its {samples} written samples "
+                    f"are not all under {layout.resolve(self._root, bg_stem)}; was the "
+                    "output changed during the build?"
+                )
             # Row files go first: a kill between the two steps then leaves
             # neither, and the pair is made again, never a record beside
             # row files that a later run would have to clean up.
-            delete_files([sample_row_path(self._root, row.placement) for row in rows])
+            delete_sample_rows(self._root, rows)
             write_pair_record(self._root, key, rows)
             self._remove_stale_files(rows)
-        yield written_pair(sorted(rows, key=lambda row: row.placement.number))
+        yield written_pair(rows)
 
     def _remove_stale_files(self, rows: List[SampleRow]) -> None:
         """Once a pair is written and recorded, delete whatever else its
@@ -244,12 +270,13 @@ class _RecordPair(beam.DoFn):
 
 
 class RecordPairs(beam.PTransform):
-    """Rows keyed by pair (WriteSamples) -> a `WrittenPair` per pair, once its
-    record is written and stale files of earlier builds are removed.
+    """Sample counts keyed by pair (WriteSamples) -> a `WrittenPair` per pair,
+    once its record is written from its samples' row files and stale files of
+    earlier builds are removed.
 
-    The group per pair is a small shuffle of rows (paths and moments, no
-    images), so a pair is recorded only when every one of its samples is
-    written, however a runner bundles them.
+    Counting is a combiner, so the shuffle carries about one small count per
+    pair and bundle, not one entry per sample; a pair is recorded only when
+    every one of its samples is written, however a runner bundles them.
     """
 
     def __init__(self, root: str, samples_per_pair: int):
@@ -257,10 +284,10 @@ class RecordPairs(beam.PTransform):
         self._root = root
         self._samples_per_pair = samples_per_pair
 
-    def expand(self, keyed_rows):
+    def expand(self, sample_counts):
         return (
-            keyed_rows
-            | "GroupByPair" >> beam.GroupByKey()
+            sample_counts
+            | "CountSamplesPerPair" >> beam.CombinePerKey(_CountPairSamples())
             | "RecordPair" >> beam.ParDo(_RecordPair(self._root, self._samples_per_pair))
         )
 
