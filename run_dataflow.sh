@@ -144,9 +144,11 @@ if $dry_run; then
   args+=(--dry_run=True --dataflow_job_file="$job_file")
 fi
 
-python=python3
-[[ -x $REPO/.venv/bin/python ]] && python=$REPO/.venv/bin/python
-command=("$python" -m pipeline.build "${args[@]}" "${pipeline_args[@]}")
+# The same environment as run_local.sh and run_tests.sh: .venv, created and
+# installed on first use.
+# shellcheck source=scripts/ensure_venv.sh
+source "$REPO/scripts/ensure_venv.sh"
+command=(python -m pipeline.build "${args[@]}" "${pipeline_args[@]}")
 echo "+ ${command[*]}" >&2
 if ! $dry_run; then
   # The pipeline waits for the job; interrupting this script does not stop it.

@@ -53,6 +53,7 @@ class DepthInfo:
     weights: Optional[str] = None
     encoding: Optional[str] = None
     input_size: Optional[str] = None
+    precision: Optional[str] = None  # None in datasets built before --depth_precision
     warning: Optional[str] = None
     note: Optional[str] = None
 
@@ -65,6 +66,8 @@ class DepthInfo:
             "encoding": self.encoding,
             "input_size": self.input_size,
         }
+        if self.precision:
+            document["precision"] = self.precision
         if self.warning:
             document["warning"] = self.warning
         return document

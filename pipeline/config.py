@@ -38,6 +38,10 @@ SAMPLE_SHAPING_OPTIONS = (
     "depth_encoding",
     "depth_quality",
 )
+# Options added later that shape samples only away from their default: the
+# default leaves them out of the fingerprint, so outputs built before they
+# existed stay valid.
+SAMPLE_SHAPING_UNLESS_DEFAULT = {"depth_precision": models.FP32}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +128,21 @@ def build_config(opts: FgbgOptions, run: RunContext) -> BuildConfig:
         tft=opts.tft,
         tft_batch_size=opts.tft_batch_size,
         resume=opts.resume,
-        fingerprint=options_fingerprint(
-            {name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS}
-        ),
+        fingerprint=options_fingerprint(sample_shaping_values(opts)),
         options=option_values(opts),
         run=run,
     )
+
+
+def sample_shaping_values(opts: FgbgOptions) -> Dict[str, object]:
+    """The values a pair's key is made from (see SAMPLE_SHAPING_UNLESS_DEFAULT)."""
+    values = {name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS}
+    values.update(
+        (name, getattr(opts, name))
+        for name, default in SAMPLE_SHAPING_UNLESS_DEFAULT.items()
+        if getattr(opts, name) != default
+    )
+    return values
 
 
 def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
@@ -146,6 +159,7 @@ def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
         encoding=opts.depth_encoding,
         jpeg_quality=opts.depth_quality,
         out_size=(opts.size, opts.size),
+        precision=opts.depth_precision,
     )
 
 
@@ -158,6 +172,7 @@ def depth_info(opts: FgbgOptions) -> DepthInfo:
         weights=opts.depth_weights,
         encoding=opts.depth_encoding,
         input_size=opts.depth_input_size,
+        precision=opts.depth_precision,
         warning=models.UNTRAINED_WARNING if opts.depth_model == models.UNTRAINED else None,
     )
 

@@ -198,6 +198,15 @@ class FgbgOptions(PipelineOptions):
             default=85,
             help="JPEG quality of minmax depth maps. Default: %(default)s.",
         )
+        depth.add_argument(
+            "--depth_precision",
+            choices=models.PRECISIONS,
+            default=models.FP32,
+            help="fp32: the model as published. bf16: bfloat16 matrix arithmetic where the "
+            "CPU has it (oneDNN's automatic mixed precision; avx512_bf16 or AMX), about half "
+            "the CPU time per image but not within 1 grey level of fp32 on 99.9%% of "
+            "min-max pixels (BENCHMARKS.md, 'Depth on CPU'). Default: %(default)s.",
+        )
 
         outputs = parser.add_argument_group("outputs")
         outputs.add_argument("--output", help="Dataset root folder, local or gs://.")

@@ -117,3 +117,40 @@ def test_chosen_worker_options_are_kept():
         PipelineOptions(["--machine_type=n2-standard-4", "--max_num_workers=3"])
     )
     assert (worker.machine_type, worker.max_num_workers) == ("n2-standard-4", 3)
+
+
+def test_run_dataflow_sets_up_its_environment_from_a_fresh_clone(tmp_path):
+    """From a fresh clone (no virtualenv yet), run_dataflow.sh creates and
+    installs one the way run_local.sh does, instead of falling back to a
+    system python3 without Beam. The install is cut short here (no package
+    index), which is enough to see which environment the script uses."""
+    clone = tmp_path / "clone"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            (clone / name).write_bytes((REPO / name).read_bytes())
+    venv = tmp_path / "fresh-venv"
+    result = subprocess.run(
+        ["bash", "run_dataflow.sh", "--dry_run", "--job_file", str(tmp_path / "job.json")],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "FGBG_VENV": str(venv),
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(tmp_path),
+        },
+    )
+    assert f"fgbg: creating virtualenv {venv}" in result.stderr
+    assert (venv / "bin" / "python").exists()
+    assert "No module named 'apache_beam'" not in result.stderr

@@ -7,8 +7,10 @@ images.
 
 import dataclasses
 import io
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -36,6 +38,7 @@ from transforms.depth import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 
+REPO = Path(__file__).resolve().parents[1]
 SIZE = 64  # composites and network input: no resize, so outputs are exact
 
 
@@ -207,3 +210,23 @@ def test_importing_the_stage_does_not_import_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_bf16_precision_stays_close_to_fp32():
+    """--depth_precision bf16 switches TensorFlow's oneDNN mixed precision on
+    for the whole process, so it runs in a process of its own here."""
+    code = """
+import json, numpy as np
+from fgbg.depth import maps, tensorflow_runtime
+images = np.random.default_rng(5).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+inputs = np.stack([maps.preprocess(image, (64, 64)) for image in images])
+fp32 = tensorflow_runtime.load_depth_model("untrained", None, 0, "fp32").predict(inputs)
+bf16 = tensorflow_runtime.load_depth_model("untrained", None, 0, "bf16").predict(inputs)
+print(json.dumps([float(np.abs(fp32 - bf16).max()), float(np.abs(fp32).max()),
+                  bool(np.isfinite(bf16).all())]))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    difference, scale, finite = json.loads(out.stdout.strip().splitlines()[-1])
+    assert finite and difference <= 0.05 * scale

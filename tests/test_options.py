@@ -75,3 +75,25 @@ def test_the_config_carries_every_depth_choice():
         (96, 96),
     )
     assert build_config(opts, RUN).depth_extension == "png"
+
+
+def test_depth_precision_reaches_the_stage_and_the_pair_key():
+    fp32, bf16 = (
+        options("--depth_model=untrained", f"--depth_precision={precision}")
+        for precision in ("fp32", "bf16")
+    )
+    config_fp32, config_bf16 = build_config(fp32, RUN), build_config(bf16, RUN)
+    assert (config_fp32.depth.precision, config_bf16.depth.precision) == ("fp32", "bf16")
+    assert config_bf16.depth_info.precision == "bf16"
+    assert config_fp32.fingerprint != config_bf16.fingerprint
+
+
+def test_the_default_precision_keeps_pair_keys_of_earlier_builds():
+    """Outputs built before --depth_precision existed are still resumed: at
+    its default the option is not part of the fingerprint."""
+    from fgbg.pair_records import options_fingerprint
+    from pipeline.config import SAMPLE_SHAPING_OPTIONS
+
+    opts = options("--depth_model=untrained")
+    earlier = options_fingerprint({name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS})
+    assert build_config(opts, RUN).fingerprint == earlier

@@ -53,6 +53,7 @@ class DepthConfig:
     encoding: "minmax" (the original) or "metric" (16-bit PNG, millimetres).
     jpeg_quality: quality of "minmax" JPEGs.
     out_size: (W, H) of the stored depth image (the dataset size).
+    precision: "fp32" or "bf16" (fgbg/depth/models.py).
     """
 
     model: str
@@ -65,6 +66,7 @@ class DepthConfig:
     encoding: str
     jpeg_quality: int
     out_size: Tuple[int, int]
+    precision: str = "fp32"
 
 
 class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
@@ -86,7 +88,9 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         from fgbg.depth import tensorflow_runtime
 
         config = self._config
-        return tensorflow_runtime.load_depth_model(config.model, config.weights, config.seed)
+        return tensorflow_runtime.load_depth_model(
+            config.model, config.weights, config.seed, config.precision
+        )
 
     def run_inference(
         self,

@@ -81,18 +81,24 @@ def postprocess(raw: np.ndarray) -> np.ndarray:
     return (np.clip(depth, MIN_DEPTH, MAX_DEPTH) / MAX_DEPTH).astype(np.float32)
 
 
-def encode_minmax(depth: np.ndarray, out_size: Size, quality: int) -> bytes:
-    """The original encoding: per-image min-max to 0..255, Lanczos, grey JPEG.
+def minmax_grey(depth: np.ndarray, out_size: Size) -> Image.Image:
+    """The original's depth image before JPEG: per-image min-max to 0..255,
+    rounded to the nearest grey level, Lanczos to `out_size`.
 
     Bright is far. The absolute scale is lost (each image is stretched to its
     own range); a constant map, which the original divided by zero on,
-    becomes black. Values are rounded to the nearest grey level.
+    becomes black.
     """
     depth = np.asarray(depth, dtype=np.float32)
     low, span = float(depth.min()), float(depth.max() - depth.min())
     scaled = (depth - low) * (255.0 / span) if span > 0 else np.zeros_like(depth)
     grey = Image.fromarray(np.rint(scaled).astype(np.uint8))
-    return encode_image(grey.resize(out_size, Image.LANCZOS), "JPEG", quality=quality)
+    return grey.resize(out_size, Image.LANCZOS)
+
+
+def encode_minmax(depth: np.ndarray, out_size: Size, quality: int) -> bytes:
+    """The original encoding: `minmax_grey` as a grey JPEG."""
+    return encode_image(minmax_grey(depth, out_size), "JPEG", quality=quality)
 
 
 def encode_metric(depth: np.ndarray, out_size: Size) -> bytes:

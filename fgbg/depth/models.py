@@ -8,6 +8,11 @@ PUBLISHED = "densedepth"
 UNTRAINED = "untrained"
 NONE = "none"
 
+# --depth_precision: the arithmetic the model runs in.
+FP32 = "fp32"
+BF16 = "bf16"
+PRECISIONS = (FP32, BF16)
+
 UNTRAINED_WARNING = (
     "WARNING: depth maps were made by DenseDepth with seeded RANDOM weights "
     "(--depth_model untrained), not the published NYU weights: they are not "

@@ -70,6 +70,19 @@ class DepthModel:
         return self._forward(images).numpy()
 
 
-def load_depth_model(model: str, weights: Optional[str], seed: int) -> DepthModel:
-    """The runtime's entry point: the named model, ready to predict."""
+def load_depth_model(
+    model: str, weights: Optional[str], seed: int, precision: str = models.FP32
+) -> DepthModel:
+    """The runtime's entry point: the named model, ready to predict in
+    `precision`.
+
+    bf16 turns on oneDNN's automatic mixed precision for the worker process
+    (TensorFlow's graph rewrite runs convolutions and matrix products in
+    bfloat16 where the CPU has avx512_bf16 or AMX, and keeps the rest in
+    fp32). It is a process-wide TensorFlow setting, made here because a
+    worker process holds one depth model; on CPUs without those units
+    TensorFlow leaves the graph in fp32.
+    """
+    if precision == models.BF16:
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     return DepthModel(load_keras_model(model, weights, seed))

@@ -1,0 +1,305 @@
+"""Depth on CPU: each way this machine can run DenseDepth, against today's path, in one run.
+
+Every path runs in a process of its own (thread settings and TensorFlow's
+graph options are per process), on the same composites and the same seeded
+weights (the real architecture, `--depth_model untrained`), and does the
+pipeline's whole batch step: Lanczos resize to the network size, the
+network, the authors' post-processing. Paths:
+
+- tensorflow fp32: today's (transforms/depth.py's handler, default threads);
+- tensorflow fp32, 1 thread: the same with one intra-op thread, as one worker
+  process per core would run;
+- tensorflow fp32 + XLA: the same graph compiled with `jit_compile=True`;
+- tensorflow bf16: `--depth_precision bf16` (oneDNN's automatic mixed
+  precision);
+- OpenVINO fp32 / bf16: the Keras model converted in-process with
+  `openvino.convert_model` (measured only when openvino is installed: it is
+  not a dependency of fgbg).
+
+Reported per path: CPU seconds per image (the process's own, over the timed
+batches after a warm-up batch), wall images/s, the process's peak RSS, and
+its error against tensorflow fp32 on the same images: depth in metres (max
+and mean absolute difference) and the stored min-max grey levels
+(`maps.minmax_grey` at the dataset size: share of pixels within 1 level,
+largest difference). The composites are the demo scenes with the demo
+cut-outs pasted by the pipeline's own compositing.
+
+    python bench/bench_depth_cpu.py --images 8 --name depth_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+
+DEFAULTS = common.build_defaults()
+DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
+PATHS = ("tf-fp32", "tf-fp32-1thread", "tf-fp32-xla", "tf-bf16", "openvino-fp32", "openvino-bf16")
+BASELINE = "tf-fp32"
+
+
+def demo_composites(count: int) -> np.ndarray:
+    """`count` composites of the demo inputs, made by the pipeline's functions."""
+    from fgbg.types import Background
+    from transforms.compositing import EncodingConfig, compose_pair
+    from transforms.inputs import InputConfig, build_foreground, file_stem, load_background
+    from transforms.placements import PlacementConfig, parse_scales
+
+    inputs = InputConfig(
+        size=DEFAULTS.size,
+        max_input_pixels=DEFAULTS.max_input_pixels,
+        min_background_side=DEFAULTS.min_background_side,
+        mask_threshold=DEFAULTS.mask_threshold,
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
+    placements = PlacementConfig(
+        seed=DEFAULTS.seed,
+        size=DEFAULTS.size,
+        scales=parse_scales(DEFAULTS.scales),
+        placements_per_scale=1,
+        mirror=True,
+    )
+    encoding = EncodingConfig(DEFAULTS.overlay_quality, "png", DEFAULTS.mask_quality)
+    demo = ROOT / "demo" / "inputs"
+    backgrounds = sorted((demo / "bg").glob("*.jpg"))
+    foregrounds = sorted((demo / "fg").glob("*.png"))
+    overlays: List[np.ndarray] = []
+    for index in range(count):
+        bg_path = backgrounds[index % len(backgrounds)]
+        fg_path = foregrounds[index % len(foregrounds)]
+        image = load_background(bg_path.read_bytes(), inputs)
+        foreground = build_foreground(
+            file_stem(str(fg_path)), str(fg_path), fg_path.read_bytes(), None, None, inputs
+        )
+        background = Background(file_stem(str(bg_path)), str(bg_path), "train", "")
+        made = list(compose_pair(background, image, foreground, placements, encoding, ""))
+        overlays.append(made[index % len(made)].overlay)
+    return np.stack(overlays)
+
+
+def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The path's whole batch step: uint8 composites -> post-processed depth."""
+    from fgbg.depth import maps
+
+    if path.startswith("tf-"):
+        import tensorflow as tf
+
+        from transforms.depth import DepthConfig, DepthModelHandler
+
+        if path == "tf-fp32-1thread":
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        config = DepthConfig(
+            model="untrained",
+            weights=None,
+            seed=DEFAULTS.seed,
+            batch_size=batch_size,
+            min_batch_size=batch_size,
+            target_batch_duration_s=DEFAULTS.depth_target_batch_duration_s,
+            input_size=size,
+            encoding=DEFAULTS.depth_encoding,
+            jpeg_quality=DEFAULTS.depth_quality,
+            out_size=DATASET_SIZE,
+            precision="bf16" if path == "tf-bf16" else "fp32",
+        )
+        handler = DepthModelHandler(config)
+        model = handler.load_model()
+        if path == "tf-fp32-xla":
+            model._forward = tf.function(
+                lambda images: model.model(images, training=False), jit_compile=True
+            )
+        return lambda batch: np.stack(handler.run_inference(list(batch), model))
+
+    import openvino
+
+    from fgbg.depth.tensorflow_runtime import load_keras_model
+
+    keras_model = load_keras_model("untrained", None, DEFAULTS.seed)
+    converted = openvino.convert_model(keras_model, input=[(batch_size, size[1], size[0], 3)])
+    precision = "bf16" if path.endswith("bf16") else "f32"
+    compiled = openvino.Core().compile_model(
+        converted, "CPU", {"INFERENCE_PRECISION_HINT": precision}
+    )
+    request = compiled.create_infer_request()
+
+    def step(batch: np.ndarray) -> np.ndarray:
+        inputs = np.stack([maps.preprocess(image, size) for image in batch])
+        raw = request.infer({0: inputs})[compiled.output(0)]
+        return maps.postprocess(np.asarray(raw))[..., 0]
+
+    return step
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def worker(path: str, images_file: str, out_file: str, size: str, batch_size: int) -> None:
+    """Child: build the path, warm it up on one batch, time the rest."""
+    from pipeline.options import parse_size
+
+    images = np.load(images_file)
+    step = batch_step(path, parse_size(size), batch_size)
+    step(images[:batch_size])
+    wall, cpu = time.perf_counter(), cpu_s()
+    depth = np.concatenate(
+        [step(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+    )
+    result = {
+        "images": len(images),
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": cpu_s() - cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    np.save(out_file, depth)
+    print(json.dumps(result), flush=True)
+
+
+def run_path(path: str, images_file: str, folder: str, args) -> Dict:
+    """One path in its own process; skipped when its runtime is not installed."""
+    if path.startswith("openvino"):
+        check = subprocess.run([sys.executable, "-c", "import openvino"], capture_output=True)
+        if check.returncode:
+            return {"path": path, "skipped": "openvino is not installed"}
+    out_file = os.path.join(folder, f"{path}.npy")
+    command = [sys.executable, __file__, "--worker", path, "--images_file", images_file]
+    command += ["--out_file", out_file, "--size", args.size, "--batch_size", str(args.batch_size)]
+    common.wait_for_quiet_cpu(args.max_busy)
+    busy, own = common.machine_busy_s(), children_cpu_s()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"{path} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.update(path=path, depth_file=out_file)
+    result["others_cpu_s"] = (common.machine_busy_s() - busy) - (children_cpu_s() - own)
+    return result
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def errors(depth: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
+    """Error of `depth` against `reference` (both post-processed, units of 10 m)."""
+    from fgbg.depth import maps
+
+    metres = np.abs(depth - reference) * maps.METRES_PER_DEPTH_UNIT
+    levels = np.concatenate(
+        [
+            np.abs(
+                np.asarray(maps.minmax_grey(one, DATASET_SIZE), np.int16)
+                - np.asarray(maps.minmax_grey(ref, DATASET_SIZE), np.int16)
+            ).ravel()
+            for one, ref in zip(depth, reference)
+        ]
+    )
+    return {
+        "max_m": float(metres.max()),
+        "mean_m": float(metres.mean()),
+        "within_1_level": float(np.mean(levels <= 1)),
+        "max_levels": int(levels.max()),
+    }
+
+
+def report(results: List[Dict], argv: List[str], load: float) -> str:
+    baseline = next(r for r in results if r["path"] == BASELINE)
+    rows = []
+    for result in results:
+        if "skipped" in result:
+            rows.append([result["path"], "-", "-", "-", "-", "-", "-", result["skipped"]])
+            continue
+        cpu = result["cpu_s"] / result["images"]
+        error = result["error"]
+        rows.append(
+            [
+                result["path"],
+                f"{cpu:.3f}",
+                f"{cpu / (baseline['cpu_s'] / baseline['images']):.2f}x",
+                f"{result['images'] / result['wall_s']:.2f}",
+                f"{result['peak_rss_mb']:.0f}",
+                f"{error['max_m']:.4f} / {error['mean_m']:.5f}",
+                f"{100 * error['within_1_level']:.2f}% / {error['max_levels']}",
+                f"{result['others_cpu_s']:.1f}",
+            ]
+        )
+    headers = [
+        "path",
+        "CPU s per image",
+        "vs tf-fp32",
+        "images/s (wall)",
+        "peak RSS MB",
+        "error vs fp32, m (max / mean)",
+        "min-max grey within 1 level / max levels",
+        "other CPU s meanwhile",
+    ]
+    return (
+        common.header(argv, load)
+        + f"\n\n{baseline['images']} composites of the demo inputs, network input "
+        + f"{baseline.get('size', '')}, batches of the pipeline's default size; "
+        + "seeded untrained weights (the real architecture).\n\n"
+        + common.table(headers, rows)
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--size", default=DEFAULTS.depth_input_size, help="network input WxH")
+    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
+    parser.add_argument(
+        "--images", type=int, default=8, help="timed images per path (after a warm-up batch)"
+    )
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated paths")
+    parser.add_argument("--name", default="depth_cpu")
+    common.add_quiet_options(parser, retries=False)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--images_file", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out_file", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.images_file, args.out_file, args.size, args.batch_size)
+        return 0
+    paths = args.paths.split(",")
+    if BASELINE not in paths:
+        parser.error(f"--paths must include {BASELINE}, the reference")
+    with tempfile.TemporaryDirectory(prefix="fgbg-depth-cpu-") as folder:
+        images_file = os.path.join(folder, "composites.npy")
+        np.save(images_file, demo_composites(args.images))
+        load = common.wait_for_quiet_cpu(args.max_busy)
+        results = []
+        for path in paths:
+            print(f"[bench] {path}", file=sys.stderr, flush=True)
+            results.append(run_path(path, images_file, folder, args))
+        reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
+        for result in results:
+            if "depth_file" in result:
+                result["error"] = errors(np.load(result.pop("depth_file")), reference)
+                result["size"] = args.size
+    argv_used = sys.argv if argv is None else [__file__, *argv]
+    common.save(args.name, report(results, argv_used, load), results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
