@@ -9,6 +9,7 @@ FROM apache/beam_python3.11_sdk:2.77.0
 COPY setup.py /fgbg/
 COPY pipeline /fgbg/pipeline
 COPY transforms /fgbg/transforms
+COPY fgbg /fgbg/fgbg
 RUN pip install --no-cache-dir "tensorflow[and-cuda]==2.21.0" /fgbg
 
 # Dataflow starts one SDK process per vCPU on the one T4; without this the

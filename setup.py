@@ -10,7 +10,8 @@ setuptools.setup(
     version="0.1.0",
     description="Foreground/background composites with masks and DenseDepth depth maps, "
     "built with Apache Beam",
-    packages=["pipeline", "transforms", "fgbg", "fgbg.depth"],
+    packages=["pipeline", "transforms", "fgbg", "fgbg.depth", "fgbg.proto"],
+    package_data={"fgbg.proto": ["*.proto", "README.md", "LICENSE"]},
     python_requires=">=3.10,<3.13",
     install_requires=[
         "apache-beam[gcp]>=2.77,<2.78",
@@ -32,5 +33,7 @@ setuptools.setup(
             # Pinned: formatting changes between ruff releases.
             "ruff==0.17.6",
         ],
+        # PyTorch readers (fgbg/torch_data.py).
+        "torch": ["torch>=2.9"],
     },
 )

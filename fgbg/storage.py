@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from typing import Any, BinaryIO, Deque, Dict, Iterator, List, Sequence
 
-from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from fgbg import layout
@@ -27,6 +27,9 @@ from fgbg import layout
 TEMPORARY_SUFFIX = ".tmp"
 GLOB_CHARACTERS = "[]*?"  # what Beam's file patterns read as a pattern
 READ_AHEAD = 16
+# Files are bytes as they are: Beam would otherwise guess a compression from a
+# name ending in .gz or .bz2 and (de)compress it.
+AS_IS = CompressionTypes.UNCOMPRESSED
 
 
 def is_local(path: str) -> bool:
@@ -49,7 +52,7 @@ def write_file(path: str, data: bytes) -> None:
             handle.write(data)
         os.replace(temporary, path)
         return
-    with FileSystems.create(path) as handle:
+    with FileSystems.create(path, compression_type=AS_IS) as handle:
         handle.write(data)
 
 
@@ -64,7 +67,7 @@ def streamed_file(path: str) -> Iterator[BinaryIO]:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = temporary_path(path)
     try:
-        with FileSystems.create(temporary) as handle:
+        with FileSystems.create(temporary, compression_type=AS_IS) as handle:
             yield handle
         FileSystems.rename([temporary], [path])
     except BaseException:
@@ -74,7 +77,7 @@ def streamed_file(path: str) -> Iterator[BinaryIO]:
 
 
 def read_file(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
+    with FileSystems.open(path, compression_type=AS_IS) as handle:
         return handle.read()
 
 
@@ -116,6 +119,26 @@ def list_folder(path: str) -> List[str]:
     found = FileSystems.match([f"{literal_pattern(folder)}/**"])[0].metadata_list
     names = (metadata.path[len(folder) + 1 :] for metadata in found)
     return [name for name in names if name and not name.endswith("/")]
+
+
+def copy_tree(source: str, destination: str) -> List[str]:
+    """Copy every file under the folder `source` to the same relative path
+    under `destination` (each local or gs://); returns the relative paths
+    copied, sorted.
+
+    Libraries that write with their own file layer (tensorflow-transform
+    writes with TensorFlow's, which ignores Beam's options and so a GCS
+    emulator) write into scratch, and this publishes the result through
+    Beam's FileSystems. Each file is written whole as write_file
+    writes (temporary name and rename locally, one upload on gs://), and
+    bytes are copied as they are: no compression is read into a name such
+    as `vocab.gz`, on either side (read_file and write_file never guess
+    compression).
+    """
+    names = sorted(list_folder(source))
+    for name in names:
+        write_file(layout.resolve(destination, name), read_file(layout.resolve(source, name)))
+    return names
 
 
 def delete_files(paths: Sequence[str]) -> None:

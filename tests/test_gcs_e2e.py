@@ -1,6 +1,8 @@
 """gs:// end to end: the whole pipeline against a real GCS JSON API server
 (gcp-storage-emulator) on loopback. Nothing in Beam is mocked: its GCS
-filesystem talks HTTP to the emulator via STORAGE_EMULATOR_HOST."""
+filesystem talks HTTP to the emulator via STORAGE_EMULATOR_HOST. TensorFlow's
+own file layer ignores the emulator, so these builds also show that every
+file, transform/ included, is written through Beam."""
 
 import csv
 import io
@@ -10,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from PIL import Image
 
+from fgbg import layout
 from pipeline import build
-from tests.conftest import emulated_bucket, make_inputs, small_build_args
+from tests.conftest import all_files, comparable, emulated_bucket, make_inputs, small_build_args
 from tests.depth_fixtures import tiny_depth_model
 
 BUCKET = "fgbg-test"
@@ -34,6 +38,23 @@ def upload_tree(bucket, local: Path, prefix: str) -> None:
             )
 
 
+def download_tree(bucket, prefix: str, local: Path) -> None:
+    for blob in bucket.list_blobs(prefix=f"{prefix}/"):
+        target = local / blob.name[len(prefix) + 1 :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+
+
+def transformed(root: Path) -> dict:
+    """A dataset's first records through its own transform/, read as a TFX
+    trainer reads it (raw feature spec from transform/metadata/)."""
+    transform = tft.TFTransformOutput(str(root / layout.TRANSFORM_DIR))
+    shards = sorted(str(p) for p in (root / "tfrecords").glob("*"))
+    serialized = next(iter(tf.data.TFRecordDataset(shards).batch(64)))
+    raw = tf.io.parse_example(serialized, transform.raw_feature_spec())
+    return {k: v.numpy() for k, v in transform.transform_features_layer()(raw).items()}
+
+
 def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
     local_inputs = tmp_path / "inputs"
     make_inputs(local_inputs, backgrounds=2, foregrounds=2, masks=1)
@@ -47,14 +68,8 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
         "fg": f"{gs}/inputs/fg/*",
         "fg_mask": f"{gs}/inputs/fg_mask/*",
     }
-    manifest = build.run(
-        small_build_args(
-            inputs,
-            f"{gs}/datasets/v1",
-            f"--depth_model={gs}/models/tiny.h5",
-            "--depth_input_size=64x64",
-        )
-    )
+    options = (f"--depth_model={gs}/models/tiny.h5", "--depth_input_size=64x64")
+    manifest = build.run(small_build_args(inputs, f"{gs}/datasets/v1", *options, tft=True))
     assert manifest.counts.samples == 2 * 2 * 8
     assert [Path(r.path).name for r in manifest.rejects] == ["broken.jpg"]
 
@@ -106,6 +121,19 @@ def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
     samples = list(csv.DictReader(io.StringIO(blobs["samples.csv"].download_as_text())))
     assert {row["depth_path"].split("/")[2] for row in samples} == {"depth"}
 
+    # The same build written locally holds the same files, byte for byte
+    # (less times and the SavedModel's fresh ids), and the same graph.
+    local = tmp_path / "local" / "v1"
+    build.run(small_build_args(inputs, local, *options, tft=True))
+    from_bucket = tmp_path / "from_bucket" / "v1"
+    download_tree(bucket, "datasets/v1", from_bucket)
+    assert all_files(from_bucket).keys() == all_files(local).keys()
+    assert "transform/metadata/schema.pbtxt" in all_files(from_bucket)
+    assert comparable(from_bucket) == comparable(local)
+    ours, theirs = transformed(from_bucket), transformed(local)
+    assert sorted(ours) == ["background", "depth", "mask", "overlay"]
+    assert all(np.array_equal(ours[name], theirs[name]) for name in ours)
+
 
 def test_list_folder_lists_one_prefix_only(bucket):
     from fgbg.storage import list_folder
@@ -143,3 +171,46 @@ def test_stale_files_are_found_and_deleted_literally(bucket):
         "e/a[1]/fg/mask/",
         "e/a[1]/fg/mask/1.png",
     ]
+
+
+def test_copy_tree_publishes_a_local_tree_byte_for_byte(tmp_path, bucket):
+    """Nested files, a name Beam would read as gzip, and bytes that are not
+    gzip: each arrives as it was, and no temporary object stays."""
+    from fgbg.storage import copy_tree
+
+    files = {
+        "transform_fn/saved_model.pb": b"\x08\x01graph",
+        "transform_fn/variables/variables.index": bytes(range(256)),
+        "transform_fn/assets/vocab.gz": b"not gzip at all",
+        "metadata/schema.pbtxt": b'feature {\n  name: "mask"\n}\n',
+    }
+    for name, data in files.items():
+        (tmp_path / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tree" / name).write_bytes(data)
+    copied = copy_tree(str(tmp_path / "tree"), f"gs://{BUCKET}/d/transform")
+    assert copied == sorted(files)
+    blobs = {blob.name: blob.download_as_bytes() for blob in bucket.list_blobs(prefix="d/")}
+    assert blobs == {f"d/transform/{name}": data for name, data in files.items()}
+
+
+def test_publishing_the_transform_replaces_an_earlier_one(tmp_path, bucket):
+    """The tree TFT wrote, plus the raw metadata, becomes transform/; what an
+    earlier build left there (another graph's variables) is deleted."""
+    from transforms.normalization import publish_transform
+
+    scratch = tmp_path / "scratch"
+    (scratch / "transform_fn" / "variables").mkdir(parents=True)
+    (scratch / "transform_fn" / "saved_model.pb").write_bytes(b"new graph")
+    (scratch / "transform_fn" / "variables" / "variables.index").write_bytes(b"new index")
+    bucket.blob("d/transform/transform_fn/saved_model.pb").upload_from_string(b"old graph")
+    bucket.blob("d/transform/transform_fn/variables/variables.data-1").upload_from_string(b"old")
+    destination = f"gs://{BUCKET}/d/transform"
+    assert publish_transform(None, str(scratch), destination, False) == destination
+    blobs = {blob.name: blob.download_as_bytes() for blob in bucket.list_blobs(prefix="d/")}
+    assert sorted(blobs) == [
+        "d/transform/metadata/schema.pbtxt",
+        "d/transform/transform_fn/saved_model.pb",
+        "d/transform/transform_fn/variables/variables.index",
+    ]
+    assert blobs["d/transform/transform_fn/saved_model.pb"] == b"new graph"
+    assert b'name: "overlay_moments"' in blobs["d/transform/metadata/schema.pbtxt"]

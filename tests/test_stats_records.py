@@ -1,15 +1,64 @@
 """Exact statistics and TFRecord framing, without Beam."""
 
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import descriptor_pb2
+from tensorflow.core.example import example_pb2 as tensorflow_example_pb2
+from tensorflow.core.example import feature_pb2 as tensorflow_feature_pb2
 
 from fgbg import records
 from fgbg.moments import pixel_moments, summarize
+from fgbg.proto import example_pb2, feature_pb2
 from fgbg.records import frame_record
 from fgbg.types import Placement, SampleRow
 from transforms.stats import MomentsByKeyFn, normalization_splits, stats_document
+
+REPO = Path(__file__).resolve().parents[1]
+
+# What fgbg/records.py's hand-written wire-format encoder (before the protobuf
+# library serialised records, issue 16) wrote for the records of
+# records_of_known_bytes(): the switch must not change a byte.
+PLAIN_SAMPLE_BYTES = bytes.fromhex(
+    "0ad1020a210a126261636b67726f756e645f6d6f6d656e7473120b1a090a07090708090a0b0c0a140a0a6261"
+    "636b67726f756e6412060a040a0262670a0d0a02626712070a050a036267310a1a0a0e64657074685f656e63"
+    "6f64696e6712080a060a046e6f6e650a0d0a05646570746812040a020a000a0e0a02666712080a060a046667"
+    "5f320a0d0a04666c697012051a030a01010a0a0a016812051a030a01280a140a026964120e0a0c0a0a626731"
+    "2f66675f322f330a0e0a046d61736b12060a040a026d6b0a0f0a066e756d62657212051a030a01030a1e0a0f"
+    "6f7665726c61795f6d6f6d656e7473120b1a090a07090102030405060a110a076f7665726c617912060a040a"
+    "026f760a110a057363616c65120812060a049a99193f0a100a0573706c697412070a050a0376616c0a0a0a01"
+    "7712051a030a011e0a0a0a017812051a030a010a0a0a0a017912051a030a0114"
+)
+
+EDGE_SAMPLE_BYTES = bytes.fromhex(
+    "0af2020a210a126261636b67726f756e645f6d6f6d656e7473120b1a090a07010000000000000a140a0a6261"
+    "636b67726f756e6412060a040a02ffd80a0b0a02626712050a030a01620a1c0a0e64657074685f656e636f64"
+    "696e67120a0a080a066d696e6d61780a100a05646570746812070a050a030000000a0b0a02666712050a030a"
+    "01660a0d0a04666c697012051a030a01000a0a0a016812051a030a01010a0f0a02696412090a070a05622f66"
+    "2f300a100a046d61736b12080a060a0489504e470a0f0a066e756d62657212051a030a01000a340a0f6f7665"
+    "726c61795f6d6f6d656e747312211a1f0a1d8080a8e24a80f88c0600018080a8c2e1dea80280808080808080"
+    "8040000a0f0a076f7665726c617912040a020a000a110a057363616c65120812060a040000a03f0a120a0573"
+    "706c697412090a070a05747261696e0a0f0a0177120a1a080a068080808080200a130a0178120e1a0c0a0afb"
+    "ffffffffffffffff010a0a0a017912051a030a0100"
+)
+
+MOMENTS_WITH_DEPTH_BYTES = bytes.fromhex(
+    "0a85010a210a126261636b67726f756e645f6d6f6d656e7473120b1a090a07040102030506070a120a0a6261"
+    "636b67726f756e6412040a020a000a0d0a05646570746812040a020a000a0c0a046d61736b12040a020a000a"
+    "1e0a0f6f7665726c61795f6d6f6d656e7473120b1a090a07000000000000000a0f0a076f7665726c61791204"
+    "0a020a00"
+)
+
+MOMENTS_WITHOUT_DEPTH_BYTES = bytes.fromhex(
+    "0a7f0a2a0a126261636b67726f756e645f6d6f6d656e747312141a120a1001ff01ff01ff0181fc0381fc0381"
+    "fc030a120a0a6261636b67726f756e6412040a020a000a0c0a046d61736b12040a020a000a1e0a0f6f766572"
+    "6c61795f6d6f6d656e7473120b1a090a07020304050607080a0f0a076f7665726c617912040a020a00"
+)
 
 
 def test_moments_give_numpy_mean_and_std():
@@ -106,6 +155,124 @@ def test_hand_written_examples_are_tensorflows_bytes():
             else:
                 features[str(name)] = [int(v) for v in rng.choice(edge_ints, size=7)]
         assert records._example(features) == tensorflow_example(features), features
+
+
+def records_of_known_bytes():
+    """Four records, each with the bytes the hand-written encoder gave it:
+    a plain sample, one with edge values (negative, 2**40 and 2**62 ints,
+    empty and binary images), and moments records with and without depth."""
+    plain = SampleRow(
+        placement=Placement("bg1", "fg_2", 3, True, 0.6, 10, 20, 30, 40),
+        split="val",
+        bg_path="bg/bg1.jpg",
+        overlay_path="o.jpg",
+        mask_path="m.png",
+        depth_path="",
+        moments={"overlay": (9, (1, 2, 3), (4, 5, 6))},
+    )
+    edge = SampleRow(
+        placement=Placement("b", "f", 0, False, 1.25, -5, 0, 2**40, 1),
+        split="train",
+        bg_path="",
+        overlay_path="",
+        mask_path="",
+        depth_path="",
+        moments={
+            "overlay": (
+                50176 * 400000,
+                (255 * 50176, 0, 1),
+                (255 * 255 * 50176 * 400000, 2**62, 0),
+            )
+        },
+    )
+    edge_images = {
+        "background": b"\xff\xd8",
+        "overlay": b"",
+        "mask": b"\x89PNG",
+        "depth": b"\0" * 3,
+    }
+    return [
+        (
+            records.sample_example(
+                plain,
+                {"background": b"bg", "overlay": b"ov", "mask": b"mk", "depth": b""},
+                "none",
+                (9, (7, 8, 9), (10, 11, 12)),
+            ),
+            PLAIN_SAMPLE_BYTES,
+        ),
+        (
+            records.sample_example(edge, edge_images, "minmax", (1, (0, 0, 0), (0, 0, 0))),
+            EDGE_SAMPLE_BYTES,
+        ),
+        (
+            records.moments_example(
+                {"background": (4, (1, 2, 3), (5, 6, 7)), "overlay": (0, (0, 0, 0), (0, 0, 0))},
+                ["background", "overlay", "mask", "depth"],
+            ),
+            MOMENTS_WITH_DEPTH_BYTES,
+        ),
+        (
+            records.moments_example(
+                {
+                    "background": (1, (255, 255, 255), (65025, 65025, 65025)),
+                    "overlay": (2, (3, 4, 5), (6, 7, 8)),
+                },
+                ["background", "overlay", "mask"],
+            ),
+            MOMENTS_WITHOUT_DEPTH_BYTES,
+        ),
+    ]
+
+
+def test_records_keep_the_hand_written_encoders_bytes():
+    for index, (serialized, expected) in enumerate(records_of_known_bytes()):
+        assert serialized == expected, index
+
+
+def as_tensorflows(module) -> str:
+    """A vendored proto file's descriptor with TensorFlow's file and package
+    names in place of fgbg's: the only change the vendoring made."""
+    proto = descriptor_pb2.FileDescriptorProto()
+    module.DESCRIPTOR.CopyToProto(proto)
+    return (
+        str(proto)
+        .replace("fgbg/proto/", "tensorflow/core/example/")
+        .replace("fgbg.tensorflow", "tensorflow")
+    )
+
+
+def test_vendored_protos_are_tensorflows_but_for_the_package():
+    """Same messages, field numbers, types and options as the installed
+    TensorFlow's, so the same wire format."""
+    for vendored, tensorflows in (
+        (feature_pb2, tensorflow_feature_pb2),
+        (example_pb2, tensorflow_example_pb2),
+    ):
+        expected = descriptor_pb2.FileDescriptorProto()
+        tensorflows.DESCRIPTOR.CopyToProto(expected)
+        assert as_tensorflows(vendored) == str(expected)
+
+
+def test_writing_records_imports_no_tensorflow_and_tensorflow_loads_after():
+    """This module imports TensorFlow first; a worker imports records first.
+    Either way protobuf's descriptor pool must accept both Example messages
+    (it refuses a second `tensorflow.Example`, whichever comes second)."""
+    code = (
+        "import sys, fgbg.records\n"
+        "print('tensorflow' in sys.modules)\n"
+        "import tensorflow as tf\n"
+        "print(tf.train.Example.DESCRIPTOR.full_name)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "tensorflow.Example"]
 
 
 def test_sample_records_parse_with_the_feature_spec():

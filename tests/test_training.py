@@ -68,6 +68,27 @@ def test_transform_graph_normalizes_with_the_train_splits_numbers(dataset):
     np.testing.assert_allclose(depth.mean(), document["depth"]["mean_unit"][0], rtol=1e-5)
 
 
+def test_a_tfx_trainer_parses_the_records_with_the_transforms_raw_spec(dataset):
+    """What a TFX trainer does first: the raw feature spec from transform/
+    (its metadata/ folder), the records parsed with it, then the graph."""
+    transform = tft.TFTransformOutput(str(dataset / layout.TRANSFORM_DIR))
+    spec = transform.raw_feature_spec()
+    assert spec == raw_feature_spec(with_depth=True)
+    shard = sorted(str(p) for p in (dataset / "tfrecords").glob("train-*"))[0]
+    serialized = next(iter(tf.data.TFRecordDataset(shard).batch(64)))
+    transformed = transform.transform_features_layer()(tf.io.parse_example(serialized, spec))
+    count = int(serialized.shape[0])
+    assert count > 0
+    assert {name: tuple(tensor.shape) for name, tensor in transformed.items()} == {
+        "background": (count, 64, 64, 3),
+        "overlay": (count, 64, 64, 3),
+        "mask": (count, 64, 64, 1),
+        "depth": (count, 64, 64, 1),
+    }
+    assert all(tensor.dtype == tf.float32 for tensor in transformed.values())
+    assert set(transformed) == set(transform.transformed_feature_spec())
+
+
 def encoder_decoder() -> tf.keras.Model:
     """A small two-headed encoder-decoder: mask logits and depth."""
     background = tf.keras.Input((64, 64, 3), name="background")

@@ -14,7 +14,16 @@ the same Beam graph and writes `transform/`: a TF graph that decodes a raw
 record and outputs model-ready float tensors, with the dataset's mean/std
 baked in. Training code applies it with
 `tft.TFTransformOutput(path).transform_features_layer()`, so serving and
-training normalise identically (see fgbg/training_data.py).
+training normalise identically (see fgbg/training_data.py). Beside the graph
+(`transform_fn/`, `transformed_metadata/`) it writes the raw records' schema
+where TFX looks for it (`metadata/`), so a TFX trainer's first call,
+`TFTransformOutput(path).raw_feature_spec()`, gives the spec that parses the
+TFRecords.
+
+TensorFlow-transform writes with TensorFlow's own file layer, which ignores
+Beam's options (a GCS emulator among them), so it writes into scratch and the
+finished tree is copied into the dataset through Beam's FileSystems
+(storage.copy_tree), like every other file of a build.
 
 Outputs of the graph, per sample:
 - background, overlay: float32 (H, W, 3), (pixel - channel mean) / channel std
@@ -26,12 +35,16 @@ Outputs of the graph, per sample:
 
 from __future__ import annotations
 
+import uuid
 from typing import Callable, List, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
+from fgbg import layout
 from fgbg.images import CHANNELS
 from fgbg.records import MOMENT_KINDS, decode_exact, moments_feature, raw_feature_spec
+from fgbg.storage import copy_tree, delete_files, list_folder
 from transforms.stats import normalization_splits
 
 
@@ -100,14 +113,49 @@ def summaries_to_analyze(shards: List[Tuple[str, bytes]]) -> List[bytes]:
     return [summary for split, summary in shards if split in chosen]
 
 
+def raw_schema(with_depth: bool):
+    """The schema of the records as written: what the analysis parses, and
+    what TFX trainers read back as the raw feature spec."""
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    return schema_utils.schema_from_feature_spec(raw_feature_spec(with_depth))
+
+
+def publish_transform(_, scratch: str, transform_dir: str, with_depth: bool) -> str:
+    """Add the raw metadata to the tree TFT wrote in `scratch`, copy the tree
+    to `transform_dir` through Beam's FileSystems, and delete what else
+    `transform_dir` held (an earlier build's graph), as TFT's own writer
+    replaces its folders. Returns `transform_dir`."""
+    import tensorflow_transform as tft
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+    metadata_io.write_metadata(
+        dataset_metadata.DatasetMetadata(raw_schema(with_depth)),
+        FileSystems.join(scratch, tft.TFTransformOutput.RAW_METADATA_DIR),
+    )
+    copied = set(copy_tree(scratch, transform_dir))
+    delete_files(
+        [
+            layout.resolve(transform_dir, name)
+            for name in list_folder(transform_dir)
+            if name not in copied
+        ]
+    )
+    return transform_dir
+
+
 class AnalyzeRecords(beam.PTransform):
     """(split, serialized moments record) per shard -> transform_fn in
     `transform_dir`, from the splits that set the normalisation.
 
     It runs inside the build's own graph, fed by the TFRecord writer, so the
-    whole build is one job (one Dataflow job too). TFT writes the graph with
-    TensorFlow's file layer, so `transform_dir` may be local or a real gs://
-    bucket, but not a GCS emulator.
+    whole build is one job (one Dataflow job too). TFT analyses and writes
+    under `temp_dir` (with TensorFlow's file layer), in a folder of this
+    graph's own; the publishing step then copies the tree into
+    `transform_dir`, local or gs://, through Beam's FileSystems. TFT hands
+    its SavedModel from step to step by path, so on a multi-worker runner
+    `temp_dir` must be shared by the workers (Dataflow: under
+    temp_location); local runs give it a local scratch folder.
     """
 
     def __init__(
@@ -129,15 +177,16 @@ class AnalyzeRecords(beam.PTransform):
 
     def expand(self, examples):
         import tensorflow_transform.beam as tft_beam
-        from tensorflow_transform.tf_metadata import schema_utils
         from tfx_bsl.public import tfxio
 
-        schema = schema_utils.schema_from_feature_spec(
-            raw_feature_spec(self._depth_encoding != "none")
-        )
+        with_depth = self._depth_encoding != "none"
         records = tfxio.TFExampleBeamRecord(
-            physical_format="inmem", schema=schema, telemetry_descriptors=["fgbg"]
+            physical_format="inmem",
+            schema=raw_schema(with_depth),
+            telemetry_descriptors=["fgbg"],
         )
+        # Two jobs may share a Dataflow temp_location.
+        scratch = FileSystems.join(self._temp_dir, f"transform-{uuid.uuid4().hex}")
         chosen = (
             examples
             | "GatherShardSummaries" >> beam.combiners.ToList()
@@ -150,6 +199,7 @@ class AnalyzeRecords(beam.PTransform):
             ) | "Analyze" >> tft_beam.AnalyzeDataset(
                 make_preprocessing_fn(self._size, self._depth_encoding, self._depth_scale)
             )
-            return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
-                self._transform_dir
-            )
+            written = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(scratch)
+        return written | "PublishTransform" >> beam.Map(
+            publish_transform, scratch, self._transform_dir, with_depth
+        )
