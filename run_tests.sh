@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
 bash scripts/install_chromium.sh
+# The torch extra's tests (tests/test_torch_data.py); run_local.sh goes without.
+python -m pip install -q torch==2.13.0
 ruff format --check .
 ruff check .
 python -m pytest -q "$@" tests

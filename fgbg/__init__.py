@@ -8,6 +8,7 @@
   loading of model files);
 - report: the dataset card (report.html, samples.png);
 - training_data: readers for training code (tf.data), free of Beam;
+- torch_data: the same for PyTorch (the `torch` extra);
 - beam_compat: the private Beam APIs fgbg relies on, gathered in one place.
 
 Importing any of these changes nothing in the caller's process.

@@ -5,6 +5,7 @@ The layout is the original dataset's, so existing consumers keep working:
 """
 
 import os
+import posixpath
 import re
 from typing import Tuple
 
@@ -67,3 +68,13 @@ def resolve(root: str, relative: str) -> str:
 def natural_key(text: str) -> Tuple:
     """'bg10' after 'bg9': digit runs compare as numbers."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def label_base_dir(csv_path: str, first_path: str) -> str:
+    """What label_data.csv's paths are relative to: the dataset's parent
+    folder, the folder above the CSV's (fgbg writes the CSV inside the
+    dataset), or the CSV's own folder when the paths do not start with its
+    folder's name (the original kept the CSV beside `Dataset/`)."""
+    folder = posixpath.dirname(csv_path.rstrip("/"))
+    inside = first_path.split("/", 1)[0] == posixpath.basename(folder)
+    return posixpath.dirname(folder) if inside else folder

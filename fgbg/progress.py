@@ -16,6 +16,8 @@ import time
 import uuid
 from typing import Optional
 
+_LOGGER = logging.getLogger("fgbg.progress")
+
 
 class ProgressFile:
     """One DoFn instance's count of finished samples."""
@@ -89,4 +91,4 @@ class ProgressReporter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
-            logging.info(self.line())
+            _LOGGER.info(self.line())

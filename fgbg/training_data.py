@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import io
-import posixpath
 from typing import List, Optional
 
 from fgbg import layout
@@ -107,10 +106,8 @@ def label_csv_dataset(csv_path: str, base_dir: Optional[str] = None):
     rows = read_label_rows(csv_path)
     if not rows:
         raise ValueError(f"{csv_path} has no rows")
-    folder = posixpath.dirname(csv_path)
     if base_dir is None:
-        inside = rows[0][0].split("/", 1)[0] == posixpath.basename(folder)
-        base_dir = posixpath.dirname(folder) if inside else folder
+        base_dir = layout.label_base_dir(csv_path, rows[0][0])
     with_depth = all(len(row) > 3 and row[3] for row in rows)
     columns = {
         name: [layout.resolve(base_dir, row[index]) for row in rows]

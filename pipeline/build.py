@@ -19,7 +19,6 @@ the report (report.html, samples.png).
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from fgbg.progress import ProgressReporter
 from fgbg.report import write_report
 from fgbg.storage import match_files, remove_stale_temporaries
 from pipeline.config import BuildConfig, RunContext, build_config
+from pipeline.console import configure_logging, filtered_stderr
 from pipeline.dataflow import apply_worker_defaults, is_dataflow, is_dry_run, write_dry_run_job
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
 from pipeline.run_documents import (
@@ -277,15 +277,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "-h" in argv or "--help" in argv:
         help_parser().print_help()
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    # Beam logs every postponed (string) annotation it meets in our DoFns.
-    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
+    opts = PipelineOptions(argv).view_as(FgbgOptions)
+    configure_logging(opts.verbose)
     try:
-        manifest = run(argv)
+        with filtered_stderr(enabled=not opts.verbose):
+            manifest = run(argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    opts = PipelineOptions(argv).view_as(FgbgOptions)
     if manifest is None:
         print(
             "dry run: the Dataflow job description is in "

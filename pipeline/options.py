@@ -247,6 +247,14 @@ class FgbgOptions(PipelineOptions):
             "pairs that an earlier run finished with the same inputs and options.",
         )
         outputs.add_argument(
+            "--verbose",
+            action="store_true",
+            default=False,
+            help="Also show other libraries' INFO logging: TensorFlow's start-up lines, "
+            "Beam's worker records, tfx-bsl. By default a run prints fgbg's progress, "
+            "warnings and errors, and its summary.",
+        )
+        outputs.add_argument(
             "--progress_interval_s",
             type=float,
             default=10.0,
