@@ -51,21 +51,9 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
     import numpy as np
 
     from pipeline.options import parse_size
-    from transforms.depth import DepthConfig, DepthModelHandler
+    from transforms.depth import DepthModelHandler
 
-    config = DepthConfig(
-        model="untrained",
-        weights=None,
-        seed=DEFAULTS.seed,
-        batch_size=batch_size,
-        min_batch_size=batch_size,
-        target_batch_duration_s=DEFAULTS.depth_target_batch_duration_s,
-        input_size=parse_size(size),
-        encoding=DEFAULTS.depth_encoding,
-        jpeg_quality=DEFAULTS.depth_quality,
-        out_size=DATASET_SIZE,
-    )
-    handler = DepthModelHandler(config)
+    handler = DepthModelHandler(common.depth_config(parse_size(size), batch_size))
     model = handler.load_model()
     rng = np.random.default_rng(os.getpid())
     batch = [rng.integers(0, 256, (*DATASET_SIZE, 3), dtype=np.uint8) for _ in range(batch_size)]

@@ -100,25 +100,13 @@ def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.nd
     if path.startswith("tf-"):
         import tensorflow as tf
 
-        from transforms.depth import DepthConfig, DepthModelHandler
+        from transforms.depth import DepthModelHandler
 
         if path == "tf-fp32-1thread":
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        config = DepthConfig(
-            model="untrained",
-            weights=None,
-            seed=DEFAULTS.seed,
-            batch_size=batch_size,
-            min_batch_size=batch_size,
-            target_batch_duration_s=DEFAULTS.depth_target_batch_duration_s,
-            input_size=size,
-            encoding=DEFAULTS.depth_encoding,
-            jpeg_quality=DEFAULTS.depth_quality,
-            out_size=DATASET_SIZE,
-            precision="bf16" if path == "tf-bf16" else "fp32",
-        )
-        handler = DepthModelHandler(config)
+        precision = "bf16" if path == "tf-bf16" else "fp32"
+        handler = DepthModelHandler(common.depth_config(size, batch_size, precision))
         model = handler.load_model()
         if path == "tf-fp32-xla":
             model._forward = tf.function(

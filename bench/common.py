@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -46,6 +46,27 @@ def build_defaults() -> "FgbgOptions":
     from pipeline.options import FgbgOptions
 
     return FgbgOptions([])
+
+
+def depth_config(size: Tuple[int, int], batch_size: int, precision: str = "fp32"):
+    """The depth stage's configuration as a default build has it, with the
+    seeded untrained model, at network input `size` and fixed batches."""
+    from transforms.depth import DepthConfig
+
+    defaults = build_defaults()
+    return DepthConfig(
+        model="untrained",
+        weights=None,
+        seed=defaults.seed,
+        batch_size=batch_size,
+        min_batch_size=batch_size,
+        target_batch_duration_s=defaults.depth_target_batch_duration_s,
+        input_size=size,
+        encoding=defaults.depth_encoding,
+        jpeg_quality=defaults.depth_quality,
+        out_size=(defaults.size, defaults.size),
+        precision=precision,
+    )
 
 
 def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:

@@ -11,6 +11,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -32,11 +33,9 @@ def timings(root: Path) -> dict:
     return json.loads((root / "timings.json").read_text())["counters"]
 
 
-def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
-    inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=6, masks=2)
-    full_size = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
-    killed = tmp_path / "killed" / "out"
-    args = small_build_args(inputs, killed, *full_size)
+def kill_build_when(args, ready: Callable[[], bool]) -> None:
+    """Start `python -m pipeline.build args`, and kill it and its workers at
+    once when `ready()` holds; fails if the build ends first."""
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.build", *args],
         cwd=REPO,
@@ -45,12 +44,20 @@ def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while len(list(killed.rglob(".pair.json"))) < 3:
+    while not ready():
         assert process.poll() is None, "the build finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
+    inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=6, masks=2)
+    full_size = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
+    killed = tmp_path / "killed" / "out"
+    args = small_build_args(inputs, killed, *full_size)
+    kill_build_when(args, lambda: len(list(killed.rglob(".pair.json"))) >= 3)
     finished_before = len(list(killed.rglob(".pair.json")))
     assert finished_before < 24 and not (killed / "manifest.json").exists()
 
@@ -66,7 +73,7 @@ def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
 
 
 def test_pairs_written_but_not_yet_recorded_survive_a_kill(tmp_path):
-    """Pairs are recorded after a per-pair grouping that batch runners finish
+    """Pairs are recorded after a per-pair count that batch runners finish
     only with the whole write stage; a build killed before then must still
     keep the pairs whose samples it wrote (their row files), not make them
     again."""
@@ -74,24 +81,11 @@ def test_pairs_written_but_not_yet_recorded_survive_a_kill(tmp_path):
     full_size = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
     killed = tmp_path / "killed" / "out"
     args = small_build_args(inputs, killed, *full_size)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.build", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
     def complete_row_sets() -> int:
         return sum(len(list(rows.glob("*.json"))) == 40 for rows in killed.glob("*/*/.rows"))
 
-    deadline = time.monotonic() + 120
-    while complete_row_sets() < 2:
-        assert process.poll() is None, "the build finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_build_when(args, lambda: complete_row_sets() >= 2)
     assert not list(killed.rglob(".pair.json")), "killed too late: pairs were recorded"
     kept = complete_row_sets()
 
