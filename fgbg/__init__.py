@@ -1,9 +1,11 @@
 """What the pipeline's stages share, and what is not a stage.
 
-- types, layout, storage, hashing, images, records, timing, progress,
-  documents: the records that flow between stages, where outputs live, file
-  I/O, stable hashes, image bytes, TFRecord bytes, stage timers, progress of
-  local runs, and the typed JSON documents a build writes;
+- types, layout, storage, hashing, images, moments, pair_records, records,
+  timing, progress, documents: the records that flow between stages, where
+  outputs live, file I/O, stable hashes, image bytes, pixel moments, the
+  per-pair records that make builds resumable, TFRecord bytes (with the
+  vendored Example protos in proto/), stage timers, progress of local runs,
+  and the typed JSON documents a build writes;
 - depth/: the DenseDepth model (its maps, its TensorFlow runtime, safe
   loading of model files);
 - report: the dataset card (report.html, samples.png);
