@@ -59,6 +59,7 @@ from pipeline.run_documents import (
     utc_now,
 )
 from transforms.compositing import ComposeSamples, CrossPairs
+from transforms.depth import EstimateDepth
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
 from transforms.normalization import AnalyzeRecords
 from transforms.resume import RESUMED, UNRECORDED, SkipFinishedPairs
@@ -100,16 +101,13 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         foregrounds, config.inputs, config.placements, config.encoding
     )
     if config.depth:
-        # Imported here, so composites-only builds never import RunInference.
-        from transforms.depth import EstimateDepth
-
         composites = composites | "EstimateDepth" >> EstimateDepth(config.depth)
-    sample_rows = composites | "WriteSamples" >> WriteSamples(
+    sample_counts = composites | "WriteSamples" >> WriteSamples(
         root, config.encoding.mask_format, config.depth_extension, config.run.progress_dir
     )
     recorded = (
-        (sample_rows, pairs[UNRECORDED])
-        | "AllSampleRows" >> beam.Flatten()
+        (sample_counts, pairs[UNRECORDED])
+        | "AllSampleCounts" >> beam.Flatten()
         | "RecordPairs" >> RecordPairs(root, config.placements.samples_per_pair)
     )
     written = (recorded, pairs[RESUMED]) | "AllPairs" >> beam.Flatten()

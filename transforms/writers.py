@@ -3,10 +3,12 @@
 Every file goes through `fgbg.storage`, so a crash never leaves a
 half-written file under its final name.
 
-Samples are written where they are made; from then on a pair travels as a
-`WrittenPair` handle, and the table and shard writers read its rows back
-from the pair's record. Nothing that is shuffled or gathered holds one
-entry per sample, so memory stays flat however large the dataset is.
+Samples are written one at a time where they are made (WriteSamples), each
+with its row file; RecordPairs counts each pair's samples and, once all are
+written, records the pair. From then on a pair travels as a `WrittenPair`
+handle, and the table and shard writers read its rows back from the pair's
+record. Nothing that is shuffled or gathered holds one entry per sample, so
+memory stays flat however large the dataset is.
 """
 
 from __future__ import annotations
