@@ -110,11 +110,11 @@ def run_pipeline(
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from fgbg.depth.config import DepthConfig
     from fgbg.types import Composite, Placement
     from transforms.depth import (
         DEPTH_METRICS_NAMESPACE,
         ENCODED_COUNTER,
-        DepthConfig,
         EstimateDepth,
     )
 

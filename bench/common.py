@@ -51,7 +51,7 @@ def build_defaults() -> "FgbgOptions":
 def depth_config(size: Tuple[int, int], batch_size: int, precision: str = "fp32"):
     """The depth stage's configuration as a default build has it, with the
     seeded untrained model, at network input `size` and fixed batches."""
-    from transforms.depth import DepthConfig
+    from fgbg.depth.config import DepthConfig
 
     defaults = build_defaults()
     return DepthConfig(

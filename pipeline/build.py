@@ -59,7 +59,6 @@ from pipeline.run_documents import (
     utc_now,
 )
 from transforms.compositing import ComposeSamples, CrossPairs
-from transforms.depth import EstimateDepth
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
 from transforms.normalization import AnalyzeRecords
 from transforms.resume import RESUMED, UNRECORDED, SkipFinishedPairs
@@ -101,6 +100,11 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         foregrounds, config.inputs, config.placements, config.encoding
     )
     if config.depth:
+        # Imported here: Beam's RunInference module imports PyTorch whenever
+        # it is installed (~0.5 GB per worker), which composites-only builds
+        # do not need (fgbg/depth/config.py).
+        from transforms.depth import EstimateDepth
+
         composites = composites | "EstimateDepth" >> EstimateDepth(config.depth)
     sample_counts = composites | "WriteSamples" >> WriteSamples(
         root, config.encoding.mask_format, config.depth_extension, config.run.progress_dir

@@ -10,11 +10,11 @@ import posixpath
 from typing import Dict, Optional, Tuple
 
 from fgbg.depth import maps, models
+from fgbg.depth.config import DepthConfig
 from fgbg.documents import DepthInfo
 from fgbg.pair_records import options_fingerprint
 from pipeline.options import FgbgOptions, option_values, parse_size
 from transforms.compositing import EncodingConfig
-from transforms.depth import DepthConfig
 from transforms.inputs import InputConfig
 from transforms.placements import PlacementConfig, parse_scales
 

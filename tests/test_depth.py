@@ -22,6 +22,7 @@ from PIL import Image
 
 from fgbg.depth import keras_densedepth as kd
 from fgbg.depth import maps
+from fgbg.depth.config import DepthConfig
 from tests.depth_fixtures import (
     make_composite,
     random_overlays,
@@ -31,7 +32,6 @@ from tests.depth_fixtures import (
 from transforms.depth import (
     DEPTH_METRICS_NAMESPACE,
     ENCODED_COUNTER,
-    DepthConfig,
     EstimateDepth,
     depth_maps,
 )

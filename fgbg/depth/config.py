@@ -1,0 +1,45 @@
+"""The depth stage's configuration, apart from the stage itself.
+
+Beam's RunInference module, which the stage (transforms/depth.py) is built
+on, imports PyTorch whenever it is installed (about 0.5 GB and 1.4 s per
+process). The configuration lives here so that building a configuration, or
+a composites-only graph, never imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthConfig:
+    """Everything the depth stage (transforms/depth.py) needs, checked with
+    the options (pipeline/options.py) before it gets here.
+
+    model: "densedepth", "untrained" or a model path (local/gs://).
+    weights: the published nyu.h5 for model "densedepth".
+    seed: the untrained model's weight seed.
+    batch_size, min_batch_size: BatchElements' max and min batch size.
+    target_batch_duration_s: BatchElements' target time per batch, which
+        bounds the batch size it grows to between the two sizes. (Its
+        max_batch_duration_secs is not exposed: setting it switches to a
+        stateful implementation that routes every element through one key.)
+    input_size: (W, H) the composite is resized to for the network.
+    encoding: "minmax" (the original) or "metric" (16-bit PNG, millimetres).
+    jpeg_quality: quality of "minmax" JPEGs.
+    out_size: (W, H) of the stored depth image (the dataset size).
+    precision: "fp32" or "bf16" (fgbg/depth/models.py).
+    """
+
+    model: str
+    weights: Optional[str]
+    seed: int
+    batch_size: int
+    min_batch_size: int
+    target_batch_duration_s: float
+    input_size: Tuple[int, int]
+    encoding: str
+    jpeg_quality: int
+    out_size: Tuple[int, int]
+    precision: str = "fp32"
