@@ -55,27 +55,15 @@ BASELINE = "tf-fp32"
 
 def demo_composites(count: int) -> np.ndarray:
     """`count` composites of the demo inputs, made by the pipeline's functions."""
-    from fgbg.types import Background
-    from transforms.compositing import EncodingConfig, compose_pair
-    from transforms.inputs import InputConfig, build_foreground, file_stem, load_background
-    from transforms.placements import PlacementConfig, parse_scales
+    import dataclasses
 
-    inputs = InputConfig(
-        size=DEFAULTS.size,
-        max_input_pixels=DEFAULTS.max_input_pixels,
-        min_background_side=DEFAULTS.min_background_side,
-        mask_threshold=DEFAULTS.mask_threshold,
-        val_fraction=0.0,
-        test_fraction=0.0,
-    )
-    placements = PlacementConfig(
-        seed=DEFAULTS.seed,
-        size=DEFAULTS.size,
-        scales=parse_scales(DEFAULTS.scales),
-        placements_per_scale=1,
-        mirror=True,
-    )
-    encoding = EncodingConfig(DEFAULTS.overlay_quality, "png", DEFAULTS.mask_quality)
+    from fgbg.types import Background
+    from transforms.compositing import compose_pair
+    from transforms.inputs import build_foreground, file_stem, load_background
+
+    config = common.default_build_config()
+    inputs, encoding = config.inputs, config.encoding
+    placements = dataclasses.replace(config.placements, placements_per_scale=1)
     demo = ROOT / "demo" / "inputs"
     backgrounds = sorted((demo / "bg").glob("*.jpg"))
     foregrounds = sorted((demo / "fg").glob("*.png"))

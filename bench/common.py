@@ -48,6 +48,18 @@ def build_defaults() -> "FgbgOptions":
     return FgbgOptions([])
 
 
+def default_build_config():
+    """The configuration a default build derives from its options, for
+    benchmarks that call the stages' functions directly."""
+    from pipeline.config import RunContext, build_config
+    from pipeline.options import FgbgOptions
+
+    options = FgbgOptions(["--bg=unused", "--fg=unused", "--output=unused"])
+    return build_config(
+        options, RunContext(started_at="", input_files={}, tft_temp_dir="", progress_dir=None)
+    )
+
+
 def depth_config(size: Tuple[int, int], batch_size: int, precision: str = "fp32"):
     """The depth stage's configuration as a default build has it, with the
     seeded untrained model, at network input `size` and fixed batches."""

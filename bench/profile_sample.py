@@ -72,18 +72,15 @@ from fgbg.records import frame_record, sample_example  # noqa: E402
 from fgbg.storage import read_file, write_file  # noqa: E402
 from fgbg.types import SampleRow  # noqa: E402
 from transforms.compositing import (
-    EncodingConfig,
     alpha_composite,
     encode_mask,  # noqa: E402
     mirror,
     place_mask,
     resize_cutout,
 )
-from transforms.inputs import InputConfig, build_foreground, file_stem, load_background  # noqa: E402
+from transforms.inputs import build_foreground, file_stem, load_background  # noqa: E402
 from transforms.placements import (
-    PlacementConfig,
     pair_placements,
-    parse_scales,  # noqa: E402
     scaled_size,
 )
 from transforms.writers import label_rows, render_csv, sample_table_rows  # noqa: E402
@@ -146,26 +143,8 @@ def mask_moments(mask, full_mask):
 def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str, object]:
     """ms per sample of every step, over every pair of the inputs."""
     defaults = common.build_defaults()  # the profiled tree's, as it is first on the path
-    input_config = InputConfig(
-        size=defaults.size,
-        max_input_pixels=defaults.max_input_pixels,
-        min_background_side=defaults.min_background_side,
-        mask_threshold=defaults.mask_threshold,
-        val_fraction=defaults.val_fraction,
-        test_fraction=defaults.test_fraction,
-    )
-    placement_config = PlacementConfig(
-        seed=defaults.seed,
-        size=defaults.size,
-        scales=parse_scales(defaults.scales),
-        placements_per_scale=defaults.placements_per_scale,
-        mirror=defaults.mirror,
-    )
-    encoding = EncodingConfig(
-        overlay_quality=defaults.overlay_quality,
-        mask_format=defaults.mask_format,
-        mask_quality=defaults.mask_quality,
-    )
+    config = common.default_build_config()
+    input_config, placement_config, encoding = config.inputs, config.placements, config.encoding
     backgrounds = [Path(path) for path in sorted(glob.glob(globs["bg"]))]
     fg_paths = [Path(path) for path in sorted(glob.glob(globs["fg"]))]
     mask_dir = Path(globs["fg_mask"]).parent
