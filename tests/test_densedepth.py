@@ -9,11 +9,12 @@ import io
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import tf_keras  # after `transforms`, which selects Keras 2
+import tf_keras
 from PIL import Image
 
 from fgbg.depth import keras_densedepth as kd
@@ -443,3 +444,22 @@ def test_metric_scale_is_shared_across_images_and_resized():
     edge[:, 8:] = 1.0  # Lanczos overshoots at the step: stays within 0.1..10 m
     values = maps.decode_metric(maps.encode_metric(edge, (12, 12)))
     assert values.min() >= 0.1 and values.max() <= 10.0
+
+
+def test_a_truncated_weights_file_is_refused_naming_it(published_h5, tmp_path):
+    """Faults a real build meets: a download cut short."""
+    truncated = tmp_path / "nyu.h5"
+    data = Path(published_h5).read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(models.ModelLoadError, match=rf"{truncated}: not a readable model file"):
+        tensorflow_runtime.load_keras_model("densedepth", str(truncated), seed=0)
+
+
+def test_nan_weights_are_refused_naming_the_file_and_weight(tmp_path):
+    model = tiny_depth_model()
+    kernel = model.get_layer("depth").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    path = tmp_path / "nan.h5"
+    model.save(path)
+    with pytest.raises(models.ModelLoadError, match=rf"{path}: weight '.*kernel.*' holds NaN"):
+        tensorflow_runtime.load_keras_model(str(path), None, seed=0)

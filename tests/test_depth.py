@@ -32,6 +32,7 @@ from tests.depth_fixtures import (
 from transforms.depth import (
     DEPTH_METRICS_NAMESPACE,
     ENCODED_COUNTER,
+    DepthModelHandler,
     EstimateDepth,
     depth_maps,
 )
@@ -172,10 +173,13 @@ def test_full_architecture_on_two_images():
 
 
 def test_a_failing_model_fails_the_pipeline(tmp_path, composites):
-    """Non-finite depth fails loudly; no sample is silently dropped."""
+    """A model that would make non-finite depth fails loudly, naming its file,
+    when the stage loads it (non-finite outputs of a model with finite
+    weights fail its batch: test_depth_maps_checks_shape_and_values); no
+    sample is silently dropped."""
     path = str(tmp_path / "nan.h5")
     tiny_depth_model(bias=float("nan")).save(path)
-    with pytest.raises(Exception, match="non-finite values for 2 of 2 images"):
+    with pytest.raises(Exception, match=rf"{path}: weight '.*bias.*' holds NaN"):
         _run(_config(model=path), composites[:2], lambda outputs: None)
 
 
@@ -230,3 +234,17 @@ print(json.dumps([float(np.abs(fp32 - bf16).max()), float(np.abs(fp32).max()),
     )
     difference, scale, finite = json.loads(out.stdout.strip().splitlines()[-1])
     assert finite and difference <= 0.05 * scale
+
+
+def test_a_model_with_the_wrong_output_shape_fails_its_first_batch_naming_the_file(tmp_path):
+    import tf_keras
+
+    inputs = tf_keras.Input((None, None, 3))
+    three_channels = tf_keras.layers.Conv2D(3, 1, name="depth")(inputs)
+    path = str(tmp_path / "wrong.h5")
+    tf_keras.Model(inputs, three_channels).save(path)
+    handler = DepthModelHandler(_config(model=path))
+    model = handler.load_model()
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    with pytest.raises(ValueError, match=rf"depth model {path}: .*shape"):
+        handler.run_inference([image, image], model)

@@ -25,7 +25,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from fgbg.depth import maps
+from fgbg.depth import maps, models
 from fgbg.depth.config import DepthConfig
 from fgbg.types import Composite
 
@@ -67,7 +67,11 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         inference_args: Optional[Dict[str, Any]] = None,
     ) -> Iterable[np.ndarray]:
         inputs = np.stack([maps.preprocess(image, self._config.input_size) for image in batch])
-        return list(depth_maps(maps.postprocess(model.predict(inputs)), len(batch)))
+        try:
+            return list(depth_maps(maps.postprocess(model.predict(inputs)), len(batch)))
+        except ValueError as error:
+            source = models.source(self._config.model, self._config.weights)
+            raise ValueError(f"depth model {source}: {error}") from error
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(image.nbytes for image in batch)

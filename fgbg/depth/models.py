@@ -3,6 +3,8 @@ error every loader raises. No TensorFlow."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 # The --depth_model values that are not a path to a model file.
 PUBLISHED = "densedepth"
 UNTRAINED = "untrained"
@@ -28,6 +30,12 @@ MISSING_WEIGHTS_MESSAGE = (
     "architecture with seeded random weights: the depth maps are meaningless) "
     "or --depth_model none (composites only, no depth)."
 )
+
+
+def source(model: str, weights: Optional[str]) -> Optional[str]:
+    """Where --depth_model's model comes from: the weights file for the
+    published model, else the model path itself (or its name)."""
+    return weights if model == PUBLISHED else model
 
 
 class ModelLoadError(ValueError):

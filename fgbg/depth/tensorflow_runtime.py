@@ -40,16 +40,29 @@ def load_keras_model(model: str, weights: Optional[str], seed: int) -> tf_keras.
         raise ModelLoadError("--depth_model none has no model: skip the depth stage")
     if model == models.UNTRAINED:
         return build_densedepth(seed)
-    source = weights if model == models.PUBLISHED else model
+    source = models.source(model, weights)
     if not source:
         raise ModelLoadError(MISSING_WEIGHTS_MESSAGE)
     try:
         with local_copy(source) as path:
             if model == models.PUBLISHED:
-                return load_published_weights(path)
-            return load_keras_model_safely(path, source=model)
+                loaded = load_published_weights(path)
+            else:
+                loaded = load_keras_model_safely(path, source=model)
     except FileNotFoundError:
         raise ModelLoadError(f"model file not found: {source}") from None
+    except OSError as error:  # h5py's answer to a truncated or corrupt file
+        raise ModelLoadError(f"{source}: not a readable model file ({error})") from error
+    check_weights_are_finite(loaded, source)
+    return loaded
+
+
+def check_weights_are_finite(model: tf_keras.Model, source: str) -> None:
+    """Refuse a model whose weights hold NaN or infinity, naming the weight:
+    it would write meaningless depth for every sample."""
+    for weight in model.weights:
+        if not np.isfinite(weight.numpy()).all():
+            raise ModelLoadError(f"{source}: weight {weight.name!r} holds NaN or infinite values")
 
 
 class DepthModel:
