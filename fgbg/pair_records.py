@@ -169,10 +169,10 @@ def read_record(root: str, bg_stem: str, fg_stem: str) -> Optional[Tuple[str, Li
 
 
 def finished_rows(
-    root: str, bg_stem: str, fg_stem: str, key: str, expected: int
+    recorded: Optional[Tuple[str, List[SampleRow]]], key: str, expected: int
 ) -> Optional[List[SampleRow]]:
-    """The pair's recorded rows when its record matches `key`, else None."""
-    recorded = read_record(root, bg_stem, fg_stem)
+    """The rows of a pair record (`read_record`'s answer) when it holds `key`
+    and all `expected` samples, else None."""
     if recorded is None:
         return None
     recorded_key, rows = recorded

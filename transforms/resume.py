@@ -52,8 +52,9 @@ class _SkipFinishedPair(beam.DoFn):
     def process(self, pair: Tuple[Background, str], foregrounds: Dict[str, Foreground]) -> Iterator:
         background, fg_stem = pair
         key = pair_key(self._fingerprint, background, foregrounds[fg_stem])
+        recorded = read_record(self._root, background.stem, fg_stem)
         if self._resume:
-            rows = finished_rows(self._root, background.stem, fg_stem, key, self._samples_per_pair)
+            rows = finished_rows(recorded, key, self._samples_per_pair)
             if rows is not None:
                 self._resumed.inc()
                 yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
@@ -67,7 +68,6 @@ class _SkipFinishedPair(beam.DoFn):
                     UNRECORDED, ((background.stem, fg_stem), (key, len(rows)))
                 )
                 return
-        recorded = read_record(self._root, background.stem, fg_stem)
         if recorded is not None and recorded[0] != key:
             delete_files([record_path(self._root, background.stem, fg_stem)])
         self._to_make.inc()
