@@ -22,6 +22,8 @@ REPORT_HTML = "report.html"
 SAMPLES_PNG = "samples.png"
 TFRECORD_DIR = "tfrecords"
 TRANSFORM_DIR = "transform"
+# Held by the one build writing this output (fgbg/lease.py).
+LEASE_JSON = ".lease.json"
 # Everything at the root besides the background folders (which are named
 # after the backgrounds), so that no background can take one of these names.
 ROOT_NAMES = (
@@ -36,6 +38,7 @@ ROOT_NAMES = (
     SAMPLES_PNG,
     TFRECORD_DIR,
     TRANSFORM_DIR,
+    LEASE_JSON,
 )
 
 

@@ -43,17 +43,56 @@ def temporary_path(path: str) -> str:
     return paths.join(directory, f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
 
 
+class StorageError(Exception):
+    """A file could not be written, or a remote one read: a full disk, a
+    read-only folder, object storage that kept failing after its retries.
+
+    Deliberately not an OSError: the input readers reject a file whose read
+    raises OSError as bad input, and a storage failure must fail the run
+    instead (a rerun resumes) rather than drop a good input."""
+
+
+def storage_error(action: str, path: str, error: BaseException) -> StorageError:
+    """`cannot <action> <path>: <reason>`, the reason without Python's
+    `[Errno n]` prefix or a repeat of the path."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return StorageError(f"cannot {action} {path}: {reason or type(error).__name__}")
+
+
+def _is_storage_failure(error: BaseException, path: str) -> bool:
+    """Locally only OSErrors come from storage; remote clients raise their
+    own kinds (HTTP errors, connection errors, Beam's BeamIOError)."""
+    return isinstance(error, OSError) or (
+        isinstance(error, Exception) and not isinstance(error, StorageError) and not is_local(path)
+    )
+
+
 def write_file(path: str, data: bytes) -> None:
-    if is_local(path):
-        directory = os.path.dirname(path)
-        os.makedirs(directory or ".", exist_ok=True)
-        temporary = temporary_path(path)
+    """Write `path` whole or not at all; StorageError names it on failure."""
+    try:
+        if is_local(path):
+            _write_local_file(path, data)
+        else:
+            with FileSystems.create(path, compression_type=AS_IS) as handle:
+                handle.write(data)
+    except Exception as error:
+        if _is_storage_failure(error, path):
+            raise storage_error("write", path, error) from error
+        raise
+
+
+def _write_local_file(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    temporary = temporary_path(path)
+    try:
         with open(temporary, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
-        return
-    with FileSystems.create(path, compression_type=AS_IS) as handle:
-        handle.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
 
 
 @contextlib.contextmanager
@@ -62,23 +101,39 @@ def streamed_file(path: str) -> Iterator[BinaryIO]:
     memory at a time. The pieces go to a temporary name that is renamed into
     place when the block ends without an error (on gs:// too, where closing
     an upload would otherwise publish whatever was written before a
-    failure); on an error the temporary file is removed."""
-    if is_local(path):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    failure); on an error the temporary file is removed, and a storage
+    failure is raised as StorageError naming `path`."""
     temporary = temporary_path(path)
     try:
+        if is_local(path):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with FileSystems.create(temporary, compression_type=AS_IS) as handle:
             yield handle
         FileSystems.rename([temporary], [path])
-    except BaseException:
-        if FileSystems.exists(temporary):
-            FileSystems.delete([temporary])
+    except BaseException as error:
+        with contextlib.suppress(Exception):
+            if FileSystems.exists(temporary):
+                FileSystems.delete([temporary])
+        if _is_storage_failure(error, path):
+            raise storage_error("write", path, error) from error
         raise
 
 
 def read_file(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=AS_IS) as handle:
-        return handle.read()
+    """A file's bytes. A local failure stays an OSError (the file itself is
+    unreadable: input readers reject it); a remote one that outlived its
+    retries is a StorageError, except an object that is not there."""
+    try:
+        with FileSystems.open(path, compression_type=AS_IS) as handle:
+            return handle.read()
+    except Exception as error:
+        if is_local(path) or isinstance(error, (FileNotFoundError, StorageError)):
+            raise
+        from google.api_core.exceptions import NotFound
+
+        if isinstance(error, NotFound):
+            raise FileNotFoundError(f"{path}: {error}") from error
+        raise storage_error("read", path, error) from error
 
 
 def read_files(paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[bytes]:

@@ -23,7 +23,8 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Optional, Sequence
+import traceback
+from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -43,11 +44,12 @@ from fgbg.documents import (
     write_stats,
     write_timings,
 )
+from fgbg.lease import Lease, LeaseHeldError, LeaseLostError, lease_store
 from fgbg.progress import ProgressReporter
 from fgbg.report import write_report
 from fgbg.storage import match_files, remove_stale_temporaries
 from pipeline.config import BuildConfig, RunContext, build_config
-from pipeline.console import configure_logging, filtered_stderr
+from pipeline.console import configure_logging, failure_reason, filtered_stderr
 from pipeline.dataflow import apply_worker_defaults, is_dataflow, is_dry_run, write_dry_run_job
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
 from pipeline.run_documents import (
@@ -76,7 +78,10 @@ from transforms.writers import (
 )
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_TOO_MANY_REJECTS = 3
+EXIT_OUTPUT_BUSY = 4
 
 
 def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
@@ -220,10 +225,27 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
             f"{input_files['foregrounds']}"
         )
     started = utc_now()
-    dry_run = is_dry_run(options)
-    local = runner in LOCAL_RUNNERS
     if is_dataflow(runner):
         apply_worker_defaults(options)
+    if is_dry_run(options):
+        return _build(options, opts, input_files, started, test_pipeline, lease=None)
+    store = lease_store(opts.output.rstrip("/"), options)
+    with Lease(store, opts.lease_stale_after_s, opts.force) as lease:
+        return _build(options, opts, input_files, started, test_pipeline, lease)
+
+
+def _build(
+    options: PipelineOptions,
+    opts: FgbgOptions,
+    input_files: Dict[str, int],
+    started: str,
+    test_pipeline: Optional[beam.Pipeline],
+    lease: Optional[Lease],
+) -> Optional[Manifest]:
+    """The build proper, holding the output's lease; a dry run writes no
+    output, so it takes no lease (`lease` None) and returns None."""
+    dry_run = lease is None
+    local = resolve_runner(options) in LOCAL_RUNNERS
     output = opts.output.rstrip("/")
     if not dry_run:
         remove_stale_temporaries(output)
@@ -258,6 +280,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
                 result = run_to_completion(p)
         else:
             result = run_to_completion(p)
+        lease.check_held()
         write_timings(config.output, timings_document(result, time.monotonic() - clock))
         write_report(config.output)
     finally:
@@ -286,7 +309,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             manifest = run(argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (LeaseHeldError, LeaseLostError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_OUTPUT_BUSY
+    except Exception as error:
+        if opts.verbose:
+            traceback.print_exc()
+        print(
+            f"error: the build failed: {failure_reason(error)}\n"
+            "Finished pairs are kept: fix the cause and rerun the same command to "
+            "resume" + ("." if opts.verbose else " (--verbose shows the traceback)."),
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if manifest is None:
         print(
             "dry run: the Dataflow job description is in "

@@ -25,6 +25,7 @@ from typing import Iterator
 LOGGER_NAME = "fgbg"
 # Beam's relay of SDK worker log records to the launcher.
 _WORKER_RELAY_LOGGER = "apache_beam.runners.portability.local_job_service"
+_STAGE_FAILURE_LOGGER = "apache_beam.runners.common"
 # absl's C++ log lines at INFO and WARNING (I1127 12:00:00.000000  123
 # port.cc:153] ...; before absl is initialised the seconds field holds the
 # epoch seconds), its notice that it logs before being initialised, the
@@ -52,6 +53,9 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
     if not verbose:
         logging.getLogger(_WORKER_RELAY_LOGGER).setLevel(logging.ERROR)
+        # Beam logs a failing stage's traceback before raising it; the run
+        # prints the failure's reason itself (pipeline.build.main).
+        logging.getLogger(_STAGE_FAILURE_LOGGER).setLevel(logging.CRITICAL)
 
 
 def is_chatter(line: bytes) -> bool:
@@ -88,3 +92,12 @@ def _relay(read_end: int, target: int) -> None:
         for line in lines:
             if not is_chatter(line):
                 out.write(line)
+
+
+def failure_reason(error: BaseException) -> str:
+    """The one line that says why a run failed: the last line of the
+    error's message. Beam re-raises a stage's exception with the stage's
+    name appended, and the multi-process runner's message carries the
+    worker's whole traceback, whose last line is that exception."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

@@ -255,6 +255,21 @@ class FgbgOptions(PipelineOptions):
             "warnings and errors, and its summary.",
         )
         outputs.add_argument(
+            "--force",
+            action="store_true",
+            default=False,
+            help="Take over the output's lease (.lease.json) when it is stale: the "
+            "build that held it stopped renewing it (README 'Faults tried'). A lease "
+            "that is still renewed is never taken.",
+        )
+        outputs.add_argument(
+            "--lease_stale_after_s",
+            type=float,
+            default=600.0,
+            help="Seconds without renewal after which this build's lease counts as "
+            "stale; it is renewed five times as often. Default: %(default)s.",
+        )
+        outputs.add_argument(
             "--progress_interval_s",
             type=float,
             default=10.0,
@@ -341,6 +356,7 @@ OPTION_RANGES: Tuple[Tuple[str, Callable[[float], bool], str], ...] = (
     ("records_per_shard", *_at_least(1)),
     ("tft_batch_size", *_at_least(1)),
     ("progress_interval_s", *_POSITIVE),
+    ("lease_stale_after_s", *_POSITIVE),
 )
 
 

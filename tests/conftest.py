@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -130,6 +131,56 @@ def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
         yield storage.Client.create_anonymous_client().bucket(bucket)
     finally:
         server.stop()
+
+
+def honour_generation_preconditions(monkeypatch) -> None:
+    """Make the emulator answer `ifGenerationMatch` as GCS does (412 when the
+    object's generation differs; 0 means "does not exist"), on object
+    inserts and deletes. gcp-storage-emulator ignores preconditions, and the
+    output lease (fgbg/lease.py) is built on them. This extends the test
+    server, not the code under test."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    lock = threading.Lock()
+
+    def generation(storage, bucket: str, name: str) -> int:
+        try:
+            return int(storage.get_file_obj(bucket, name)["generation"])
+        except NotFound:
+            return 0
+
+    def checked(handler, object_name):
+        def handle(request, response, storage, *args, **kwargs):
+            wanted = request.query.get("ifGenerationMatch")
+            if wanted is None:
+                return handler(request, response, storage, *args, **kwargs)
+            with lock:
+                current = generation(storage, request.params["bucket_name"], object_name(request))
+                if current != int(wanted[0]):
+                    response.status = HTTPStatus.PRECONDITION_FAILED
+                    response.json({"error": {"code": 412, "message": "conditionNotMet"}})
+                    return None
+                return handler(request, response, storage, *args, **kwargs)
+
+        return handle
+
+    def inserted_name(request) -> str:
+        if "name" in request.query:
+            return request.query["name"][0]
+        return request.data["meta"]["name"]
+
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is objects.insert:
+                monkeypatch.setitem(handlers, method, checked(handler, inserted_name))
+            elif handler is objects.delete:
+                monkeypatch.setitem(
+                    handlers, method, checked(handler, lambda r: r.params["object_id"])
+                )
 
 
 def small_build_args(

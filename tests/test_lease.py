@@ -1,0 +1,143 @@
+"""The output lease (fgbg/lease.py): one build at a time per output, on a
+local folder and on gs:// (the GCS emulator, answering generation
+preconditions as GCS does). Races are real: separate processes."""
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from fgbg import layout
+from fgbg.lease import Lease, LeaseHeldError, LeaseLostError, LeaseRecord, lease_store
+from tests.conftest import emulated_bucket, honour_generation_preconditions
+
+REPO = Path(__file__).resolve().parents[1]
+BUCKET = "fgbg-lease"
+RACERS = 6
+
+
+@pytest.fixture(params=["local", "gs"])
+def output(request, tmp_path, monkeypatch):
+    """An output folder, local or in an emulated bucket."""
+    if request.param == "local":
+        yield str(tmp_path / "out")
+        return
+    honour_generation_preconditions(monkeypatch)
+    with emulated_bucket(monkeypatch, BUCKET):
+        yield f"gs://{BUCKET}/datasets/v1"
+
+
+def lease(output: str, stale_after_s: float = 60.0, force: bool = False, clock=None) -> Lease:
+    store = lease_store(output, PipelineOptions([]))
+    return Lease(store, stale_after_s, force, **({"clock": clock} if clock else {}))
+
+
+def read_lease(output: str) -> dict:
+    record, _ = lease_store(output, PipelineOptions([])).read()
+    return json.loads(record.to_bytes()) if record else None
+
+
+def later(seconds: float):
+    return lambda: (
+        datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    )
+
+
+def test_a_held_lease_refuses_a_second_build_naming_the_lease_and_its_holder(output):
+    with lease(output) as first:
+        held = read_lease(output)
+        assert held["pid"] == os.getpid() and held["host"] and held["owner"]
+        with pytest.raises(LeaseHeldError) as refused:
+            lease(output, force=True).acquire()
+        message = str(refused.value)
+        assert layout.resolve(output, layout.LEASE_JSON) in message
+        assert f"pid {os.getpid()}" in message and held["run_id"] in message
+        assert "another build is writing this output" in message
+        first.check_held()
+    assert read_lease(output) is None
+    with lease(output):  # released: the next build takes it
+        pass
+
+
+def test_a_stale_lease_is_taken_only_with_force_and_its_holder_learns_it_lost(output):
+    first = lease(output, stale_after_s=30)
+    first.acquire()  # taken, never renewed: as if its build hung or lost its network
+    in_a_minute = later(60)
+    with pytest.raises(LeaseHeldError, match="stale lease .* rerun with --force"):
+        lease(output, clock=in_a_minute).acquire()
+    second = lease(output, force=True, clock=in_a_minute)
+    second.acquire()
+    assert read_lease(output)["run_id"] != json.loads(first._record.to_bytes())["run_id"]
+    assert first.renew() is False
+    with pytest.raises(LeaseLostError, match="another build took over this output"):
+        first.check_held()
+    first.__exit__(None, None, None)  # the loser leaves the new holder's lease alone
+    assert read_lease(output) is not None
+
+
+def test_a_renewed_lease_never_goes_stale(output):
+    with lease(output, stale_after_s=1.0) as holder:
+        time.sleep(2.5)
+        with pytest.raises(LeaseHeldError, match="another build is writing"):
+            lease(output, force=True).acquire()
+        holder.check_held()
+
+
+def test_a_lease_left_by_a_dead_process_of_this_host_is_taken_without_force(output):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    lease(output).acquire()
+    store = lease_store(output, PipelineOptions([]))
+    held, token = store.read()
+    orphan = LeaseRecord(**{**json.loads(held.to_bytes()), "pid": int(gone.stdout)})
+    store.put(orphan, token)
+    with lease(output):
+        assert read_lease(output)["pid"] == os.getpid()
+
+
+RACER = """
+import sys
+from apache_beam.options.pipeline_options import PipelineOptions
+from fgbg.lease import Lease, LeaseHeldError, lease_store
+lease = Lease(lease_store(sys.argv[1], PipelineOptions([])), 60.0)
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    lease.acquire()
+except LeaseHeldError:
+    print("refused")
+else:
+    print("took")
+"""
+
+
+def test_racing_builds_one_takes_the_lease_the_others_are_refused(output):
+    """Processes that all try at the same instant (each made ready first,
+    then all released at once): exactly one wins, whichever comes first."""
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, output],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(RACERS)
+    ]
+    for racer in racers:
+        assert racer.stdout.readline().strip() == "ready"
+    for racer in racers:
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
+    answers = sorted(racer.communicate(timeout=120)[0].strip() for racer in racers)
+    assert answers == ["refused"] * (RACERS - 1) + ["took"]
