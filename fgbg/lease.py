@@ -11,9 +11,9 @@ A lease is stale when its owner has not renewed it for `stale_after_s`
 seconds (the owner renews it `RENEWALS_PER_STALE_TIME` times as often): its
 owner crashed, or lost its network, or is a Dataflow launcher that was
 killed while its job may still run. Only `--force` takes over a stale lease,
-because only the user can tell which. A lease left by a process of this
-host that no longer exists is taken over without asking: that owner is
-certainly gone (a build killed with SIGKILL, a laptop's Ctrl-C).
+because only the user can tell which. A lease left by a local build whose
+process on this host no longer exists is taken over without asking: that
+build is certainly gone (killed with SIGKILL, say).
 
 Taking, renewing and releasing are atomic: on gs:// through object
 generation preconditions (create only if absent, replace or delete only the
@@ -63,6 +63,7 @@ class LeaseRecord:
     started_at: str
     renewed_at: str
     stale_after_s: float
+    local_run: bool  # the build's work runs in the owner's processes
 
     def to_bytes(self) -> bytes:
         return (json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n").encode()
@@ -83,8 +84,12 @@ class LeaseRecord:
         return now >= self.stale_since()
 
     def owner_is_gone(self) -> bool:
-        """True when the owner ran on this host and its process has ended."""
-        return self.host == socket.gethostname() and not _process_exists(self.pid)
+        """True when the owner ran the build itself on this host and its
+        process has ended. A Dataflow job can outlive its launcher, so its
+        lease is never judged this way."""
+        return (
+            self.local_run and self.host == socket.gethostname() and not _process_exists(self.pid)
+        )
 
     def describe(self) -> str:
         return (
@@ -237,11 +242,13 @@ class Lease:
         self,
         store,
         stale_after_s: float,
+        local_run: bool,
         force: bool = False,
         clock: Callable[[], datetime.datetime] = utc_now,
     ):
         self._store = store
         self._stale_after_s = stale_after_s
+        self._local_run = local_run
         self._force = force
         self._clock = clock
         self._token = None
@@ -277,6 +284,7 @@ class Lease:
             started_at=now.isoformat(),
             renewed_at=now.isoformat(),
             stale_after_s=self._stale_after_s,
+            local_run=self._local_run,
         )
         held, token = self._store.read()
         if held is not None:

@@ -230,7 +230,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     if is_dry_run(options):
         return _build(options, opts, input_files, started, test_pipeline, lease=None)
     store = lease_store(opts.output.rstrip("/"), options)
-    with Lease(store, opts.lease_stale_after_s, opts.force) as lease:
+    local = runner in LOCAL_RUNNERS
+    with Lease(store, opts.lease_stale_after_s, local, opts.force) as lease:
         return _build(options, opts, input_files, started, test_pipeline, lease)
 
 

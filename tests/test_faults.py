@@ -194,6 +194,7 @@ def test_a_stale_lease_needs_force_and_a_killed_builds_lease_does_not(tmp_path, 
         "started_at": "2026-01-01T00:00:00+00:00",
         "renewed_at": "2026-01-01T00:05:00+00:00",
         "stale_after_s": 600.0,
+        "local_run": True,
     }
     (output / layout.LEASE_JSON).write_text(json.dumps(elsewhere))
     assert build.main(args) == build.EXIT_OUTPUT_BUSY

@@ -2,6 +2,7 @@
 local folder and on gs:// (the GCS emulator, answering generation
 preconditions as GCS does). Races are real: separate processes."""
 
+import dataclasses
 import datetime
 import json
 import os
@@ -35,7 +36,7 @@ def output(request, tmp_path, monkeypatch):
 
 def lease(output: str, stale_after_s: float = 60.0, force: bool = False, clock=None) -> Lease:
     store = lease_store(output, PipelineOptions([]))
-    return Lease(store, stale_after_s, force, **({"clock": clock} if clock else {}))
+    return Lease(store, stale_after_s, True, force, **({"clock": clock} if clock else {}))
 
 
 def read_lease(output: str) -> dict:
@@ -89,7 +90,7 @@ def test_a_renewed_lease_never_goes_stale(output):
         holder.check_held()
 
 
-def test_a_lease_left_by_a_dead_process_of_this_host_is_taken_without_force(output):
+def test_a_lease_left_by_a_dead_local_build_of_this_host_is_taken_without_force(output):
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         check=True,
@@ -99,8 +100,13 @@ def test_a_lease_left_by_a_dead_process_of_this_host_is_taken_without_force(outp
     lease(output).acquire()
     store = lease_store(output, PipelineOptions([]))
     held, token = store.read()
-    orphan = LeaseRecord(**{**json.loads(held.to_bytes()), "pid": int(gone.stdout)})
-    store.put(orphan, token)
+    launcher = LeaseRecord(
+        **{**json.loads(held.to_bytes()), "pid": int(gone.stdout), "local_run": False}
+    )
+    token = store.put(launcher, token)
+    with pytest.raises(LeaseHeldError, match="another build is writing"):
+        lease(output).acquire()  # a Dataflow job may outlive its launcher
+    store.put(dataclasses.replace(launcher, local_run=True), token)
     with lease(output):
         assert read_lease(output)["pid"] == os.getpid()
 
@@ -109,7 +115,7 @@ RACER = """
 import sys
 from apache_beam.options.pipeline_options import PipelineOptions
 from fgbg.lease import Lease, LeaseHeldError, lease_store
-lease = Lease(lease_store(sys.argv[1], PipelineOptions([])), 60.0)
+lease = Lease(lease_store(sys.argv[1], PipelineOptions([])), 60.0, True)
 print("ready", flush=True)
 sys.stdin.readline()
 try:
