@@ -70,7 +70,11 @@ class LeaseRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "LeaseRecord":
-        return cls(**json.loads(data))
+        """ValueError when `data` is not a lease of this version."""
+        try:
+            return cls(**json.loads(data))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"not a lease this version reads ({error})") from None
 
     def renewed(self, now: datetime.datetime) -> "LeaseRecord":
         return dataclasses.replace(self, renewed_at=now.isoformat())
@@ -108,6 +112,13 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def _run_id(data: bytes) -> Optional[str]:
+    try:
+        return LeaseRecord.from_bytes(data).run_id
+    except ValueError:
+        return None
+
+
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -138,15 +149,17 @@ class _LocalStore:
         finally:
             os.close(descriptor)
 
-    def _read(self) -> Tuple[Optional[LeaseRecord], Optional[bytes]]:
+    def _read(self) -> Tuple[Optional[bytes], Optional[bytes]]:
         try:
             with open(self.path, "rb") as handle:
                 data = handle.read()
         except FileNotFoundError:
             return None, None
-        return LeaseRecord.from_bytes(data), data
+        return data, data
 
-    def read(self) -> Tuple[Optional[LeaseRecord], Optional[bytes]]:
+    def read(self) -> Tuple[Optional[bytes], Optional[bytes]]:
+        """The lease's bytes and the token to change it by (None, None when
+        there is none)."""
         with self._locked():
             return self._read()
 
@@ -177,7 +190,7 @@ class _GcsStore:
         # Requests that carry a generation precondition are safe to repeat.
         self._retry = DEFAULT_RETRY
 
-    def read(self) -> Tuple[Optional[LeaseRecord], Optional[int]]:
+    def read(self) -> Tuple[Optional[bytes], Optional[int]]:
         """The lease and its generation, read as one: the bytes are
         downloaded only if they are still that generation's."""
         from google.api_core.exceptions import NotFound, PreconditionFailed
@@ -191,7 +204,7 @@ class _GcsStore:
                 data = blob.download_as_bytes(if_generation_match=generation, retry=self._retry)
             except (NotFound, PreconditionFailed):
                 continue  # replaced or deleted between the two requests
-            return LeaseRecord.from_bytes(data), generation
+            return data, generation
         raise LeaseHeldError(
             f"{self.path}: the lease changed {_READ_ATTEMPTS} times while it was read: "
             "other builds are taking it"
@@ -286,10 +299,10 @@ class Lease:
             stale_after_s=self._stale_after_s,
             local_run=self._local_run,
         )
-        held, token = self._store.read()
-        if held is not None:
-            self._check_can_take_over(held, now)
-            LOG.warning("taking over the lease %s from %s", self.path, held.describe())
+        data, token = self._store.read()
+        if data is not None:
+            held = self._check_can_take_over(data, now)
+            LOG.warning("taking over the lease %s from %s", self.path, held)
         try:
             self._token = self._store.put(record, token)
         except _Changed:
@@ -301,9 +314,21 @@ class Lease:
         self._record = record
         return record
 
-    def _check_can_take_over(self, held: LeaseRecord, now: datetime.datetime) -> None:
+    def _check_can_take_over(self, data: bytes, now: datetime.datetime) -> str:
+        """Who holds the lease, when this build may take it over; else
+        LeaseHeldError saying why not."""
+        try:
+            held = LeaseRecord.from_bytes(data)
+        except ValueError as error:
+            if self._force:
+                return f"an unreadable lease ({error})"
+            raise LeaseHeldError(
+                f"{self.path}: an unreadable lease holds this output ({error}): another "
+                "fgbg version wrote it, or it is damaged. If no build is writing this "
+                "output, rerun with --force to take it over."
+            ) from None
         if held.owner_is_gone():
-            return
+            return held.describe()
         if not held.is_stale(now):
             raise LeaseHeldError(
                 f"{self.path}: another build is writing this output: {held.describe()}. "
@@ -318,6 +343,7 @@ class Lease:
                 "(crashed, or its Dataflow job is finished or cancelled), rerun with "
                 "--force to take the lease over."
             )
+        return held.describe()
 
     def _renew_until_stopped(self) -> None:
         interval = self._stale_after_s / RENEWALS_PER_STALE_TIME
@@ -334,8 +360,7 @@ class Lease:
         except _Changed:
             token = self._token_if_ours(record)
             if token is None:
-                held, _ = self._store.read()
-                self.lost = held.describe() if held else "the lease was deleted"
+                self.lost = self._holder()
                 LOG.error("lost the lease %s: %s", self.path, self.lost)
                 return False
             self._token = token
@@ -349,8 +374,17 @@ class Lease:
         """The lease's token when the lease is `record`'s run: a retried
         request whose first try did land (its answer was lost) finds the
         lease changed, by itself."""
-        held, token = self._store.read()
-        return token if held is not None and held.run_id == record.run_id else None
+        data, token = self._store.read()
+        return token if data is not None and _run_id(data) == record.run_id else None
+
+    def _holder(self) -> str:
+        data, _ = self._store.read()
+        if data is None:
+            return "the lease was deleted"
+        try:
+            return LeaseRecord.from_bytes(data).describe()
+        except ValueError as error:
+            return f"an unreadable lease ({error})"
 
     def check_held(self) -> None:
         if self.lost is not None:

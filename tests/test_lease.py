@@ -40,8 +40,8 @@ def lease(output: str, stale_after_s: float = 60.0, force: bool = False, clock=N
 
 
 def read_lease(output: str) -> dict:
-    record, _ = lease_store(output, PipelineOptions([])).read()
-    return json.loads(record.to_bytes()) if record else None
+    data, _ = lease_store(output, PipelineOptions([])).read()
+    return json.loads(data) if data else None
 
 
 def later(seconds: float):
@@ -99,10 +99,8 @@ def test_a_lease_left_by_a_dead_local_build_of_this_host_is_taken_without_force(
     )
     lease(output).acquire()
     store = lease_store(output, PipelineOptions([]))
-    held, token = store.read()
-    launcher = LeaseRecord(
-        **{**json.loads(held.to_bytes()), "pid": int(gone.stdout), "local_run": False}
-    )
+    data, token = store.read()
+    launcher = LeaseRecord(**{**json.loads(data), "pid": int(gone.stdout), "local_run": False})
     token = store.put(launcher, token)
     with pytest.raises(LeaseHeldError, match="another build is writing"):
         lease(output).acquire()  # a Dataflow job may outlive its launcher
@@ -147,3 +145,19 @@ def test_racing_builds_one_takes_the_lease_the_others_are_refused(output):
         racer.stdin.flush()
     answers = sorted(racer.communicate(timeout=120)[0].strip() for racer in racers)
     assert answers == ["refused"] * (RACERS - 1) + ["took"]
+
+
+def test_an_unreadable_lease_is_refused_naming_it_and_taken_with_force(output):
+    """A lease from another fgbg version (a field it lacks) or a damaged
+    one is neither trusted nor ignored."""
+    older = {"run_id": "0ld", "owner": "u", "host": "h", "pid": 1, "stale_after_s": 60.0}
+    store = lease_store(output, PipelineOptions([]))
+    if output.startswith("gs://"):
+        store._blob.upload_from_string(json.dumps(older))
+    else:
+        Path(store.path).parent.mkdir(parents=True)
+        Path(store.path).write_text(json.dumps(older))
+    with pytest.raises(LeaseHeldError, match="an unreadable lease holds this output .* --force"):
+        lease(output).acquire()
+    with lease(output, force=True):
+        assert read_lease(output)["pid"] == os.getpid()
