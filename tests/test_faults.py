@@ -7,11 +7,12 @@ dataset an undisturbed build makes."""
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 from PIL import Image
@@ -22,6 +23,7 @@ from pipeline import build
 from tests.conftest import comparable, make_inputs, small_build_args
 
 REPO = Path(__file__).resolve().parents[1]
+MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 FULL_SIZE = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
 
 
@@ -58,10 +60,12 @@ def read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["umount", str(folder)], check=True)
 
 
-def assert_nothing_half_written(root: Path) -> None:
-    """No temporary file left, every image decodes, every JSON parses, and
-    every recorded pair's files are all there."""
-    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+def assert_nothing_half_written(root: Path, killed: bool = False) -> None:
+    """Every image decodes, every JSON parses, every recorded pair's files
+    are all there, and no temporary file stays, unless the process writing
+    it was `killed` (the next run deletes it)."""
+    if not killed:
+        assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
     for path in root.rglob("*"):
         if path.suffix in (".jpg", ".png"):
             with Image.open(path) as image:
@@ -135,6 +139,34 @@ def test_a_read_only_output_fails_naming_it_and_a_rerun_after_the_fix_resumes(tm
     assert comparable(output) == comparable(clean_build(tmp_path, inputs))
 
 
+def sdk_workers(build_pid: int) -> List[int]:
+    """The build's SDK worker processes: its descendants that run Beam's
+    sdk_worker_main in Python (not the shell that starts each one)."""
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def descends(pid: int) -> bool:
+        while pid in parents and pid != build_pid:
+            pid = parents[pid]
+        return pid == build_pid
+
+    return sorted(
+        pid
+        for pid, argv in commands.items()
+        if descends(pid)
+        and b"apache_beam.runners.worker.sdk_worker_main" in argv
+        and b"python" in os.path.basename(argv[0])
+    )
+
+
 def start_build(args) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.build", *args],
@@ -180,7 +212,7 @@ def test_a_stale_lease_needs_force_and_a_killed_builds_lease_does_not(tmp_path, 
     args = small_build_args(inputs, output, *FULL_SIZE)
     killed = start_build(args)
     wait_for(lambda: len(list(output.rglob("*.jpg"))) >= 5, killed)
-    os.killpg(killed.pid, 9)
+    os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
     assert json.loads((output / layout.LEASE_JSON).read_text())["pid"] == killed.pid
     build.run(args)
@@ -203,3 +235,31 @@ def test_a_stale_lease_needs_force_and_a_killed_builds_lease_does_not(tmp_path, 
     assert "on composer-worker-7 (pid 4242)" in error and "rerun with --force" in error
     build.run([*args, "--force"])
     assert not (output / layout.LEASE_JSON).exists()
+
+
+def test_a_worker_killed_mid_bundle_fails_the_build_and_a_rerun_resumes(tmp_path):
+    """On the multi-process local runner one SDK worker is killed while
+    samples are being written: the runner does not retry, so the build
+    fails at once, saying so; what it wrote under final names is whole, and
+    the rerun resumes to the dataset an undisturbed build makes."""
+    inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=3)
+    output = tmp_path / "out"
+    args = small_build_args(inputs, output, *FULL_SIZE, *MULTI_PROCESS)
+    victim = start_build(args)
+    wait_for(lambda: len(list(output.rglob("overlay/*.jpg"))) >= 20, victim)
+    workers = sdk_workers(victim.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+
+    assert victim.wait(timeout=60) == build.EXIT_FAILED
+    assert "error: the build failed:" in victim.stderr.read().decode()
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert not (output / layout.MANIFEST_JSON).exists()
+    assert_nothing_half_written(output, killed=True)
+
+    build.run(args)
+    counters = json.loads((output / "timings.json").read_text())["counters"]
+    assert counters["compositing.pairs_resumed"] >= 1
+    clean = tmp_path / "clean" / "out"
+    build.run(small_build_args(inputs, clean, *FULL_SIZE, *MULTI_PROCESS))
+    assert comparable(output) == comparable(clean)
