@@ -114,12 +114,11 @@ def compose_inputs(
 
 
 @contextlib.contextmanager
-def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
+def emulator(monkeypatch, bucket: str) -> Iterator[object]:
     """A real GCS JSON API server on loopback (gcp-storage-emulator) holding
-    one bucket; Beam and google-cloud-storage reach it through
-    STORAGE_EMULATOR_HOST. Yields the bucket, to upload into and inspect."""
+    one bucket, in memory; Beam and google-cloud-storage reach it through
+    STORAGE_EMULATOR_HOST. Yields the server."""
     from gcp_storage_emulator.server import create_server
-    from google.cloud import storage
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -128,9 +127,18 @@ def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
     server.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
     try:
-        yield storage.Client.create_anonymous_client().bucket(bucket)
+        yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
+    """The emulator's bucket, to upload into and inspect."""
+    from google.cloud import storage
+
+    with emulator(monkeypatch, bucket):
+        yield storage.Client.create_anonymous_client().bucket(bucket)
 
 
 def honour_generation_preconditions(monkeypatch) -> None:

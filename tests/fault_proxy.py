@@ -1,0 +1,157 @@
+"""A fault-injecting HTTP proxy on loopback, put in front of the GCS
+emulator so that builds meet flaky object storage for real: for a share of
+requests it answers 503, resets the connection, or answers late; and it can
+refuse every request for one object (403), as a bucket does to an object
+its caller may not read.
+
+Faults are drawn from a seeded generator, one draw per request; the share
+and the refused object can be changed while it runs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from typing import Dict, Sequence
+from urllib.parse import urlsplit
+
+FAULTS = ("503", "reset", "slow")
+# Hop-by-hop headers are the proxy's own business; bodies are relayed whole,
+# so their length is set afresh.
+_NOT_RELAYED = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up on a slow answer is part of the test."""
+
+
+class FaultProxy:
+    """`with FaultProxy(upstream, fault_share=0.1) as proxy:` then point
+    clients at `proxy.url`. `seen` counts requests, `injected` faults by
+    kind."""
+
+    def __init__(
+        self,
+        upstream: str,
+        fault_share: float,
+        seed: int = 0,
+        faults: Sequence[str] = FAULTS,
+        slow_s: float = 1.5,
+    ):
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname, parts.port)
+        self.fault_share = fault_share
+        self.refused = ""  # a path fragment, e.g. "inputs%2Fbg%2Fbg2.jpg"
+        self._faults = tuple(faults)
+        self._slow_s = slow_s
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self.seen = 0
+        self.injected: Dict[str, int] = {fault: 0 for fault in self._faults}
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FaultProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def draw(self) -> str:
+        """The fault for the next request, or '' for none."""
+        with self._lock:
+            self.seen += 1
+            if self._random.random() >= self.fault_share:
+                return ""
+            fault = self._random.choice(self._faults)
+            self.injected[fault] += 1
+            return fault
+
+    def forward(self, method: str, path: str, headers, body: bytes):
+        """The upstream's answer to one request: status, headers, body."""
+        connection = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            # The emulator writes its own address into the links it hands
+            # out (mediaLink) from the Host header: make it its own.
+            relayed = {name: value for name, value in headers if name.lower() != "host"}
+            relayed["Host"] = "%s:%d" % self._upstream
+            connection.request(method, path, body=body, headers=relayed)
+            response = connection.getresponse()
+            return response.status, response.reason, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def _handler_class(self):
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.refused and proxy.refused in self.path:
+                    self._answer(403, "Forbidden", [], _error_body(403))
+                    return
+                fault = proxy.draw()
+                if fault == "reset":
+                    self._reset()
+                    return
+                if fault == "503":
+                    self._answer(503, "Service Unavailable", [], _error_body(503))
+                    return
+                try:
+                    status, reason, headers, answer = proxy.forward(
+                        self.command, self.path, self.headers.items(), body
+                    )
+                except OSError:  # the emulator is down: a front end answers 502
+                    self._answer(502, "Bad Gateway", [], _error_body(502))
+                    return
+                if fault == "slow":
+                    time.sleep(proxy._slow_s)
+                self._answer(status, reason, headers, answer)
+
+            def _answer(self, status: int, reason: str, headers, body: bytes) -> None:
+                self.send_response(status, reason)
+                for name, value in headers:
+                    if name.lower() not in _NOT_RELAYED:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _reset(self) -> None:
+                """Drop the connection with a TCP reset, answering nothing."""
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _relay
+
+            def log_message(self, *args) -> None:
+                """Quiet: the test reads the counters instead."""
+
+        return Handler
+
+
+def _error_body(status: int) -> bytes:
+    """An error document shaped as GCS's JSON API writes them."""
+    message = {
+        403: "Caller does not have storage.objects.get access",
+        502: "Bad gateway",
+        503: "Service temporarily unavailable",
+    }[status]
+    return json.dumps({"error": {"code": status, "message": message, "errors": []}}).encode()
