@@ -1,6 +1,6 @@
 """The private Apache Beam APIs fgbg relies on, and nowhere else.
 
-Beam offers no public way to do these three things; each use is wrapped here
+Beam offers no public way to do these things; each use is wrapped here
 so that a Beam upgrade that moves one breaks exactly one function, and
 tests/test_beam_compat.py fails naming it.
 
@@ -12,6 +12,10 @@ tests/test_beam_compat.py fails naming it.
 - `fnapi_environment_version`: the Dataflow environment version a Runner v2
   job carries, for dry-run job files (a private constant of Beam's Dataflow
   API client).
+- `WORKER_THREAD_NAME`, `WORKER_MODULE`: how the local multi-process runner
+  starts an SDK worker (a thread of that name runs `python -m` that module
+  and raises when the process exits non-zero), which
+  pipeline/worker_watchdog.py watches.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ import argparse
 from typing import List, Type
 
 from apache_beam.options.pipeline_options import PipelineOptions
+
+# apache_beam/runners/portability/fn_api_runner/worker_handlers.py and
+# local_job_service.SubprocessSdkWorker.run.
+WORKER_THREAD_NAME = "run_worker"
+WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
 
 
 def options_parser() -> argparse.ArgumentParser:

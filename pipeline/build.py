@@ -60,6 +60,7 @@ from pipeline.run_documents import (
     too_many_rejects,
     utc_now,
 )
+from pipeline.worker_watchdog import failing_on_worker_death
 from transforms.compositing import ComposeSamples, CrossPairs
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
 from transforms.normalization import AnalyzeRecords
@@ -277,7 +278,10 @@ def _build(
                 * input_files["foregrounds"]
                 * config.placements.samples_per_pair
             )
-            with ProgressReporter(progress_dir, expected, opts.progress_interval_s):
+            with (
+                ProgressReporter(progress_dir, expected, opts.progress_interval_s),
+                failing_on_worker_death(),
+            ):
                 result = run_to_completion(p)
         else:
             result = run_to_completion(p)

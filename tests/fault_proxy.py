@@ -84,11 +84,10 @@ class FaultProxy:
         """The upstream's answer to one request: status, headers, body."""
         connection = http.client.HTTPConnection(*self._upstream, timeout=60)
         try:
-            # The emulator writes its own address into the links it hands
-            # out (mediaLink) from the Host header: make it its own.
-            relayed = {name: value for name, value in headers if name.lower() != "host"}
-            relayed["Host"] = "%s:%d" % self._upstream
-            connection.request(method, path, body=body, headers=relayed)
+            # The Host header stays the proxy's: the emulator builds the links
+            # it hands out (resumable upload sessions, mediaLink) from it, and
+            # those requests must come back through the proxy too.
+            connection.request(method, path, body=body, headers=dict(headers))
             response = connection.getresponse()
             return response.status, response.reason, response.getheaders(), response.read()
         finally:

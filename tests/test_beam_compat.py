@@ -8,6 +8,7 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from fgbg import beam_compat
 from fgbg.beam_compat import declared_options, fnapi_environment_version, options_parser
 from pipeline.options import FgbgOptions
 
@@ -31,3 +32,17 @@ def test_declared_options_lists_an_options_class_own_flags():
 def test_the_dataflow_environment_version_is_a_version_string():
     version = fnapi_environment_version()
     assert isinstance(version, str) and version.isdigit()
+
+
+def test_the_local_runner_starts_workers_as_the_watchdog_expects():
+    """A thread named WORKER_THREAD_NAME runs each SDK worker process,
+    started as `python -m WORKER_MODULE`, and raises when it exits non-zero."""
+    import inspect
+
+    from apache_beam.runners.portability import local_job_service
+    from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
+
+    assert f"name='{beam_compat.WORKER_THREAD_NAME}'" in inspect.getsource(worker_handlers)
+    assert f"-m {beam_compat.WORKER_MODULE}" in inspect.getsource(fn_runner)
+    run = inspect.getsource(local_job_service.SubprocessSdkWorker.run)
+    assert "if p.returncode:" in run and "raise RuntimeError(" in run

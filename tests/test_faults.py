@@ -197,7 +197,8 @@ def test_a_second_build_into_an_output_in_use_is_refused_and_the_first_finishes(
     assert f"{output}/.lease.json: another build is writing this output" in error
     assert f"(pid {first.pid})" in error
 
-    assert first.wait(timeout=300) == 0, first.stderr.read().decode()
+    error = first.communicate(timeout=300)[1].decode()
+    assert first.returncode == 0, error
     assert not (output / layout.LEASE_JSON).exists()
     assert comparable(output) == comparable(clean_build(tmp_path, inputs))
 
@@ -251,15 +252,44 @@ def test_a_worker_killed_mid_bundle_fails_the_build_and_a_rerun_resumes(tmp_path
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
 
-    assert victim.wait(timeout=60) == build.EXIT_FAILED
-    assert "error: the build failed:" in victim.stderr.read().decode()
+    error = victim.communicate(timeout=60)[1].decode()
+    assert victim.returncode == build.EXIT_FAILED and "error: the build failed:" in error
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     assert not (output / layout.MANIFEST_JSON).exists()
     assert_nothing_half_written(output, killed=True)
+    recorded = len(list(output.rglob(PAIR_RECORD)))
 
     build.run(args)
-    counters = json.loads((output / "timings.json").read_text())["counters"]
-    assert counters["compositing.pairs_resumed"] >= 1
+    assert counters(output).get("compositing.pairs_resumed", 0) >= recorded
     clean = tmp_path / "clean" / "out"
     build.run(small_build_args(inputs, clean, *FULL_SIZE, *MULTI_PROCESS))
     assert comparable(output) == comparable(clean)
+
+
+def test_a_worker_that_dies_before_connecting_fails_the_build_instead_of_hanging(tmp_path):
+    """Every SDK worker exits at start-up (a `sitecustomize` that quits
+    where Beam sets WORKER_ID): Beam alone would wait for ever; the
+    watchdog (pipeline/worker_watchdog.py) fails the build, naming why."""
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / "sitecustomize.py").write_text(
+        "import os\nif os.environ.get('WORKER_ID'):\n    os._exit(3)\n"
+    )
+    inputs = make_inputs(tmp_path / "in", backgrounds=2, foregrounds=2)
+    args = small_build_args(inputs, tmp_path / "out", *MULTI_PROCESS)
+    crashing = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.build", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{crash}{os.pathsep}{REPO}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        error = crashing.communicate(timeout=90)[1].decode()
+    except subprocess.TimeoutExpired:
+        os.killpg(crashing.pid, signal.SIGKILL)
+        pytest.fail("the build hung after its workers died")
+    assert crashing.returncode == build.EXIT_FAILED, error
+    assert "an SDK worker process died (Worker subprocess exited with return code 3)" in error
+    assert "it crashed" in error
