@@ -112,6 +112,14 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def _user() -> str:
+    """The user name, or the uid where the account has none (containers)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 def _run_id(data: bytes) -> Optional[str]:
     try:
         return LeaseRecord.from_bytes(data).run_id
@@ -284,14 +292,23 @@ class Lease:
         self._stop.set()
         if self._renewer:
             self._renewer.join()
-        if self.lost is None:
+        if self.lost is not None:
+            return
+        try:
             self._store.delete(self._token)
+        except Exception as error:  # never hide why the build ended
+            LOG.warning(
+                "could not delete the lease %s (%s); it goes stale in %g s",
+                self.path,
+                error,
+                self._stale_after_s,
+            )
 
     def acquire(self) -> LeaseRecord:
         now = self._clock()
         record = LeaseRecord(
             run_id=uuid.uuid4().hex[:12],
-            owner=getpass.getuser(),
+            owner=_user(),
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=now.isoformat(),

@@ -87,6 +87,10 @@ with DAG(
             "machine_type": "{{ var.value.get('fgbg_machine_type', '') }}",
             "max_num_workers": "{{ var.value.get('fgbg_max_num_workers', '0') }}",
             "labels": {"dataset-version": VERSION},
+            # A retry takes over the output lease its killed attempt left
+            # (stale after 10 minutes without renewal; retries wait 15). The
+            # fixed job name still stops a second job while one runs.
+            "force": True,
         },
         dataflow_config=TemplatedProjectDataflowConfiguration(
             job_name=f"fgbg-build-{VERSION}",

@@ -233,6 +233,8 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     assert parsed.view_as(FgbgOptions).output == "gs://test-bucket/datasets/fgbg/v20261125"
     assert parsed.view_as(FgbgOptions).seed == 0
     assert parsed.view_as(GoogleCloudOptions).labels == ["dataset-version=v20261125"]
+    assert parsed.view_as(FgbgOptions).force is True  # a retry may take a stale lease
+    assert "--force" in beam_options_to_args(options)
     # What the operator adds at run time (BeamRunPythonPipelineOperator with a
     # DataflowConfiguration) must be known too: the pipeline refuses unknown options.
     added = {
