@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, List
@@ -199,6 +200,30 @@ def test_a_second_build_into_an_output_in_use_is_refused_and_the_first_finishes(
 
     error = first.communicate(timeout=300)[1].decode()
     assert first.returncode == 0, error
+    assert not (output / layout.LEASE_JSON).exists()
+    assert comparable(output) == comparable(clean_build(tmp_path, inputs))
+
+
+def test_the_other_order_a_build_started_elsewhere_is_refused_by_this_one(tmp_path):
+    """The same race the other way round: this process builds (in a
+    thread), and a build started from another terminal is refused, naming
+    this process; this build then finishes unharmed."""
+    inputs = make_inputs(tmp_path / "in", backgrounds=8, foregrounds=6)  # 1,920 samples
+    output = tmp_path / "out"
+    args = small_build_args(inputs, output, *FULL_SIZE)
+    holder = threading.Thread(target=build.run, args=(args,))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not (output / layout.LEASE_JSON).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = start_build(args)
+        error = second.communicate(timeout=120)[1].decode()
+        assert second.returncode == build.EXIT_OUTPUT_BUSY, error
+        assert "another build is writing this output: run " in error
+        assert f"(pid {os.getpid()})" in error
+    finally:
+        holder.join(timeout=300)
     assert not (output / layout.LEASE_JSON).exists()
     assert comparable(output) == comparable(clean_build(tmp_path, inputs))
 
