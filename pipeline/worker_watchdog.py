@@ -84,6 +84,8 @@ def failing_on_worker_death() -> Iterator[None]:
         yield
         return
     deaths: List[str] = []
+    raised: List[bool] = []  # WorkerDied is raised once, however many workers die
+    lock = threading.Lock()
     previous_hook = threading.excepthook
     main_thread = threading.main_thread().ident
 
@@ -91,14 +93,16 @@ def failing_on_worker_death() -> Iterator[None]:
         if args.thread is None or args.thread.name != WORKER_THREAD_NAME:
             previous_hook(args)
             return
-        deaths.append(str(args.exc_value))
-        if len(deaths) == 1:
+        with lock:  # workers may die at the same moment
+            deaths.append(str(args.exc_value))
+            first = len(deaths) == 1
+        if first:
             _stop_workers()
             signal.pthread_kill(main_thread, _INTERRUPT)
 
     def on_interrupt(signum, frame) -> None:
-        if len(deaths) == 1:
-            deaths.append("raised")
+        if deaths and not raised:
+            raised.append(True)
             raise WorkerDied(f"an SDK worker process died ({deaths[0]}): {_why(deaths[0])}")
 
     previous_handler = signal.signal(_INTERRUPT, on_interrupt)
