@@ -226,14 +226,14 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
             f"{input_files['foregrounds']}"
         )
     started = utc_now()
+    local = runner in LOCAL_RUNNERS
     if is_dataflow(runner):
         apply_worker_defaults(options)
     if is_dry_run(options):
-        return _build(options, opts, input_files, started, test_pipeline, lease=None)
+        return _build(options, opts, input_files, started, local, test_pipeline, lease=None)
     store = lease_store(opts.output.rstrip("/"), options)
-    local = runner in LOCAL_RUNNERS
     with Lease(store, opts.lease_stale_after_s, local, opts.force) as lease:
-        return _build(options, opts, input_files, started, test_pipeline, lease)
+        return _build(options, opts, input_files, started, local, test_pipeline, lease)
 
 
 def _build(
@@ -241,13 +241,13 @@ def _build(
     opts: FgbgOptions,
     input_files: Dict[str, int],
     started: str,
+    local: bool,
     test_pipeline: Optional[beam.Pipeline],
     lease: Optional[Lease],
 ) -> Optional[Manifest]:
     """The build proper, holding the output's lease; a dry run writes no
     output, so it takes no lease (`lease` None) and returns None."""
     dry_run = lease is None
-    local = resolve_runner(options) in LOCAL_RUNNERS
     output = opts.output.rstrip("/")
     if not dry_run:
         remove_stale_temporaries(output)

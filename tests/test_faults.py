@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator
 
 import pytest
 from PIL import Image
@@ -21,7 +21,9 @@ from PIL import Image
 from fgbg import layout
 from fgbg.pair_records import PAIR_RECORD
 from pipeline import build
+from pipeline.worker_watchdog import worker_processes
 from tests.conftest import comparable, make_inputs, small_build_args
+from tests.test_guarantees import timings
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -79,10 +81,6 @@ def assert_nothing_half_written(root: Path, killed: bool = False) -> None:
                 assert (root / row[kind]).is_file(), (record, row[kind])
 
 
-def counters(root: Path) -> dict:
-    return json.loads((root / "timings.json").read_text())["counters"]
-
-
 def clean_build(tmp_path: Path, inputs) -> Path:
     output = tmp_path / "clean" / "out"
     build.run(small_build_args(inputs, output, *FULL_SIZE))
@@ -111,7 +109,7 @@ def test_a_full_disk_fails_naming_the_file_and_a_rerun_after_freeing_space_resum
 
         ballast.unlink()
         build.run(args)
-        assert counters(output)["compositing.pairs_resumed"] >= recorded
+        assert timings(output)["compositing.pairs_resumed"] >= recorded
         assert comparable(output) == comparable(clean_build(tmp_path, inputs))
 
 
@@ -138,34 +136,6 @@ def test_a_read_only_output_fails_naming_it_and_a_rerun_after_the_fix_resumes(tm
         assert_nothing_half_written(output)
     build.run(args)
     assert comparable(output) == comparable(clean_build(tmp_path, inputs))
-
-
-def sdk_workers(build_pid: int) -> List[int]:
-    """The build's SDK worker processes: its descendants that run Beam's
-    sdk_worker_main in Python (not the shell that starts each one)."""
-    parents, commands = {}, {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            commands[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-
-    def descends(pid: int) -> bool:
-        while pid in parents and pid != build_pid:
-            pid = parents[pid]
-        return pid == build_pid
-
-    return sorted(
-        pid
-        for pid, argv in commands.items()
-        if descends(pid)
-        and b"apache_beam.runners.worker.sdk_worker_main" in argv
-        and b"python" in os.path.basename(argv[0])
-    )
 
 
 def start_build(args) -> subprocess.Popen:
@@ -273,7 +243,7 @@ def test_a_worker_killed_mid_bundle_fails_the_build_and_a_rerun_resumes(tmp_path
     args = small_build_args(inputs, output, *FULL_SIZE, *MULTI_PROCESS)
     victim = start_build(args)
     wait_for(lambda: len(list(output.rglob("overlay/*.jpg"))) >= 20, victim)
-    workers = sdk_workers(victim.pid)
+    workers = worker_processes(victim.pid)
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
 
@@ -285,7 +255,7 @@ def test_a_worker_killed_mid_bundle_fails_the_build_and_a_rerun_resumes(tmp_path
     recorded = len(list(output.rglob(PAIR_RECORD)))
 
     build.run(args)
-    assert counters(output).get("compositing.pairs_resumed", 0) >= recorded
+    assert timings(output).get("compositing.pairs_resumed", 0) >= recorded
     clean = tmp_path / "clean" / "out"
     build.run(small_build_args(inputs, clean, *FULL_SIZE, *MULTI_PROCESS))
     assert comparable(output) == comparable(clean)

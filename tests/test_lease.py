@@ -15,7 +15,14 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from fgbg import layout
-from fgbg.lease import Lease, LeaseHeldError, LeaseLostError, LeaseRecord, lease_store
+from fgbg.lease import (
+    Lease,
+    LeaseHeldError,
+    LeaseLostError,
+    LeaseRecord,
+    lease_store,
+    utc_now,
+)
 from tests.conftest import emulated_bucket, honour_generation_preconditions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,9 +41,8 @@ def output(request, tmp_path, monkeypatch):
         yield f"gs://{BUCKET}/datasets/v1"
 
 
-def lease(output: str, stale_after_s: float = 60.0, force: bool = False, clock=None) -> Lease:
-    store = lease_store(output, PipelineOptions([]))
-    return Lease(store, stale_after_s, True, force, **({"clock": clock} if clock else {}))
+def lease(output: str, stale_after_s: float = 60.0, force: bool = False, clock=utc_now) -> Lease:
+    return Lease(lease_store(output, PipelineOptions([])), stale_after_s, True, force, clock)
 
 
 def read_lease(output: str) -> dict:
@@ -45,9 +51,7 @@ def read_lease(output: str) -> dict:
 
 
 def later(seconds: float):
-    return lambda: (
-        datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
-    )
+    return lambda: utc_now() + datetime.timedelta(seconds=seconds)
 
 
 def test_a_held_lease_refuses_a_second_build_naming_the_lease_and_its_holder(output):
