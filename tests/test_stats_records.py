@@ -157,19 +157,23 @@ def test_hand_written_examples_are_tensorflows_bytes():
         assert records._example(features) == tensorflow_example(features), features
 
 
+# A plain validation sample without depth, used by the encoder tests.
+PLAIN_ROW = SampleRow(
+    placement=Placement("bg1", "fg_2", 3, True, 0.6, 10, 20, 30, 40),
+    split="val",
+    bg_path="bg/bg1.jpg",
+    overlay_path="o.jpg",
+    mask_path="m.png",
+    depth_path="",
+    moments={"overlay": (9, (1, 2, 3), (4, 5, 6))},
+)
+
+
 def records_of_known_bytes():
     """Four records, each with the bytes the hand-written encoder gave it:
     a plain sample, one with edge values (negative, 2**40 and 2**62 ints,
     empty and binary images), and moments records with and without depth."""
-    plain = SampleRow(
-        placement=Placement("bg1", "fg_2", 3, True, 0.6, 10, 20, 30, 40),
-        split="val",
-        bg_path="bg/bg1.jpg",
-        overlay_path="o.jpg",
-        mask_path="m.png",
-        depth_path="",
-        moments={"overlay": (9, (1, 2, 3), (4, 5, 6))},
-    )
+    plain = PLAIN_ROW
     edge = SampleRow(
         placement=Placement("b", "f", 0, False, 1.25, -5, 0, 2**40, 1),
         split="train",
@@ -276,15 +280,7 @@ def test_writing_records_imports_no_tensorflow_and_tensorflow_loads_after():
 
 
 def test_sample_records_parse_with_the_feature_spec():
-    row = SampleRow(
-        placement=Placement("bg1", "fg_2", 3, True, 0.6, 10, 20, 30, 40),
-        split="val",
-        bg_path="bg/bg1.jpg",
-        overlay_path="o.jpg",
-        mask_path="m.png",
-        depth_path="",
-        moments={"overlay": (9, (1, 2, 3), (4, 5, 6))},
-    )
+    row = PLAIN_ROW
     images = {"background": b"bg", "overlay": b"ov", "mask": b"mk", "depth": b""}
     serialized = records.sample_example(row, images, "none", (9, (7, 8, 9), (10, 11, 12)))
     parsed = tf.io.parse_single_example(serialized, records.feature_spec())
