@@ -12,6 +12,8 @@ network, the authors' post-processing. Paths:
 - tensorflow fp32 + XLA: the same graph compiled with `jit_compile=True`;
 - tensorflow bf16: `--depth_precision bf16` (oneDNN's automatic mixed
   precision);
+- torch fp32 / fp32 1 thread / bf16: `--depth_runtime torch` on the CPU
+  (channels_last; bf16 is CPU autocast), with the same seeded weights;
 - OpenVINO fp32 / bf16: the Keras model converted in-process with
   `openvino.convert_model` (measured only when openvino is installed: it is
   not a dependency of fgbg).
@@ -49,41 +51,36 @@ from bench import common  # noqa: E402
 
 DEFAULTS = common.build_defaults()
 DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
-PATHS = ("tf-fp32", "tf-fp32-1thread", "tf-fp32-xla", "tf-bf16", "openvino-fp32", "openvino-bf16")
+PATHS = (
+    "tf-fp32",
+    "tf-fp32-1thread",
+    "tf-fp32-xla",
+    "tf-bf16",
+    "torch-fp32",
+    "torch-fp32-1thread",
+    "torch-bf16",
+    "openvino-fp32",
+    "openvino-bf16",
+)
 BASELINE = "tf-fp32"
-
-
-def demo_composites(count: int) -> np.ndarray:
-    """`count` composites of the demo inputs, made by the pipeline's functions."""
-    import dataclasses
-
-    from fgbg.types import Background
-    from transforms.compositing import compose_pair
-    from transforms.inputs import build_foreground, file_stem, load_background
-
-    config = common.default_build_config()
-    inputs, encoding = config.inputs, config.encoding
-    placements = dataclasses.replace(config.placements, placements_per_scale=1)
-    demo = ROOT / "demo" / "inputs"
-    backgrounds = sorted((demo / "bg").glob("*.jpg"))
-    foregrounds = sorted((demo / "fg").glob("*.png"))
-    overlays: List[np.ndarray] = []
-    for index in range(count):
-        bg_path = backgrounds[index % len(backgrounds)]
-        fg_path = foregrounds[index % len(foregrounds)]
-        image = load_background(bg_path.read_bytes(), inputs)
-        foreground = build_foreground(
-            file_stem(str(fg_path)), str(fg_path), fg_path.read_bytes(), None, None, inputs
-        )
-        background = Background(file_stem(str(bg_path)), str(bg_path), "train", "")
-        made = list(compose_pair(background, image, foreground, placements, encoding, ""))
-        overlays.append(made[index % len(made)].overlay)
-    return np.stack(overlays)
 
 
 def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
     """The path's whole batch step: uint8 composites -> post-processed depth."""
     from fgbg.depth import maps
+
+    if path.startswith("torch-"):
+        import torch
+
+        from transforms.depth import DepthModelHandler
+
+        if path.endswith("1thread"):
+            torch.set_num_threads(1)
+        precision = "bf16" if path.endswith("bf16") else "fp32"
+        config = common.depth_config(size, batch_size, precision, runtime="torch", device="cpu")
+        handler = DepthModelHandler(config)
+        model = handler.load_model()
+        return lambda batch: np.stack(handler.run_inference(list(batch), model))
 
     if path.startswith("tf-"):
         import tensorflow as tf
@@ -102,6 +99,8 @@ def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.nd
             )
         return lambda batch: np.stack(handler.run_inference(list(batch), model))
 
+    if not path.startswith("openvino-"):
+        raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
     import openvino
 
     from fgbg.depth.tensorflow_runtime import load_keras_model
@@ -261,7 +260,7 @@ def main(argv=None) -> int:
         parser.error(f"--paths must include {BASELINE}, the reference")
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-cpu-") as folder:
         images_file = os.path.join(folder, "composites.npy")
-        np.save(images_file, demo_composites(args.images))
+        np.save(images_file, common.demo_composites(args.images))
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = []
         for path in paths:

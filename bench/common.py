@@ -60,7 +60,13 @@ def default_build_config():
     )
 
 
-def depth_config(size: Tuple[int, int], batch_size: int, precision: str = "fp32"):
+def depth_config(
+    size: Tuple[int, int],
+    batch_size: int,
+    precision: str = "fp32",
+    runtime: str = "tensorflow",
+    device: str = "auto",
+):
     """The depth stage's configuration as a default build has it, with the
     seeded untrained model, at network input `size` and fixed batches."""
     from fgbg.depth.config import DepthConfig
@@ -78,6 +84,8 @@ def depth_config(size: Tuple[int, int], batch_size: int, precision: str = "fp32"
         jpeg_quality=defaults.depth_quality,
         out_size=(defaults.size, defaults.size),
         precision=precision,
+        runtime=runtime,
+        device=device,
     )
 
 
@@ -439,9 +447,37 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def save(name: str, markdown: str, data: object) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(markdown + "\n")
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+def save(name: str, markdown: str, data: object, folder: Path = RESULTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.md").write_text(markdown + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(markdown)
-    print(f"\n[bench] wrote {RESULTS / (name + '.md')} and .json", file=sys.stderr)
+    print(f"\n[bench] wrote {folder / (name + '.md')} and .json", file=sys.stderr)
+
+
+def demo_composites(count: int) -> np.ndarray:
+    """`count` composites of the demo inputs, made by the pipeline's functions."""
+    import dataclasses
+
+    from fgbg.types import Background
+    from transforms.compositing import compose_pair
+    from transforms.inputs import build_foreground, file_stem, load_background
+
+    config = default_build_config()
+    inputs, encoding = config.inputs, config.encoding
+    placements = dataclasses.replace(config.placements, placements_per_scale=1)
+    demo = DEMO
+    backgrounds = sorted((demo / "bg").glob("*.jpg"))
+    foregrounds = sorted((demo / "fg").glob("*.png"))
+    overlays: List[np.ndarray] = []
+    for index in range(count):
+        bg_path = backgrounds[index % len(backgrounds)]
+        fg_path = foregrounds[index % len(foregrounds)]
+        image = load_background(bg_path.read_bytes(), inputs)
+        foreground = build_foreground(
+            file_stem(str(fg_path)), str(fg_path), fg_path.read_bytes(), None, None, inputs
+        )
+        background = Background(file_stem(str(bg_path)), str(bg_path), "train", "")
+        made = list(compose_pair(background, image, foreground, placements, encoding, ""))
+        overlays.append(made[index % len(made)].overlay)
+    return np.stack(overlays)

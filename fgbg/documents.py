@@ -54,6 +54,7 @@ class DepthInfo:
     encoding: Optional[str] = None
     input_size: Optional[str] = None
     precision: Optional[str] = None  # None in datasets built before --depth_precision
+    runtime: Optional[str] = None  # None in datasets built before --depth_runtime
     warning: Optional[str] = None
     note: Optional[str] = None
 
@@ -68,6 +69,8 @@ class DepthInfo:
         }
         if self.precision:
             document["precision"] = self.precision
+        if self.runtime:
+            document["runtime"] = self.runtime
         if self.warning:
             document["warning"] = self.warning
         return document

@@ -41,7 +41,10 @@ SAMPLE_SHAPING_OPTIONS = (
 # Options added later that shape samples only away from their default: the
 # default leaves them out of the fingerprint, so outputs built before they
 # existed stay valid.
-SAMPLE_SHAPING_UNLESS_DEFAULT = {"depth_precision": models.FP32}
+SAMPLE_SHAPING_UNLESS_DEFAULT = {
+    "depth_precision": models.FP32,
+    "depth_runtime": models.TENSORFLOW,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +163,10 @@ def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
         jpeg_quality=opts.depth_quality,
         out_size=(opts.size, opts.size),
         precision=opts.depth_precision,
+        runtime=opts.depth_runtime,
+        device=opts.depth_device,
+        compile_model=opts.depth_compile,
+        share_model=opts.depth_share_model,
     )
 
 
@@ -173,6 +180,7 @@ def depth_info(opts: FgbgOptions) -> DepthInfo:
         encoding=opts.depth_encoding,
         input_size=opts.depth_input_size,
         precision=opts.depth_precision,
+        runtime=opts.depth_runtime,
         warning=models.UNTRAINED_WARNING if opts.depth_model == models.UNTRAINED else None,
     )
 

@@ -10,6 +10,7 @@ accepted alongside.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -207,6 +208,34 @@ class FgbgOptions(PipelineOptions):
             "the CPU time per image but not within 1 grey level of fp32 on 99.9%% of "
             "min-max pixels (BENCHMARKS.md, 'Depth on CPU'). Default: %(default)s.",
         )
+        depth.add_argument(
+            "--depth_runtime",
+            choices=models.RUNTIMES,
+            default=models.TENSORFLOW,
+            help="What runs DenseDepth. tensorflow: any --depth_model. torch: the "
+            "published weights or untrained only, on a GPU when one is present "
+            "(pip install -e .[torch]). Default: %(default)s.",
+        )
+        depth.add_argument(
+            "--depth_device",
+            choices=models.DEVICES,
+            default=models.AUTO,
+            help="Where --depth_runtime torch runs the network: auto is the GPU when the "
+            "worker sees one, else the CPU. Default: %(default)s.",
+        )
+        depth.add_argument(
+            "--depth_compile",
+            action="store_true",
+            help="--depth_runtime torch: compile the network with torch.compile (minutes "
+            "per input shape at start-up; faster batches on a GPU).",
+        )
+        depth.add_argument(
+            "--depth_share_model",
+            action="store_true",
+            help="Load one depth model per machine and let every worker process call it "
+            "(Beam's share_model_across_processes), instead of one model per process: "
+            "for a GPU that cannot hold a model per worker.",
+        )
 
         outputs = parser.add_argument_group("outputs")
         outputs.add_argument("--output", help="Dataset root folder, local or gs://.")
@@ -388,8 +417,23 @@ def _check_depth_options(opts: FgbgOptions) -> None:
         raise UsageError("--depth_min_batch_size must be at most --depth_batch_size")
     if opts.depth_model == models.PUBLISHED and not opts.depth_weights:
         raise UsageError(models.MISSING_WEIGHTS_MESSAGE)
+    _check_depth_runtime(opts)
     if opts.depth_model != models.PUBLISHED and opts.depth_weights:
         raise UsageError(
             f"--depth_weights is for --depth_model densedepth only; "
             f"--depth_model {opts.depth_model} would ignore it"
+        )
+
+
+def _check_depth_runtime(opts: FgbgOptions) -> None:
+    """The torch runtime's needs, told before a worker starts."""
+    if opts.depth_runtime != models.TORCH:
+        if opts.depth_device != models.AUTO or opts.depth_compile:
+            raise UsageError("--depth_device and --depth_compile are for --depth_runtime torch")
+        return
+    if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED):
+        raise UsageError(models.TORCH_KERAS_FILE_MESSAGE)
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError(
+            "--depth_runtime torch needs PyTorch, which is not installed: pip install -e '.[torch]'"
         )

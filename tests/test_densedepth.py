@@ -25,6 +25,7 @@ from tests.depth_fixtures import (
     random_overlays,
     tiny_depth_model,
     tiny_raw_reference,
+    write_published_h5,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
@@ -51,11 +52,11 @@ def probe_output(seeded_model, probe):
 
 
 @pytest.fixture(scope="module")
-def published_h5(seeded_model, tmp_path_factory):
+def published_h5(tmp_path_factory):
     """The seeded model saved as nyu.h5 was: a full Keras 2 HDF5 model file
     (173 MB, removed afterwards rather than left in pytest's kept temp dirs)."""
     path = tmp_path_factory.mktemp("published") / "nyu.h5"
-    seeded_model.save(str(path), save_format="h5")
+    write_published_h5(SEED, str(path))
     yield str(path)
     path.unlink()
 
@@ -191,8 +192,9 @@ def _reshaped_layer(h5):
 @pytest.mark.parametrize(
     "mutate,message", [(_renamed_layer, r"'conv3'"), (_reshaped_layer, r"(?i)conv3.*shape")]
 )
-@pytest.mark.parametrize("load", ["copy_by_name", "load_model"])
+@pytest.mark.parametrize("load", ["copy_by_name", "load_model", "torch"])
 def test_mismatched_file_fails_naming_the_layer(published_h5, tmp_path, mutate, message, load):
+    """Both runtimes check the file the same way (fgbg/depth/weight_layout.py)."""
     path = tmp_path / "nyu.h5"
     shutil.copyfile(published_h5, path)
     with h5py.File(path, "r+") as h5:
@@ -201,8 +203,13 @@ def test_mismatched_file_fails_naming_the_layer(published_h5, tmp_path, mutate, 
         with pytest.raises(models.ModelLoadError, match=message):
             if load == "copy_by_name":
                 tensorflow_runtime.load_keras_model("densedepth", str(path), seed=0)
-            else:
+            elif load == "load_model":
                 tensorflow_runtime.load_keras_model(str(path), None, seed=0)
+            else:
+                pytest.importorskip("torch")
+                from fgbg.depth import torch_runtime
+
+                torch_runtime.load_network("densedepth", str(path), seed=0)
     finally:
         path.unlink()
 

@@ -42,6 +42,9 @@ def options(*flags: str) -> FgbgOptions:
         (["--depth_model=untrained", "--depth_input_size=640x470"], "multiples of 32"),
         (["--depth_model=none", "--depth_input_size=100x64"], "multiples of 32"),
         (["--depth_input_size=640by480"], "WIDTHxHEIGHT"),
+        (["--depth_model=untrained", "--depth_device=cuda"], "are for --depth_runtime torch"),
+        (["--depth_model=untrained", "--depth_compile"], "are for --depth_runtime torch"),
+        (["--depth_model=my.keras", "--depth_runtime=torch"], "needs --depth_runtime tensorflow"),
     ],
 )
 def test_depth_rules_are_checked_with_the_options(flags, message):
@@ -86,6 +89,40 @@ def test_depth_precision_reaches_the_stage_and_the_pair_key():
     assert (config_fp32.depth.precision, config_bf16.depth.precision) == ("fp32", "bf16")
     assert config_bf16.depth_info.precision == "bf16"
     assert config_fp32.fingerprint != config_bf16.fingerprint
+
+
+def test_depth_runtime_reaches_the_stage_the_manifest_and_the_pair_key():
+    """Runtimes agree to fp32 rounding, not to the byte: a rerun on the other
+    runtime makes its pairs anew rather than mixing the two."""
+    tensorflow = options("--depth_model=untrained")
+    torch = options(
+        "--depth_model=untrained",
+        "--depth_runtime=torch",
+        "--depth_device=cpu",
+        "--depth_compile",
+    )
+    check_options(torch)
+    config = build_config(torch, RUN)
+    assert (config.depth.runtime, config.depth.device, config.depth.compile_model) == (
+        "torch",
+        "cpu",
+        True,
+    )
+    assert config.depth_info.to_json()["runtime"] == "torch"
+    assert config.fingerprint != build_config(tensorflow, RUN).fingerprint
+
+
+def test_the_torch_runtime_needs_pytorch_installed(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else find_spec(name, *a),
+    )
+    with pytest.raises(UsageError, match=r"pip install -e '\.\[torch\]'"):
+        check_options(options("--depth_model=untrained", "--depth_runtime=torch"))
 
 
 def test_the_default_precision_keeps_pair_keys_of_earlier_builds():

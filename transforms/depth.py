@@ -12,8 +12,9 @@ misshapen output, fails the bundle (Beam retries it, then fails the job). No
 dead-letter output: a sample without depth would break the dataset's
 four-column CSV contract, and a half-depth dataset is worse than a failed run.
 
-TensorFlow is imported only when a worker loads the model (through
-`fgbg.depth.tensorflow_runtime`), so composites-only builds never load it.
+TensorFlow or PyTorch is imported only when a worker loads the model
+(through `fgbg.depth.tensorflow_runtime` or `torch_runtime`), so
+composites-only builds never load either.
 """
 
 from __future__ import annotations
@@ -38,24 +39,40 @@ ENCODED_COUNTER = "depth_maps_encoded"
 
 
 class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
-    """A TensorFlow model handler for the depth model.
+    """A model handler for the depth model, whichever runtime runs it.
 
-    Beam's stock TF handler loads through `tf.keras.models.load_model` on the
-    URI, which cannot copy a gs:// file through FileSystems, build the
-    architecture and copy weights by name, or refuse unsafe model files; this
-    one delegates loading to the runtime (fgbg/depth/tensorflow_runtime.py). Examples are the
+    Beam's stock TF and PyTorch handlers load through `load_model` or a
+    state dict on the URI, which cannot copy a gs:// file through
+    FileSystems, build the architecture and copy weights by name, or refuse
+    unsafe model files; this one delegates loading to the runtime
+    (fgbg/depth/tensorflow_runtime.py or torch_runtime.py). Examples are the
     composites' uint8 overlays; predictions are float32 depth maps in units of
     10 m at the network's output resolution.
     """
 
     def __init__(self, config: DepthConfig):
-        super().__init__(min_batch_size=config.min_batch_size, max_batch_size=config.batch_size)
+        super().__init__(
+            min_batch_size=config.min_batch_size,
+            max_batch_size=config.batch_size,
+            large_model=config.share_model,
+        )
         self._config = config
 
     def load_model(self):
+        config = self._config
+        if config.runtime == models.TORCH:
+            from fgbg.depth import torch_runtime
+
+            return torch_runtime.load_depth_model(
+                config.model,
+                config.weights,
+                config.seed,
+                config.precision,
+                config.device,
+                config.compile_model,
+            )
         from fgbg.depth import tensorflow_runtime
 
-        config = self._config
         return tensorflow_runtime.load_depth_model(
             config.model, config.weights, config.seed, config.precision
         )

@@ -30,6 +30,12 @@ class DepthConfig:
     jpeg_quality: quality of "minmax" JPEGs.
     out_size: (W, H) of the stored depth image (the dataset size).
     precision: "fp32" or "bf16" (fgbg/depth/models.py).
+    runtime: "tensorflow" or "torch", the module that loads and runs it.
+    device: the torch runtime's "auto", "cpu" or "cuda".
+    compile_model: the torch runtime wraps the network in `torch.compile`.
+    share_model: one model per machine, which every worker process calls
+        (RunInference's share_model_across_processes), for a GPU that cannot
+        hold a model per process.
     """
 
     model: str
@@ -43,3 +49,7 @@ class DepthConfig:
     jpeg_quality: int
     out_size: Tuple[int, int]
     precision: str = "fp32"
+    runtime: str = "tensorflow"
+    device: str = "auto"
+    compile_model: bool = False
+    share_model: bool = False

@@ -3,7 +3,8 @@ error every loader raises. No TensorFlow."""
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 # The --depth_model values that are not a path to a model file.
 PUBLISHED = "densedepth"
@@ -14,6 +15,22 @@ NONE = "none"
 FP32 = "fp32"
 BF16 = "bf16"
 PRECISIONS = (FP32, BF16)
+
+# --depth_runtime: what runs the network (fgbg/depth/<runtime>_runtime.py).
+TENSORFLOW = "tensorflow"
+TORCH = "torch"
+RUNTIMES = (TENSORFLOW, TORCH)
+
+# --depth_device, for the torch runtime: the GPU when one is visible, or as named.
+AUTO = "auto"
+CPU = "cpu"
+CUDA = "cuda"
+DEVICES = (AUTO, CPU, CUDA)
+
+TORCH_KERAS_FILE_MESSAGE = (
+    "--depth_runtime torch runs DenseDepth only (--depth_model densedepth or "
+    "untrained); a Keras model file needs --depth_runtime tensorflow"
+)
 
 UNTRAINED_WARNING = (
     "WARNING: depth maps were made by DenseDepth with seeded RANDOM weights "
@@ -40,3 +57,14 @@ def source(model: str, weights: Optional[str]) -> Optional[str]:
 
 class ModelLoadError(ValueError):
     """A model or weight file that cannot be used, with the reason."""
+
+
+@contextlib.contextmanager
+def reading_model_file(source: str) -> Iterator[None]:
+    """Turn a missing or unreadable model file into ModelLoadError naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ModelLoadError(f"model file not found: {source}") from None
+    except OSError as error:  # h5py's answer to a truncated or corrupt file
+        raise ModelLoadError(f"{source}: not a readable model file ({error})") from error

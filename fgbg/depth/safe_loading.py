@@ -13,8 +13,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import h5py
 import tf_keras
 
-from fgbg.depth.keras_densedepth import BilinearUpSampling2D, text, weight_plan, weights_group
+from fgbg.depth.keras_densedepth import BilinearUpSampling2D, weight_plan
 from fgbg.depth.models import ModelLoadError
+from fgbg.depth.weight_layout import text, weights_group
 
 # Layer classes a depth model may use. Everything here is a built-in tf_keras
 # layer whose config holds only numbers and names; Lambda and TFOpLambda are

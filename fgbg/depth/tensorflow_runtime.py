@@ -43,16 +43,11 @@ def load_keras_model(model: str, weights: Optional[str], seed: int) -> tf_keras.
     source = models.source(model, weights)
     if not source:
         raise ModelLoadError(MISSING_WEIGHTS_MESSAGE)
-    try:
-        with local_copy(source) as path:
-            if model == models.PUBLISHED:
-                loaded = load_published_weights(path)
-            else:
-                loaded = load_keras_model_safely(path, source=model)
-    except FileNotFoundError:
-        raise ModelLoadError(f"model file not found: {source}") from None
-    except OSError as error:  # h5py's answer to a truncated or corrupt file
-        raise ModelLoadError(f"{source}: not a readable model file ({error})") from error
+    with models.reading_model_file(source), local_copy(source) as path:
+        if model == models.PUBLISHED:
+            loaded = load_published_weights(path)
+        else:
+            loaded = load_keras_model_safely(path, source=model)
     check_weights_are_finite(loaded, source)
     return loaded
 

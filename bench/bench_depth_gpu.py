@@ -1,0 +1,456 @@
+"""Depth at GPU speed (issue 13): every figure from one invocation, on
+whatever device the torch runtime sees, written as JSON and a table.
+
+- model: the torch runtime's network alone (`DepthModel.predict` on inputs
+  already resized to the network size), at --precision and --batch_size;
+- baseline: what the original did, in the same run: a plain fp32 loop over
+  batches of 60 (PIL Lanczos resize on the CPU, the network in fp32 with no
+  autocast and no channels_last, the authors' post-processing, a min-max
+  JPEG per map);
+- stage: the depth stage inside a Beam pipeline (`Create` of composites ->
+  `EstimateDepth`), once per --stage_configs entry, images/s over the run
+  less the model load;
+- build: the whole build (`python -m pipeline.build`: compose, depth, every
+  write) with `--depth_runtime torch`, once per --build_configs entry,
+  samples/s over its wall time, with its CPU time and per-stage timings.
+
+A configuration names how Beam's local runner runs the graph:
+`in_process` (one worker in the launching process), `processes:N` (N worker
+processes, a model each) or `shared:N` (N worker processes calling one
+model per machine, `--depth_share_model`). Each measurement runs in a
+process of its own, so GPU memory and peak RSS are its own. Where
+`nvidia-smi` exists, GPU utilisation and memory are sampled during each.
+
+    python bench/bench_depth_gpu.py --name depth_gpu            # the GPU machine
+    python bench/bench_depth_gpu.py --tiny --name depth_gpu_tiny  # any CPU (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+
+DEFAULTS = common.build_defaults()
+BASELINE_BATCH = 60  # the original notebook's batch size
+DISTINCT_COMPOSITES = 32  # composed once, then repeated under new sample numbers
+
+# --tiny: a run any CPU finishes in about a minute, so CI keeps this script working.
+TINY = {
+    "device": "cpu",
+    "precision": "fp32",
+    "batch_size": 4,
+    "images": 8,
+    "input_size": "64x64",
+    "stage_configs": "in_process,shared:2",
+    "build_configs": "in_process",
+    "backgrounds": 2,
+    "foregrounds": 1,
+    "build_flags": "--scales=1.0 --placements_per_scale=1",
+}
+
+
+def runner_flags(config: str) -> List[str]:
+    """Beam's local-runner options (and fgbg's model sharing) for a configuration."""
+    kind, _, count = config.partition(":")
+    if kind == "in_process":
+        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    if kind in ("processes", "shared") and count.isdigit():
+        flags = ["--direct_running_mode=multi_processing", f"--direct_num_workers={count}"]
+        return flags + (["--depth_share_model"] if kind == "shared" else [])
+    raise ValueError(f"unknown configuration {config!r}: in_process, processes:N or shared:N")
+
+
+def depth_config(args, share_model: bool = False):
+    from pipeline.options import parse_size
+
+    config = common.depth_config(
+        parse_size(args.input_size), args.batch_size, args.precision, "torch", args.device
+    )
+    return dataclasses.replace(config, compile_model=args.compile, share_model=share_model)
+
+
+def composites(count: int) -> list:
+    """`count` composites of the demo inputs, each its own sample."""
+    from fgbg.types import Composite, Placement
+
+    overlays = common.demo_composites(min(count, DISTINCT_COMPOSITES))
+    return [
+        Composite(
+            placement=Placement("bg", "fg", number, False, 1.0, 0, 0, 1, 1),
+            split="train",
+            overlay=overlays[number % len(overlays)],
+            overlay_encoded=b"",
+            mask_encoded=b"",
+        )
+        for number in range(count)
+    ]
+
+
+# --- measurements, each in a child process -------------------------------------------
+
+
+def measure_model(args) -> Dict:
+    """The network alone, on inputs already at the network size."""
+    from fgbg.depth import maps, torch_runtime
+
+    config = depth_config(args)
+    model = torch_runtime.load_depth_model(
+        "untrained", None, config.seed, config.precision, config.device, config.compile_model
+    )
+    batch = np.stack(
+        [maps.preprocess(c.overlay, config.input_size) for c in composites(args.batch_size)]
+    )
+    for _ in range(2):  # cuDNN's algorithm search, torch.compile's first call
+        model.predict(batch)
+    batches = max(1, args.images // args.batch_size)
+    started = time.perf_counter()
+    for _ in range(batches):
+        model.predict(batch)
+    wall = time.perf_counter() - started
+    return {"images": batches * args.batch_size, "wall_s": wall, **_device_memory(model.device)}
+
+
+def measure_baseline(args) -> Dict:
+    """The original's loop: batches of 60, fp32, everything in sequence."""
+    import torch
+
+    from fgbg.depth import maps, torch_densedepth, torch_runtime
+
+    config = depth_config(args)
+    device = torch_runtime.resolve_device(config.device)
+    network = torch_densedepth.build_densedepth(config.seed).to(device)
+    overlays = [c.overlay for c in composites(args.images)]
+
+    def one_batch(batch: Sequence[np.ndarray]) -> int:
+        inputs = torch.from_numpy(maps.preprocess(np.stack(batch), config.input_size))
+        with torch.inference_mode():
+            raw = network(inputs.to(device).permute(0, 3, 1, 2).contiguous())
+        depth = maps.postprocess(raw.permute(0, 2, 3, 1).cpu().numpy())[..., 0]
+        return sum(bool(maps.encode_minmax(d, config.out_size, config.jpeg_quality)) for d in depth)
+
+    one_batch(overlays[: min(BASELINE_BATCH, len(overlays))])  # warm-up
+    started = time.perf_counter()
+    done = sum(
+        one_batch(overlays[start : start + BASELINE_BATCH])
+        for start in range(0, len(overlays), BASELINE_BATCH)
+    )
+    wall = time.perf_counter() - started
+    return {"images": done, "wall_s": wall, **_device_memory(device)}
+
+
+def measure_stage(args, config_name: str) -> Dict:
+    """EstimateDepth in a Beam pipeline on the local runner, as configured."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from transforms.depth import DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER, EstimateDepth
+
+    flags = runner_flags(config_name)
+    share = "--depth_share_model" in flags
+    beam_flags = ["--runner=FnApiRunner"] + [f for f in flags if f != "--depth_share_model"]
+    config = depth_config(args, share_model=share)
+    items = composites(args.images)
+    started = time.perf_counter()
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_flags))
+    _ = pipeline | beam.Create(items, reshuffle=False) | EstimateDepth(config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    wall = time.perf_counter() - started
+
+    def metric(name: str):
+        filtered = MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name(name)
+        query = result.metrics().query(filtered)
+        return (query["counters"] + query["distributions"])[0].committed
+
+    if metric(ENCODED_COUNTER) != len(items):
+        raise RuntimeError(f"{config_name}: {metric(ENCODED_COUNTER)} of {len(items)} encoded")
+    load = metric("load_model_latency_milli_secs")
+    latency = metric("inference_batch_latency_micro_secs")
+    return {
+        "images": len(items),
+        "wall_s": wall,
+        # model loads overlap across workers: the slowest one delays the run
+        "load_s": load.max / 1000.0,
+        "batches": latency.count,
+        "model_call_s": latency.sum / 1e6,
+    }
+
+
+def _device_memory(device) -> Dict:
+    import torch
+
+    if device.type != "cuda":
+        return {}
+    return {"cuda_max_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+
+
+def child(args) -> None:
+    """Run one measurement and print it as the last line of stdout."""
+    cpu = _own_cpu_s()
+    if args.child == "model":
+        measured = measure_model(args)
+    elif args.child == "baseline":
+        measured = measure_baseline(args)
+    else:
+        measured = measure_stage(args, args.child.split("=", 1)[1])
+    measured["cpu_s"] = _own_cpu_s() - cpu
+    measured["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(measured), flush=True)
+
+
+def _own_cpu_s() -> float:
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+# --- the parent: runs each child, the builds, and reports -----------------------------
+
+
+class GpuSampler:
+    """Samples GPU utilisation (%) and memory (MiB) with nvidia-smi every
+    0.2 s while a measurement runs; records nothing where there is none."""
+
+    def __init__(self):
+        self.samples: List[List[float]] = []
+        self._process: Optional[subprocess.Popen] = None
+        self._reader: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "GpuSampler":
+        if shutil.which("nvidia-smi"):
+            query = "--query-gpu=utilization.gpu,memory.used"
+            self._process = subprocess.Popen(
+                ["nvidia-smi", query, "--format=csv,noheader,nounits", "-lms", "200"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            self._reader = threading.Thread(target=self._read, daemon=True)
+            self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            try:
+                self.samples.append([float(v) for v in line.split(",")[:2]])
+            except ValueError:
+                continue
+
+    def __exit__(self, *_) -> None:
+        if self._process:
+            self._process.terminate()
+            self._process.wait()
+            self._reader.join(timeout=2)
+
+    def summary(self) -> Dict:
+        if not self.samples:
+            return {}
+        utilisation, memory = np.asarray(self.samples).T
+        return {
+            "gpu_busy_pct_mean": float(utilisation.mean()),
+            "gpu_memory_mb_max": float(memory.max()),
+        }
+
+
+def run_child(args, measurement: str) -> Dict:
+    command = [sys.executable, __file__, "--child", measurement, *args.forwarded]
+    print(f"[bench] {measurement}", file=sys.stderr, flush=True)
+    with GpuSampler() as gpu:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        return {"measurement": measurement, "failed": done.stderr.strip()[-2000:]}
+    measured = json.loads(lines[-1][len("RESULT ") :])
+    return {"measurement": measurement, **measured, **gpu.summary()}
+
+
+def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Dict:
+    """One whole build with the torch runtime, as configured."""
+    extra = [
+        "--depth_model=untrained",
+        "--depth_runtime=torch",
+        f"--depth_device={args.device}",
+        f"--depth_precision={args.precision}",
+        f"--depth_input_size={args.input_size}",
+        f"--depth_batch_size={args.batch_size}",
+        f"--depth_min_batch_size={args.batch_size}",
+        *(["--depth_compile"] if args.compile else []),
+        *runner_flags(config_name),
+        *args.build_flags.split(),
+    ]
+    measurement = f"build={config_name}"
+    print(f"[bench] {measurement}", file=sys.stderr, flush=True)
+    try:
+        with GpuSampler() as gpu:
+            measured = common.run_pipeline(
+                globs, folder / config_name.replace(":", "_"), extra=extra
+            )
+    except RuntimeError as error:
+        return {"measurement": measurement, "failed": str(error)[-2000:]}
+    return {"measurement": measurement, **measured, **gpu.summary()}
+
+
+def rate(result: Dict, count_key: str) -> Optional[float]:
+    """Items per second; a stage's model load is left out of its wall time."""
+    if "failed" in result:
+        return None
+    return result[count_key] / (result["wall_s"] - result.get("load_s", 0.0))
+
+
+def report(results: List[Dict], environment: Dict, argv: Sequence[str]) -> str:
+    baseline = next((r for r in results if r["measurement"] == "baseline"), {})
+    reference = rate(baseline, "images") if baseline else None
+    rows = []
+    for result in results:
+        count_key = "samples" if result["measurement"].startswith("build=") else "images"
+        per_s = rate(result, count_key)
+        if per_s is None:
+            rows.append([result["measurement"], "failed", "-", "-", "-", "-", "-"])
+            continue
+        count = result[count_key]
+        rows.append(
+            [
+                result["measurement"],
+                f"{per_s:.1f} {count_key}/s",
+                f"{per_s / reference:.2f}x" if reference else "-",
+                f"{result['cpu_s'] / count:.3f}",
+                f"{result['peak_rss_mb']:.0f}",
+                _gpu_cell(result),
+                f"{count}",
+            ]
+        )
+    headers = [
+        "measurement",
+        "rate",
+        "vs baseline",
+        "CPU s per item",
+        "peak RSS MB",
+        "GPU",
+        "items",
+    ]
+    failures = "".join(
+        f"\n\n{r['measurement']} failed:\n\n```\n{r['failed']}\n```"
+        for r in results
+        if "failed" in r
+    )
+    return (
+        common.header(argv)
+        + f"\n\nDevice: {environment['device']}; torch {environment['torch']}; "
+        + f"precision {environment['precision']}, batch {environment['batch_size']}, "
+        + f"network input {environment['input_size']}"
+        + (", torch.compile" if environment["compile"] else "")
+        + ". Seeded untrained weights (the real architecture).\n\n"
+        + common.table(headers, rows)
+        + failures
+    )
+
+
+def _gpu_cell(result: Dict) -> str:
+    parts = []
+    if "gpu_busy_pct_mean" in result:
+        parts.append(
+            f"busy {result['gpu_busy_pct_mean']:.0f}%, {result['gpu_memory_mb_max']:.0f} MiB"
+        )
+    if "model_call_s" in result:
+        parts.append(f"model calls {result['model_call_s']:.1f} s of {result['wall_s']:.1f} s")
+    return "; ".join(parts) or "-"
+
+
+def environment(args) -> Dict:
+    import torch
+
+    from fgbg.depth import torch_runtime
+
+    device = torch_runtime.resolve_device(args.device)
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({os.cpu_count()} cores)"
+    )
+    return {
+        "device": name,
+        "torch": torch.__version__,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "input_size": args.input_size,
+        "compile": args.compile,
+    }
+
+
+def parse_args(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--tiny", action="store_true", help=f"CI's size: {TINY}")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--images", type=int, default=4096, help="images per model/stage run")
+    parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--stage_configs", default="in_process,shared:8,processes:2")
+    parser.add_argument("--build_configs", default="in_process,shared:16")
+    parser.add_argument("--backgrounds", type=int, default=50)
+    parser.add_argument("--foregrounds", type=int, default=10)
+    parser.add_argument("--build_flags", default="", help="more flags for every build")
+    parser.add_argument("--name", default="depth_gpu")
+    parser.add_argument(
+        "--results", type=Path, default=common.RESULTS, help="folder for the results"
+    )
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tiny:
+        for key, value in TINY.items():
+            setattr(args, key, value)
+    args.forwarded = [
+        f"--device={args.device}",
+        f"--precision={args.precision}",
+        f"--batch_size={args.batch_size}",
+        f"--images={args.images}",
+        f"--input_size={args.input_size}",
+        *(["--compile"] if args.compile else []),
+    ]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    results = [run_child(args, "model"), run_child(args, "baseline")]
+    results += [run_child(args, f"stage={c}") for c in args.stage_configs.split(",") if c]
+    with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
+        globs = common.make_inputs(Path(folder) / "inputs", args.backgrounds, args.foregrounds)
+        results += [
+            run_build(args, c, globs, Path(folder)) for c in args.build_configs.split(",") if c
+        ]
+    env = environment(args)
+    argv_used = sys.argv if argv is None else [__file__, *argv]
+    data = {"environment": env, "results": results}
+    common.save(args.name, report(results, env, argv_used), data, args.results)
+    return 1 if any("failed" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

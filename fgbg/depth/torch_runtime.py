@@ -1,0 +1,112 @@
+"""The PyTorch runtime of the depth stage (--depth_runtime torch): DenseDepth
+(fgbg/depth/torch_densedepth.py) loaded, placed on its device, and its
+forward pass.
+
+The same two names as fgbg/depth/tensorflow_runtime.py, `load_depth_model`
+and `DepthModel.predict`, with the same contract: NHWC RGB in [0, 1] in,
+the raw output (N, H/2, W/2, 1) as float32 out. It runs the published
+weights and the untrained model only; a user's Keras model file needs the
+TensorFlow runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from fgbg.depth import models
+from fgbg.depth.models import MISSING_WEIGHTS_MESSAGE, ModelLoadError
+from fgbg.depth.torch_densedepth import DenseDepth, build_densedepth, load_published_weights
+from fgbg.storage import local_copy
+
+
+def load_network(model: str, weights: Optional[str], seed: int) -> DenseDepth:
+    """The network --depth_model / --depth_weights name, on the CPU, or fail
+    with ModelLoadError naming the file and the reason."""
+    if model == models.NONE:
+        raise ModelLoadError("--depth_model none has no model: skip the depth stage")
+    if model == models.UNTRAINED:
+        return build_densedepth(seed)
+    if model != models.PUBLISHED:
+        raise ModelLoadError(models.TORCH_KERAS_FILE_MESSAGE)
+    if not weights:
+        raise ModelLoadError(MISSING_WEIGHTS_MESSAGE)
+    with models.reading_model_file(weights), local_copy(weights) as path:
+        network = load_published_weights(path)
+    check_weights_are_finite(network, weights)
+    return network
+
+
+def check_weights_are_finite(network: DenseDepth, source: str) -> None:
+    """Refuse weights holding NaN or infinity, naming the layer: they would
+    write meaningless depth for every sample."""
+    for name, tensor in network.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelLoadError(f"{source}: weight {name!r} holds NaN or infinite values")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is the GPU when this process sees one, else the CPU; 'cuda'
+    without a visible GPU fails here, naming the option."""
+    if device == models.AUTO:
+        return torch.device(models.CUDA if torch.cuda.is_available() else models.CPU)
+    if device == models.CUDA and not torch.cuda.is_available():
+        raise ModelLoadError("--depth_device cuda: PyTorch sees no CUDA GPU in this process")
+    return torch.device(device)
+
+
+class DepthModel:
+    """The network on its device, in eval mode, channels_last, and its
+    forward pass in the chosen precision.
+
+    channels_last: the NHWC batch the stage hands over becomes an NCHW view
+    with no copy, and oneDNN (CPU) and cuDNN (GPU) pick their fastest
+    convolutions for that layout. bf16 runs under autocast (convolutions and
+    matrix products in bfloat16, the rest in fp32). `torch.compile` is
+    optional: it pays a compile per input shape for faster batches on a GPU.
+    Safe to call from the threads that share the model in a worker process.
+    """
+
+    def __init__(
+        self,
+        network: DenseDepth,
+        device: torch.device,
+        precision: str = models.FP32,
+        compile_model: bool = False,
+    ):
+        self.device = device
+        self.precision = precision
+        self.network = network.eval().to(device=device, memory_format=torch.channels_last)
+        self._forward = torch.compile(self.network) if compile_model else self.network
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        batch = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=torch.bfloat16, enabled=self.precision == models.BF16
+            ),
+        ):
+            raw = self._forward(batch)
+        return raw.float().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def load_depth_model(
+    model: str,
+    weights: Optional[str],
+    seed: int,
+    precision: str = models.FP32,
+    device: str = models.AUTO,
+    compile_model: bool = False,
+) -> DepthModel:
+    """The runtime's entry point: the named model on `device`, ready to
+    predict in `precision`."""
+    target = resolve_device(device)
+    if target.type == models.CUDA:
+        # Convolution shapes repeat batch after batch: let cuDNN time its
+        # algorithms once per shape and keep the fastest.
+        torch.backends.cudnn.benchmark = True
+    return DepthModel(load_network(model, weights, seed), target, precision, compile_model)

@@ -1,0 +1,41 @@
+"""bench/bench_depth_gpu.py, the GPU measurement script, runs at its tiny
+size on the CPU, so it still works when a GPU machine is next lent."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "bench/bench_depth_gpu.py", "--tiny", "--name", "tiny"]
+        + ["--results", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((tmp_path / "tiny.json").read_text())
+    results = {r["measurement"]: r for r in data["results"]}
+    assert sorted(results) == [
+        "baseline",
+        "build=in_process",
+        "model",
+        "stage=in_process",
+        "stage=shared:2",
+    ]
+    assert not [name for name, r in results.items() if "failed" in r]
+    for name in ("model", "baseline", "stage=in_process", "stage=shared:2"):
+        assert results[name]["images"] >= 8 and results[name]["wall_s"] > 0
+    assert results["build=in_process"]["samples"] == 4
+    assert results["stage=in_process"]["batches"] == 2
+    assert data["environment"]["device"].startswith("CPU")
+    assert "| build=in_process |" in (tmp_path / "tiny.md").read_text()

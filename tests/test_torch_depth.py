@@ -1,0 +1,214 @@
+"""The PyTorch runtime (--depth_runtime torch): the same function as the
+TensorFlow runtime on the published weights' layout, the same loading
+rules, and the depth stage and a whole build on it.
+
+PyTorch is an optional extra; run_tests.sh installs it, so these run in CI.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from bench.common import demo_composites  # noqa: E402
+from fgbg.depth import keras_densedepth as kd  # noqa: E402
+from fgbg.depth import maps, models, torch_runtime  # noqa: E402
+from fgbg.depth import torch_densedepth as td  # noqa: E402
+from fgbg.depth.config import DepthConfig  # noqa: E402
+from pipeline.options import FgbgOptions  # noqa: E402
+from tests.conftest import make_inputs, small_build_args  # noqa: E402
+from tests.depth_fixtures import random_overlays, write_published_h5  # noqa: E402
+from transforms.depth import DepthModelHandler  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
+
+REPO = Path(__file__).resolve().parents[1]
+# Seed 0's weights keep the demo composites' depth mostly inside DenseDepth's
+# range (0.1 m to 10 m), so the maps compared below have structure; with many
+# other seeds the output clips to a constant almost everywhere.
+SEED = 0
+NETWORK_SIZE = (640, 480)
+COMPOSITES = 4
+
+
+def _config(runtime: str, **overrides) -> DepthConfig:
+    size = FgbgOptions([]).size
+    values = dict(
+        model="untrained",
+        weights=None,
+        seed=SEED,
+        batch_size=COMPOSITES,
+        min_batch_size=1,
+        target_batch_duration_s=10.0,
+        input_size=NETWORK_SIZE,
+        encoding="minmax",
+        jpeg_quality=85,
+        out_size=(size, size),
+        runtime=runtime,
+    )
+    values.update(overrides)
+    return DepthConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def published_h5(tmp_path_factory):
+    path = tmp_path_factory.mktemp("published") / "nyu.h5"
+    write_published_h5(SEED, str(path))
+    yield str(path)
+    path.unlink()
+
+
+# ---------------------------------------------------------------------------
+# The network
+
+
+def test_the_weights_are_laid_out_as_keras_lays_them_out():
+    """Same layers, same weights per layer, same shapes, same order: what
+    lets one loader check and copy nyu.h5 for both runtimes."""
+    keras = [(name, list(specs)) for name, specs in kd.keras_layout(kd.build_densedepth())]
+    assert [(name, list(specs)) for name, specs in td.DenseDepth().layout()] == keras
+
+
+def test_the_untrained_model_is_tensorflows_for_the_same_seed():
+    images = np.stack(random_overlays(2, 64, seed=3)).astype(np.float32) / 255
+    expected = kd.build_densedepth(seed=42).predict_on_batch(images)
+    network = td.build_densedepth(seed=42)
+    with torch.inference_mode():
+        raw = network(torch.from_numpy(images).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def depth_by_runtime(published_h5):
+    """Post-processed depth of the demo composites at 640x480, fp32, from
+    each runtime's handler loading the same published-layout file."""
+    composites = list(demo_composites(COMPOSITES))
+    depth = {}
+    for runtime in models.RUNTIMES:
+        handler = DepthModelHandler(_config(runtime, model="densedepth", weights=published_h5))
+        depth[runtime] = np.stack(handler.run_inference(composites, handler.load_model()))
+    return depth
+
+
+def test_both_runtimes_make_the_same_depth_at_640x480(depth_by_runtime):
+    tensorflow, torch_depth = depth_by_runtime[models.TENSORFLOW], depth_by_runtime[models.TORCH]
+    assert tensorflow.shape == (COMPOSITES, NETWORK_SIZE[1] // 2, NETWORK_SIZE[0] // 2)
+    unclipped = (tensorflow > maps.MIN_DEPTH / maps.MAX_DEPTH) & (tensorflow < 1)
+    assert unclipped.mean() > 0.9, "the fixture's depth should not be clipped flat"
+    np.testing.assert_allclose(torch_depth, tensorflow, rtol=1e-3)
+
+
+def test_both_runtimes_store_the_same_min_max_maps(depth_by_runtime):
+    out_size = _config(models.TORCH).out_size
+    levels = np.concatenate(
+        [
+            np.abs(
+                np.asarray(maps.minmax_grey(a, out_size), np.int16)
+                - np.asarray(maps.minmax_grey(b, out_size), np.int16)
+            ).ravel()
+            for a, b in zip(depth_by_runtime[models.TORCH], depth_by_runtime[models.TENSORFLOW])
+        ]
+    )
+    assert np.mean(levels <= 1) >= 0.999
+
+
+# ---------------------------------------------------------------------------
+# Loading: the TensorFlow loader's rules (mismatched layers are checked for
+# both runtimes in test_densedepth.py)
+
+
+@pytest.mark.parametrize(
+    "model, weights, message",
+    [
+        ("none", None, "none has no model"),
+        ("densedepth", None, "ialhashim/DenseDepth"),
+        ("densedepth", "{tmp}/nyu.h5", "model file not found: {tmp}/nyu.h5"),
+        ("{tmp}/model.keras", None, "needs --depth_runtime tensorflow"),
+    ],
+)
+def test_what_the_torch_runtime_cannot_load_is_named(tmp_path, model, weights, message):
+    model, message = model.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    weights = weights and weights.format(tmp=tmp_path)
+    with pytest.raises(models.ModelLoadError, match=message):
+        torch_runtime.load_network(model, weights, SEED)
+
+
+def test_a_truncated_weights_file_is_refused_naming_it(published_h5, tmp_path):
+    path = tmp_path / "nyu.h5"
+    with open(published_h5, "rb") as source:
+        path.write_bytes(source.read(1 << 20))
+    with pytest.raises(models.ModelLoadError, match=rf"{path}: not a readable model file"):
+        torch_runtime.load_network("densedepth", str(path), SEED)
+
+
+def test_nan_weights_are_refused_naming_the_layer(published_h5, tmp_path):
+    path = tmp_path / "nyu.h5"
+    shutil.copyfile(published_h5, path)
+    with h5py.File(path, "r+") as h5:
+        h5["model_weights/conv3/conv3/bias:0"][...] = np.nan
+    with pytest.raises(
+        models.ModelLoadError, match=rf"{path}: weight 'layers.conv3.bias' holds NaN"
+    ):
+        torch_runtime.load_network("densedepth", str(path), SEED)
+
+
+def test_devices_resolve_to_what_this_process_sees():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert torch_runtime.resolve_device("auto").type == "cpu"
+    with pytest.raises(models.ModelLoadError, match="--depth_device cuda: .*no CUDA GPU"):
+        torch_runtime.resolve_device("cuda")
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    images = np.stack(random_overlays(2, 64, seed=5)).astype(np.float32) / 255
+    network = td.build_densedepth(seed=SEED)
+    cpu = torch.device("cpu")
+    fp32 = torch_runtime.DepthModel(network, cpu, models.FP32).predict(images)
+    bf16 = torch_runtime.DepthModel(network, cpu, models.BF16).predict(images)
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape == (2, 32, 32, 1)
+    difference = np.abs(bf16 - fp32).max()
+    assert 0 < difference <= 0.05 * np.abs(fp32).max()
+
+
+# ---------------------------------------------------------------------------
+# A whole build on the torch runtime, without TensorFlow
+
+
+def test_a_build_on_the_torch_runtime_never_imports_tensorflow(tmp_path):
+    """What the GPU machine needs: it has PyTorch and no TensorFlow. The
+    build runs in a process of its own and reports which of the two it
+    imported, with its manifest."""
+    inputs = make_inputs(tmp_path / "inputs", backgrounds=2, foregrounds=1)
+    args = small_build_args(
+        inputs,
+        tmp_path / "out",
+        "--depth_model=untrained",
+        "--depth_runtime=torch",
+        "--depth_input_size=64x64",
+        "--scales=1.0",
+        "--placements_per_scale=1",
+    )
+    code = (
+        "import json, sys\n"
+        "from pipeline import build\n"
+        f"manifest = build.run({args!r})\n"
+        "print(json.dumps([manifest.counts.samples, manifest.depth.to_json(),\n"
+        "                  'torch' in sys.modules, 'tensorflow' in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples, depth, imported_torch, imported_tensorflow = json.loads(done.stdout.splitlines()[-1])
+    assert samples == 2 * 2 and depth["runtime"] == "torch"
+    assert imported_torch and not imported_tensorflow
+    depth_files = sorted((tmp_path / "out").glob("bg*/fg_1/depth/*.jpg"))
+    assert len(depth_files) == samples
