@@ -14,6 +14,8 @@ network, the authors' post-processing. Paths:
   precision);
 - torch fp32 / fp32 1 thread / bf16: `--depth_runtime torch` on the CPU
   (channels_last; bf16 is CPU autocast), with the same seeded weights;
+- torch fp32 device resize: `--depth_resize_on_device`, bicubic in torch
+  instead of PIL's Lanczos (its error is mostly the resampling's);
 - OpenVINO fp32 / bf16: the Keras model converted in-process with
   `openvino.convert_model` (measured only when openvino is installed: it is
   not a dependency of fgbg).
@@ -32,6 +34,7 @@ cut-outs pasted by the pipeline's own compositing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -59,6 +62,7 @@ PATHS = (
     "torch-fp32",
     "torch-fp32-1thread",
     "torch-bf16",
+    "torch-fp32-device-resize",
     "openvino-fp32",
     "openvino-bf16",
 )
@@ -78,6 +82,7 @@ def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.nd
             torch.set_num_threads(1)
         precision = "bf16" if path.endswith("bf16") else "fp32"
         config = common.depth_config(size, batch_size, precision, runtime="torch", device="cpu")
+        config = dataclasses.replace(config, resize_on_device=path.endswith("device-resize"))
         handler = DepthModelHandler(config)
         model = handler.load_model()
         return lambda batch: np.stack(handler.run_inference(list(batch), model))

@@ -17,7 +17,8 @@ whatever device the torch runtime sees, written as JSON and a table.
 A configuration names how Beam's local runner runs the graph:
 `in_process` (one worker in the launching process), `processes:N` (N worker
 processes, a model each) or `shared:N` (N worker processes calling one
-model per machine, `--depth_share_model`). Each measurement runs in a
+model per machine, `--depth_share_model`); `/device_resize` after it adds
+`--depth_resize_on_device` (e.g. `shared:16/device_resize`). Each measurement runs in a
 process of its own, so GPU memory and peak RSS are its own. Where
 `nvidia-smi` exists, GPU utilisation and memory are sampled during each.
 
@@ -59,7 +60,7 @@ TINY = {
     "batch_size": 4,
     "images": 8,
     "input_size": "64x64",
-    "stage_configs": "in_process,shared:2",
+    "stage_configs": "in_process,shared:2/device_resize",
     "build_configs": "in_process",
     "backgrounds": 2,
     "foregrounds": 1,
@@ -67,24 +68,40 @@ TINY = {
 }
 
 
+DEVICE_RESIZE = "device_resize"
+
+
 def runner_flags(config: str) -> List[str]:
-    """Beam's local-runner options (and fgbg's model sharing) for a configuration."""
-    kind, _, count = config.partition(":")
+    """Beam's local-runner options and fgbg's depth flags for a configuration."""
+    runner, _, variant = config.partition("/")
+    kind, _, count = runner.partition(":")
+    if variant not in ("", DEVICE_RESIZE):
+        raise ValueError(f"unknown variant {variant!r} in {config!r}: only /{DEVICE_RESIZE}")
+    extra = ["--depth_resize_on_device"] if variant else []
     if kind == "in_process":
-        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+        return ["--direct_running_mode=in_memory", "--direct_num_workers=1", *extra]
     if kind in ("processes", "shared") and count.isdigit():
         flags = ["--direct_running_mode=multi_processing", f"--direct_num_workers={count}"]
-        return flags + (["--depth_share_model"] if kind == "shared" else [])
+        return flags + (["--depth_share_model"] if kind == "shared" else []) + extra
     raise ValueError(f"unknown configuration {config!r}: in_process, processes:N or shared:N")
 
 
-def depth_config(args, share_model: bool = False):
+FGBG_FLAGS = ("--depth_share_model", "--depth_resize_on_device")
+
+
+def depth_config(args, flags: Sequence[str] = ()):
+    """The stage's configuration for these arguments and configuration flags."""
     from pipeline.options import parse_size
 
     config = common.depth_config(
         parse_size(args.input_size), args.batch_size, args.precision, "torch", args.device
     )
-    return dataclasses.replace(config, compile_model=args.compile, share_model=share_model)
+    return dataclasses.replace(
+        config,
+        compile_model=args.compile,
+        share_model="--depth_share_model" in flags,
+        resize_on_device="--depth_resize_on_device" in flags,
+    )
 
 
 def composites(count: int) -> list:
@@ -165,9 +182,8 @@ def measure_stage(args, config_name: str) -> Dict:
     from transforms.depth import DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER, EstimateDepth
 
     flags = runner_flags(config_name)
-    share = "--depth_share_model" in flags
-    beam_flags = ["--runner=FnApiRunner"] + [f for f in flags if f != "--depth_share_model"]
-    config = depth_config(args, share_model=share)
+    beam_flags = ["--runner=FnApiRunner"] + [f for f in flags if f not in FGBG_FLAGS]
+    config = depth_config(args, flags)
     items = composites(args.images)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(beam_flags))
@@ -408,8 +424,13 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=4096, help="images per model/stage run")
     parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument("--stage_configs", default="in_process,shared:8,processes:2")
-    parser.add_argument("--build_configs", default="in_process,shared:16")
+    parser.add_argument(
+        "--stage_configs",
+        default="in_process,in_process/device_resize,shared:8,shared:8/device_resize,processes:2",
+    )
+    parser.add_argument(
+        "--build_configs", default="in_process/device_resize,shared:16/device_resize,shared:16"
+    )
     parser.add_argument("--backgrounds", type=int, default=50)
     parser.add_argument("--foregrounds", type=int, default=10)
     parser.add_argument("--build_flags", default="", help="more flags for every build")

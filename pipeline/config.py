@@ -44,6 +44,7 @@ SAMPLE_SHAPING_OPTIONS = (
 SAMPLE_SHAPING_UNLESS_DEFAULT = {
     "depth_precision": models.FP32,
     "depth_runtime": models.TENSORFLOW,
+    "depth_resize_on_device": False,
 }
 
 
@@ -166,6 +167,7 @@ def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
         runtime=opts.depth_runtime,
         device=opts.depth_device,
         compile_model=opts.depth_compile,
+        resize_on_device=opts.depth_resize_on_device,
         share_model=opts.depth_share_model,
     )
 

@@ -230,6 +230,13 @@ class FgbgOptions(PipelineOptions):
             "per input shape at start-up; faster batches on a GPU).",
         )
         depth.add_argument(
+            "--depth_resize_on_device",
+            action="store_true",
+            help="--depth_runtime torch: resize each composite to the network size on the "
+            "model's device (bicubic) instead of with PIL's Lanczos on the CPU, and send "
+            "it there as uint8 (BENCHMARKS.md measures the difference in the depth maps).",
+        )
+        depth.add_argument(
             "--depth_share_model",
             action="store_true",
             help="Load one depth model per machine and let every worker process call it "
@@ -428,8 +435,11 @@ def _check_depth_options(opts: FgbgOptions) -> None:
 def _check_depth_runtime(opts: FgbgOptions) -> None:
     """The torch runtime's needs, told before a worker starts."""
     if opts.depth_runtime != models.TORCH:
-        if opts.depth_device != models.AUTO or opts.depth_compile:
-            raise UsageError("--depth_device and --depth_compile are for --depth_runtime torch")
+        if opts.depth_device != models.AUTO or opts.depth_compile or opts.depth_resize_on_device:
+            raise UsageError(
+                "--depth_device, --depth_compile and --depth_resize_on_device are for "
+                "--depth_runtime torch"
+            )
         return
     if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED):
         raise UsageError(models.TORCH_KERAS_FILE_MESSAGE)

@@ -44,6 +44,10 @@ def options(*flags: str) -> FgbgOptions:
         (["--depth_input_size=640by480"], "WIDTHxHEIGHT"),
         (["--depth_model=untrained", "--depth_device=cuda"], "are for --depth_runtime torch"),
         (["--depth_model=untrained", "--depth_compile"], "are for --depth_runtime torch"),
+        (
+            ["--depth_model=untrained", "--depth_resize_on_device"],
+            "are for --depth_runtime torch",
+        ),
         (["--depth_model=my.keras", "--depth_runtime=torch"], "needs --depth_runtime tensorflow"),
     ],
 )

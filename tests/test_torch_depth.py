@@ -178,6 +178,30 @@ def test_bf16_autocast_stays_close_to_fp32():
     assert 0 < difference <= 0.05 * np.abs(fp32).max()
 
 
+def test_composites_resized_on_the_device_reach_the_same_network():
+    """--depth_resize_on_device: uint8 composites go to the device as they
+    are; at the network size nothing is resized, so the output is exactly
+    that of the float path."""
+    images = np.stack(random_overlays(2, 64, seed=6))
+    model = torch_runtime.DepthModel(td.build_densedepth(seed=SEED), torch.device("cpu"))
+    np.testing.assert_array_equal(
+        model.predict_composites(images, (64, 64)), model.predict(images.astype(np.float32) / 255)
+    )
+
+
+def test_the_stage_resizing_on_the_device_stays_near_the_lanczos_path():
+    """Bicubic on the device against PIL's Lanczos on the CPU, through the
+    handler at 640x480: the same maps but for resampling detail
+    (BENCHMARKS.md measures the difference on the demo composites)."""
+    composites = list(demo_composites(2))
+    depth = {}
+    for on_device in (False, True):
+        handler = DepthModelHandler(_config(models.TORCH, resize_on_device=on_device))
+        depth[on_device] = np.stack(handler.run_inference(composites, handler.load_model()))
+    assert depth[True].shape == depth[False].shape
+    assert 0 < np.abs(depth[True] - depth[False]).mean() < 0.01 * depth[False].mean()
+
+
 # ---------------------------------------------------------------------------
 # A whole build on the torch runtime, without TensorFlow
 

@@ -83,9 +83,15 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         model,
         inference_args: Optional[Dict[str, Any]] = None,
     ) -> Iterable[np.ndarray]:
-        inputs = np.stack([maps.preprocess(image, self._config.input_size) for image in batch])
+        config = self._config
         try:
-            return list(depth_maps(maps.postprocess(model.predict(inputs)), len(batch)))
+            if config.resize_on_device:
+                raw = model.predict_composites(np.stack(batch), config.input_size)
+            else:
+                raw = model.predict(
+                    np.stack([maps.preprocess(i, config.input_size) for i in batch])
+                )
+            return list(depth_maps(maps.postprocess(raw), len(batch)))
         except ValueError as error:
             source = models.source(self._config.model, self._config.weights)
             raise ValueError(f"depth model {source}: {error}") from error

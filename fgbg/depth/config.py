@@ -33,6 +33,8 @@ class DepthConfig:
     runtime: "tensorflow" or "torch", the module that loads and runs it.
     device: the torch runtime's "auto", "cpu" or "cuda".
     compile_model: the torch runtime wraps the network in `torch.compile`.
+    resize_on_device: the torch runtime resizes uint8 composites to
+        input_size on its device (bicubic) instead of PIL's Lanczos on the CPU.
     share_model: one model per machine, which every worker process calls
         (RunInference's share_model_across_processes), for a GPU that cannot
         hold a model per process.
@@ -52,4 +54,5 @@ class DepthConfig:
     runtime: str = "tensorflow"
     device: str = "auto"
     compile_model: bool = False
+    resize_on_device: bool = False
     share_model: bool = False

@@ -11,10 +11,11 @@ TensorFlow runtime.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fgbg.depth import models
 from fgbg.depth.models import MISSING_WEIGHTS_MESSAGE, ModelLoadError
@@ -82,15 +83,37 @@ class DepthModel:
         self._forward = torch.compile(self.network) if compile_model else self.network
 
     def predict(self, images: np.ndarray) -> np.ndarray:
+        """Raw output for NHWC float32 images already at the network size."""
         batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        batch = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                self.device.type, dtype=torch.bfloat16, enabled=self.precision == models.BF16
-            ),
-        ):
-            raw = self._forward(batch)
+        return self._run(batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2))
+
+    def predict_composites(self, composites: np.ndarray, input_size: Tuple[int, int]) -> np.ndarray:
+        """Raw output for uint8 NHWC composites at any size, resized to
+        `input_size` (W, H) on the device (--depth_resize_on_device).
+
+        Bicubic, not the original's Lanczos, which PyTorch does not have:
+        BENCHMARKS.md ("Depth on CPU") measures what that changes in the
+        depth maps. It moves the resize, PIL's largest cost per image, off
+        the CPU, and a uint8 composite is 1/24 of the bytes of its float32
+        640x480 input, which is what crosses to a GPU, or to a model shared
+        across worker processes.
+        """
+        batch = torch.from_numpy(np.ascontiguousarray(composites, dtype=np.uint8))
+        images = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        width, height = input_size
+        if tuple(images.shape[-2:]) != (height, width):
+            images = F.interpolate(
+                images, size=(height, width), mode="bicubic", align_corners=False
+            )
+        return self._run(images.clamp(0, 255) / 255)
+
+    def _run(self, images: torch.Tensor) -> np.ndarray:
+        images = images.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == models.BF16
+        )
+        with torch.inference_mode(), autocast:
+            raw = self._forward(images)
         return raw.float().permute(0, 2, 3, 1).cpu().numpy()
 
 
