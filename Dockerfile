@@ -1,8 +1,9 @@
 # Dataflow worker container for the GPU variant (run_dataflow.sh --gpu): Beam's
-# Python 3.11 SDK image for the Beam version the package pins, plus CUDA
-# TensorFlow and the fgbg package. NOT built or run in this repository's
-# checks (no container runtime or GPU there); docs/running-on-gcp.md says how
-# to build and push it.
+# Python 3.11 SDK image for the Beam version the package pins, plus the fgbg
+# package with its PyTorch extra (PyPI's Linux torch wheel brings its CUDA
+# libraries), since run_dataflow.sh --gpu runs depth on the torch runtime.
+# NOT built or run in this repository's checks (no container runtime or GPU
+# there); docs/running-on-gcp.md says how to build and push it.
 FROM apache/beam_python3.11_sdk:2.77.0
 
 # Only what `pip install` needs: the build context also holds virtualenvs.
@@ -10,8 +11,4 @@ COPY setup.py /fgbg/
 COPY pipeline /fgbg/pipeline
 COPY transforms /fgbg/transforms
 COPY fgbg /fgbg/fgbg
-RUN pip install --no-cache-dir "tensorflow[and-cuda]==2.21.0" /fgbg
-
-# Dataflow starts one SDK process per vCPU on the one T4; without this the
-# first process to load TensorFlow reserves all of the GPU's memory.
-ENV TF_FORCE_GPU_ALLOW_GROWTH=true
+RUN pip install --no-cache-dir "/fgbg[torch]"

@@ -8,7 +8,12 @@ set -euo pipefail
 # (pipeline/dataflow.py, which says why), unless given after `--`.
 # GPU: one T4 per worker runs the depth model while the worker's vCPUs compose
 # and encode; 4 workers matches a modest T4 quota. The CUDA container is
-# ~10 GB, beyond the 25 GB boot disk's comfort, hence 50 GB.
+# ~10 GB, beyond the 25 GB boot disk's comfort, hence 50 GB. Depth runs on the
+# PyTorch runtime with one model per worker VM, which its eight SDK processes
+# call with uint8 composites (resized on the GPU): eight models would not fit
+# one T4, and eight processes each shipping float32 640x480 batches to a shared
+# model spend their time copying (README, "Depth on a GPU").
+GPU_DEPTH_FLAGS=(--depth_runtime=torch --depth_share_model --depth_resize_on_device)
 GPU_MAX_WORKERS=4
 GPU_DISK_SIZE_GB=50
 GPU_ACCELERATOR="worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
@@ -136,6 +141,7 @@ if $gpu; then
     --sdk_container_image="$image"
     --dataflow_service_options="$GPU_ACCELERATOR"
     --experiments=use_runner_v2
+    "${GPU_DEPTH_FLAGS[@]}"
   )
 fi
 if $dry_run; then

@@ -13,11 +13,12 @@ import argparse
 import importlib.util
 from typing import Callable, Dict, List, Sequence, Tuple
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from fgbg.beam_compat import declared_options, options_parser
 from fgbg.depth import maps, models
 from fgbg.images import JPEG_QUALITY
+from pipeline.dataflow import is_dataflow
 from transforms.placements import parse_scales
 
 
@@ -443,7 +444,9 @@ def _check_depth_runtime(opts: FgbgOptions) -> None:
         return
     if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED):
         raise UsageError(models.TORCH_KERAS_FILE_MESSAGE)
-    if importlib.util.find_spec("torch") is None:
+    runner = opts.view_as(StandardOptions).runner or ""
+    # A Dataflow launcher only builds the graph; its workers' container has PyTorch.
+    if not is_dataflow(runner) and importlib.util.find_spec("torch") is None:
         raise UsageError(
             "--depth_runtime torch needs PyTorch, which is not installed: pip install -e '.[torch]'"
         )

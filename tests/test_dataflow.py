@@ -58,7 +58,10 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     pool = job["environment"]["workerPools"][0]
     assert pool["machineType"] == DEFAULT_MACHINE_TYPE
     assert pool["autoscalingSettings"]["maxNumWorkers"] == 4
-    assert "nvidia-tesla-t4" in json.dumps(job["environment"])
+    environment = json.dumps(job["environment"])
+    assert "nvidia-tesla-t4" in environment
+    for option in ('"depth_runtime": "torch"', '"depth_share_model": true'):
+        assert option in environment, option
     transforms = json.loads(Path(f"{job_file}.pipeline.json").read_text())["components"][
         "transforms"
     ]
