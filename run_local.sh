@@ -26,10 +26,19 @@ the published nyu.h5 there (or set FGBG_DEPTH_WEIGHTS) for real depth maps.
 WARN
   depth=(--depth_model untrained --depth_input_size 320x256)
 fi
+# A GPU, when PyTorch is installed (pip install -e '.[torch]') and sees one:
+# depth on the torch runtime, one model on the GPU that every worker process
+# calls with uint8 composites, resized there (README, "Depth on a GPU").
+gpu=()
+if command -v nvidia-smi >/dev/null &&
+  python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+  echo "GPU found: depth runs on it (--depth_runtime torch)." >&2
+  gpu=(--depth_runtime torch --depth_share_model --depth_resize_on_device)
+fi
 python -m pipeline.build \
   --bg 'demo/inputs/bg/*' --fg 'demo/inputs/fg/*' --fg_mask 'demo/inputs/fg_mask/*' \
   --output demo/output \
   --placements_per_scale 1 \
-  "${depth[@]}" \
+  "${depth[@]}" "${gpu[@]}" \
   --runner FnApiRunner --direct_num_workers 0 --direct_running_mode multi_processing \
   "$@"

@@ -417,11 +417,13 @@ def parse_args(argv) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--tiny", action="store_true", help=f"CI's size: {TINY}")
+    parser.add_argument(
+        "--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}"
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--images", type=int, default=4096, help="images per model/stage run")
+    parser.add_argument("--images", type=int, default=2048, help="images per model/stage run")
     parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument(
@@ -431,7 +433,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument(
         "--build_configs", default="in_process/device_resize,shared:16/device_resize,shared:16"
     )
-    parser.add_argument("--backgrounds", type=int, default=50)
+    parser.add_argument("--backgrounds", type=int, default=25)
     parser.add_argument("--foregrounds", type=int, default=10)
     parser.add_argument("--build_flags", default="", help="more flags for every build")
     parser.add_argument("--name", default="depth_gpu")
@@ -439,10 +441,9 @@ def parse_args(argv) -> argparse.Namespace:
         "--results", type=Path, default=common.RESULTS, help="folder for the results"
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    if parser.parse_args(argv).tiny:  # TINY's sizes become the defaults; options still win
+        parser.set_defaults(**TINY)
     args = parser.parse_args(argv)
-    if args.tiny:
-        for key, value in TINY.items():
-            setattr(args, key, value)
     args.forwarded = [
         f"--device={args.device}",
         f"--precision={args.precision}",
@@ -459,17 +460,24 @@ def main(argv=None) -> int:
     if args.child:
         child(args)
         return 0
-    results = [run_child(args, "model"), run_child(args, "baseline")]
-    results += [run_child(args, f"stage={c}") for c in args.stage_configs.split(",") if c]
-    with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
-        globs = common.make_inputs(Path(folder) / "inputs", args.backgrounds, args.foregrounds)
-        results += [
-            run_build(args, c, globs, Path(folder)) for c in args.build_configs.split(",") if c
-        ]
     env = environment(args)
     argv_used = sys.argv if argv is None else [__file__, *argv]
-    data = {"environment": env, "results": results}
-    common.save(args.name, report(results, env, argv_used), data, args.results)
+    results: List[Dict] = []
+
+    def record(result: Dict) -> None:
+        """Keep every figure so far on disk: a run cut short still reports."""
+        results.append(result)
+        data = {"environment": env, "results": results}
+        common.save(args.name, report(results, env, argv_used), data, args.results)
+
+    record(run_child(args, "model"))
+    record(run_child(args, "baseline"))
+    for config in filter(None, args.stage_configs.split(",")):
+        record(run_child(args, f"stage={config}"))
+    with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
+        globs = common.make_inputs(Path(folder) / "inputs", args.backgrounds, args.foregrounds)
+        for config in filter(None, args.build_configs.split(",")):
+            record(run_build(args, config, globs, Path(folder)))
     return 1 if any("failed" in r for r in results) else 0
 
 

@@ -451,7 +451,7 @@ def save(name: str, markdown: str, data: object, folder: Path = RESULTS) -> None
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.md").write_text(markdown + "\n")
     (folder / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    print(markdown)
+    print(markdown, flush=True)
     print(f"\n[bench] wrote {folder / (name + '.md')} and .json", file=sys.stderr)
 
 
