@@ -85,6 +85,19 @@ def test_the_untrained_model_is_tensorflows_for_the_same_seed():
     np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_the_low_resolution_decoder_computes_the_same_function():
+    """The default forward pass (torch_densedepth.LowResolutionDecoder)
+    against the network as written, at a size where every up block has a
+    border and an interior."""
+    images = torch.from_numpy(np.stack(random_overlays(2, 96, seed=8)).astype(np.float32) / 255)
+    network = td.build_densedepth(seed=SEED)
+    with torch.inference_mode():
+        written = network(images.permute(0, 3, 1, 2))
+        low = td.LowResolutionDecoder(network)(images.permute(0, 3, 1, 2))
+    assert low.shape == written.shape == (2, 1, 48, 48)
+    np.testing.assert_allclose(low.numpy(), written.numpy(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def depth_by_runtime(published_h5):
     """Post-processed depth of the demo composites at 640x480, fp32, from

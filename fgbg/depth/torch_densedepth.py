@@ -12,7 +12,7 @@ torchvision does not import beside the CPU build of torch used here.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import h5py
 import numpy as np
@@ -98,6 +98,19 @@ class DenseDepth(nn.Module):
         return F.relu(self._layer(name, x))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features, skips = self.encode(images)
+        x = self._layer("conv2", features)
+        for block in UP_BLOCKS:
+            # The weights were trained with TF1's aligned-corner bilinear resize.
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+            x = torch.cat([x, skips[block.skip]], dim=1)
+            x = self._layer(f"{block.name}_convA", x)
+            x = self.finish_up_block(block.name, x)
+        return self.output(x)
+
+    def encode(self, images: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """DenseNet-169's features (after its last BatchNorm and ReLU) and the
+        skips the decoder concatenates, by Keras layer name."""
         skips: Dict[str, torch.Tensor] = {}
         # Keras pads explicitly with zeros, then convolves and pools unpadded.
         x = self._layer("conv1/conv", F.pad(images, (3, 3, 3, 3)))
@@ -112,13 +125,14 @@ class DenseDepth(nn.Module):
             if stage < _last_stage():
                 x = self._layer(f"pool{stage}_conv", self._bn_relu(f"pool{stage}_bn", x))
                 x = skips[f"pool{stage}_pool"] = F.avg_pool2d(x, 2, stride=2)
-        x = self._layer("conv2", self._bn_relu("bn", x))
-        for block in UP_BLOCKS:
-            # The weights were trained with TF1's aligned-corner bilinear resize.
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-            x = torch.cat([x, skips[block.skip]], dim=1)
-            x = self._layer(f"{block.name}_convB", self._layer(f"{block.name}_convA", x))
-            x = F.leaky_relu(x, LEAKY_RELU_SLOPE)
+        return self._bn_relu("bn", x), skips
+
+    def finish_up_block(self, name: str, conv_a_output: torch.Tensor) -> torch.Tensor:
+        """An up block after its convA: convB, then the block's one LeakyReLU."""
+        x = self._layer(f"{name}_convB", conv_a_output)
+        return F.leaky_relu(x, LEAKY_RELU_SLOPE)
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
         return self._layer("conv3", x)
 
     def layout(self) -> Layout:
@@ -193,3 +207,97 @@ def load_published_weights(path: str) -> DenseDepth:
         matched = match_weights(weights_group(h5, path), network.layout(), path)
         network.set_keras_weights([[dataset[()] for dataset in layer] for layer in matched])
     return network
+
+
+class LowResolutionDecoder(nn.Module):
+    """The same function as a `DenseDepth`, up to fp32 rounding, with the
+    costliest part of its decoder done at a quarter of the pixels.
+
+    Each up block computes convA(cat(U x, skip)), with U the aligned-corner
+    bilinear x2 upsample. convA is linear, so it splits by input channel
+    into convA_x(U x) + convA_skip(skip) + bias; and convA_x(U x) is the sum
+    over its nine taps t of shift_t(W_t U x) = shift_t(U(W_t x)), since U
+    acts on each channel alone and W_t (the tap's channel mix) on each pixel
+    alone. So the x half becomes one 1x1 convolution to 9 x Cout channels at
+    low resolution, their upsample, and nine shifted adds (the shift's zero
+    fill is convA's zero padding). conv2 (1x1, no activation before up1)
+    folds into up1's mixes. At 640x480 the decoder drops from ~108 to ~62
+    GMAC per image (BENCHMARKS.md measures the time); the upsampled taps
+    cost memory: 9 x 104 channels at 320x240 (~290 MB per image in fp32) in
+    the last block.
+
+    It shares the encoder and convB/conv3 with `network`; the new weights are
+    combined in float64 and stored as float32.
+    """
+
+    def __init__(self, network: DenseDepth):
+        super().__init__()
+        self.network = network
+        self.tap_mix = nn.ModuleDict()
+        self.skip_conv = nn.ModuleDict()
+        layers = network.layers
+        pre = layers["conv2"]
+        x_channels = DECODER_FILTERS
+        for block in UP_BLOCKS:
+            conv_a = layers[_module_key(f"{block.name}_convA")]
+            self.tap_mix[block.name] = _tap_mix(conv_a, x_channels, pre)
+            self.skip_conv[block.name] = _skip_half(conv_a, x_channels)
+            pre, x_channels = None, block.filters
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x, skips = self.network.encode(images)
+        for block in UP_BLOCKS:
+            taps = self.tap_mix[block.name](x)
+            taps = F.interpolate(taps, scale_factor=2, mode="bilinear", align_corners=True)
+            conv_a_output = _add_shifted_taps(self.skip_conv[block.name](skips[block.skip]), taps)
+            x = self.network.finish_up_block(block.name, conv_a_output)
+        return self.network.output(x)
+
+
+def _tap_mix(conv_a: nn.Conv2d, x_channels: int, pre: nn.Conv2d | None) -> nn.Conv2d:
+    """The 1x1 convolution whose output channel t x Cout + o is tap t (3 ky +
+    kx) of convA's x half for output o; `pre`, a 1x1 convolution with a bias
+    and no activation after it, folded in front."""
+    weight = conv_a.weight.double()[:, :x_channels]  # (Cout, Cin_x, 3, 3)
+    c_out = weight.shape[0]
+    # Tap-major, so each tap's Cout channels are contiguous in channels_last.
+    taps = weight.permute(2, 3, 0, 1).reshape(9 * c_out, x_channels)
+    bias = torch.zeros(9 * c_out, dtype=torch.float64)
+    if pre is not None:
+        bias = taps @ pre.bias.double()
+        taps = taps @ pre.weight.double()[:, :, 0, 0]
+    mix = nn.Conv2d(taps.shape[1], taps.shape[0], 1)
+    with torch.no_grad():
+        mix.weight.copy_(taps[:, :, None, None].float())
+        mix.bias.copy_(bias.float())
+    return mix
+
+
+def _skip_half(conv_a: nn.Conv2d, x_channels: int) -> nn.Conv2d:
+    """convA restricted to the skip's input channels, with convA's bias."""
+    skip = nn.Conv2d(conv_a.in_channels - x_channels, conv_a.out_channels, 3, padding=1)
+    with torch.no_grad():
+        skip.weight.copy_(conv_a.weight[:, x_channels:])
+        skip.bias.copy_(conv_a.bias)
+    return skip
+
+
+def _add_shifted_taps(y: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """y[..., i, j] += sum over taps t = (ky, kx) of taps_t[..., i + ky - 1,
+    j + kx - 1], zero outside the image, in place: each tap adds into the
+    part of y whose source lies inside the image, with no padded copy (the
+    fastest of the ways tried: padding once and slicing, a strided sum, a
+    grouped one-hot convolution)."""
+    channels, height, width = y.shape[1:]
+    for ky in range(3):
+        dy = ky - 1
+        top, bottom = max(0, -dy), height - max(0, dy)
+        for kx in range(3):
+            dx = kx - 1
+            left, right = max(0, -dx), width - max(0, dx)
+            tap = taps[:, (3 * ky + kx) * channels : (3 * ky + kx + 1) * channels]
+            y[:, :, top:bottom, left:right] += tap[
+                :, :, top + dy : bottom + dy, left + dx : right + dx
+            ]
+    return y
