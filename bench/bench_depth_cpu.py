@@ -6,14 +6,19 @@ weights (the real architecture, `--depth_model untrained`), and does the
 pipeline's whole batch step: Lanczos resize to the network size, the
 network, the authors' post-processing. Paths:
 
-- tensorflow fp32: today's (transforms/depth.py's handler, default threads);
-- tensorflow fp32, 1 thread: the same with one intra-op thread, as one worker
-  process per core would run;
-- tensorflow fp32 + XLA: the same graph compiled with `jit_compile=True`;
-- tensorflow bf16: `--depth_precision bf16` (oneDNN's automatic mixed
-  precision);
-- torch fp32 / fp32 1 thread / bf16: `--depth_runtime torch` on the CPU
-  (channels_last; bf16 is CPU autocast), with the same seeded weights;
+- tf fp32 written: the depth stage before this issue, the baseline
+  (transforms/depth.py's handler with the Keras model as written, default
+  threads);
+- tf fp32: today's default, the handler with `LowResolutionDecoder` (the
+  same function with convA's upsampled half at low resolution);
+- tf fp32 written, 1 thread: one intra-op thread, as one worker process per
+  core would run;
+- tf fp32 written + XLA: the same graph compiled with `jit_compile=True`;
+- tf bf16 (written, and with the low-resolution decoder):
+  `--depth_precision bf16` (oneDNN's automatic mixed precision);
+- torch fp32 written / fp32 / fp32 1 thread / bf16: `--depth_runtime torch`
+  on the CPU (channels_last; bf16 is CPU autocast), with the same seeded
+  weights;
 - torch fp32 device resize: `--depth_resize_on_device`, bicubic in torch
   instead of PIL's Lanczos (its error is mostly the resampling's);
 - OpenVINO fp32 / bf16: the Keras model converted in-process with
@@ -55,10 +60,13 @@ from bench import common  # noqa: E402
 DEFAULTS = common.build_defaults()
 DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
 PATHS = (
+    "tf-fp32-written",
     "tf-fp32",
-    "tf-fp32-1thread",
-    "tf-fp32-xla",
+    "tf-fp32-written-1thread",
+    "tf-fp32-written-xla",
+    "tf-bf16-written",
     "tf-bf16",
+    "torch-fp32-written",
     "torch-fp32",
     "torch-fp32-1thread",
     "torch-bf16",
@@ -66,45 +74,38 @@ PATHS = (
     "openvino-fp32",
     "openvino-bf16",
 )
-BASELINE = "tf-fp32"
+BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decoder
 
 
 def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The path's whole batch step: uint8 composites -> post-processed depth."""
+    """The path's whole batch step: uint8 composites -> post-processed depth.
+
+    A path is runtime-precision-variants: "written" runs the network as
+    written instead of the runtime's low-resolution decoder; "1thread",
+    "xla" and "device-resize" are described in the module docstring.
+    """
     from fgbg.depth import maps
 
-    if path.startswith("torch-"):
-        import torch
-
+    runtime, precision, *rest = path.split("-", 2)
+    variants = rest[0] if rest else ""  # e.g. "written-1thread": tested with `in`
+    if runtime in ("tf", "torch"):
         from transforms.depth import DepthModelHandler
 
-        if path.endswith("1thread"):
-            torch.set_num_threads(1)
-        precision = "bf16" if path.endswith("bf16") else "fp32"
-        config = common.depth_config(size, batch_size, precision, runtime="torch", device="cpu")
-        config = dataclasses.replace(config, resize_on_device=path.endswith("device-resize"))
+        config = common.depth_config(
+            size, batch_size, precision, "torch" if runtime == "torch" else "tensorflow", "auto"
+        )
+        if runtime == "torch":
+            config = dataclasses.replace(
+                config, device="cpu", resize_on_device="device-resize" in variants
+            )
+        set_threads(runtime, 1 if "1thread" in variants else None)
         handler = DepthModelHandler(config)
         model = handler.load_model()
+        if "written" in variants or "xla" in variants:
+            model = as_written(runtime, model, precision, xla="xla" in variants)
         return lambda batch: np.stack(handler.run_inference(list(batch), model))
 
-    if path.startswith("tf-"):
-        import tensorflow as tf
-
-        from transforms.depth import DepthModelHandler
-
-        if path == "tf-fp32-1thread":
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        precision = "bf16" if path == "tf-bf16" else "fp32"
-        handler = DepthModelHandler(common.depth_config(size, batch_size, precision))
-        model = handler.load_model()
-        if path == "tf-fp32-xla":
-            model._forward = tf.function(
-                lambda images: model.model(images, training=False), jit_compile=True
-            )
-        return lambda batch: np.stack(handler.run_inference(list(batch), model))
-
-    if not path.startswith("openvino-"):
+    if runtime != "openvino":
         raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
     import openvino
 
@@ -112,10 +113,8 @@ def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.nd
 
     keras_model = load_keras_model("untrained", None, DEFAULTS.seed)
     converted = openvino.convert_model(keras_model, input=[(batch_size, size[1], size[0], 3)])
-    precision = "bf16" if path.endswith("bf16") else "f32"
-    compiled = openvino.Core().compile_model(
-        converted, "CPU", {"INFERENCE_PRECISION_HINT": precision}
-    )
+    hint = "bf16" if precision == "bf16" else "f32"
+    compiled = openvino.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": hint})
     request = compiled.create_infer_request()
 
     def step(batch: np.ndarray) -> np.ndarray:
@@ -124,6 +123,44 @@ def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.nd
         return maps.postprocess(np.asarray(raw))[..., 0]
 
     return step
+
+
+def set_threads(runtime: str, threads) -> None:
+    """One intra-op thread per process, as one worker process per core runs."""
+    if threads is None:
+        return
+    if runtime == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def as_written(runtime: str, model, precision: str, xla: bool = False):
+    """The runtime's model running the network as written (optionally
+    XLA-compiled, TensorFlow only), not the low-resolution decoder."""
+    if runtime == "torch":
+        from fgbg.depth import torch_runtime
+
+        network = model.network.network  # LowResolutionDecoder -> DenseDepth
+        return torch_runtime.DepthModel(
+            network, model.device, precision, low_resolution_decoder=False
+        )
+    import tensorflow as tf
+
+    from fgbg.depth import tensorflow_runtime
+
+    written = tensorflow_runtime.DepthModel(model.model, low_resolution_decoder=False)
+    if xla:
+        keras = model.model
+        written._forward = tf.function(
+            lambda images: keras(images, training=False), jit_compile=True
+        )
+    return written
 
 
 def cpu_s() -> float:

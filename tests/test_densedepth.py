@@ -140,6 +140,13 @@ def test_output_is_half_resolution_and_finite(probe_output):
     assert probe_output.std() > 0
 
 
+def test_the_low_resolution_decoder_computes_the_same_function(seeded_model, probe, probe_output):
+    """What the runtime runs for DenseDepth (kd.LowResolutionDecoder)
+    against the Keras model as written."""
+    low = kd.LowResolutionDecoder(seeded_model)(probe).numpy()
+    np.testing.assert_allclose(low, probe_output, rtol=1e-4, atol=1e-5)
+
+
 def test_untrained_model_is_reproducible_from_its_seed(seeded_model, probe, probe_output):
     rebuilt = tensorflow_runtime.load_keras_model("untrained", None, SEED)
     np.testing.assert_array_equal(

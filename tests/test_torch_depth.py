@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 from bench.common import demo_composites  # noqa: E402
 from fgbg.depth import keras_densedepth as kd  # noqa: E402
-from fgbg.depth import maps, models, torch_runtime  # noqa: E402
+from fgbg.depth import maps, models, tensorflow_runtime, torch_runtime  # noqa: E402
 from fgbg.depth import torch_densedepth as td  # noqa: E402
 from fgbg.depth.config import DepthConfig  # noqa: E402
 from pipeline.options import FgbgOptions  # noqa: E402
@@ -98,35 +98,44 @@ def test_the_low_resolution_decoder_computes_the_same_function():
     np.testing.assert_allclose(low.numpy(), written.numpy(), rtol=1e-4, atol=1e-5)
 
 
+AS_WRITTEN = "tensorflow, the network as written"
+
+
 @pytest.fixture(scope="module")
 def depth_by_runtime(published_h5):
     """Post-processed depth of the demo composites at 640x480, fp32, from
-    each runtime's handler loading the same published-layout file."""
+    each runtime's handler (what a build runs) loading the same
+    published-layout file, and from the Keras model itself, as written."""
     composites = list(demo_composites(COMPOSITES))
     depth = {}
     for runtime in models.RUNTIMES:
         handler = DepthModelHandler(_config(runtime, model="densedepth", weights=published_h5))
         depth[runtime] = np.stack(handler.run_inference(composites, handler.load_model()))
+    keras = tensorflow_runtime.load_keras_model("densedepth", published_h5, SEED)
+    inputs = maps.preprocess(np.stack(composites), NETWORK_SIZE)
+    depth[AS_WRITTEN] = maps.postprocess(keras.predict_on_batch(inputs))[..., 0]
     return depth
 
 
-def test_both_runtimes_make_the_same_depth_at_640x480(depth_by_runtime):
-    tensorflow, torch_depth = depth_by_runtime[models.TENSORFLOW], depth_by_runtime[models.TORCH]
-    assert tensorflow.shape == (COMPOSITES, NETWORK_SIZE[1] // 2, NETWORK_SIZE[0] // 2)
-    unclipped = (tensorflow > maps.MIN_DEPTH / maps.MAX_DEPTH) & (tensorflow < 1)
+@pytest.mark.parametrize("runtime", models.RUNTIMES)
+def test_each_runtime_makes_the_published_networks_depth_at_640x480(depth_by_runtime, runtime):
+    reference = depth_by_runtime[AS_WRITTEN]
+    assert reference.shape == (COMPOSITES, NETWORK_SIZE[1] // 2, NETWORK_SIZE[0] // 2)
+    unclipped = (reference > maps.MIN_DEPTH / maps.MAX_DEPTH) & (reference < 1)
     assert unclipped.mean() > 0.9, "the fixture's depth should not be clipped flat"
-    np.testing.assert_allclose(torch_depth, tensorflow, rtol=1e-3)
+    np.testing.assert_allclose(depth_by_runtime[runtime], reference, rtol=1e-3)
 
 
-def test_both_runtimes_store_the_same_min_max_maps(depth_by_runtime):
-    out_size = _config(models.TORCH).out_size
+@pytest.mark.parametrize("runtime", models.RUNTIMES)
+def test_each_runtime_stores_the_published_networks_min_max_maps(depth_by_runtime, runtime):
+    out_size = _config(runtime).out_size
     levels = np.concatenate(
         [
             np.abs(
                 np.asarray(maps.minmax_grey(a, out_size), np.int16)
                 - np.asarray(maps.minmax_grey(b, out_size), np.int16)
             ).ravel()
-            for a, b in zip(depth_by_runtime[models.TORCH], depth_by_runtime[models.TENSORFLOW])
+            for a, b in zip(depth_by_runtime[runtime], depth_by_runtime[AS_WRITTEN])
         ]
     )
     assert np.mean(levels <= 1) >= 0.999

@@ -22,6 +22,7 @@ from fgbg.depth.weight_layout import (
     match_weights,
     seeded_weights,
     short_weight_name,
+    tap_mix,
     weights_group,
 )
 
@@ -46,11 +47,7 @@ class BilinearUpSampling2D(tf_keras.layers.Layer):
         self.input_spec = tf_keras.layers.InputSpec(ndim=4)
 
     def call(self, inputs):
-        shape = tf.shape(inputs)
-        new_size = tf.stack([shape[1] * self.size[0], shape[2] * self.size[1]])
-        return tf.raw_ops.ResizeBilinear(
-            images=inputs, size=new_size, align_corners=True, half_pixel_centers=False
-        )
+        return upsample_aligned(inputs, self.size)
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = tf.TensorShape(input_shape).as_list()
@@ -69,6 +66,15 @@ class BilinearUpSampling2D(tf_keras.layers.Layer):
             "size": self.size,
             "data_format": self.data_format,
         }
+
+
+def upsample_aligned(images: tf.Tensor, size: Tuple[int, int]) -> tf.Tensor:
+    """NHWC images scaled by `size` (rows, columns), bilinear, aligned corners."""
+    shape = tf.shape(images)
+    new_size = tf.stack([shape[1] * size[0], shape[2] * size[1]])
+    return tf.raw_ops.ResizeBilinear(
+        images=images, size=new_size, align_corners=True, half_pixel_centers=False
+    )
 
 
 def _pair(size) -> Tuple[int, int]:
@@ -168,3 +174,65 @@ def weight_plan(
     (`weight_layout.match_weights`)."""
     datasets = [d for layer in match_weights(group, keras_layout(model), path) for d in layer]
     return list(zip(_layer_variables(model), datasets))
+
+
+class LowResolutionDecoder(tf.Module):
+    """DenseDepth's forward pass with the x half of each up block's convA at
+    low resolution: the same function up to fp32 rounding, ~40% fewer
+    multiply-adds at 640x480. The algebra is in
+    `torch_densedepth.LowResolutionDecoder`'s docstring; the weights come
+    from `weight_layout.tap_mix`, shared with the torch runtime.
+
+    Only for the DenseDepth architecture built here (the published weights
+    or untrained); a user's model file runs as written.
+    """
+
+    def __init__(self, model: tf_keras.Model):
+        super().__init__()
+        skips = [model.get_layer(block.skip).output for block in UP_BLOCKS]
+        self.encoder = tf_keras.Model(model.input, [model.get_layer("relu").output, *skips])
+        conv2 = model.get_layer("conv2").get_weights()
+        pre = {"pre_kernel": conv2[0], "pre_bias": conv2[1]}
+        x_channels = DECODER_FILTERS
+        self.blocks = []
+        for block in UP_BLOCKS:
+            kernel_a, bias_a = model.get_layer(f"{block.name}_convA").get_weights()
+            mix_kernel, mix_bias = tap_mix(kernel_a, x_channels, **pre)
+            self.blocks.append(
+                (
+                    tf.constant(mix_kernel[None, None]),
+                    tf.constant(mix_bias),
+                    tf.constant(kernel_a[:, :, x_channels:]),
+                    tf.constant(bias_a),
+                    model.get_layer(f"{block.name}_convB"),
+                    model.get_layer(f"{block.name}_leakyrelu"),
+                )
+            )
+            pre, x_channels = {}, block.filters
+        self.conv3 = model.get_layer("conv3")
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        x, *skips = self.encoder(images, training=False)
+        for (mix_kernel, mix_bias, skip_kernel, bias, conv_b, activation), skip in zip(
+            self.blocks, skips
+        ):
+            taps = upsample_aligned(tf.nn.conv2d(x, mix_kernel, 1, "VALID") + mix_bias, (2, 2))
+            conv_a_output = tf.nn.conv2d(skip, skip_kernel, 1, "SAME") + bias
+            x = activation(conv_b(conv_a_output + _shifted_tap_sum(taps)))
+        return self.conv3(x)
+
+
+def _shifted_tap_sum(taps: tf.Tensor) -> tf.Tensor:
+    """sum over taps t = (ky, kx) of taps_t shifted by (ky - 1, kx - 1),
+    zero outside the image (convA's zero padding); taps_t is channels
+    [t C, (t + 1) C) of NHWC `taps`."""
+    channels = taps.shape[-1] // 9
+    height, width = tf.shape(taps)[1], tf.shape(taps)[2]
+    padded = tf.pad(taps, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    return tf.add_n(
+        [
+            padded[:, ky : ky + height, kx : kx + width, (3 * ky + kx) * channels :][..., :channels]
+            for ky in range(3)
+            for kx in range(3)
+        ]
+    )

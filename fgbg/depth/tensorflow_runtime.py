@@ -15,7 +15,11 @@ import tensorflow as tf
 import tf_keras
 
 from fgbg.depth import models
-from fgbg.depth.keras_densedepth import build_densedepth, load_published_weights
+from fgbg.depth.keras_densedepth import (
+    LowResolutionDecoder,
+    build_densedepth,
+    load_published_weights,
+)
 from fgbg.depth.models import MISSING_WEIGHTS_MESSAGE, ModelLoadError
 from fgbg.depth.safe_loading import load_keras_model_safely
 from fgbg.storage import local_copy
@@ -63,6 +67,11 @@ def check_weights_are_finite(model: tf_keras.Model, source: str) -> None:
 class DepthModel:
     """A loaded depth model and its traced forward pass.
 
+    For the DenseDepth architecture built here (`low_resolution_decoder`:
+    the published weights or untrained), the pass is
+    `keras_densedepth.LowResolutionDecoder`, the same function with part of
+    the decoder at low resolution; a user's model file runs as written.
+
     A tf.function traced once per input shape: static shapes let TensorFlow
     specialise the graph (in a quick check on this CPU a single fully
     dynamic trace was up to about 10% slower), and the shapes seen are few
@@ -70,9 +79,12 @@ class DepthModel:
     Safe to call from the threads that share the model in a worker process.
     """
 
-    def __init__(self, model: tf_keras.Model):
+    def __init__(self, model: tf_keras.Model, low_resolution_decoder: bool = False):
         self.model = model
-        self._forward = tf.function(lambda images: model(images, training=False))
+        if low_resolution_decoder:
+            self._forward = tf.function(LowResolutionDecoder(model))
+        else:
+            self._forward = tf.function(lambda images: model(images, training=False))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self._forward(images).numpy()
@@ -93,4 +105,5 @@ def load_depth_model(
     """
     if precision == models.BF16:
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-    return DepthModel(load_keras_model(model, weights, seed))
+    densedepth = model in (models.PUBLISHED, models.UNTRAINED)
+    return DepthModel(load_keras_model(model, weights, seed), low_resolution_decoder=densedepth)

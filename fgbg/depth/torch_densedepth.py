@@ -12,7 +12,7 @@ torchvision does not import beside the CPU build of torch used here.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import h5py
 import numpy as np
@@ -35,6 +35,7 @@ from fgbg.depth.weight_layout import (
     conv_weights,
     match_weights,
     seeded_weights,
+    tap_mix,
     weights_group,
 )
 
@@ -233,14 +234,14 @@ class LowResolutionDecoder(nn.Module):
     def __init__(self, network: DenseDepth):
         super().__init__()
         self.network = network
-        self.tap_mix = nn.ModuleDict()
+        self.mixes = nn.ModuleDict()
         self.skip_conv = nn.ModuleDict()
         layers = network.layers
         pre = layers["conv2"]
         x_channels = DECODER_FILTERS
         for block in UP_BLOCKS:
             conv_a = layers[_module_key(f"{block.name}_convA")]
-            self.tap_mix[block.name] = _tap_mix(conv_a, x_channels, pre)
+            self.mixes[block.name] = _tap_mix(conv_a, x_channels, pre)
             self.skip_conv[block.name] = _skip_half(conv_a, x_channels)
             pre, x_channels = None, block.filters
         self.eval()
@@ -248,30 +249,29 @@ class LowResolutionDecoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x, skips = self.network.encode(images)
         for block in UP_BLOCKS:
-            taps = self.tap_mix[block.name](x)
+            taps = self.mixes[block.name](x)
             taps = F.interpolate(taps, scale_factor=2, mode="bilinear", align_corners=True)
             conv_a_output = _add_shifted_taps(self.skip_conv[block.name](skips[block.skip]), taps)
             x = self.network.finish_up_block(block.name, conv_a_output)
         return self.network.output(x)
 
 
-def _tap_mix(conv_a: nn.Conv2d, x_channels: int, pre: nn.Conv2d | None) -> nn.Conv2d:
-    """The 1x1 convolution whose output channel t x Cout + o is tap t (3 ky +
-    kx) of convA's x half for output o; `pre`, a 1x1 convolution with a bias
-    and no activation after it, folded in front."""
-    weight = conv_a.weight.double()[:, :x_channels]  # (Cout, Cin_x, 3, 3)
-    c_out = weight.shape[0]
-    # Tap-major, so each tap's Cout channels are contiguous in channels_last.
-    taps = weight.permute(2, 3, 0, 1).reshape(9 * c_out, x_channels)
-    bias = torch.zeros(9 * c_out, dtype=torch.float64)
+def _tap_mix(conv_a: nn.Conv2d, x_channels: int, pre: Optional[nn.Conv2d]) -> nn.Conv2d:
+    """`weight_layout.tap_mix` as a 1x1 convolution."""
+    folded = {}
     if pre is not None:
-        bias = taps @ pre.bias.double()
-        taps = taps @ pre.weight.double()[:, :, 0, 0]
-    mix = nn.Conv2d(taps.shape[1], taps.shape[0], 1)
+        folded = {"pre_kernel": _keras_kernel(pre), "pre_bias": pre.bias.detach().cpu().numpy()}
+    kernel, bias = tap_mix(_keras_kernel(conv_a), x_channels, **folded)
+    mix = nn.Conv2d(kernel.shape[0], kernel.shape[1], 1)
     with torch.no_grad():
-        mix.weight.copy_(taps[:, :, None, None].float())
-        mix.bias.copy_(bias.float())
+        mix.weight.copy_(torch.from_numpy(kernel.T[:, :, None, None].copy()))
+        mix.bias.copy_(torch.from_numpy(bias))
     return mix
+
+
+def _keras_kernel(conv: nn.Conv2d) -> np.ndarray:
+    """(out, in, kh, kw) -> Keras's (kh, kw, in, out)."""
+    return conv.weight.detach().cpu().permute(2, 3, 1, 0).numpy()
 
 
 def _skip_half(conv_a: nn.Conv2d, x_channels: int) -> nn.Conv2d:
