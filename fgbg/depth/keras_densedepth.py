@@ -198,10 +198,11 @@ class LowResolutionDecoder(tf.Module):
         for block in UP_BLOCKS:
             kernel_a, bias_a = model.get_layer(f"{block.name}_convA").get_weights()
             mix_kernel, mix_bias = tap_mix(kernel_a, x_channels, **pre)
+            taps = range(0, 9 * block.filters, block.filters)
             self.blocks.append(
                 (
-                    tf.constant(mix_kernel[None, None]),
-                    tf.constant(mix_bias),
+                    [tf.constant(mix_kernel[None, None, :, i : i + block.filters]) for i in taps],
+                    [tf.constant(mix_bias[i : i + block.filters]) for i in taps],
                     tf.constant(kernel_a[:, :, x_channels:]),
                     tf.constant(bias_a),
                     model.get_layer(f"{block.name}_convB"),
@@ -213,26 +214,25 @@ class LowResolutionDecoder(tf.Module):
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         x, *skips = self.encoder(images, training=False)
-        for (mix_kernel, mix_bias, skip_kernel, bias, conv_b, activation), skip in zip(
+        for (mix_kernels, mix_biases, skip_kernel, bias, conv_b, activation), skip in zip(
             self.blocks, skips
         ):
-            taps = upsample_aligned(tf.nn.conv2d(x, mix_kernel, 1, "VALID") + mix_bias, (2, 2))
             conv_a_output = tf.nn.conv2d(skip, skip_kernel, 1, "SAME") + bias
-            x = activation(conv_b(conv_a_output + _shifted_tap_sum(taps)))
+            # One tap at a time, each after the previous one's add: all nine
+            # at once hold 9 x Cout full-resolution channels and their
+            # shifted copies (measured: ~2.8 GB more peak memory per process
+            # at 640x480, batch 4), for the same arithmetic and no faster.
+            for tap, (mix_kernel, mix_bias) in enumerate(zip(mix_kernels, mix_biases)):
+                with tf.control_dependencies([conv_a_output]):
+                    mixed = tf.nn.conv2d(x, mix_kernel, 1, "VALID") + mix_bias
+                conv_a_output += _shifted(upsample_aligned(mixed, (2, 2)), *divmod(tap, 3))
+            x = activation(conv_b(conv_a_output))
         return self.conv3(x)
 
 
-def _shifted_tap_sum(taps: tf.Tensor) -> tf.Tensor:
-    """sum over taps t = (ky, kx) of taps_t shifted by (ky - 1, kx - 1),
-    zero outside the image (convA's zero padding); taps_t is channels
-    [t C, (t + 1) C) of NHWC `taps`."""
-    channels = taps.shape[-1] // 9
-    height, width = tf.shape(taps)[1], tf.shape(taps)[2]
-    padded = tf.pad(taps, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return tf.add_n(
-        [
-            padded[:, ky : ky + height, kx : kx + width, (3 * ky + kx) * channels :][..., :channels]
-            for ky in range(3)
-            for kx in range(3)
-        ]
-    )
+def _shifted(image: tf.Tensor, ky: int, kx: int) -> tf.Tensor:
+    """NHWC `image` moved so that output (i, j) holds input (i + ky - 1,
+    j + kx - 1), zero outside the image (convA's zero padding)."""
+    height, width = tf.shape(image)[1], tf.shape(image)[2]
+    padded = tf.pad(image, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    return padded[:, ky : ky + height, kx : kx + width, :]
