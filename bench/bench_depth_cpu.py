@@ -260,7 +260,7 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
     headers = [
         "path",
         "CPU s per image",
-        "vs tf-fp32",
+        f"vs {BASELINE}",
         "images/s (wall)",
         "peak RSS MB",
         "error vs fp32, m (max / mean)",

@@ -3,6 +3,9 @@ whatever device the torch runtime sees, written as JSON and a table.
 
 - model: the torch runtime's network alone (`DepthModel.predict` on inputs
   already resized to the network size), at --precision and --batch_size;
+  model=written: the same with the network as written instead of the
+  low-resolution decoder (which wins on CPUs; whether it does on a GPU is
+  what this tells);
 - baseline: what the original did, in the same run: a plain fp32 loop over
   batches of 60 (PIL Lanczos resize on the CPU, the network in fp32 with no
   autocast and no channels_last, the authors' post-processing, a min-max
@@ -124,13 +127,18 @@ def composites(count: int) -> list:
 # --- measurements, each in a child process -------------------------------------------
 
 
-def measure_model(args) -> Dict:
-    """The network alone, on inputs already at the network size."""
+def measure_model(args, written: bool = False) -> Dict:
+    """The network alone, on inputs already at the network size: the
+    runtime's low-resolution decoder, or (`written`) the network as written."""
     from fgbg.depth import maps, torch_runtime
 
     config = depth_config(args)
-    model = torch_runtime.load_depth_model(
-        "untrained", None, config.seed, config.precision, config.device, config.compile_model
+    model = torch_runtime.DepthModel(
+        torch_runtime.load_network("untrained", None, config.seed),
+        torch_runtime.resolve_device(config.device),
+        config.precision,
+        config.compile_model,
+        low_resolution_decoder=not written,
     )
     batch = np.stack(
         [maps.preprocess(c.overlay, config.input_size) for c in composites(args.batch_size)]
@@ -222,8 +230,8 @@ def _device_memory(device) -> Dict:
 def child(args) -> None:
     """Run one measurement and print it as the last line of stdout."""
     cpu = _own_cpu_s()
-    if args.child == "model":
-        measured = measure_model(args)
+    if args.child in ("model", "model=written"):
+        measured = measure_model(args, written=args.child == "model=written")
     elif args.child == "baseline":
         measured = measure_baseline(args)
     else:
@@ -471,6 +479,7 @@ def main(argv=None) -> int:
         common.save(args.name, report(results, env, argv_used), data, args.results)
 
     record(run_child(args, "model"))
+    record(run_child(args, "model=written"))
     record(run_child(args, "baseline"))
     for config in filter(None, args.stage_configs.split(",")):
         record(run_child(args, f"stage={config}"))

@@ -29,11 +29,12 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
         "baseline",
         "build=in_process",
         "model",
+        "model=written",
         "stage=in_process",
         "stage=shared:2/device_resize",
     ]
     assert not [name for name, r in results.items() if "failed" in r]
-    for name in ("model", "baseline", "stage=in_process", "stage=shared:2/device_resize"):
+    for name in ("model", "model=written", "baseline", "stage=in_process"):
         assert results[name]["images"] >= 8 and results[name]["wall_s"] > 0
     assert results["build=in_process"]["samples"] == 4
     assert results["stage=in_process"]["batches"] == 2

@@ -1,13 +1,18 @@
 """DenseDepth (Alhashim and Wonka, 2018) apart from Beam.
 
-- models: the model names, their messages and ModelLoadError (no TensorFlow);
+- models: the model names, runtimes, devices, their messages and
+  ModelLoadError (no TensorFlow, no PyTorch);
 - maps: network input sizes, pre/post-processing and the depth-map codecs
   (numpy and Pillow only);
-- keras_densedepth: the architecture in tf_keras and the published weights'
-  loader;
+- weight_layout: the architecture's numbers, the HDF5 weight-file layout
+  and its checks, seeded weights and the low-resolution decoder's tap
+  weights, shared by both runtimes (numpy and h5py only);
+- keras_densedepth: the architecture in tf_keras, the published weights'
+  loader and its low-resolution decoder;
+- torch_densedepth: the same in PyTorch;
 - safe_loading: the allow-list that model files pass before Keras
   deserialises them;
-- tensorflow_runtime: a loaded model and its forward pass, for the depth
-  stage (transforms/depth.py). A second runtime is one more module with the
-  same two names, `load_depth_model` and `DepthModel.predict`.
+- tensorflow_runtime, torch_runtime: a loaded model and its forward pass,
+  for the depth stage (transforms/depth.py), with the same two names,
+  `load_depth_model` and `DepthModel.predict`.
 """

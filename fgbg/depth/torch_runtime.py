@@ -90,6 +90,11 @@ class DepthModel:
     ):
         self.device = device
         self.precision = precision
+        if device.type == models.CUDA:
+            # Convolution shapes repeat batch after batch: let cuDNN time its
+            # algorithms once per shape and keep the fastest (process-wide;
+            # a worker process holds one depth model).
+            torch.backends.cudnn.benchmark = True
         module = LowResolutionDecoder(network) if low_resolution_decoder else network
         self.network = module.eval().to(device=device, memory_format=torch.channels_last)
         self._forward = torch.compile(self.network) if compile_model else self.network
@@ -140,8 +145,4 @@ def load_depth_model(
     """The runtime's entry point: the named model on `device`, ready to
     predict in `precision`."""
     target = resolve_device(device)
-    if target.type == models.CUDA:
-        # Convolution shapes repeat batch after batch: let cuDNN time its
-        # algorithms once per shape and keep the fastest.
-        torch.backends.cudnn.benchmark = True
     return DepthModel(load_network(model, weights, seed), target, precision, compile_model)
