@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 # other seeds the output clips to a constant almost everywhere.
 SEED = 0
 NETWORK_SIZE = (640, 480)
-COMPOSITES = 4
+COMPOSITES = 2
 
 
 def _config(runtime: str, **overrides) -> DepthConfig:
