@@ -113,19 +113,26 @@ def test_a_lease_left_by_a_dead_local_build_of_this_host_is_taken_without_force(
         assert read_lease(output)["pid"] == os.getpid()
 
 
+# A racer connects (a first read) before saying it is ready, so a slow
+# credential lookup cannot make it late; and it stays alive until every racer
+# has answered, so a late racer never finds the winner's lease left by a
+# process that has exited (which a local build may take over: a dead owner).
 RACER = """
 import sys
 from apache_beam.options.pipeline_options import PipelineOptions
 from fgbg.lease import Lease, LeaseHeldError, lease_store
-lease = Lease(lease_store(sys.argv[1], PipelineOptions([])), 60.0, True)
+store = lease_store(sys.argv[1], PipelineOptions([]))
+store.read()
+lease = Lease(store, 60.0, True)
 print("ready", flush=True)
 sys.stdin.readline()
 try:
     lease.acquire()
 except LeaseHeldError:
-    print("refused")
+    print("refused", flush=True)
 else:
-    print("took")
+    print("took", flush=True)
+sys.stdin.readline()
 """
 
 
@@ -147,7 +154,9 @@ def test_racing_builds_one_takes_the_lease_the_others_are_refused(output):
     for racer in racers:
         racer.stdin.write("go\n")
         racer.stdin.flush()
-    answers = sorted(racer.communicate(timeout=120)[0].strip() for racer in racers)
+    answers = sorted(racer.stdout.readline().strip() for racer in racers)
+    for racer in racers:
+        racer.communicate("done\n", timeout=120)
     assert answers == ["refused"] * (RACERS - 1) + ["took"]
 
 
