@@ -219,13 +219,11 @@ class LowResolutionDecoder(nn.Module):
     into convA_x(U x) + convA_skip(skip) + bias; and convA_x(U x) is the sum
     over its nine taps t of shift_t(W_t U x) = shift_t(U(W_t x)), since U
     acts on each channel alone and W_t (the tap's channel mix) on each pixel
-    alone. So the x half becomes one 1x1 convolution to 9 x Cout channels at
-    low resolution, their upsample, and nine shifted adds (the shift's zero
+    alone. So the x half becomes nine 1x1 convolutions (one per tap) at low
+    resolution, each upsampled and added with its shift (the shift's zero
     fill is convA's zero padding). conv2 (1x1, no activation before up1)
     folds into up1's mixes. At 640x480 the decoder drops from ~108 to ~62
-    GMAC per image (BENCHMARKS.md measures the time); the upsampled taps
-    cost memory: 9 x 104 channels at 320x240 (~290 MB per image in fp32) in
-    the last block.
+    GMAC per image (BENCHMARKS.md measures the time and memory).
 
     It shares the encoder and convB/conv3 with `network`; the new weights are
     combined in float64 and stored as float32.
