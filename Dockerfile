@@ -12,3 +12,7 @@ COPY pipeline /fgbg/pipeline
 COPY transforms /fgbg/transforms
 COPY fgbg /fgbg/fgbg
 RUN pip install --no-cache-dir "/fgbg[torch]"
+
+# TensorFlow is installed too (TFT runs it); should it find CUDA libraries,
+# this keeps the first process that loads it from reserving the GPU's memory.
+ENV TF_FORCE_GPU_ALLOW_GROWTH=true

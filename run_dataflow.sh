@@ -8,12 +8,13 @@ set -euo pipefail
 # (pipeline/dataflow.py, which says why), unless given after `--`.
 # GPU: one T4 per worker runs the depth model while the worker's vCPUs compose
 # and encode; 4 workers matches a modest T4 quota. The CUDA container is
-# ~10 GB, beyond the 25 GB boot disk's comfort, hence 50 GB. Depth runs on the
-# PyTorch runtime with one model per worker VM, which its eight SDK processes
-# call with uint8 composites (resized on the GPU): eight models would not fit
-# one T4, and eight processes each shipping float32 640x480 batches to a shared
-# model spend their time copying (README, "Depth on a GPU").
-GPU_DEPTH_FLAGS=(--depth_runtime=torch --depth_share_model --depth_resize_on_device)
+# several GB, beyond the 25 GB boot disk's comfort, hence 50 GB. Depth runs on
+# the PyTorch runtime with one model per worker VM, which its eight SDK
+# processes call with uint8 composites (resized on the GPU), since eight models
+# would not fit one T4; on cuda, so a worker that sees no GPU fails instead of
+# running depth on its CPU. Not measured yet (README, "Depth on a GPU").
+GPU_DEPTH_FLAGS=(--depth_runtime=torch --depth_device=cuda --depth_share_model
+  --depth_resize_on_device)
 GPU_MAX_WORKERS=4
 GPU_DISK_SIZE_GB=50
 GPU_ACCELERATOR="worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"

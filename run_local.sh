@@ -29,8 +29,10 @@ fi
 # A GPU, when PyTorch is installed (pip install -e '.[torch]') and sees one:
 # depth on the torch runtime, one model on the GPU that every worker process
 # calls with uint8 composites, resized there (README, "Depth on a GPU").
+# FGBG_GPU=0, or a --depth_runtime argument, keeps the GPU out of it.
 gpu=()
-if command -v nvidia-smi >/dev/null &&
+if [ "${FGBG_GPU:-auto}" != 0 ] && [[ " $* " != *" --depth_runtime"* ]] &&
+  command -v nvidia-smi >/dev/null &&
   python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
   echo "GPU found: depth runs on it (--depth_runtime torch)." >&2
   gpu=(--depth_runtime torch --depth_share_model --depth_resize_on_device)
@@ -39,6 +41,6 @@ python -m pipeline.build \
   --bg 'demo/inputs/bg/*' --fg 'demo/inputs/fg/*' --fg_mask 'demo/inputs/fg_mask/*' \
   --output demo/output \
   --placements_per_scale 1 \
-  "${depth[@]}" "${gpu[@]}" \
+  "${depth[@]}" ${gpu[@]+"${gpu[@]}"} \
   --runner FnApiRunner --direct_num_workers 0 --direct_running_mode multi_processing \
   "$@"

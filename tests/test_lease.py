@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -136,6 +137,13 @@ sys.stdin.readline()
 """
 
 
+def line_from(process: subprocess.Popen, timeout_s: float = 120.0) -> str:
+    """The process's next line of output, or fail after `timeout_s`."""
+    readable, _, _ = select.select([process.stdout], [], [], timeout_s)
+    assert readable, f"no answer from racer {process.pid} in {timeout_s} s"
+    return process.stdout.readline().strip()
+
+
 def test_racing_builds_one_takes_the_lease_the_others_are_refused(output):
     """Processes that all try at the same instant (each made ready first,
     then all released at once): exactly one wins, whichever comes first."""
@@ -150,11 +158,11 @@ def test_racing_builds_one_takes_the_lease_the_others_are_refused(output):
         for _ in range(RACERS)
     ]
     for racer in racers:
-        assert racer.stdout.readline().strip() == "ready"
+        assert line_from(racer) == "ready"
     for racer in racers:
         racer.stdin.write("go\n")
         racer.stdin.flush()
-    answers = sorted(racer.stdout.readline().strip() for racer in racers)
+    answers = sorted(line_from(racer) for racer in racers)
     for racer in racers:
         racer.communicate("done\n", timeout=120)
     assert answers == ["refused"] * (RACERS - 1) + ["took"]

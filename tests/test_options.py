@@ -116,6 +116,27 @@ def test_depth_runtime_reaches_the_stage_the_manifest_and_the_pair_key():
     assert config.fingerprint != build_config(tensorflow, RUN).fingerprint
 
 
+def test_gpu_depth_choices_reach_the_stage_and_beam():
+    """--depth_share_model reaches Beam (RunInference's
+    share_model_across_processes); --depth_resize_on_device changes the maps,
+    so it is part of the pair key."""
+    from transforms.depth import DepthModelHandler
+
+    plain = options("--depth_model=untrained", "--depth_runtime=torch")
+    gpu = options(
+        "--depth_model=untrained",
+        "--depth_runtime=torch",
+        "--depth_share_model",
+        "--depth_resize_on_device",
+    )
+    check_options(gpu)
+    config = build_config(gpu, RUN)
+    assert config.depth.share_model and config.depth.resize_on_device
+    assert DepthModelHandler(config.depth).share_model_across_processes()
+    assert not DepthModelHandler(build_config(plain, RUN).depth).share_model_across_processes()
+    assert config.fingerprint != build_config(plain, RUN).fingerprint
+
+
 def test_the_torch_runtime_needs_pytorch_installed(monkeypatch):
     import importlib.util
 

@@ -6,7 +6,8 @@ so the depth comes back attached to its sample with no GroupByKey: the stage
 streams, batch by batch, and never holds more than a batch of samples.
 
 The model is loaded once per worker process (RunInference's shared model,
-loaded in the DoFn's setup) and called on batches sized by BatchElements.
+loaded in the DoFn's setup), or once per machine with --depth_share_model,
+and called on batches sized by BatchElements.
 Failures are loud: a batch that raises, or a model that returns non-finite or
 misshapen output, fails the bundle (Beam retries it, then fails the job). No
 dead-letter output: a sample without depth would break the dataset's

@@ -178,7 +178,7 @@ def weight_plan(
 
 class LowResolutionDecoder(tf.Module):
     """DenseDepth's forward pass with the x half of each up block's convA at
-    low resolution: the same function up to fp32 rounding, ~40% fewer
+    low resolution: the same function up to fp32 rounding, ~45% fewer
     multiply-adds at 640x480. The algebra is in
     `torch_densedepth.LowResolutionDecoder`'s docstring; the weights come
     from `weight_layout.tap_mix`, shared with the torch runtime.

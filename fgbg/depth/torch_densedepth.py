@@ -222,7 +222,7 @@ class LowResolutionDecoder(nn.Module):
     alone. So the x half becomes nine 1x1 convolutions (one per tap) at low
     resolution, each upsampled and added with its shift (the shift's zero
     fill is convA's zero padding). conv2 (1x1, no activation before up1)
-    folds into up1's mixes. At 640x480 the decoder drops from ~108 to ~62
+    folds into up1's mixes. At 640x480 the decoder drops from ~102 to ~56
     GMAC per image (BENCHMARKS.md measures the time and memory).
 
     It shares the encoder and convB/conv3 with `network`; the new weights are

@@ -11,6 +11,8 @@ TensorFlow runtime.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Optional, Tuple
 
 import numpy as np
@@ -68,7 +70,7 @@ class DepthModel:
     forward pass in the chosen precision.
 
     The decoder runs at low resolution where that is exact
-    (`LowResolutionDecoder`: the same function up to fp32 rounding, ~40%
+    (`LowResolutionDecoder`: the same function up to fp32 rounding, ~45%
     fewer multiply-adds); `low_resolution_decoder=False` runs the network as
     written, for comparisons.
 
@@ -77,7 +79,8 @@ class DepthModel:
     convolutions for that layout. bf16 runs under autocast (convolutions and
     matrix products in bfloat16, the rest in fp32). `torch.compile` is
     optional: it pays a compile per input shape for faster batches on a GPU.
-    Safe to call from the threads that share the model in a worker process.
+    Safe to call from the threads that share the model in a worker process
+    (with `torch.compile`, one call at a time).
     """
 
     def __init__(
@@ -91,13 +94,21 @@ class DepthModel:
         self.device = device
         self.precision = precision
         if device.type == models.CUDA:
+            # Process-wide settings (a worker process holds one depth model).
             # Convolution shapes repeat batch after batch: let cuDNN time its
-            # algorithms once per shape and keep the fastest (process-wide;
-            # a worker process holds one depth model).
+            # algorithms once per shape and keep the fastest. fp32 means
+            # fp32: cuDNN would otherwise run convolutions in TF32 (a 10-bit
+            # mantissa, like bf16's 8 bits the accuracy bar rules out).
             torch.backends.cudnn.benchmark = True
+            fp32 = precision == models.FP32
+            torch.backends.cudnn.allow_tf32 = not fp32
+            torch.backends.cuda.matmul.allow_tf32 = not fp32
         module = LowResolutionDecoder(network) if low_resolution_decoder else network
         self.network = module.eval().to(device=device, memory_format=torch.channels_last)
         self._forward = torch.compile(self.network) if compile_model else self.network
+        # A shared model is called from several threads; torch.compile's
+        # tracing is not documented as thread-safe, so compiled calls take turns.
+        self._lock = threading.Lock() if compile_model else contextlib.nullcontext()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Raw output for NHWC float32 images already at the network size."""
@@ -129,7 +140,7 @@ class DepthModel:
         autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == models.BF16
         )
-        with torch.inference_mode(), autocast:
+        with self._lock, torch.inference_mode(), autocast:
             raw = self._forward(images)
         return raw.float().permute(0, 2, 3, 1).cpu().numpy()
 
