@@ -37,7 +37,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import build_defaults  # noqa: E402
+from bench.common import as_composites, build_defaults  # noqa: E402
 from pipeline.options import parse_size  # noqa: E402
 
 DEFAULTS = build_defaults()
@@ -111,23 +111,13 @@ def run_pipeline(
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from fgbg.depth.config import DepthConfig
-    from fgbg.types import Composite, Placement
     from transforms.depth import (
         DEPTH_METRICS_NAMESPACE,
         ENCODED_COUNTER,
         EstimateDepth,
     )
 
-    composites = [
-        Composite(
-            placement=Placement("bg", "fg", n, False, 1.0, 0, 0, 1, 1),
-            split="train",
-            overlay=image,
-            overlay_encoded=b"",
-            mask_encoded=b"",
-        )
-        for n, image in enumerate(overlays, start=1)
-    ]
+    composites = as_composites(overlays)
     config = DepthConfig(
         model="densedepth" if args.weights else "untrained",
         weights=args.weights,

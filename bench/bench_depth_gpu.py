@@ -109,19 +109,8 @@ def depth_config(args, flags: Sequence[str] = ()):
 
 def composites(count: int) -> list:
     """`count` composites of the demo inputs, each its own sample."""
-    from fgbg.types import Composite, Placement
-
     overlays = common.demo_composites(min(count, DISTINCT_COMPOSITES))
-    return [
-        Composite(
-            placement=Placement("bg", "fg", number, False, 1.0, 0, 0, 1, 1),
-            split="train",
-            overlay=overlays[number % len(overlays)],
-            overlay_encoded=b"",
-            mask_encoded=b"",
-        )
-        for number in range(count)
-    ]
+    return common.as_composites([overlays[number % len(overlays)] for number in range(count)])
 
 
 # --- measurements, each in a child process -------------------------------------------

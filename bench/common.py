@@ -481,3 +481,20 @@ def demo_composites(count: int) -> np.ndarray:
         made = list(compose_pair(background, image, foreground, placements, encoding, ""))
         overlays.append(made[index % len(made)].overlay)
     return np.stack(overlays)
+
+
+def as_composites(overlays: Sequence[np.ndarray]) -> list:
+    """Each overlay as a Composite of its own sample (placement numbers from
+    0), for benchmarks that feed the depth stage directly."""
+    from fgbg.types import Composite, Placement
+
+    return [
+        Composite(
+            placement=Placement("bg", "fg", number, False, 1.0, 0, 0, 1, 1),
+            split="train",
+            overlay=overlay,
+            overlay_encoded=b"",
+            mask_encoded=b"",
+        )
+        for number, overlay in enumerate(overlays)
+    ]

@@ -55,6 +55,20 @@ def source(model: str, weights: Optional[str]) -> Optional[str]:
     return weights if model == PUBLISHED else model
 
 
+def model_file(model: str, weights: Optional[str]) -> Optional[str]:
+    """The file --depth_model's model is read from, or None for the
+    untrained model (built from the seed); refuses `none`, and the published
+    model without --depth_weights. Both runtimes start their loading here."""
+    if model == NONE:
+        raise ModelLoadError("--depth_model none has no model: skip the depth stage")
+    if model == UNTRAINED:
+        return None
+    found = source(model, weights)
+    if not found:
+        raise ModelLoadError(MISSING_WEIGHTS_MESSAGE)
+    return found
+
+
 class ModelLoadError(ValueError):
     """A model or weight file that cannot be used, with the reason."""
 

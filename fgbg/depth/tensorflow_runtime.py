@@ -20,7 +20,7 @@ from fgbg.depth.keras_densedepth import (
     build_densedepth,
     load_published_weights,
 )
-from fgbg.depth.models import MISSING_WEIGHTS_MESSAGE, ModelLoadError
+from fgbg.depth.models import ModelLoadError
 from fgbg.depth.safe_loading import load_keras_model_safely
 from fgbg.storage import local_copy
 
@@ -40,13 +40,9 @@ def load_keras_model(model: str, weights: Optional[str], seed: int) -> tf_keras.
       channel out whose values `maps.postprocess` turns into depth
       (clip(1000 / y, 10, 1000) / 1000), at any resolution.
     """
-    if model == models.NONE:
-        raise ModelLoadError("--depth_model none has no model: skip the depth stage")
-    if model == models.UNTRAINED:
+    source = models.model_file(model, weights)
+    if source is None:
         return build_densedepth(seed)
-    source = models.source(model, weights)
-    if not source:
-        raise ModelLoadError(MISSING_WEIGHTS_MESSAGE)
     with models.reading_model_file(source), local_copy(source) as path:
         if model == models.PUBLISHED:
             loaded = load_published_weights(path)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fgbg.depth import models
-from fgbg.depth.models import MISSING_WEIGHTS_MESSAGE, ModelLoadError
+from fgbg.depth.models import ModelLoadError
 from fgbg.depth.torch_densedepth import (
     DenseDepth,
     LowResolutionDecoder,
@@ -33,17 +33,14 @@ from fgbg.storage import local_copy
 def load_network(model: str, weights: Optional[str], seed: int) -> DenseDepth:
     """The network --depth_model / --depth_weights name, on the CPU, or fail
     with ModelLoadError naming the file and the reason."""
-    if model == models.NONE:
-        raise ModelLoadError("--depth_model none has no model: skip the depth stage")
-    if model == models.UNTRAINED:
+    source = models.model_file(model, weights)
+    if source is None:
         return build_densedepth(seed)
     if model != models.PUBLISHED:
         raise ModelLoadError(models.TORCH_KERAS_FILE_MESSAGE)
-    if not weights:
-        raise ModelLoadError(MISSING_WEIGHTS_MESSAGE)
-    with models.reading_model_file(weights), local_copy(weights) as path:
+    with models.reading_model_file(source), local_copy(source) as path:
         network = load_published_weights(path)
-    check_weights_are_finite(network, weights)
+    check_weights_are_finite(network, source)
     return network
 
 
