@@ -58,7 +58,6 @@ sys.path.insert(0, str(ROOT))
 from bench import common  # noqa: E402
 
 DEFAULTS = common.build_defaults()
-DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
 PATHS = (
     "tf-fp32-written",
     "tf-fp32",
@@ -214,28 +213,6 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def errors(depth: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
-    """Error of `depth` against `reference` (both post-processed, units of 10 m)."""
-    from fgbg.depth import maps
-
-    metres = np.abs(depth - reference) * maps.METRES_PER_DEPTH_UNIT
-    levels = np.concatenate(
-        [
-            np.abs(
-                np.asarray(maps.minmax_grey(one, DATASET_SIZE), np.int16)
-                - np.asarray(maps.minmax_grey(ref, DATASET_SIZE), np.int16)
-            ).ravel()
-            for one, ref in zip(depth, reference)
-        ]
-    )
-    return {
-        "max_m": float(metres.max()),
-        "mean_m": float(metres.mean()),
-        "within_1_level": float(np.mean(levels <= 1)),
-        "max_levels": int(levels.max()),
-    }
-
-
 def report(results: List[Dict], argv: List[str], load: float) -> str:
     baseline = next(r for r in results if r["path"] == BASELINE)
     rows = []
@@ -311,7 +288,7 @@ def main(argv=None) -> int:
         reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
         for result in results:
             if "depth_file" in result:
-                result["error"] = errors(np.load(result.pop("depth_file")), reference)
+                result["error"] = common.depth_errors(np.load(result.pop("depth_file")), reference)
                 result["size"] = args.size
     argv_used = sys.argv if argv is None else [__file__, *argv]
     common.save(args.name, report(results, argv_used, load), results)

@@ -1,29 +1,35 @@
 """Depth at GPU speed (issue 13): every figure from one invocation, on
-whatever device the torch runtime sees, written as JSON and a table.
+whatever device the torch runtime sees, written as JSON and a table after
+each measurement, so a run cut short still reports what it measured.
 
+--measurements lists them in the order they run (most telling first):
 - model: the torch runtime's network alone (`DepthModel.predict` on inputs
   already resized to the network size), at --precision and --batch_size;
-  model=written: the same with the network as written instead of the
-  low-resolution decoder (which wins on CPUs; whether it does on a GPU is
-  what this tells);
+  variants: model=written (the network as written instead of the
+  low-resolution decoder, which wins on CPUs; whether it does on a GPU is
+  what this tells), model=compiled (`torch.compile`, its compile time
+  reported apart), model=batch:N (another batch size);
 - baseline: what the original did, in the same run: a plain fp32 loop over
   batches of 60 (PIL Lanczos resize on the CPU, the network in fp32 with no
   autocast and no channels_last, the authors' post-processing, a min-max
   JPEG per map);
-- stage: the depth stage inside a Beam pipeline (`Create` of composites ->
-  `EstimateDepth`), once per --stage_configs entry, images/s over the run
-  less the model load;
-- build: the whole build (`python -m pipeline.build`: compose, depth, every
-  write) with `--depth_runtime torch`, once per --build_configs entry,
-  samples/s over its wall time, with its CPU time and per-stage timings.
+- precision_error: --precision against fp32 on the demo composites, in
+  metres and in stored min-max grey levels;
+- stage=CONFIG: the depth stage inside a Beam pipeline (`Create` of
+  composites -> `EstimateDepth`), images/s over the run less the model load;
+- build=CONFIG: the whole build (`python -m pipeline.build`: compose, depth,
+  every write) with `--depth_runtime torch`, samples/s over its wall time,
+  with its CPU time and per-stage timings.
 
-A configuration names how Beam's local runner runs the graph:
-`in_process` (one worker in the launching process), `processes:N` (N worker
-processes, a model each) or `shared:N` (N worker processes calling one
-model per machine, `--depth_share_model`); `/device_resize` after it adds
-`--depth_resize_on_device` (e.g. `shared:16/device_resize`). Each measurement runs in a
-process of its own, so GPU memory and peak RSS are its own. Where
-`nvidia-smi` exists, GPU utilisation and memory are sampled during each.
+A CONFIG names how Beam's local runner runs the graph: `in_process` (one
+worker in the launching process), `processes:N` (N worker processes, a
+model each) or `shared:N` (N worker processes calling one model per
+machine, `--depth_share_model`); `/device_resize` after it adds
+`--depth_resize_on_device` (e.g. `shared:16/device_resize`). Each
+measurement runs in a process of its own, so GPU memory and peak RSS are its
+own. Where `nvidia-smi` exists, GPU utilisation and memory are sampled
+during each. If the first measurement fails, the run stops there: the
+others need the same network.
 
     python bench/bench_depth_gpu.py --name depth_gpu            # the GPU machine
     python bench/bench_depth_gpu.py --tiny --name depth_gpu_tiny  # any CPU (CI)
@@ -59,12 +65,12 @@ DISTINCT_COMPOSITES = 32  # composed once, then repeated under new sample number
 # --tiny: a run any CPU finishes in about a minute, so CI keeps this script working.
 TINY = {
     "device": "cpu",
-    "precision": "fp32",
+    "precision": "bf16",
     "batch_size": 4,
     "images": 8,
     "input_size": "64x64",
-    "stage_configs": "in_process,shared:2/device_resize",
-    "build_configs": "in_process",
+    "measurements": "model,stage=in_process,build=in_process,baseline,precision_error,"
+    "model=written,model=batch:2,stage=shared:2/device_resize",
     "backgrounds": 2,
     "foregrounds": 1,
     "build_flags": "--scales=1.0 --placements_per_scale=1",
@@ -72,6 +78,22 @@ TINY = {
 
 
 DEVICE_RESIZE = "device_resize"
+# The GPU machine's default order: what decides the targets first, so that a
+# run cut short by the machine's time limit still has them.
+MEASUREMENTS = (
+    "model",
+    "stage=in_process/device_resize",
+    "build=shared:16/device_resize",
+    "baseline",
+    "precision_error",
+    "model=written",
+    "stage=shared:8/device_resize",
+    "build=in_process/device_resize",
+    "stage=in_process",
+    "model=batch:128",
+    "build=shared:16",
+    "model=compiled",
+)
 
 
 def runner_flags(config: str) -> List[str]:
@@ -116,31 +138,68 @@ def composites(count: int) -> list:
 # --- measurements, each in a child process -------------------------------------------
 
 
-def measure_model(args, written: bool = False) -> Dict:
+def measure_model(args, variant: str = "") -> Dict:
     """The network alone, on inputs already at the network size: the
-    runtime's low-resolution decoder, or (`written`) the network as written."""
+    runtime's low-resolution decoder, or a variant (see the module's doc)."""
     from fgbg.depth import maps, torch_runtime
 
     config = depth_config(args)
+    batch_size = int(variant.split(":", 1)[1]) if variant.startswith("batch:") else args.batch_size
     model = torch_runtime.DepthModel(
         torch_runtime.load_network("untrained", None, config.seed),
         torch_runtime.resolve_device(config.device),
         config.precision,
-        config.compile_model,
-        low_resolution_decoder=not written,
+        compile_model=config.compile_model or variant == "compiled",
+        low_resolution_decoder=variant != "written",
     )
     batch = np.stack(
-        [maps.preprocess(c.overlay, config.input_size) for c in composites(args.batch_size)]
+        [maps.preprocess(c.overlay, config.input_size) for c in composites(batch_size)]
     )
+    started = time.perf_counter()
     for _ in range(2):  # cuDNN's algorithm search, torch.compile's first call
         model.predict(batch)
-    batches = max(1, args.images // args.batch_size)
+    warm_up = time.perf_counter() - started
+    batches = max(1, args.images // batch_size)
     cpu, started = _own_cpu_s(), time.perf_counter()
     for _ in range(batches):
         model.predict(batch)
     wall, cpu = time.perf_counter() - started, _own_cpu_s() - cpu
-    images = batches * args.batch_size
-    return {"images": images, "wall_s": wall, "cpu_s": cpu, **_device_memory(model.device)}
+    return {
+        "images": batches * batch_size,
+        "batch_size": batch_size,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "warm_up_s": warm_up,
+        **_device_memory(model.device),
+    }
+
+
+def measure_precision_error(args) -> Dict:
+    """--precision's depth against fp32's on the distinct demo composites,
+    both through the runtime's default path."""
+    from fgbg.depth import maps, torch_runtime
+
+    config = depth_config(args)
+    network = torch_runtime.load_network("untrained", None, config.seed)
+    device = torch_runtime.resolve_device(config.device)
+    overlays = [c.overlay for c in composites(DISTINCT_COMPOSITES)]
+    batch = np.stack([maps.preprocess(o, config.input_size) for o in overlays])
+
+    def depth(precision: str) -> np.ndarray:
+        model = torch_runtime.DepthModel(network, device, precision, compile_model=False)
+        raw = np.concatenate(
+            [
+                model.predict(batch[i : i + args.batch_size])
+                for i in range(0, len(batch), args.batch_size)
+            ]
+        )
+        return maps.postprocess(raw)[..., 0]
+
+    return {
+        "images": len(overlays),
+        "precision": config.precision,
+        **common.depth_errors(depth(config.precision), depth("fp32")),
+    }
 
 
 def measure_baseline(args) -> Dict:
@@ -220,12 +279,15 @@ def _device_memory(device) -> Dict:
 def child(args) -> None:
     """Run one measurement and print it as the last line of stdout."""
     cpu = _own_cpu_s()
-    if args.child in ("model", "model=written"):
-        measured = measure_model(args, written=args.child == "model=written")
-    elif args.child == "baseline":
+    kind, _, variant = args.child.partition("=")
+    if kind == "model":
+        measured = measure_model(args, variant)
+    elif kind == "baseline":
         measured = measure_baseline(args)
+    elif kind == "precision_error":
+        measured = measure_precision_error(args)
     else:
-        measured = measure_stage(args, args.child.split("=", 1)[1])
+        measured = measure_stage(args, variant)
     # The model and the baseline time their loop; a stage's run includes
     # its start-up, as a build's does.
     measured.setdefault("cpu_s", _own_cpu_s() - cpu)
@@ -287,13 +349,26 @@ class GpuSampler:
 
 
 def run_child(args, measurement: str) -> Dict:
+    """One measurement in a child process (killed with its Beam workers
+    past --timeout_s)."""
     command = [sys.executable, __file__, "--child", measurement, *args.forwarded]
-    print(f"[bench] {measurement}", file=sys.stderr, flush=True)
-    with GpuSampler() as gpu:
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        return {"measurement": measurement, "failed": done.stderr.strip()[-2000:]}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        with GpuSampler() as gpu:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=err, text=True, cwd=ROOT, start_new_session=True
+            )
+            try:
+                code = common.wait_or_kill_group(process, args.timeout_s)
+            except RuntimeError as error:
+                code, timed_out = -1, str(error)
+            else:
+                timed_out = ""
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if code or not lines:
+        return {"measurement": measurement, "failed": (stderr.strip()[-2000:] + "\n" + timed_out)}
     measured = json.loads(lines[-1][len("RESULT ") :])
     return {"measurement": measurement, **measured, **gpu.summary()}
 
@@ -313,11 +388,13 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
         *args.build_flags.split(),
     ]
     measurement = f"build={config_name}"
-    print(f"[bench] {measurement}", file=sys.stderr, flush=True)
     try:
         with GpuSampler() as gpu:
             measured = common.run_pipeline(
-                globs, folder / config_name.replace(":", "_"), extra=extra
+                globs,
+                folder / config_name.replace(":", "_").replace("/", "_"),
+                extra=extra,
+                timeout_s=args.timeout_s,
             )
     except RuntimeError as error:
         return {"measurement": measurement, "failed": str(error)[-2000:]}
@@ -335,11 +412,14 @@ def report(results: List[Dict], environment: Dict, argv: Sequence[str]) -> str:
     baseline = next((r for r in results if r["measurement"] == "baseline"), {})
     reference = rate(baseline, "images") if baseline else None
     rows = []
+    errors = [r for r in results if r["measurement"] == "precision_error" and "failed" not in r]
     for result in results:
+        if result in errors:
+            continue
         count_key = "samples" if result["measurement"].startswith("build=") else "images"
         per_s = rate(result, count_key)
         if per_s is None:
-            rows.append([result["measurement"], "failed", "-", "-", "-", "-", "-"])
+            rows.append([result["measurement"], "failed", "-", "-", "-", "-", "-", "-"])
             continue
         count = result[count_key]
         rows.append(
@@ -350,6 +430,7 @@ def report(results: List[Dict], environment: Dict, argv: Sequence[str]) -> str:
                 f"{result['cpu_s'] / count:.3f}",
                 f"{result['peak_rss_mb']:.0f}",
                 _gpu_cell(result),
+                _start_cell(result),
                 f"{count}",
             ]
         )
@@ -360,6 +441,7 @@ def report(results: List[Dict], environment: Dict, argv: Sequence[str]) -> str:
         "CPU s per item",
         "peak RSS MB (measuring process)",
         "GPU",
+        "start (s)",
         "items",
     ]
     failures = "".join(
@@ -375,8 +457,28 @@ def report(results: List[Dict], environment: Dict, argv: Sequence[str]) -> str:
         + (", torch.compile" if environment["compile"] else "")
         + ". Seeded untrained weights (the real architecture).\n\n"
         + common.table(headers, rows)
+        + "".join(_error_line(r) for r in errors)
         + failures
     )
+
+
+def _error_line(result: Dict) -> str:
+    return (
+        f"\n\n{result['precision']} against fp32 on {result['images']} demo composites: "
+        f"depth max {result['max_m']:.4f} m, mean {result['mean_m']:.5f} m; min-max grey "
+        f"{100 * result['within_1_level']:.2f}% of pixels within 1 level, "
+        f"at most {result['max_levels']} levels."
+    )
+
+
+def _start_cell(result: Dict) -> str:
+    """A model's two warm-up calls (cuDNN's search, torch.compile), or a
+    stage's slowest model load; left out of the rate."""
+    if "warm_up_s" in result:
+        return f"warm-up {result['warm_up_s']:.1f}"
+    if "load_s" in result:
+        return f"load {result['load_s']:.1f}"
+    return "-"
 
 
 def _gpu_cell(result: Dict) -> str:
@@ -427,11 +529,12 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument(
-        "--stage_configs",
-        default="in_process,in_process/device_resize,shared:8,shared:8/device_resize,processes:2",
+        "--measurements",
+        default=",".join(MEASUREMENTS),
+        help="comma-separated, run in this order (see above)",
     )
     parser.add_argument(
-        "--build_configs", default="in_process/device_resize,shared:16/device_resize,shared:16"
+        "--timeout_s", type=float, default=240.0, help="longest one measurement may run"
     )
     parser.add_argument("--backgrounds", type=int, default=25)
     parser.add_argument("--foregrounds", type=int, default=10)
@@ -470,15 +573,20 @@ def main(argv=None) -> int:
         data = {"environment": env, "results": results}
         common.save(args.name, report(results, env, argv_used), data, args.results)
 
-    record(run_child(args, "model"))
-    record(run_child(args, "model=written"))
-    record(run_child(args, "baseline"))
-    for config in filter(None, args.stage_configs.split(",")):
-        record(run_child(args, f"stage={config}"))
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
-        globs = common.make_inputs(Path(folder) / "inputs", args.backgrounds, args.foregrounds)
-        for config in filter(None, args.build_configs.split(",")):
-            record(run_build(args, config, globs, Path(folder)))
+        globs: Dict[str, str] = {}
+        for measurement in filter(None, args.measurements.split(",")):
+            print(f"[bench] {measurement}", file=sys.stderr, flush=True)
+            kind, _, config = measurement.partition("=")
+            if kind != "build":
+                record(run_child(args, measurement))
+            else:
+                globs = globs or common.make_inputs(
+                    Path(folder) / "inputs", args.backgrounds, args.foregrounds
+                )
+                record(run_build(args, config, globs, Path(folder)))
+            if len(results) == 1 and "failed" in results[0]:
+                break  # the network itself does not run: nothing else would
     return 1 if any("failed" in r for r in results) else 0
 
 

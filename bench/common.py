@@ -15,6 +15,7 @@ import platform
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -222,10 +223,12 @@ def run_measured(
     log_path: Optional[Path] = None,
     env: Optional[Dict[str, str]] = None,
     cwd: Optional[Path] = None,
+    timeout_s: Optional[float] = None,
 ) -> Dict[str, float]:
     """Run a command to completion; wall s, CPU s of the whole tree (every
     descendant is reaped by its parent, so RUSAGE_CHILDREN includes them),
-    peak summed RSS of the tree."""
+    peak summed RSS of the tree. Past `timeout_s` the whole tree is killed
+    and RuntimeError raised."""
     # Flush earlier runs' dirty pages first, so their write-back does not land
     # in this run's system time (it made identical runs differ by up to 2x).
     os.sync()
@@ -235,10 +238,15 @@ def run_measured(
     start = time.perf_counter()
     try:
         process = subprocess.Popen(
-            list(command), cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+            list(command),
+            cwd=cwd or ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=timeout_s is not None,  # a group to kill on timeout
         )
         with TreeMonitor(process.pid) as monitor:
-            code = process.wait()
+            code = wait_or_kill_group(process, timeout_s)
     finally:
         if log_path:
             log.close()
@@ -258,6 +266,18 @@ def run_measured(
         "processes": monitor.max_processes,
         "polled_cpu_s": monitor.cpu_s,
     }
+
+
+def wait_or_kill_group(process: subprocess.Popen, timeout_s: Optional[float]) -> int:
+    """The exit code of `process`, started in a session of its own when
+    `timeout_s` is set; past it, its whole process group (Beam's worker
+    processes too) is killed and RuntimeError raised."""
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise RuntimeError(f"timed out after {timeout_s:.0f} s and was killed") from None
 
 
 # --- the pipeline -----------------------------------------------------------------------
@@ -315,6 +335,7 @@ def run_pipeline(
     tft: bool = False,
     extra: Sequence[str] = (),
     tree: Optional[Path] = None,
+    timeout_s: Optional[float] = None,
 ) -> Dict[str, object]:
     """One build in a fresh output folder; measurements plus timings.json.
     `tree`: run another copy of the code (see export_tree) instead of this one."""
@@ -325,7 +346,8 @@ def run_pipeline(
     env = None
     if tree is not None:
         env = dict(os.environ, PYTHONPATH=str(tree))
-    measured = run_measured(pipeline_command(globs, output, tft, extra), log, env=env, cwd=tree)
+    command = pipeline_command(globs, output, tft, extra)
+    measured = run_measured(command, log, env=env, cwd=tree, timeout_s=timeout_s)
     timings = json.loads((output / "timings.json").read_text())
     manifest = json.loads((output / "manifest.json").read_text())
     measured.update(
@@ -453,6 +475,30 @@ def save(name: str, markdown: str, data: object, folder: Path = RESULTS) -> None
     (folder / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(markdown, flush=True)
     print(f"\n[bench] wrote {folder / (name + '.md')} and .json", file=sys.stderr)
+
+
+def depth_errors(depth: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
+    """Error of `depth` against `reference` (both post-processed, units of
+    10 m): in metres, and in the min-max grey levels stored at the dataset size."""
+    from fgbg.depth import maps
+
+    size = (build_defaults().size,) * 2
+    metres = np.abs(depth - reference) * maps.METRES_PER_DEPTH_UNIT
+    levels = np.concatenate(
+        [
+            np.abs(
+                np.asarray(maps.minmax_grey(one, size), np.int16)
+                - np.asarray(maps.minmax_grey(ref, size), np.int16)
+            ).ravel()
+            for one, ref in zip(depth, reference)
+        ]
+    )
+    return {
+        "max_m": float(metres.max()),
+        "mean_m": float(metres.mean()),
+        "within_1_level": float(np.mean(levels <= 1)),
+        "max_levels": int(levels.max()),
+    }
 
 
 def demo_composites(count: int) -> np.ndarray:

@@ -29,13 +29,19 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
         "baseline",
         "build=in_process",
         "model",
+        "model=batch:2",
         "model=written",
+        "precision_error",
         "stage=in_process",
         "stage=shared:2/device_resize",
     ]
     assert not [name for name, r in results.items() if "failed" in r]
-    for name in ("model", "model=written", "baseline", "stage=in_process"):
+    for name in ("model", "model=written", "model=batch:2", "baseline", "stage=in_process"):
         assert results[name]["images"] >= 8 and results[name]["wall_s"] > 0
+    assert results["model=batch:2"]["batch_size"] == 2
+    error = results["precision_error"]
+    assert error["precision"] == "bf16" and 0 < error["mean_m"] <= error["max_m"]
+    assert 0 < error["within_1_level"] < 1
     assert results["build=in_process"]["samples"] == 4
     assert results["stage=in_process"]["batches"] == 2
     assert data["environment"]["device"].startswith("CPU")
