@@ -5,9 +5,9 @@ each measurement, so a run cut short still reports what it measured.
 --measurements lists them in the order they run (most telling first):
 - model: the torch runtime's network alone (`DepthModel.predict` on inputs
   already resized to the network size), at --precision and --batch_size;
-  variants: model=written (the network as written instead of the
-  low-resolution decoder, which wins on CPUs; whether it does on a GPU is
-  what this tells), model=compiled (`torch.compile`, its compile time
+  variants: model=written and model=low_resolution (that decoder on any
+  device; the runtime picks the low-resolution one on a CPU, the network as
+  written on a GPU), model=compiled (`torch.compile`, its compile time
   reported apart), model=batch:N (another batch size);
 - baseline: what the original did, in the same run: a plain fp32 loop over
   batches of 60 (PIL Lanczos resize on the CPU, the network in fp32 with no
@@ -22,7 +22,8 @@ each measurement, so a run cut short still reports what it measured.
   with its CPU time and per-stage timings.
 
 A CONFIG names how Beam's local runner runs the graph: `in_process` (one
-worker in the launching process), `processes:N` (N worker processes, a
+worker in the launching process), `threads:N` (N worker threads in it,
+sharing its one model), `processes:N` (N worker processes, a
 model each) or `shared:N` (N worker processes calling one model per
 machine, `--depth_share_model`); `/device_resize` after it adds
 `--depth_resize_on_device` (e.g. `shared:16/device_resize`). Each
@@ -70,7 +71,7 @@ TINY = {
     "images": 8,
     "input_size": "64x64",
     "measurements": "model,stage=in_process,build=in_process,baseline,precision_error,"
-    "model=written,model=batch:2,stage=shared:2/device_resize",
+    "model=written,model=batch:2,stage=shared:2/device_resize,stage=threads:2/device_resize",
     "backgrounds": 2,
     "foregrounds": 1,
     "build_flags": "--scales=1.0 --placements_per_scale=1",
@@ -78,20 +79,23 @@ TINY = {
 
 
 DEVICE_RESIZE = "device_resize"
+# model=written / model=low_resolution: that decoder whatever the device
+# (the runtime's default: low resolution on a CPU, as written on a GPU).
+DECODERS = {"written": False, "low_resolution": True}
 # The GPU machine's default order: what decides the targets first, so that a
 # run cut short by the machine's time limit still has them.
 MEASUREMENTS = (
     "model",
     "stage=in_process/device_resize",
+    "stage=threads:16/device_resize",
+    "build=threads:16/device_resize",
+    "build=in_process/device_resize",
+    "stage=shared:8/device_resize",
     "build=shared:16/device_resize",
     "baseline",
     "precision_error",
-    "model=written",
-    "stage=shared:8/device_resize",
-    "build=in_process/device_resize",
-    "stage=in_process",
+    "model=low_resolution",
     "model=batch:128",
-    "build=shared:16",
     "model=compiled",
 )
 
@@ -105,10 +109,14 @@ def runner_flags(config: str) -> List[str]:
     extra = ["--depth_resize_on_device"] if variant else []
     if kind == "in_process":
         return ["--direct_running_mode=in_memory", "--direct_num_workers=1", *extra]
+    if kind == "threads" and count.isdigit():
+        return ["--direct_running_mode=multi_threading", f"--direct_num_workers={count}", *extra]
     if kind in ("processes", "shared") and count.isdigit():
         flags = ["--direct_running_mode=multi_processing", f"--direct_num_workers={count}"]
         return flags + (["--depth_share_model"] if kind == "shared" else []) + extra
-    raise ValueError(f"unknown configuration {config!r}: in_process, processes:N or shared:N")
+    raise ValueError(
+        f"unknown configuration {config!r}: in_process, threads:N, processes:N or shared:N"
+    )
 
 
 FGBG_FLAGS = ("--depth_share_model", "--depth_resize_on_device")
@@ -150,7 +158,7 @@ def measure_model(args, variant: str = "") -> Dict:
         torch_runtime.resolve_device(config.device),
         config.precision,
         compile_model=config.compile_model or variant == "compiled",
-        low_resolution_decoder=variant != "written",
+        low_resolution_decoder=DECODERS.get(variant),
     )
     batch = np.stack(
         [maps.preprocess(c.overlay, config.input_size) for c in composites(batch_size)]
@@ -160,11 +168,12 @@ def measure_model(args, variant: str = "") -> Dict:
         model.predict(batch)
     warm_up = time.perf_counter() - started
     batches = max(1, args.images // batch_size)
-    cpu, started = _own_cpu_s(), time.perf_counter()
+    cpu, started, window = _own_cpu_s(), time.perf_counter(), [time.time()]
     for _ in range(batches):
         model.predict(batch)
     wall, cpu = time.perf_counter() - started, _own_cpu_s() - cpu
     return {
+        "timed_window": window + [time.time()],
         "images": batches * batch_size,
         "batch_size": batch_size,
         "wall_s": wall,
@@ -221,13 +230,19 @@ def measure_baseline(args) -> Dict:
         return sum(bool(maps.encode_minmax(d, config.out_size, config.jpeg_quality)) for d in depth)
 
     one_batch(overlays[: min(BASELINE_BATCH, len(overlays))])  # warm-up
-    cpu, started = _own_cpu_s(), time.perf_counter()
+    cpu, started, window = _own_cpu_s(), time.perf_counter(), [time.time()]
     done = sum(
         one_batch(overlays[start : start + BASELINE_BATCH])
         for start in range(0, len(overlays), BASELINE_BATCH)
     )
     wall, cpu = time.perf_counter() - started, _own_cpu_s() - cpu
-    return {"images": done, "wall_s": wall, "cpu_s": cpu, **_device_memory(device)}
+    return {
+        "timed_window": window + [time.time()],
+        "images": done,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        **_device_memory(device),
+    }
 
 
 def measure_stage(args, config_name: str) -> Dict:
@@ -238,13 +253,29 @@ def measure_stage(args, config_name: str) -> Dict:
 
     from transforms.depth import DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER, EstimateDepth
 
+    class DemoComposite(beam.DoFn):
+        """Sample number -> a demo composite. Made inside the pipeline: a
+        Create of the composites themselves pickles them all into the job
+        graph, which cost more than the depth (18 of 24 s for 256 images)."""
+
+        def setup(self):
+            self.overlays = common.demo_composites(DISTINCT_COMPOSITES)
+
+        def process(self, number: int):
+            overlay = self.overlays[number % len(self.overlays)]
+            yield common.as_composites([overlay], first_number=number)[0]
+
     flags = runner_flags(config_name)
     beam_flags = ["--runner=FnApiRunner"] + [f for f in flags if f not in FGBG_FLAGS]
     config = depth_config(args, flags)
-    items = composites(args.images)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(beam_flags))
-    _ = pipeline | beam.Create(items, reshuffle=False) | EstimateDepth(config)
+    _ = (
+        pipeline
+        | beam.Create(range(args.images))  # reshuffled: spread over the workers
+        | beam.ParDo(DemoComposite())
+        | EstimateDepth(config)
+    )
     result = pipeline.run()
     result.wait_until_finish()
     wall = time.perf_counter() - started
@@ -254,12 +285,12 @@ def measure_stage(args, config_name: str) -> Dict:
         query = result.metrics().query(filtered)
         return (query["counters"] + query["distributions"])[0].committed
 
-    if metric(ENCODED_COUNTER) != len(items):
-        raise RuntimeError(f"{config_name}: {metric(ENCODED_COUNTER)} of {len(items)} encoded")
+    if metric(ENCODED_COUNTER) != args.images:
+        raise RuntimeError(f"{config_name}: {metric(ENCODED_COUNTER)} of {args.images} encoded")
     load = metric("load_model_latency_milli_secs")
     latency = metric("inference_batch_latency_micro_secs")
     return {
-        "images": len(items),
+        "images": args.images,
         "wall_s": wall,
         # model loads overlap across workers: the slowest one delays the run
         "load_s": load.max / 1000.0,
@@ -305,7 +336,10 @@ def _own_cpu_s() -> float:
 
 class GpuSampler:
     """Samples GPU utilisation (%) and memory (MiB) with nvidia-smi every
-    0.2 s while a measurement runs; records nothing where there is none."""
+    0.2 s while a measurement runs; records nothing where there is none.
+    `summary(window)` keeps the samples inside a measurement's timed loop:
+    over the whole child, start-up (imports, weights, warm-up) would dilute
+    the busy share."""
 
     def __init__(self):
         self.samples: List[List[float]] = []
@@ -328,7 +362,7 @@ class GpuSampler:
     def _read(self) -> None:
         for line in self._process.stdout:
             try:
-                self.samples.append([float(v) for v in line.split(",")[:2]])
+                self.samples.append([time.time(), *(float(v) for v in line.split(",")[:2])])
             except ValueError:
                 continue
 
@@ -338,10 +372,11 @@ class GpuSampler:
             self._process.wait()
             self._reader.join(timeout=2)
 
-    def summary(self) -> Dict:
-        if not self.samples:
+    def summary(self, window: Optional[Sequence[float]] = None) -> Dict:
+        samples = [s for s in self.samples if not window or window[0] <= s[0] <= window[1]]
+        if not samples:
             return {}
-        utilisation, memory = np.asarray(self.samples).T
+        _, utilisation, memory = np.asarray(samples).T
         return {
             "gpu_busy_pct_mean": float(utilisation.mean()),
             "gpu_memory_mb_max": float(memory.max()),
@@ -370,7 +405,7 @@ def run_child(args, measurement: str) -> Dict:
     if code or not lines:
         return {"measurement": measurement, "failed": (stderr.strip()[-2000:] + "\n" + timed_out)}
     measured = json.loads(lines[-1][len("RESULT ") :])
-    return {"measurement": measurement, **measured, **gpu.summary()}
+    return {"measurement": measurement, **measured, **gpu.summary(measured.get("timed_window"))}
 
 
 def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Dict:

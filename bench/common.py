@@ -529,9 +529,9 @@ def demo_composites(count: int) -> np.ndarray:
     return np.stack(overlays)
 
 
-def as_composites(overlays: Sequence[np.ndarray]) -> list:
+def as_composites(overlays: Sequence[np.ndarray], first_number: int = 0) -> list:
     """Each overlay as a Composite of its own sample (placement numbers from
-    0), for benchmarks that feed the depth stage directly."""
+    `first_number`), for benchmarks that feed the depth stage directly."""
     from fgbg.types import Composite, Placement
 
     return [
@@ -542,5 +542,5 @@ def as_composites(overlays: Sequence[np.ndarray]) -> list:
             overlay_encoded=b"",
             mask_encoded=b"",
         )
-        for number, overlay in enumerate(overlays)
+        for number, overlay in enumerate(overlays, start=first_number)
     ]

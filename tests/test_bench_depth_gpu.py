@@ -34,9 +34,17 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
         "precision_error",
         "stage=in_process",
         "stage=shared:2/device_resize",
+        "stage=threads:2/device_resize",
     ]
     assert not [name for name, r in results.items() if "failed" in r]
-    for name in ("model", "model=written", "model=batch:2", "baseline", "stage=in_process"):
+    measured = (
+        "model",
+        "model=written",
+        "model=batch:2",
+        "baseline",
+        "stage=threads:2/device_resize",
+    )
+    for name in measured:
         assert results[name]["images"] >= 8 and results[name]["wall_s"] > 0
     assert results["model=batch:2"]["batch_size"] == 2
     error = results["precision_error"]

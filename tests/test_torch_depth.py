@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import h5py
@@ -187,6 +188,41 @@ def test_devices_resolve_to_what_this_process_sees():
     assert torch_runtime.resolve_device("auto").type == "cpu"
     with pytest.raises(models.ModelLoadError, match="--depth_device cuda: .*no CUDA GPU"):
         torch_runtime.resolve_device("cuda")
+
+
+def test_each_device_gets_its_faster_decoder_unless_told():
+    """The low-resolution decoder on a CPU, the network as written on a GPU
+    (measured on an H200, BENCHMARKS.md)."""
+    cpu = torch.device("cpu")
+    assert torch_runtime.low_resolution_decoder_wins(cpu)
+    assert not torch_runtime.low_resolution_decoder_wins(torch.device("cuda"))
+    network = td.build_densedepth(SEED)
+    assert isinstance(torch_runtime.DepthModel(network, cpu).network, td.LowResolutionDecoder)
+    written = torch_runtime.DepthModel(network, cpu, low_resolution_decoder=False)
+    assert isinstance(written.network, td.DenseDepth)
+
+
+@pytest.mark.parametrize(
+    "device, compiled, takes_turns",
+    [("cuda", False, True), ("cpu", True, True), ("cpu", False, False)],
+)
+def test_gpu_and_compiled_forward_passes_take_turns(device, compiled, takes_turns):
+    """A second thread gets into the forward pass while a first is in it
+    only where calls may overlap (CPU, not compiled)."""
+    guard = torch_runtime.forward_guard(torch.device(device), compiled)
+    second_is_in = threading.Event()
+
+    def second_caller():
+        with guard:
+            second_is_in.set()
+
+    with guard:
+        caller = threading.Thread(target=second_caller)
+        caller.start()
+        got_in_meanwhile = second_is_in.wait(timeout=2)
+    caller.join(timeout=10)
+    assert got_in_meanwhile != takes_turns
+    assert second_is_in.is_set()
 
 
 def test_bf16_autocast_stays_close_to_fp32():

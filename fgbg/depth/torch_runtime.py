@@ -66,18 +66,20 @@ class DepthModel:
     """The network on its device, in eval mode, channels_last, and its
     forward pass in the chosen precision.
 
-    The decoder runs at low resolution where that is exact
-    (`LowResolutionDecoder`: the same function up to fp32 rounding, ~45%
-    fewer multiply-adds); `low_resolution_decoder=False` runs the network as
-    written, for comparisons.
+    On a CPU the decoder runs at low resolution (`LowResolutionDecoder`: the
+    same function up to fp32 rounding, ~45% fewer multiply-adds); on a GPU
+    the network runs as written, which is faster there: its many small
+    per-tap kernels made the low-resolution decoder 0.55x as fast on an H200
+    (BENCHMARKS.md, "Depth on a GPU"). `low_resolution_decoder` overrides the
+    choice, for comparisons.
 
     channels_last: the NHWC batch the stage hands over becomes an NCHW view
     with no copy, and oneDNN (CPU) and cuDNN (GPU) pick their fastest
     convolutions for that layout. bf16 runs under autocast (convolutions and
     matrix products in bfloat16, the rest in fp32). `torch.compile` is
     optional: it pays a compile per input shape for faster batches on a GPU.
-    Safe to call from the threads that share the model in a worker process
-    (with `torch.compile`, one call at a time).
+    Safe to call from the threads that share the model in a worker process;
+    on a GPU, and with `torch.compile`, they take turns (`forward_guard`).
     """
 
     def __init__(
@@ -86,7 +88,7 @@ class DepthModel:
         device: torch.device,
         precision: str = models.FP32,
         compile_model: bool = False,
-        low_resolution_decoder: bool = True,
+        low_resolution_decoder: Optional[bool] = None,
     ):
         self.device = device
         self.precision = precision
@@ -100,12 +102,12 @@ class DepthModel:
             fp32 = precision == models.FP32
             torch.backends.cudnn.allow_tf32 = not fp32
             torch.backends.cuda.matmul.allow_tf32 = not fp32
+        if low_resolution_decoder is None:
+            low_resolution_decoder = low_resolution_decoder_wins(device)
         module = LowResolutionDecoder(network) if low_resolution_decoder else network
         self.network = module.eval().to(device=device, memory_format=torch.channels_last)
         self._forward = torch.compile(self.network) if compile_model else self.network
-        # A shared model is called from several threads; torch.compile's
-        # tracing is not documented as thread-safe, so compiled calls take turns.
-        self._lock = threading.Lock() if compile_model else contextlib.nullcontext()
+        self._lock = forward_guard(device, compile_model)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Raw output for NHWC float32 images already at the network size."""
@@ -140,6 +142,25 @@ class DepthModel:
         with self._lock, torch.inference_mode(), autocast:
             raw = self._forward(images)
         return raw.float().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def low_resolution_decoder_wins(device: torch.device) -> bool:
+    """Whether the low-resolution decoder is the faster path on `device`
+    (measured: yes on CPUs, no on an H200)."""
+    return device.type == models.CPU
+
+
+def forward_guard(device: torch.device, compile_model: bool):
+    """The guard around a forward pass. A shared model is called from
+    several threads. On a GPU the calls run one after another anyway, but
+    each would hold a batch's activations meanwhile: a build whose 16 worker
+    processes shared one model peaked at the H200's whole 139 GB, against
+    17.6 GB for the model alone. torch.compile's tracing is not documented
+    as thread-safe. So those take turns; CPU calls overlap (each uses its
+    own threads)."""
+    if device.type == models.CUDA or compile_model:
+        return threading.Lock()
+    return contextlib.nullcontext()
 
 
 def load_depth_model(
