@@ -27,15 +27,16 @@ WARN
   depth=(--depth_model untrained --depth_input_size 320x256)
 fi
 # A GPU, when PyTorch is installed (pip install -e '.[torch]') and sees one:
-# depth on the torch runtime, one model on the GPU that every worker process
-# calls with uint8 composites, resized there (README, "Depth on a GPU").
+# depth on the torch runtime, one model on the GPU (in GPU-sized batches) that
+# every worker process calls with uint8 composites, resized there (README,
+# "Depth on a GPU").
 # FGBG_GPU=0, or a --depth_runtime argument, keeps the GPU out of it.
 gpu=()
 if [ "${FGBG_GPU:-auto}" != 0 ] && [[ " $* " != *" --depth_runtime"* ]] &&
   command -v nvidia-smi >/dev/null &&
   python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
   echo "GPU found: depth runs on it (--depth_runtime torch)." >&2
-  gpu=(--depth_runtime torch --depth_share_model --depth_resize_on_device)
+  gpu=(--depth_runtime torch --depth_device cuda --depth_share_model --depth_resize_on_device)
 fi
 python -m pipeline.build \
   --bg 'demo/inputs/bg/*' --fg 'demo/inputs/fg/*' --fg_mask 'demo/inputs/fg_mask/*' \

@@ -95,6 +95,7 @@ MEASUREMENTS = (
     "baseline",
     "precision_error",
     "model=low_resolution",
+    "model=batch:32",
     "model=batch:128",
     "model=compiled",
 )
@@ -417,6 +418,7 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
         f"--depth_precision={args.precision}",
         f"--depth_input_size={args.input_size}",
         f"--depth_batch_size={args.batch_size}",
+        f"--depth_gpu_batch_size={args.batch_size}",
         f"--depth_min_batch_size={args.batch_size}",
         *(["--depth_compile"] if args.compile else []),
         *runner_flags(config_name),

@@ -13,7 +13,7 @@ from fgbg.depth import maps, models
 from fgbg.depth.config import DepthConfig
 from fgbg.documents import DepthInfo
 from fgbg.pair_records import options_fingerprint
-from pipeline.options import FgbgOptions, option_values, parse_size
+from pipeline.options import FgbgOptions, depth_batch_size, option_values, parse_size
 from transforms.compositing import EncodingConfig
 from transforms.inputs import InputConfig
 from transforms.placements import PlacementConfig, parse_scales
@@ -156,7 +156,7 @@ def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
         model=opts.depth_model,
         weights=opts.depth_weights,
         seed=opts.seed,
-        batch_size=opts.depth_batch_size,
+        batch_size=depth_batch_size(opts),
         min_batch_size=opts.depth_min_batch_size,
         target_batch_duration_s=opts.depth_target_batch_duration_s,
         input_size=parse_size(opts.depth_input_size),

@@ -165,8 +165,16 @@ class FgbgOptions(PipelineOptions):
             "--depth_batch_size",
             type=int,
             default=4,
-            help="Largest batch of images per model call (measured: throughput flat from 2 "
-            "to 8 at 640x480, ~250 MiB per image). Default: %(default)s.",
+            help="Largest batch of images per model call on a CPU (measured: throughput flat "
+            "from 2 to 8 at 640x480, ~250 MiB per image). Default: %(default)s.",
+        )
+        depth.add_argument(
+            "--depth_gpu_batch_size",
+            type=int,
+            default=32,
+            help="Largest batch per model call with --depth_device cuda. 32 fits a T4's "
+            "15 GiB in fp32: the network as written peaked at 15,372 MiB allocated at batch "
+            "60 in fp32 on an H200 (BENCHMARKS.md, 'Depth on a GPU'). Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_min_batch_size",
@@ -366,6 +374,18 @@ def parse_size(text: str) -> Tuple[int, int]:
 Rule = Tuple[Callable[[float], bool], str]  # a test, and what the error says it wants
 
 
+def depth_batch_size_option(opts: FgbgOptions) -> str:
+    """The batch-size option in effect: a GPU's batches are larger (a batch
+    is one kernel launch per layer, and a GPU idles between small ones)."""
+    on_gpu = opts.depth_device == models.CUDA
+    return "depth_gpu_batch_size" if on_gpu else "depth_batch_size"
+
+
+def depth_batch_size(opts: FgbgOptions) -> int:
+    """Largest batch per model call, for the device --depth_device names."""
+    return getattr(opts, depth_batch_size_option(opts))
+
+
 def _at_least(low: int) -> Rule:
     return (lambda value: value >= low), f">= {low}"
 
@@ -388,6 +408,7 @@ OPTION_RANGES: Tuple[Tuple[str, Callable[[float], bool], str], ...] = (
     ("mask_quality", *_QUALITY),
     ("depth_quality", *_QUALITY),
     ("depth_batch_size", *_at_least(1)),
+    ("depth_gpu_batch_size", *_at_least(1)),
     ("depth_min_batch_size", *_at_least(1)),
     ("depth_target_batch_duration_s", *_POSITIVE),
     ("records_per_shard", *_at_least(1)),
@@ -421,8 +442,10 @@ def _check_depth_options(opts: FgbgOptions) -> None:
         raise UsageError(f"--depth_input_size {opts.depth_input_size}: {error}") from None
     if opts.depth_model == models.NONE:
         return
-    if opts.depth_min_batch_size > opts.depth_batch_size:
-        raise UsageError("--depth_min_batch_size must be at most --depth_batch_size")
+    if opts.depth_min_batch_size > depth_batch_size(opts):
+        raise UsageError(
+            f"--depth_min_batch_size must be at most --{depth_batch_size_option(opts)}"
+        )
     if opts.depth_model == models.PUBLISHED and not opts.depth_weights:
         raise UsageError(models.MISSING_WEIGHTS_MESSAGE)
     _check_depth_runtime(opts)

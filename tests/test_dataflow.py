@@ -60,7 +60,11 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     assert pool["autoscalingSettings"]["maxNumWorkers"] == 4
     environment = json.dumps(job["environment"])
     assert "nvidia-tesla-t4" in environment
-    for option in ('"depth_runtime": "torch"', '"depth_share_model": true'):
+    for option in (
+        '"depth_runtime": "torch"',
+        '"depth_device": "cuda"',
+        '"depth_share_model": true',
+    ):
         assert option in environment, option
     transforms = json.loads(Path(f"{job_file}.pipeline.json").read_text())["components"][
         "transforms"

@@ -137,6 +137,19 @@ def test_gpu_depth_choices_reach_the_stage_and_beam():
     assert config.fingerprint != build_config(plain, RUN).fingerprint
 
 
+def test_batches_on_a_gpu_take_the_gpu_batch_size():
+    cpu = options("--depth_model=untrained", "--depth_runtime=torch")
+    gpu = options("--depth_model=untrained", "--depth_runtime=torch", "--depth_device=cuda")
+    assert cpu.depth_gpu_batch_size > cpu.depth_batch_size
+    assert build_config(cpu, RUN).depth.batch_size == cpu.depth_batch_size
+    assert build_config(gpu, RUN).depth.batch_size == gpu.depth_gpu_batch_size
+    # the smallest batch is checked against the size in effect, and names it
+    on_gpu = ("--depth_model=untrained", "--depth_runtime=torch", "--depth_device=cuda")
+    check_options(options(*on_gpu, "--depth_batch_size=2", "--depth_min_batch_size=3"))
+    with pytest.raises(UsageError, match="at most --depth_gpu_batch_size"):
+        check_options(options(*on_gpu, "--depth_gpu_batch_size=2", "--depth_min_batch_size=3"))
+
+
 def test_the_torch_runtime_needs_pytorch_installed(monkeypatch):
     import importlib.util
 
