@@ -12,7 +12,9 @@ set -euo pipefail
 # the PyTorch runtime with one model per worker VM, which its eight SDK
 # processes call with uint8 composites (resized on the GPU), since eight models
 # would not fit one T4; on cuda, so a worker that sees no GPU fails instead of
-# running depth on its CPU. Not measured yet (README, "Depth on a GPU").
+# running depth on its CPU, and in GPU-sized batches (--depth_gpu_batch_size).
+# Never run on Dataflow; measured only on one H200 machine (README, "Depth on
+# a GPU").
 GPU_DEPTH_FLAGS=(--depth_runtime=torch --depth_device=cuda --depth_share_model
   --depth_resize_on_device)
 GPU_MAX_WORKERS=4

@@ -8,15 +8,18 @@ each measurement, so a run cut short still reports what it measured.
   variants: model=written and model=low_resolution (that decoder on any
   device; the runtime picks the low-resolution one on a CPU, the network as
   written on a GPU), model=compiled (`torch.compile`, its compile time
-  reported apart), model=batch:N (another batch size);
+  reported apart), model=batch:N (another batch size), model=fp32 / bf16 /
+  tf32 (another precision; tf32 is fp32 with TensorFloat-32 allowed, which
+  the runtime's fp32 forbids);
 - baseline: what the original did, in the same run: a plain fp32 loop over
   batches of 60 (PIL Lanczos resize on the CPU, the network in fp32 with no
   autocast and no channels_last, the authors' post-processing, a min-max
   JPEG per map);
-- precision_error: --precision against fp32 on the demo composites, in
-  metres and in stored min-max grey levels;
-- stage=CONFIG: the depth stage inside a Beam pipeline (`Create` of
-  composites -> `EstimateDepth`), images/s over the run less the model load;
+- precision_error: --precision (or precision_error=tf32 etc.) against
+  fp32 on the demo composites, in metres and in stored min-max grey levels;
+- stage=CONFIG: the depth stage inside a Beam pipeline (sample numbers ->
+  demo composites -> `EstimateDepth`), images/s over the run less the
+  model load;
 - build=CONFIG: the whole build (`python -m pipeline.build`: compose, depth,
   every write) with `--depth_runtime torch`, samples/s over its wall time,
   with its CPU time and per-stage timings.
@@ -71,7 +74,8 @@ TINY = {
     "images": 8,
     "input_size": "64x64",
     "measurements": "model,stage=in_process,build=in_process,baseline,precision_error,"
-    "model=written,model=batch:2,stage=shared:2/device_resize,stage=threads:2/device_resize",
+    "model=written,model=batch:2,model=tf32,stage=shared:2/device_resize,"
+    "stage=threads:2/device_resize",
     "backgrounds": 2,
     "foregrounds": 1,
     "build_flags": "--scales=1.0 --placements_per_scale=1",
@@ -82,6 +86,9 @@ DEVICE_RESIZE = "device_resize"
 # model=written / model=low_resolution: that decoder whatever the device
 # (the runtime's default: low resolution on a CPU, as written on a GPU).
 DECODERS = {"written": False, "low_resolution": True}
+TF32 = "tf32"
+# model=fp32 / bf16 / tf32: that precision instead of --precision
+PRECISIONS = ("fp32", "bf16", TF32)
 # The GPU machine's default order: what decides the targets first, so that a
 # run cut short by the machine's time limit still has them.
 MEASUREMENTS = (
@@ -89,14 +96,17 @@ MEASUREMENTS = (
     "stage=in_process/device_resize",
     "stage=threads:16/device_resize",
     "build=threads:16/device_resize",
+    "build=shared:16/device_resize",
     "build=in_process/device_resize",
     "stage=shared:8/device_resize",
-    "build=shared:16/device_resize",
+    "model=fp32",
+    "model=tf32",
+    "precision_error=tf32",
+    "model=batch:64",
+    "model=batch:128",
+    "model=low_resolution",
     "baseline",
     "precision_error",
-    "model=low_resolution",
-    "model=batch:32",
-    "model=batch:128",
     "model=compiled",
 )
 
@@ -147,17 +157,34 @@ def composites(count: int) -> list:
 # --- measurements, each in a child process -------------------------------------------
 
 
+def depth_model(network, device, precision: str, **options):
+    """A DepthModel in `precision`; "tf32" is fp32 with cuDNN and matrix
+    products allowed TensorFloat-32 (a 10-bit mantissa), which the runtime's
+    fp32 forbids. Not a runtime option: this measures whether it should be."""
+    import torch
+
+    from fgbg.depth import models, torch_runtime
+
+    tf32 = precision == TF32
+    model = torch_runtime.DepthModel(network, device, models.FP32 if tf32 else precision, **options)
+    # after the model: it sets these process-wide for its precision
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = (
+        precision != models.FP32
+    )
+    return model
+
+
 def measure_model(args, variant: str = "") -> Dict:
     """The network alone, on inputs already at the network size: the
-    runtime's low-resolution decoder, or a variant (see the module's doc)."""
+    runtime's default path on the device, or a variant (see the module's doc)."""
     from fgbg.depth import maps, torch_runtime
 
     config = depth_config(args)
     batch_size = int(variant.split(":", 1)[1]) if variant.startswith("batch:") else args.batch_size
-    model = torch_runtime.DepthModel(
+    model = depth_model(
         torch_runtime.load_network("untrained", None, config.seed),
         torch_runtime.resolve_device(config.device),
-        config.precision,
+        variant if variant in PRECISIONS else config.precision,
         compile_model=config.compile_model or variant == "compiled",
         low_resolution_decoder=DECODERS.get(variant),
     )
@@ -184,9 +211,9 @@ def measure_model(args, variant: str = "") -> Dict:
     }
 
 
-def measure_precision_error(args) -> Dict:
-    """--precision's depth against fp32's on the distinct demo composites,
-    both through the runtime's default path."""
+def measure_precision_error(args, precision: str = "") -> Dict:
+    """A precision's depth (--precision's unless named) against fp32's on
+    the distinct demo composites, both through the runtime's default path."""
     from fgbg.depth import maps, torch_runtime
 
     config = depth_config(args)
@@ -196,7 +223,7 @@ def measure_precision_error(args) -> Dict:
     batch = np.stack([maps.preprocess(o, config.input_size) for o in overlays])
 
     def depth(precision: str) -> np.ndarray:
-        model = torch_runtime.DepthModel(network, device, precision, compile_model=False)
+        model = depth_model(network, device, precision)
         raw = np.concatenate(
             [
                 model.predict(batch[i : i + args.batch_size])
@@ -205,10 +232,11 @@ def measure_precision_error(args) -> Dict:
         )
         return maps.postprocess(raw)[..., 0]
 
+    precision = precision or config.precision
     return {
         "images": len(overlays),
-        "precision": config.precision,
-        **common.depth_errors(depth(config.precision), depth("fp32")),
+        "precision": precision,
+        **common.depth_errors(depth(precision), depth("fp32")),
     }
 
 
@@ -317,7 +345,7 @@ def child(args) -> None:
     elif kind == "baseline":
         measured = measure_baseline(args)
     elif kind == "precision_error":
-        measured = measure_precision_error(args)
+        measured = measure_precision_error(args, variant)
     else:
         measured = measure_stage(args, variant)
     # The model and the baseline time their loop; a stage's run includes
@@ -561,7 +589,7 @@ def parse_args(argv) -> argparse.Namespace:
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
     parser.add_argument("--images", type=int, default=2048, help="images per model/stage run")
     parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")

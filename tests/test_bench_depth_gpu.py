@@ -30,6 +30,7 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
         "build=in_process",
         "model",
         "model=batch:2",
+        "model=tf32",
         "model=written",
         "precision_error",
         "stage=in_process",
