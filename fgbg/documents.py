@@ -55,6 +55,8 @@ class DepthInfo:
     input_size: Optional[str] = None
     precision: Optional[str] = None  # None in datasets built before --depth_precision
     runtime: Optional[str] = None  # None in datasets built before --depth_runtime
+    # None in datasets built before it was recorded (all resized with Lanczos)
+    input_resize: Optional[str] = None
     warning: Optional[str] = None
     note: Optional[str] = None
 
@@ -71,6 +73,8 @@ class DepthInfo:
             document["precision"] = self.precision
         if self.runtime:
             document["runtime"] = self.runtime
+        if self.input_resize:
+            document["input_resize"] = self.input_resize
         if self.warning:
             document["warning"] = self.warning
         return document

@@ -183,6 +183,9 @@ def depth_info(opts: FgbgOptions) -> DepthInfo:
         input_size=opts.depth_input_size,
         precision=opts.depth_precision,
         runtime=opts.depth_runtime,
+        input_resize=(
+            models.BICUBIC_ON_DEVICE if opts.depth_resize_on_device else models.LANCZOS_ON_CPU
+        ),
         warning=models.UNTRAINED_WARNING if opts.depth_model == models.UNTRAINED else None,
     )
 

@@ -132,6 +132,8 @@ def test_gpu_depth_choices_reach_the_stage_and_beam():
     check_options(gpu)
     config = build_config(gpu, RUN)
     assert config.depth.share_model and config.depth.resize_on_device
+    assert config.depth_info.to_json()["input_resize"] == "bicubic on the device"
+    assert build_config(plain, RUN).depth_info.to_json()["input_resize"] == "lanczos on the cpu"
     assert DepthModelHandler(config.depth).share_model_across_processes()
     assert not DepthModelHandler(build_config(plain, RUN).depth).share_model_across_processes()
     assert config.fingerprint != build_config(plain, RUN).fingerprint

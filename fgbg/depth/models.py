@@ -22,6 +22,11 @@ TORCH = "torch"
 RUNTIMES = (TENSORFLOW, TORCH)
 
 # --depth_device, for the torch runtime: the GPU when one is visible, or as named.
+# How composites reach the network size (the manifest's depth.input_resize):
+# PIL's Lanczos on the CPU, as the original did, or --depth_resize_on_device.
+LANCZOS_ON_CPU = "lanczos on the cpu"
+BICUBIC_ON_DEVICE = "bicubic on the device"
+
 AUTO = "auto"
 CPU = "cpu"
 CUDA = "cuda"
