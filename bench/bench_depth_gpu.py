@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import resource
@@ -61,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
+from fgbg.depth import models  # noqa: E402
 
 DEFAULTS = common.build_defaults()
 BASELINE_BATCH = 60  # the original notebook's batch size
@@ -69,12 +71,12 @@ DISTINCT_COMPOSITES = 32  # composed once, then repeated under new sample number
 # --tiny: a run any CPU finishes in about a minute, so CI keeps this script working.
 TINY = {
     "device": "cpu",
-    "precision": "bf16",
+    "precision": models.BF16,
     "batch_size": 4,
     "images": 8,
     "input_size": "64x64",
     "measurements": "model,stage=in_process,build=in_process,baseline,precision_error,"
-    "model=written,model=batch:2,model=tf32,stage=shared:2/device_resize,"
+    "model=written,model=batch:2,model=tf32,precision_error=tf32,stage=shared:2/device_resize,"
     "stage=threads:2/device_resize",
     "backgrounds": 2,
     "foregrounds": 1,
@@ -88,7 +90,7 @@ DEVICE_RESIZE = "device_resize"
 DECODERS = {"written": False, "low_resolution": True}
 TF32 = "tf32"
 # model=fp32 / bf16 / tf32: that precision instead of --precision
-PRECISIONS = ("fp32", "bf16", TF32)
+PRECISIONS = (*models.PRECISIONS, TF32)
 # The GPU machine's default order: what decides the targets first, so that a
 # run cut short by the machine's time limit still has them.
 MEASUREMENTS = (
@@ -111,26 +113,28 @@ MEASUREMENTS = (
 )
 
 
+SHARE_MODEL = "--depth_share_model"
+RESIZE_ON_DEVICE = "--depth_resize_on_device"
+FGBG_FLAGS = (SHARE_MODEL, RESIZE_ON_DEVICE)  # the rest of a configuration's flags are Beam's
+
+
 def runner_flags(config: str) -> List[str]:
     """Beam's local-runner options and fgbg's depth flags for a configuration."""
     runner, _, variant = config.partition("/")
     kind, _, count = runner.partition(":")
     if variant not in ("", DEVICE_RESIZE):
         raise ValueError(f"unknown variant {variant!r} in {config!r}: only /{DEVICE_RESIZE}")
-    extra = ["--depth_resize_on_device"] if variant else []
+    extra = [RESIZE_ON_DEVICE] if variant else []
     if kind == "in_process":
         return ["--direct_running_mode=in_memory", "--direct_num_workers=1", *extra]
     if kind == "threads" and count.isdigit():
         return ["--direct_running_mode=multi_threading", f"--direct_num_workers={count}", *extra]
     if kind in ("processes", "shared") and count.isdigit():
         flags = ["--direct_running_mode=multi_processing", f"--direct_num_workers={count}"]
-        return flags + (["--depth_share_model"] if kind == "shared" else []) + extra
+        return flags + ([SHARE_MODEL] if kind == "shared" else []) + extra
     raise ValueError(
         f"unknown configuration {config!r}: in_process, threads:N, processes:N or shared:N"
     )
-
-
-FGBG_FLAGS = ("--depth_share_model", "--depth_resize_on_device")
 
 
 def depth_config(args, flags: Sequence[str] = ()):
@@ -143,8 +147,8 @@ def depth_config(args, flags: Sequence[str] = ()):
     return dataclasses.replace(
         config,
         compile_model=args.compile,
-        share_model="--depth_share_model" in flags,
-        resize_on_device="--depth_resize_on_device" in flags,
+        share_model=SHARE_MODEL in flags,
+        resize_on_device=RESIZE_ON_DEVICE in flags,
     )
 
 
@@ -236,7 +240,7 @@ def measure_precision_error(args, precision: str = "") -> Dict:
     return {
         "images": len(overlays),
         "precision": precision,
-        **common.depth_errors(depth(precision), depth("fp32")),
+        **common.depth_errors(depth(precision), depth(models.FP32)),
     }
 
 
@@ -331,7 +335,7 @@ def measure_stage(args, config_name: str) -> Dict:
 def _device_memory(device) -> Dict:
     import torch
 
-    if device.type != "cuda":
+    if device.type != models.CUDA:
         return {}
     return {"cuda_max_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}
 
@@ -363,6 +367,15 @@ def _own_cpu_s() -> float:
 # --- the parent: runs each child, the builds, and reports -----------------------------
 
 
+def parse_gpu_sample(line: str) -> List[float]:
+    """[epoch s, utilisation %, memory MiB] from one nvidia-smi CSV line.
+    The time is nvidia-smi's own (local time, as time.time() on the same
+    machine): the pipe may deliver lines late."""
+    stamp, utilisation, memory = (field.strip() for field in line.split(",")[:3])
+    when = datetime.datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").timestamp()
+    return [when, float(utilisation), float(memory)]
+
+
 class GpuSampler:
     """Samples GPU utilisation (%) and memory (MiB) with nvidia-smi every
     0.2 s while a measurement runs; records nothing where there is none.
@@ -377,7 +390,7 @@ class GpuSampler:
 
     def __enter__(self) -> "GpuSampler":
         if shutil.which("nvidia-smi"):
-            query = "--query-gpu=utilization.gpu,memory.used"
+            query = "--query-gpu=timestamp,utilization.gpu,memory.used"
             self._process = subprocess.Popen(
                 ["nvidia-smi", query, "--format=csv,noheader,nounits", "-lms", "200"],
                 stdout=subprocess.PIPE,
@@ -391,7 +404,7 @@ class GpuSampler:
     def _read(self) -> None:
         for line in self._process.stdout:
             try:
-                self.samples.append([time.time(), *(float(v) for v in line.split(",")[:2])])
+                self.samples.append(parse_gpu_sample(line))
             except ValueError:
                 continue
 
@@ -466,6 +479,28 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
     return {"measurement": measurement, **measured, **gpu.summary()}
 
 
+def check_measurement(name: str) -> None:
+    """Refuse a misspelt measurement before any runs (not after the GPU
+    time is spent)."""
+    kind, _, variant = name.partition("=")
+    if kind == "model":
+        batch = variant.startswith("batch:") and variant[len("batch:") :].isdigit()
+        if not (batch or variant in ("", "compiled", *DECODERS, *PRECISIONS)):
+            raise ValueError(f"unknown model variant in {name!r}")
+    elif kind == "precision_error":
+        if variant not in ("", *PRECISIONS):
+            raise ValueError(f"unknown precision in {name!r}: {', '.join(PRECISIONS)}")
+    elif kind in ("stage", "build"):
+        runner_flags(variant)
+    elif name != "baseline":
+        raise ValueError(f"unknown measurement {name!r}: model, baseline, precision_error, ...")
+
+
+def _kind(result: Dict) -> str:
+    """model, baseline, precision_error, stage or build."""
+    return result["measurement"].partition("=")[0]
+
+
 def rate(result: Dict, count_key: str) -> Optional[float]:
     """Items per second; a stage's model load is left out of its wall time."""
     if "failed" in result:
@@ -477,11 +512,11 @@ def report(results: List[Dict], environment: Dict, argv: Sequence[str]) -> str:
     baseline = next((r for r in results if r["measurement"] == "baseline"), {})
     reference = rate(baseline, "images") if baseline else None
     rows = []
-    errors = [r for r in results if r["measurement"] == "precision_error" and "failed" not in r]
+    errors = [r for r in results if _kind(r) == "precision_error" and "failed" not in r]
     for result in results:
         if result in errors:
             continue
-        count_key = "samples" if result["measurement"].startswith("build=") else "images"
+        count_key = "samples" if _kind(result) == "build" else "images"
         per_s = rate(result, count_key)
         if per_s is None:
             rows.append([result["measurement"], "failed", "-", "-", "-", "-", "-", "-"])
@@ -565,7 +600,7 @@ def environment(args) -> Dict:
     device = torch_runtime.resolve_device(args.device)
     name = (
         torch.cuda.get_device_name(device)
-        if device.type == "cuda"
+        if device.type == models.CUDA
         else f"CPU ({os.cpu_count()} cores)"
     )
     return {
@@ -587,8 +622,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument(
         "--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}"
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    parser.add_argument("--device", default=models.AUTO, choices=models.DEVICES)
+    parser.add_argument("--precision", default=models.BF16, choices=models.PRECISIONS)
     parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
     parser.add_argument("--images", type=int, default=2048, help="images per model/stage run")
     parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
@@ -628,6 +663,9 @@ def main(argv=None) -> int:
     if args.child:
         child(args)
         return 0
+    measurements = [m for m in args.measurements.split(",") if m]
+    for measurement in measurements:
+        check_measurement(measurement)
     env = environment(args)
     argv_used = sys.argv if argv is None else [__file__, *argv]
     results: List[Dict] = []
@@ -640,7 +678,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
         globs: Dict[str, str] = {}
-        for measurement in filter(None, args.measurements.split(",")):
+        for measurement in measurements:
             print(f"[bench] {measurement}", file=sys.stderr, flush=True)
             kind, _, config = measurement.partition("=")
             if kind != "build":

@@ -8,6 +8,7 @@ repository root as `python bench/<name>.py`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -246,7 +247,10 @@ def run_measured(
             start_new_session=timeout_s is not None,  # a group to kill on timeout
         )
         with TreeMonitor(process.pid) as monitor:
-            code = wait_or_kill_group(process, timeout_s)
+            code = wait_or_kill_group(process, timeout_s) if timeout_s else process.wait()
+    except RuntimeError as error:
+        tail = log_path.read_text()[-3000:] if log_path else ""
+        raise RuntimeError(f"{' '.join(command)} {error}\n{tail}") from None
     finally:
         if log_path:
             log.close()
@@ -269,15 +273,25 @@ def run_measured(
 
 
 def wait_or_kill_group(process: subprocess.Popen, timeout_s: Optional[float]) -> int:
-    """The exit code of `process`, started in a session of its own when
-    `timeout_s` is set; past it, its whole process group (Beam's worker
-    processes too) is killed and RuntimeError raised."""
+    """The exit code of `process`, started in a session of its own. Past
+    `timeout_s` its whole process group (Beam's worker processes too) is
+    killed and RuntimeError raised; so it is when the wait is interrupted
+    (Ctrl-C, a signal turned exception), since a session of its own hears
+    neither."""
     try:
         return process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        _kill_group(process)
         raise RuntimeError(f"timed out after {timeout_s:.0f} s and was killed") from None
+    except BaseException:
+        _kill_group(process)
+        raise
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 # --- the pipeline -----------------------------------------------------------------------
@@ -453,8 +467,23 @@ def machine() -> str:
     except OSError:
         pass
     return (
-        f"{cores} cores ({cpu}), {memory_gb:.0f} GB RAM, no GPU, Python {platform.python_version()}"
+        f"{cores} cores ({cpu}), {memory_gb:.0f} GB RAM, {gpus()}, "
+        f"Python {platform.python_version()}"
     )
+
+
+def gpus() -> str:
+    """The GPUs nvidia-smi lists, or "no GPU"."""
+    if not shutil.which("nvidia-smi"):
+        return "no GPU"
+    listed = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    names = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+    return ", ".join(names) if listed.returncode == 0 and names else "no GPU"
 
 
 def header(argv: Sequence[str], load: Optional[float] = None) -> str:

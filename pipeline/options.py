@@ -172,9 +172,11 @@ class FgbgOptions(PipelineOptions):
             "--depth_gpu_batch_size",
             type=int,
             default=32,
-            help="Largest batch per model call with --depth_device cuda. 32 fits a T4's "
-            "15 GiB in fp32: the network as written peaked at 15,372 MiB allocated at batch "
-            "60 in fp32 on an H200 (BENCHMARKS.md, 'Depth on a GPU'). Default: %(default)s.",
+            help="Largest batch per model call with --depth_device cuda (auto keeps "
+            "--depth_batch_size: the device is not known when the graph is built). The "
+            "default is an estimate for a T4's 15 GiB in fp32: the network as written "
+            "peaked at 15,372 MiB allocated at batch 60 in fp32 on an H200 "
+            "(BENCHMARKS.md, 'Depth on a GPU'). Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_min_batch_size",

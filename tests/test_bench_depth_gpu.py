@@ -1,9 +1,11 @@
 """bench/bench_depth_gpu.py, the GPU measurement script, runs at its tiny
 size on the CPU, so it still works when a GPU machine is next lent."""
 
+import datetime
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,7 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
         "model=tf32",
         "model=written",
         "precision_error",
+        "precision_error=tf32",
         "stage=in_process",
         "stage=shared:2/device_resize",
         "stage=threads:2/device_resize",
@@ -51,7 +54,62 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     error = results["precision_error"]
     assert error["precision"] == "bf16" and 0 < error["mean_m"] <= error["max_m"]
     assert 0 < error["within_1_level"] < 1
+    tf32 = results["precision_error=tf32"]  # no TensorFloat-32 on a CPU: fp32 itself
+    assert tf32["precision"] == "tf32" and tf32["max_m"] == 0 and tf32["within_1_level"] == 1
     assert results["build=in_process"]["samples"] == 4
     assert results["stage=in_process"]["batches"] == 2
     assert data["environment"]["device"].startswith("CPU")
     assert "| build=in_process |" in (tmp_path / "tiny.md").read_text()
+
+
+def test_a_misspelt_measurement_is_refused_before_anything_runs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "bench/bench_depth_gpu.py", "--tiny", "--results", str(tmp_path)]
+        + ["--measurements", "model,model=writen"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "unknown model variant in 'model=writen'" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_gpu_samples_keep_nvidia_smis_own_time():
+    from bench.bench_depth_gpu import parse_gpu_sample
+
+    when, busy, memory = parse_gpu_sample("2026/11/28 01:57:03.250, 87, 11311\n")
+    local = datetime.datetime(2026, 11, 28, 1, 57, 3, 250000).timestamp()
+    assert (when, busy, memory) == (local, 87.0, 11311.0)
+    with pytest.raises(ValueError):
+        parse_gpu_sample("[N/A], [N/A], 0")
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie nobody has reaped yet."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_measurement_past_its_timeout_is_killed_with_its_workers():
+    """A hung Beam measurement must not keep holding the GPU: the child and
+    every process it started (Beam's workers) are killed."""
+    from bench.common import wait_or_kill_group
+
+    process = subprocess.Popen(
+        ["bash", "-c", "sleep 300 & echo $!; wait"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    worker = int(process.stdout.readline())
+    assert _alive(worker)
+    with pytest.raises(RuntimeError, match="timed out after 1 s and was killed"):
+        wait_or_kill_group(process, timeout_s=1)
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
