@@ -1,0 +1,81 @@
+"""run_local.sh's GPU branch. Where nvidia-smi exists and PyTorch sees CUDA,
+the build gets the GPU flags; FGBG_GPU=0 or a --depth_runtime argument keeps
+them out. This machine has no GPU, so both are faked: an nvidia-smi that
+exits 0, and a `torch` first on PYTHONPATH whose cuda.is_available() is
+True. The builds are composites-only (--depth_model none), so nothing runs
+on the fake GPU; what is checked is the options the manifest records."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_inputs, small_build_args
+
+REPO = Path(__file__).resolve().parents[1]
+GPU_OPTIONS = {
+    "depth_runtime": "torch",
+    "depth_device": "cuda",
+    "depth_share_model": True,
+    "depth_resize_on_device": True,
+}
+GPU_FOUND = "GPU found"
+
+
+@pytest.fixture
+def fake_gpu(tmp_path) -> dict:
+    """The environment of a machine whose PyTorch sees a GPU."""
+    if not (Path(sys.prefix) / ".fgbg-installed").exists():
+        pytest.skip("not run from a virtualenv scripts/ensure_venv.sh made")
+    bin_dir, torch_dir = tmp_path / "bin", tmp_path / "fake" / "torch"
+    bin_dir.mkdir()
+    torch_dir.mkdir(parents=True)
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    (torch_dir / "__init__.py").write_text(
+        "class cuda:\n    @staticmethod\n    def is_available():\n        return True\n"
+    )
+    return dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        PYTHONPATH=str(torch_dir.parent),
+        FGBG_VENV=sys.prefix,
+    )
+
+
+def run_local(env: dict, tmp_path: Path, *extra: str):
+    """stderr and the recorded options of a composites-only run_local.sh build."""
+    inputs = make_inputs(tmp_path / "inputs", backgrounds=1, foregrounds=1)
+    output = tmp_path / "out"
+    args = small_build_args(inputs, output, "--depth_model=none", *extra)
+    done = subprocess.run(
+        ["bash", "run_local.sh", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((output / "manifest.json").read_text())
+    return done.stderr, manifest["options"]
+
+
+def test_a_gpu_gets_the_gpu_flags(fake_gpu, tmp_path):
+    stderr, options = run_local(fake_gpu, tmp_path)
+    assert GPU_FOUND in stderr
+    assert {name: options[name] for name in GPU_OPTIONS} == GPU_OPTIONS
+
+
+@pytest.mark.parametrize(
+    "how, extra",
+    [("FGBG_GPU=0", ()), ("--depth_runtime", ("--depth_runtime=tensorflow",))],
+)
+def test_the_gpu_flags_stay_out_when_told(fake_gpu, tmp_path, how, extra):
+    env = dict(fake_gpu, FGBG_GPU="0") if how == "FGBG_GPU=0" else fake_gpu
+    stderr, options = run_local(env, tmp_path, *extra)
+    assert GPU_FOUND not in stderr
+    assert options["depth_runtime"] == "tensorflow" and options["depth_device"] == "auto"
