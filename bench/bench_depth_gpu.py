@@ -152,10 +152,24 @@ def depth_config(args, flags: Sequence[str] = ()):
     )
 
 
-def composites(count: int) -> list:
-    """`count` composites of the demo inputs, each its own sample."""
-    overlays = common.demo_composites(min(count, DISTINCT_COMPOSITES))
-    return common.as_composites([overlays[number % len(overlays)] for number in range(count)])
+def overlays(count: int) -> List[np.ndarray]:
+    """`count` composite images of the demo inputs (DISTINCT_COMPOSITES of
+    them, repeated)."""
+    distinct = common.demo_composites(min(count, DISTINCT_COMPOSITES))
+    return [distinct[number % len(distinct)] for number in range(count)]
+
+
+def timed_loop(step, items: Sequence) -> Dict:
+    """`step(item)` for each item: wall and CPU seconds, the results, and
+    the wall-clock window the GPU sampler keeps."""
+    cpu, started, window = _own_cpu_s(), time.perf_counter(), [time.time()]
+    results = [step(item) for item in items]
+    return {
+        "timed_window": window + [time.time()],
+        "wall_s": time.perf_counter() - started,
+        "cpu_s": _own_cpu_s() - cpu,
+        "results": results,
+    }
 
 
 # --- measurements, each in a child process -------------------------------------------
@@ -192,24 +206,16 @@ def measure_model(args, variant: str = "") -> Dict:
         compile_model=config.compile_model or variant == "compiled",
         low_resolution_decoder=DECODERS.get(variant),
     )
-    batch = np.stack(
-        [maps.preprocess(c.overlay, config.input_size) for c in composites(batch_size)]
-    )
-    started = time.perf_counter()
-    for _ in range(2):  # cuDNN's algorithm search, torch.compile's first call
-        model.predict(batch)
-    warm_up = time.perf_counter() - started
+    batch = np.stack([maps.preprocess(o, config.input_size) for o in overlays(batch_size)])
+    # two warm-up calls: cuDNN's algorithm search, torch.compile's first call
+    warm_up = timed_loop(lambda _: model.predict(batch), range(2))["wall_s"]
     batches = max(1, args.images // batch_size)
-    cpu, started, window = _own_cpu_s(), time.perf_counter(), [time.time()]
-    for _ in range(batches):
-        model.predict(batch)
-    wall, cpu = time.perf_counter() - started, _own_cpu_s() - cpu
+    timed = timed_loop(lambda _: model.predict(batch), range(batches))
+    del timed["results"]
     return {
-        "timed_window": window + [time.time()],
+        **timed,
         "images": batches * batch_size,
         "batch_size": batch_size,
-        "wall_s": wall,
-        "cpu_s": cpu,
         "warm_up_s": warm_up,
         **_device_memory(model.device),
     }
@@ -223,8 +229,8 @@ def measure_precision_error(args, precision: str = "") -> Dict:
     config = depth_config(args)
     network = torch_runtime.load_network("untrained", None, config.seed)
     device = torch_runtime.resolve_device(config.device)
-    overlays = [c.overlay for c in composites(DISTINCT_COMPOSITES)]
-    batch = np.stack([maps.preprocess(o, config.input_size) for o in overlays])
+    images = overlays(DISTINCT_COMPOSITES)
+    batch = np.stack([maps.preprocess(o, config.input_size) for o in images])
 
     def depth(precision: str) -> np.ndarray:
         model = depth_model(network, device, precision)
@@ -238,7 +244,7 @@ def measure_precision_error(args, precision: str = "") -> Dict:
 
     precision = precision or config.precision
     return {
-        "images": len(overlays),
+        "images": len(images),
         "precision": precision,
         **common.depth_errors(depth(precision), depth(models.FP32)),
     }
@@ -253,7 +259,10 @@ def measure_baseline(args) -> Dict:
     config = depth_config(args)
     device = torch_runtime.resolve_device(config.device)
     network = torch_densedepth.build_densedepth(config.seed).to(device)
-    overlays = [c.overlay for c in composites(args.images)]
+    images = overlays(args.images)
+    batches = [
+        images[start : start + BASELINE_BATCH] for start in range(0, len(images), BASELINE_BATCH)
+    ]
 
     def one_batch(batch: Sequence[np.ndarray]) -> int:
         inputs = torch.from_numpy(maps.preprocess(np.stack(batch), config.input_size))
@@ -262,20 +271,9 @@ def measure_baseline(args) -> Dict:
         depth = maps.postprocess(raw.permute(0, 2, 3, 1).cpu().numpy())[..., 0]
         return sum(bool(maps.encode_minmax(d, config.out_size, config.jpeg_quality)) for d in depth)
 
-    one_batch(overlays[: min(BASELINE_BATCH, len(overlays))])  # warm-up
-    cpu, started, window = _own_cpu_s(), time.perf_counter(), [time.time()]
-    done = sum(
-        one_batch(overlays[start : start + BASELINE_BATCH])
-        for start in range(0, len(overlays), BASELINE_BATCH)
-    )
-    wall, cpu = time.perf_counter() - started, _own_cpu_s() - cpu
-    return {
-        "timed_window": window + [time.time()],
-        "images": done,
-        "wall_s": wall,
-        "cpu_s": cpu,
-        **_device_memory(device),
-    }
+    one_batch(batches[0])  # warm-up
+    timed = timed_loop(one_batch, batches)
+    return {**timed, "images": sum(timed.pop("results")), **_device_memory(device)}
 
 
 def measure_stage(args, config_name: str) -> Dict:
@@ -425,27 +423,17 @@ class GpuSampler:
         }
 
 
-def run_child(args, measurement: str) -> Dict:
+def run_child(args, measurement: str, folder: Path) -> Dict:
     """One measurement in a child process (killed with its Beam workers
-    past --timeout_s)."""
+    past --timeout_s); its output goes to a log in `folder`."""
     command = [sys.executable, __file__, "--child", measurement, *args.forwarded]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    log = folder / f"{measurement.replace(':', '_').replace('/', '_')}.log"
+    try:
         with GpuSampler() as gpu:
-            process = subprocess.Popen(
-                command, stdout=out, stderr=err, text=True, cwd=ROOT, start_new_session=True
-            )
-            try:
-                code = common.wait_or_kill_group(process, args.timeout_s)
-            except RuntimeError as error:
-                code, timed_out = -1, str(error)
-            else:
-                timed_out = ""
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    if code or not lines:
-        return {"measurement": measurement, "failed": (stderr.strip()[-2000:] + "\n" + timed_out)}
+            common.run_measured(command, log, timeout_s=args.timeout_s)
+    except RuntimeError as error:
+        return {"measurement": measurement, "failed": str(error)[-2000:]}
+    lines = [line for line in log.read_text().splitlines() if line.startswith("RESULT ")]
     measured = json.loads(lines[-1][len("RESULT ") :])
     return {"measurement": measurement, **measured, **gpu.summary(measured.get("timed_window"))}
 
@@ -682,7 +670,7 @@ def main(argv=None) -> int:
             print(f"[bench] {measurement}", file=sys.stderr, flush=True)
             kind, _, config = measurement.partition("=")
             if kind != "build":
-                record(run_child(args, measurement))
+                record(run_child(args, measurement, Path(folder)))
             else:
                 globs = globs or common.make_inputs(
                     Path(folder) / "inputs", args.backgrounds, args.foregrounds

@@ -22,7 +22,7 @@ from fgbg.depth.weight_layout import (
     match_weights,
     seeded_weights,
     short_weight_name,
-    tap_mix,
+    tap_mixes,
     weights_group,
 )
 
@@ -181,7 +181,7 @@ class LowResolutionDecoder(tf.Module):
     low resolution: the same function up to fp32 rounding, ~45% fewer
     multiply-adds at 640x480. The algebra is in
     `torch_densedepth.LowResolutionDecoder`'s docstring; the weights come
-    from `weight_layout.tap_mix`, shared with the torch runtime.
+    from `weight_layout.tap_mixes`, shared with the torch runtime.
 
     Only for the DenseDepth architecture built here (the published weights
     or untrained); a user's model file runs as written.
@@ -197,12 +197,11 @@ class LowResolutionDecoder(tf.Module):
         self.blocks = []
         for block in UP_BLOCKS:
             kernel_a, bias_a = model.get_layer(f"{block.name}_convA").get_weights()
-            mix_kernel, mix_bias = tap_mix(kernel_a, x_channels, **pre)
-            taps = range(0, 9 * block.filters, block.filters)
+            mixes = tap_mixes(kernel_a, x_channels, **pre)
             self.blocks.append(
                 (
-                    [tf.constant(mix_kernel[None, None, :, i : i + block.filters]) for i in taps],
-                    [tf.constant(mix_bias[i : i + block.filters]) for i in taps],
+                    [tf.constant(kernel[None, None]) for kernel, _ in mixes],
+                    [tf.constant(bias) for _, bias in mixes],
                     tf.constant(kernel_a[:, :, x_channels:]),
                     tf.constant(bias_a),
                     model.get_layer(f"{block.name}_convB"),

@@ -21,12 +21,12 @@ TENSORFLOW = "tensorflow"
 TORCH = "torch"
 RUNTIMES = (TENSORFLOW, TORCH)
 
-# --depth_device, for the torch runtime: the GPU when one is visible, or as named.
 # How composites reach the network size (the manifest's depth.input_resize):
 # PIL's Lanczos on the CPU, as the original did, or --depth_resize_on_device.
 LANCZOS_ON_CPU = "lanczos on the cpu"
 BICUBIC_ON_DEVICE = "bicubic on the device"
 
+# --depth_device, for the torch runtime: the GPU when one is visible, or as named.
 AUTO = "auto"
 CPU = "cpu"
 CUDA = "cuda"

@@ -35,7 +35,7 @@ from fgbg.depth.weight_layout import (
     conv_weights,
     match_weights,
     seeded_weights,
-    tap_mix,
+    tap_mixes,
     weights_group,
 )
 
@@ -261,18 +261,16 @@ class LowResolutionDecoder(nn.Module):
 
 
 def _tap_mixes(conv_a: nn.Conv2d, x_channels: int, pre: Optional[nn.Conv2d]) -> nn.ModuleList:
-    """`weight_layout.tap_mix` as nine 1x1 convolutions, one per tap."""
+    """`weight_layout.tap_mixes` as nine 1x1 convolutions, one per tap."""
     folded = {}
     if pre is not None:
         folded = {"pre_kernel": _keras_kernel(pre), "pre_bias": pre.bias.detach().cpu().numpy()}
-    kernel, bias = tap_mix(_keras_kernel(conv_a), x_channels, **folded)
     mixes = nn.ModuleList()
-    for start in range(0, kernel.shape[1], conv_a.out_channels):
-        taps = slice(start, start + conv_a.out_channels)
-        mix = nn.Conv2d(kernel.shape[0], conv_a.out_channels, 1)
+    for kernel, bias in tap_mixes(_keras_kernel(conv_a), x_channels, **folded):
+        mix = nn.Conv2d(*kernel.shape, 1)
         with torch.no_grad():
-            mix.weight.copy_(torch.from_numpy(kernel[:, taps].T[:, :, None, None].copy()))
-            mix.bias.copy_(torch.from_numpy(bias[taps]))
+            mix.weight.copy_(torch.from_numpy(kernel.T[:, :, None, None].copy()))
+            mix.bias.copy_(torch.from_numpy(bias))
         mixes.append(mix)
     return mixes
 

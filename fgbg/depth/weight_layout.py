@@ -172,27 +172,28 @@ def _seeded_value(rng: np.random.Generator, spec: WeightSpec) -> np.ndarray:
     return rng.uniform(-0.05, 0.05, shape).astype(np.float32)
 
 
-def tap_mix(
+def tap_mixes(
     conv_a_kernel: np.ndarray,
     x_channels: int,
     pre_kernel: Optional[np.ndarray] = None,
     pre_bias: Optional[np.ndarray] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """The low-resolution decoder's 1x1 convolution for one up block, from
-    convA's Keras kernel (3, 3, Cin, Cout): kernel (Cin_x, 9 x Cout) and bias
-    (9 x Cout), where output channel t x Cout + o is tap t = 3 ky + kx of
-    convA's first `x_channels` inputs (the upsampled ones) for output o.
+) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """The low-resolution decoder's nine 1x1 convolutions for one up block,
+    from convA's Keras kernel (3, 3, Cin, Cout): for each tap t = 3 ky + kx,
+    kernel (Cin_x, Cout) and bias (Cout), convA's weights at that tap for
+    its first `x_channels` inputs (the upsampled ones).
 
     `pre_kernel` (1, 1, C, Cin_x) and `pre_bias`: a 1x1 convolution with no
-    activation after it, folded in front (conv2 before up1). Combined in
-    float64, returned as float32. Tap-major, so each tap's channels are
-    contiguous in NHWC. Both runtimes' `LowResolutionDecoder` use it.
+    activation after it, folded in front (conv2 before up1); its input
+    channels C then replace Cin_x. Combined in float64, returned as float32.
+    Both runtimes' `LowResolutionDecoder` use it.
     """
     x_half = np.asarray(conv_a_kernel, np.float64)[:, :, :x_channels, :]
-    c_out = x_half.shape[-1]
-    kernel = x_half.transpose(2, 0, 1, 3).reshape(x_channels, 9 * c_out)
-    bias = np.zeros(9 * c_out)
-    if pre_kernel is not None:
-        bias = np.asarray(pre_bias, np.float64) @ kernel
-        kernel = np.asarray(pre_kernel, np.float64)[0, 0] @ kernel
-    return kernel.astype(np.float32), bias.astype(np.float32)
+    mixes = []
+    for kernel in x_half.reshape(9, x_channels, x_half.shape[-1]):  # (ky, kx) row-major
+        bias = np.zeros(kernel.shape[-1])
+        if pre_kernel is not None:
+            bias = np.asarray(pre_bias, np.float64) @ kernel
+            kernel = np.asarray(pre_kernel, np.float64)[0, 0] @ kernel
+        mixes.append((kernel.astype(np.float32), bias.astype(np.float32)))
+    return mixes
