@@ -46,6 +46,10 @@ variable in brackets.
   --gpu             run on T4 GPU workers from the custom container
                     (see Dockerfile), image FGBG_WORKER_IMAGE (default
                     REGION-docker.pkg.dev/PROJECT/fgbg/fgbg-worker:latest)
+  --flexrs          run as a FlexRS job (Flexible Resource Scheduling):
+                    Dataflow queues it for up to 6 hours and runs it on
+                    preemptible and regular VMs at a lower price; CPU
+                    workers only (docs/running-on-gcp.md, "FlexRS")
   --dry_run         build the complete Dataflow job offline, submit
                     nothing, and print where its description went; needs
                     no credentials. Defaults in this mode: project
@@ -80,6 +84,7 @@ output=${FGBG_OUTPUT:-}
 version=${FGBG_VERSION:-}
 job_file=""
 gpu=false
+flexrs=false
 dry_run=false
 
 while (($#)); do
@@ -91,6 +96,7 @@ while (($#)); do
       shift 2
       ;;
     --gpu) gpu=true; shift ;;
+    --flexrs) flexrs=true; shift ;;
     --dry_run) dry_run=true; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
@@ -146,6 +152,9 @@ if $gpu; then
     --experiments=use_runner_v2
     "${GPU_DEPTH_FLAGS[@]}"
   )
+fi
+if $flexrs; then
+  args+=(--flexrs_goal=COST_OPTIMIZED)  # the pipeline refuses it with --gpu
 fi
 if $dry_run; then
   job_file=${job_file:-${TMPDIR:-/tmp}/$job_name.dataflow-job.json}

@@ -16,6 +16,11 @@ the one of docs/running-on-gcp.md ("Cost and time for the full 400K build"):
     worker-hours = vCPU-hours / vCPUs per worker
     cost         = worker-hours x (vCPUs x $/vCPU-h + GB x $/GB-h + disk GB x $/GB-h)
 
+--pricing flexrs prices the job as a FlexRS job (run_dataflow.sh --flexrs,
+the Composer DAG's default): worker vCPU and memory at FLEXRS_DISCOUNT below
+the batch prices, disk at the same price; the queueing delay (up to 6 hours)
+is not in the wall time, nor is work redone after a preemption.
+
 Depth is measured by bench/bench_depth.py (bench/results/depth.md); pass its
 figures with --depth_cpu_s_per_image (CPU workers) or --depth_images_per_s
 and --gpu_hour (one GPU per worker) to fold them in. Prices: Dataflow batch
@@ -38,6 +43,16 @@ sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
 from pipeline.dataflow import DEFAULT_MACHINE_TYPE, DEFAULT_MAX_NUM_WORKERS  # noqa: E402
+
+# Dataflow batch list prices, us-central1, $ per hour: the figures Beam's own
+# load tests use (apache_beam/testing/load_tests/dataflow_cost_consts.py).
+BATCH_VCPU_HOUR = 0.056
+BATCH_GB_HOUR = 0.003557
+# FlexRS bills worker vCPU and memory 40% below batch. Source: a third-party
+# guide (help.nops.io, "Use FlexRS for delay-tolerant Dataflow batch jobs");
+# the FlexRS rows of https://cloud.google.com/dataflow/pricing could not be
+# read from here: check them before quoting.
+FLEXRS_DISCOUNT = 0.40
 
 MACHINES = {  # vCPUs, GB
     "n1-standard-1": (1, 3.75),
@@ -66,8 +81,18 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--e", type=float, default=0.8, help="fraction of worker time spent on samples"
     )
-    parser.add_argument("--vcpu_hour", type=float, default=0.056, help="$ per vCPU-hour")
-    parser.add_argument("--gb_hour", type=float, default=0.003557, help="$ per GB-hour")
+    parser.add_argument(
+        "--pricing",
+        choices=("batch", "flexrs"),
+        default="batch",
+        help="batch workers, or a FlexRS job's discounted vCPU and memory",
+    )
+    parser.add_argument(
+        "--vcpu_hour", type=float, default=None, help="$ per vCPU-hour (default: --pricing's)"
+    )
+    parser.add_argument(
+        "--gb_hour", type=float, default=None, help="$ per GB-hour (default: --pricing's)"
+    )
     parser.add_argument("--disk_gb", type=float, default=25, help="disk GB per worker")
     parser.add_argument(
         "--disk_gb_hour",
@@ -96,6 +121,11 @@ def main(argv=None) -> int:
     parser.add_argument("--gpu_hour", type=float, default=0.35, help="$ per GPU-hour (T4)")
     parser.add_argument("--name", default="projection")
     args = parser.parse_args(argv)
+    factor = 1 - FLEXRS_DISCOUNT if args.pricing == "flexrs" else 1.0
+    if args.vcpu_hour is None:
+        args.vcpu_hour = round(BATCH_VCPU_HOUR * factor, 6)
+    if args.gb_hour is None:
+        args.gb_hour = round(BATCH_GB_HOUR * factor, 7)
 
     data = json.loads(Path(args.results).read_text())
     result = data["result"]
@@ -119,6 +149,15 @@ def main(argv=None) -> int:
         else "- t = not measured (bench_compositing.py --tft)",
         f"- assumed: k = {args.k} (N1 vCPU vs this machine), e = {args.e} (worker time on "
         "samples), as in docs/running-on-gcp.md",
+        "",
+        f"Prices: {args.pricing}"
+        + (
+            f" (vCPU and memory {FLEXRS_DISCOUNT:.0%} below batch; source in "
+            "bench/project_dataflow.py, not checked against the live price list)"
+            if args.pricing == "flexrs"
+            else ""
+        )
+        + ".",
         "",
         f"$ per {args.machine} worker-hour = {vcpus} x ${args.vcpu_hour} + {gb} GB x "
         f"${args.gb_hour} + {args.disk_gb:.0f} GB x ${args.disk_gb_hour} = "

@@ -50,7 +50,14 @@ from fgbg.report import write_report
 from fgbg.storage import match_files, remove_stale_temporaries
 from pipeline.config import BuildConfig, RunContext, build_config
 from pipeline.console import configure_logging, failure_reason, filtered_stderr
-from pipeline.dataflow import apply_worker_defaults, is_dataflow, is_dry_run, write_dry_run_job
+from pipeline.dataflow import (
+    apply_worker_defaults,
+    flexrs_problem,
+    is_dataflow,
+    is_dry_run,
+    without_unset_flexrs_goal,
+    write_dry_run_job,
+)
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
 from pipeline.run_documents import (
     check_sample_count,
@@ -205,7 +212,7 @@ def count_matches(pattern: Optional[str]) -> int:
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     """Build the dataset; returns its manifest. A Dataflow dry run returns
     None after writing the job file. Raises UsageError on bad options."""
-    flags = list(sys.argv[1:] if argv is None else argv)
+    flags = without_unset_flexrs_goal(sys.argv[1:] if argv is None else argv)
     unknown = unknown_arguments(flags)
     if unknown:
         raise UsageError(f"unknown option(s) {' '.join(unknown)} (see --help)")
@@ -229,6 +236,9 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     local = runner in LOCAL_RUNNERS
     if is_dataflow(runner):
         apply_worker_defaults(options)
+        problem = flexrs_problem(options)
+        if problem:
+            raise UsageError(problem)
     if is_dry_run(options):
         return _build(options, opts, input_files, started, local, test_pipeline, lease=None)
     store = lease_store(opts.output.rstrip("/"), options)

@@ -12,8 +12,11 @@ written beside the job file as `<job file>.pipeline.json`.
 
 from __future__ import annotations
 
+from typing import List, Optional, Sequence
+
 from apache_beam.options.pipeline_options import (
     DebugOptions,
+    GoogleCloudOptions,
     PipelineOptions,
     TestOptions,
     WorkerOptions,
@@ -51,6 +54,53 @@ def apply_worker_defaults(options: PipelineOptions) -> WorkerOptions:
     worker.machine_type = worker.machine_type or DEFAULT_MACHINE_TYPE
     worker.max_num_workers = worker.max_num_workers or DEFAULT_MAX_NUM_WORKERS
     return worker
+
+
+# Flexible Resource Scheduling (Beam's --flexrs_goal=COST_OPTIMIZED):
+# Dataflow queues the job for up to six hours and runs it on a mix of
+# preemptible and regular VMs at a lower price (docs/running-on-gcp.md,
+# "FlexRS").
+_FLEXRS_GOAL = "--flexrs_goal"
+_GPU_OPTION = "worker_accelerator"
+
+
+def without_unset_flexrs_goal(argv: Sequence[str]) -> List[str]:
+    """`argv` less an empty --flexrs_goal.
+
+    The Composer DAG renders "no FlexRS" as an empty value, like its other
+    unset variables, but Beam's parser accepts only COST_OPTIMIZED or
+    SPEED_OPTIMIZED there and would exit on ''.
+    """
+    kept: List[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == f"{_FLEXRS_GOAL}=":
+            continue
+        if arg == _FLEXRS_GOAL and rest and rest[0] == "":
+            rest.pop(0)
+            continue
+        kept.append(arg)
+    return kept
+
+
+def flexrs_problem(options: PipelineOptions) -> Optional[str]:
+    """Why these options cannot run as a FlexRS job, or None.
+
+    Dataflow does not support GPUs in FlexRS jobs and would fail such a job
+    only after its queueing delay, so the pipeline refuses it up front.
+    """
+    if not options.view_as(GoogleCloudOptions).flexrs_goal:
+        return None
+    service_options = options.view_as(GoogleCloudOptions).dataflow_service_options or []
+    experiments = options.view_as(DebugOptions).experiments or []
+    gpu = [option for option in [*service_options, *experiments] if _GPU_OPTION in option]
+    if gpu:
+        return (
+            f"--flexrs_goal cannot be combined with GPU workers ({gpu[0]}): "
+            "Dataflow's FlexRS does not support GPUs"
+        )
+    return None
 
 
 def is_dry_run(options: PipelineOptions) -> bool:

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.dataflow import DEFAULT_MACHINE_TYPE, apply_worker_defaults, is_dataflow
+from pipeline.dataflow import (
+    DEFAULT_MACHINE_TYPE,
+    apply_worker_defaults,
+    flexrs_problem,
+    is_dataflow,
+    without_unset_flexrs_goal,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = (
@@ -30,20 +36,20 @@ STAGES = (
 )
 
 
-def test_dry_run_builds_the_whole_gpu_job(tmp_path):
-    job_file = tmp_path / "job.json"
-    result = subprocess.run(
+def dry_run(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    """run_dataflow.sh --dry_run with `flags`, writing tmp_path/job.json."""
+    return subprocess.run(
         [
             "bash",
             "run_dataflow.sh",
             "--dry_run",
-            "--gpu",
+            *flags,
             "--version",
             "v20261125",
             "--output",
             str(tmp_path / "out"),
             "--job_file",
-            str(job_file),
+            str(tmp_path / "job.json"),
         ],
         cwd=REPO,
         capture_output=True,
@@ -51,6 +57,11 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
         timeout=300,
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)},
     )
+
+
+def test_dry_run_builds_the_whole_gpu_job(tmp_path):
+    job_file = tmp_path / "job.json"
+    result = dry_run(tmp_path, "--gpu")
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(job_file) in result.stdout
     job = json.loads(job_file.read_text())
@@ -73,6 +84,54 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     for stage in STAGES:
         assert any(name == stage or name.startswith(stage + "/") for name in names), stage
     assert any("RunInference" in name for name in names)
+    assert "flexResourceSchedulingGoal" not in job["environment"]
+
+
+def test_dry_run_builds_a_flexrs_job_on_cpu_workers(tmp_path):
+    result = dry_run(tmp_path, "--flexrs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = json.loads((tmp_path / "job.json").read_text())
+    assert job["environment"]["flexResourceSchedulingGoal"] == "FLEXRS_COST_OPTIMIZED"
+    assert job["environment"]["workerPools"][0]["machineType"] == DEFAULT_MACHINE_TYPE
+    assert "nvidia" not in json.dumps(job["environment"])
+
+
+def test_flexrs_on_gpu_workers_is_refused_before_anything_is_built(tmp_path):
+    result = dry_run(tmp_path, "--flexrs", "--gpu")
+    assert result.returncode == 2
+    assert "FlexRS does not support GPUs" in result.stderr
+    assert not (tmp_path / "job.json").exists()
+
+
+@pytest.mark.parametrize(
+    "given, problem",
+    [
+        (["--flexrs_goal=COST_OPTIMIZED"], None),
+        ([], None),
+        (
+            [
+                "--flexrs_goal=COST_OPTIMIZED",
+                "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1",
+            ],
+            "does not support GPUs",
+        ),
+        (
+            ["--flexrs_goal=SPEED_OPTIMIZED", "--experiments=worker_accelerator=type:nvidia-l4"],
+            "does not support GPUs",
+        ),
+    ],
+)
+def test_flexrs_problem(given, problem):
+    found = flexrs_problem(PipelineOptions(given))
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_an_empty_flexrs_goal_means_no_flexrs():
+    """What the Composer DAG renders when its fgbg_flexrs variable is false."""
+    argv = ["--flexrs_goal=", "--seed=1", "--flexrs_goal", "", "--runner=DataflowRunner"]
+    assert without_unset_flexrs_goal(argv) == ["--seed=1", "--runner=DataflowRunner"]
+    kept = ["--flexrs_goal=COST_OPTIMIZED", "--flexrs_goal", "SPEED_OPTIMIZED"]
+    assert without_unset_flexrs_goal(kept) == kept
 
 
 def test_the_staged_package_holds_every_package(tmp_path):

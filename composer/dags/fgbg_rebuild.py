@@ -25,6 +25,14 @@ Airflow Variables, read when the task runs (not when the file is parsed):
     fgbg_machine_type      default: the pipeline's (pipeline/dataflow.py)
     fgbg_max_num_workers   default: the pipeline's (pipeline/dataflow.py)
     fgbg_seed              default 0
+    fgbg_flexrs            default true: the job runs as a FlexRS job
+                           (Flexible Resource Scheduling): Dataflow queues
+                           it for up to 6 hours, then runs it on preemptible
+                           and regular VMs at a lower price; a monthly
+                           rebuild can wait, and the task's 12-hour limit
+                           holds the wait plus the build. "false" starts it
+                           at once on regular VMs (docs/running-on-gcp.md,
+                           "FlexRS")
 
 The task installs the fgbg package from a copy of the repository in the
 environment bucket's data/fgbg/ folder (SRC below) into a fresh virtualenv,
@@ -87,6 +95,11 @@ with DAG(
             "machine_type": "{{ var.value.get('fgbg_machine_type', '') }}",
             "max_num_workers": "{{ var.value.get('fgbg_max_num_workers', '0') }}",
             "labels": {"dataset-version": VERSION},
+            # '' (the variable set to false) is "no FlexRS" to the pipeline.
+            "flexrs_goal": (
+                "{{ '' if var.value.get('fgbg_flexrs', 'true') | lower == 'false' "
+                "else 'COST_OPTIMIZED' }}"
+            ),
             # A retry takes over the output lease its killed attempt left
             # (stale after 10 minutes without renewal; retries wait 15). The
             # fixed job name still stops a second job while one runs.

@@ -31,6 +31,7 @@ VARIABLES = (
     "fgbg_machine_type",
     "fgbg_max_num_workers",
     "fgbg_seed",
+    "fgbg_flexrs",
 )
 
 
@@ -162,6 +163,7 @@ def test_documented_defaults_apply_without_optional_variables(task, variables):
     # '' and 0 leave the worker type and cap to the pipeline's defaults
     # (tests/test_dataflow.py checks that they reach the job).
     assert (options["machine_type"], options["max_num_workers"], options["seed"]) == ("", "0", "0")
+    assert options["flexrs_goal"] == "COST_OPTIMIZED"
 
 
 def test_variables_override_the_defaults(task, variables):
@@ -171,6 +173,7 @@ def test_variables_override_the_defaults(task, variables):
         "fgbg_machine_type": "n2-standard-8",
         "fgbg_max_num_workers": "50",
         "fgbg_seed": "7",
+        "fgbg_flexrs": "False",
     }.items():
         variables(key, value)
     rendered = render(task, NOV_25)
@@ -185,6 +188,7 @@ def test_variables_override_the_defaults(task, variables):
         "50",
         "7",
     )
+    assert options["flexrs_goal"] == ""
 
 
 def test_a_missing_bucket_variable_fails_before_anything_runs(task, monkeypatch):
@@ -246,6 +250,20 @@ def test_the_pipeline_accepts_every_rendered_option(task, variables, monkeypatch
     assert unknown_arguments(beam_options_to_args({**options, **added})) == []
     worker = apply_worker_defaults(parsed)
     assert (worker.machine_type, worker.max_num_workers) == ("n1-standard-8", 20)
+
+
+def test_the_flexrs_variable_reaches_the_pipeline(task, variables, monkeypatch):
+    """FlexRS by default; 'false' renders '', which the pipeline reads as no FlexRS."""
+    monkeypatch.syspath_prepend(str(REPO))
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+    from pipeline.dataflow import without_unset_flexrs_goal
+
+    for value, goal in (("true", "COST_OPTIMIZED"), ("FALSE", None), ("false", None)):
+        variables("fgbg_flexrs", value)
+        rendered = render(task, NOV_25).pipeline_options["flexrs_goal"]
+        argv = without_unset_flexrs_goal(beam_options_to_args({"flexrs_goal": rendered}))
+        assert PipelineOptions(argv).view_as(GoogleCloudOptions).flexrs_goal == goal, value
 
 
 def test_a_run_without_a_logical_date_fails_to_render(task, variables):
