@@ -87,8 +87,8 @@ def without_unset_flexrs_goal(argv: Sequence[str]) -> List[str]:
 def flexrs_problem(options: PipelineOptions) -> Optional[str]:
     """Why these options cannot run as a FlexRS job, or None.
 
-    Dataflow does not support GPUs in FlexRS jobs and would fail such a job
-    only after its queueing delay, so the pipeline refuses it up front.
+    Dataflow does not support GPUs in FlexRS jobs, so the pipeline refuses
+    the combination before anything is submitted.
     """
     if not options.view_as(GoogleCloudOptions).flexrs_goal:
         return None
