@@ -86,7 +86,7 @@ def decoder(network, bf16_parts: Sequence[str], upsample_taps: bool = True):
     version to the real one."""
     import tensorflow as tf
 
-    from fgbg.depth.keras_densedepth import _shifted, upsample_aligned
+    from fgbg.depth.keras_densedepth import add_tap
 
     def conv(x, kernel, padding: str, part: str):
         if part not in bf16_parts:
@@ -104,7 +104,7 @@ def decoder(network, bf16_parts: Sequence[str], upsample_taps: bool = True):
                 with tf.control_dependencies([conv_a]):
                     mixed = conv(x, kernel, "VALID", "mix") + tap_bias
                 if upsample_taps:
-                    conv_a += _shifted(upsample_aligned(mixed, (2, 2)), *divmod(tap, 3))
+                    conv_a = add_tap(conv_a, mixed, *divmod(tap, 3))
                 else:
                     conv_a += tf.reduce_mean(mixed)
             x = activation(conv(conv_a, conv_b.kernel, "SAME", "convB") + conv_b.bias)

@@ -96,6 +96,29 @@ def test_bilinear_upsampling_refuses_channels_first():
         kd.BilinearUpSampling2D(data_format="channels_first")
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 1, 1, 2), (1, 1, 6, 3), (3, 15, 20, 8)])
+def test_upsampling_by_gathers_is_the_resize_op_bit_for_bit(shape):
+    """The low-resolution decoder's taps up-sample with gathers (so XLA can
+    fuse them); that must be the very function of the resize op, down to the
+    last bit, one-pixel sides included."""
+    images = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    expected = kd.upsample_aligned(images, (2, 2)).numpy()
+    np.testing.assert_array_equal(kd.upsample2_aligned_by_gathers(images).numpy(), expected)
+
+
+@pytest.mark.parametrize("ky, kx", [(0, 0), (1, 2), (2, 1)])
+def test_a_tap_compiled_by_xla_adds_its_shifted_upsampled_mix(ky, kx):
+    """`add_tap` (XLA) against the same sum written out: the mix doubled in
+    size, moved by (ky - 1, kx - 1) with zeros coming in, added."""
+    rng = np.random.default_rng(ky * 3 + kx)
+    mixed = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
+    total = rng.normal(size=(2, 8, 10, 3)).astype(np.float32)
+    upsampled = np.pad(kd.upsample_aligned(mixed, (2, 2)).numpy(), [(0, 0), (1, 1), (1, 1), (0, 0)])
+    expected = total + upsampled[:, ky : ky + 8, kx : kx + 10]
+    got = kd.add_tap(total, mixed, ky, kx).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------
 # Architecture
 
