@@ -35,6 +35,7 @@ from transforms.depth import (
     DepthModelHandler,
     EstimateDepth,
     depth_maps,
+    full_batch,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
@@ -248,3 +249,42 @@ def test_a_model_with_the_wrong_output_shape_fails_its_first_batch_naming_the_fi
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     with pytest.raises(ValueError, match=rf"depth model {path}: .*shape"):
         handler.run_inference([image, image], model)
+
+
+def test_a_samples_depth_has_the_same_bits_in_any_batch_on_the_cpu():
+    """Alone, at a bundle's end, or in a full batch: the same bytes (without
+    filling, an image alone differs from itself in a batch of 4)."""
+    handler = DepthModelHandler(_config(batch_size=4, min_batch_size=4))
+    model = handler.load_model()
+    images = random_overlays(4, SIZE, seed=3)
+    together = handler.run_inference(images, model)
+    for image, expected in zip(images, together):
+        assert np.array_equal(handler.run_inference([image], model)[0], expected)
+    tail = handler.run_inference(images[1:], model)
+    assert len(tail) == 3 and all(np.array_equal(a, b) for a, b in zip(tail, together[1:]))
+
+
+class RecordingModel:
+    """Answers any batch with depth 1 and records the batch sizes it saw."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def predict(self, images):
+        self.sizes.append(len(images))
+        return np.ones((len(images), SIZE // 2, SIZE // 2, 1), np.float32)
+
+
+@pytest.mark.parametrize("device, called_with", [("cpu", 4), ("auto", 4), ("cuda", 1)])
+def test_cpu_calls_are_filled_to_the_batch_size_and_gpu_calls_are_not(device, called_with):
+    handler = DepthModelHandler(_config(batch_size=4, min_batch_size=1, device=device))
+    model = RecordingModel()
+    out = handler.run_inference([np.zeros((SIZE, SIZE, 3), np.uint8)], model)
+    assert len(out) == 1 and model.sizes == [called_with]
+
+
+def test_full_batch_appends_copies_of_the_last_image_only_when_short():
+    images = np.arange(2 * 3).reshape(2, 3)
+    filled = full_batch(images, 4)
+    assert filled.tolist() == [[0, 1, 2], [3, 4, 5], [3, 4, 5], [3, 4, 5]]
+    assert full_batch(images, 2) is images and full_batch(images, 0) is images

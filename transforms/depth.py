@@ -58,6 +58,10 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
             large_model=config.share_model,
         )
         self._config = config
+        # On a GPU, BatchElements' sizes vary by design and cuDNN picks its
+        # kernels per run (torch_runtime sets cudnn.benchmark), so its bits
+        # are not reproducible anyway; filling batches would only waste it.
+        self._fill_to = 0 if config.device == models.CUDA else config.batch_size
 
     def load_model(self):
         config = self._config
@@ -87,12 +91,15 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         config = self._config
         try:
             if config.resize_on_device:
-                raw = model.predict_composites(np.stack(batch), config.input_size)
+                images = np.stack(batch)
+                raw = model.predict_composites(images, config.input_size)
             else:
-                raw = model.predict(
-                    np.stack([maps.preprocess(i, config.input_size) for i in batch])
+                images = full_batch(
+                    np.stack([maps.preprocess(i, config.input_size) for i in batch]),
+                    self._fill_to,
                 )
-            return list(depth_maps(maps.postprocess(raw), len(batch)))
+                raw = model.predict(images)
+            return list(depth_maps(maps.postprocess(raw), len(images))[: len(batch)])
         except ValueError as error:
             source = models.source(self._config.model, self._config.weights)
             raise ValueError(f"depth model {source}: {error}") from error
@@ -108,6 +115,23 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
 
     def get_metrics_namespace(self) -> str:
         return DEPTH_METRICS_NAMESPACE
+
+
+def full_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """`images` with copies of the last one appended up to `size` images.
+
+    On the CPU the bits of an image's depth depend on the size of the batch
+    it runs in (TensorFlow's oneDNN kernels, measured: an image alone and
+    the same image in a batch of 4 differ in the last bits of the raw
+    output; which images share its batch never mattered), and BatchElements
+    leaves a partial batch wherever a bundle ends. So every CPU call runs a
+    full batch, and a sample's depth map has the same bytes however the
+    runner bundled it. The copies' outputs are dropped.
+    """
+    missing = size - len(images)
+    if missing <= 0:
+        return images
+    return np.concatenate([images, np.repeat(images[-1:], missing, axis=0)])
 
 
 def depth_maps(depth: np.ndarray, batch_size: int) -> np.ndarray:
