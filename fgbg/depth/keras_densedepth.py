@@ -81,8 +81,8 @@ def upsample2_aligned_by_gathers(images: tf.Tensor) -> tf.Tensor:
     """`upsample_aligned(images, (2, 2))` as gathers and linear interpolation,
     columns then rows as TensorFlow's kernel does, so that XLA can fuse the
     up-sampling with what follows (`add_tap`). XLA's own lowering of
-    ResizeBilinear is no use for that: measured 1.7x the CPU time of the
-    uncompiled decoder."""
+    ResizeBilinear is no use for that: in a one-off check (not a committed
+    benchmark) it made the decoder slower than not compiling at all."""
     return _interpolate_aligned_x2(_interpolate_aligned_x2(images, axis=2), axis=1)
 
 
