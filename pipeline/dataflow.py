@@ -90,9 +90,10 @@ def flexrs_problem(options: PipelineOptions) -> Optional[str]:
     Dataflow does not support GPUs in FlexRS jobs, so the pipeline refuses
     the combination before anything is submitted.
     """
-    if not options.view_as(GoogleCloudOptions).flexrs_goal:
+    google_cloud = options.view_as(GoogleCloudOptions)
+    if not google_cloud.flexrs_goal:
         return None
-    service_options = options.view_as(GoogleCloudOptions).dataflow_service_options or []
+    service_options = google_cloud.dataflow_service_options or []
     experiments = options.view_as(DebugOptions).experiments or []
     gpu = [option for option in [*service_options, *experiments] if _GPU_OPTION in option]
     if gpu:
