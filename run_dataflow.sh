@@ -13,8 +13,8 @@ set -euo pipefail
 # processes call with uint8 composites (resized on the GPU), since eight models
 # would not fit one T4; on cuda, so a worker that sees no GPU fails instead of
 # running depth on its CPU, and in GPU-sized batches (--depth_gpu_batch_size).
-# Never run on Dataflow; measured only on one H200 machine (README, "Depth on
-# a GPU").
+# Not yet tried on Dataflow itself (BENCHMARKS.md, "Depth on a GPU", says what
+# was measured, and where).
 GPU_DEPTH_FLAGS=(--depth_runtime=torch --depth_device=cuda --depth_share_model
   --depth_resize_on_device)
 GPU_MAX_WORKERS=4

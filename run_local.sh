@@ -16,7 +16,8 @@ if [ -f "$weights" ]; then
   depth=(--depth_model densedepth --depth_weights "$weights")
 else
   # The untrained model's maps are meaningless at any size, so the demo spends
-  # less CPU on them: 320x256 input instead of the recipe's 640x480 (~4x faster).
+  # less CPU on them: 320x256 input instead of the recipe's 640x480 (about a
+  # quarter of the pixels).
   cat >&2 <<WARN
 ################################################################################
 WARNING: no DenseDepth weights at $weights. The demo's depth maps come from the

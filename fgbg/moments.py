@@ -29,8 +29,9 @@ def pixel_moments(pixels: np.ndarray) -> Moments:
 
 
 # 8-bit multi-channel modes, whose moments come from Pillow's per-channel
-# histogram: exact, and several times cheaper than numpy's reductions over an
-# interleaved (H, W, 3) array. Single-channel images are cheaper in numpy.
+# histogram: exact, and cheaper than numpy's reductions over an interleaved
+# (H, W, 3) array (BENCHMARKS.md, "Compositing"). Single-channel images are
+# cheaper in numpy.
 _HISTOGRAM_CHANNELS = {"RGB": 3, "RGBA": 4}
 _VALUES = np.arange(256, dtype=np.int64)
 _SQUARES = _VALUES * _VALUES

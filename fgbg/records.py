@@ -114,8 +114,8 @@ def _example(features: Dict[str, FeatureValue]) -> bytes:
     are those of TensorFlow's `SerializeToString(deterministic=True)`
     (deterministic: map keys in the runtime's sorted order, the same for
     both; tests/test_stats_records.py compares them), without importing
-    TensorFlow: a worker that only writes records saves the import's
-    ~2.3 CPU s and ~415 MB.
+    TensorFlow: a worker that only writes records saves the import's time
+    and memory (BENCHMARKS.md, "Compositing").
     """
     example = example_pb2.Example()
     entries = example.features.feature
@@ -179,9 +179,9 @@ def raw_feature_spec(with_depth: bool) -> Dict[str, object]:
 def decode_exact(encoded, channels: int, dtype=None):
     """Decode a JPEG or PNG tensor as every other tool does.
 
-    TensorFlow's default JPEG decoding (INTEGER_FAST) is biased: about -0.8
-    grey levels per pixel against libjpeg's accurate method, which Pillow
-    (and so stats.json) uses. INTEGER_ACCURATE matches Pillow exactly.
+    TensorFlow's default JPEG decoding (INTEGER_FAST) is biased darker than
+    libjpeg's accurate method, which Pillow (and so stats.json) uses (README,
+    "Training on the dataset"). INTEGER_ACCURATE matches Pillow exactly.
     16-bit PNGs need dtype tf.uint16 to keep their range.
     """
     import tensorflow as tf

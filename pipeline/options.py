@@ -165,8 +165,9 @@ class FgbgOptions(PipelineOptions):
             "--depth_batch_size",
             type=int,
             default=4,
-            help="Largest batch of images per model call on a CPU (measured: throughput flat "
-            "from 2 to 8 at 640x480, ~250 MiB per image). Default: %(default)s.",
+            help="Largest batch of images per model call on a CPU: past a few images a "
+            "batch adds memory, not speed (BENCHMARKS.md, 'Depth on CPU'). "
+            "Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_gpu_batch_size",
@@ -174,9 +175,8 @@ class FgbgOptions(PipelineOptions):
             default=32,
             help="Largest batch per model call with --depth_device cuda (auto keeps "
             "--depth_batch_size: the device is not known when the graph is built). The "
-            "default is an estimate for a T4's 15 GiB in fp32: the network as written "
-            "peaked at 15,372 MiB allocated at batch 60 in fp32 on an H200 "
-            "(BENCHMARKS.md, 'Depth on a GPU'). Default: %(default)s.",
+            "default is an estimate for a T4's 15 GiB in fp32 (BENCHMARKS.md, 'Depth on a "
+            "GPU'). Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_min_batch_size",
@@ -215,9 +215,9 @@ class FgbgOptions(PipelineOptions):
             choices=models.PRECISIONS,
             default=models.FP32,
             help="fp32: the model as published. bf16: bfloat16 matrix arithmetic where the "
-            "CPU has it (oneDNN's automatic mixed precision; avx512_bf16 or AMX), about half "
-            "the CPU time per image but not within 1 grey level of fp32 on 99.9%% of "
-            "min-max pixels (BENCHMARKS.md, 'Depth on CPU'). Default: %(default)s.",
+            "CPU has it (oneDNN's automatic mixed precision; avx512_bf16 or AMX): less CPU "
+            "time, but depth maps that miss the accuracy bar against fp32 (BENCHMARKS.md, "
+            "'Depth on CPU'). Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_runtime",
@@ -237,15 +237,17 @@ class FgbgOptions(PipelineOptions):
         depth.add_argument(
             "--depth_compile",
             action="store_true",
-            help="--depth_runtime torch: compile the network with torch.compile (minutes "
-            "per input shape at start-up; faster batches on a GPU).",
+            help="--depth_runtime torch: compile the network with torch.compile (a compile "
+            "per input shape at start-up, for faster batches on a GPU: BENCHMARKS.md, "
+            "'Depth on a GPU').",
         )
         depth.add_argument(
             "--depth_resize_on_device",
             action="store_true",
             help="--depth_runtime torch: resize each composite to the network size on the "
             "model's device (bicubic) instead of with PIL's Lanczos on the CPU, and send "
-            "it there as uint8 (BENCHMARKS.md measures the difference in the depth maps).",
+            "it there as uint8: less CPU work, slightly different depth maps "
+            "(BENCHMARKS.md, 'Depth on CPU').",
         )
         depth.add_argument(
             "--depth_share_model",

@@ -121,9 +121,9 @@ def full_batch(images: np.ndarray, size: int) -> np.ndarray:
     """`images` with copies of the last one appended up to `size` images.
 
     On the CPU the bits of an image's depth depend on the size of the batch
-    it runs in (TensorFlow's oneDNN kernels, measured: an image alone and
-    the same image in a batch of 4 differ in the last bits of the raw
-    output; which images share its batch never mattered), and BatchElements
+    it runs in (TensorFlow's oneDNN kernels: an image alone and in a batch of
+    4 differ in the last bits of the raw output; which images share its
+    batch does not matter), and BatchElements
     leaves a partial batch wherever a bundle ends. So every CPU call runs a
     full batch, and a sample's depth map has the same bytes however the
     runner bundled it. The copies' outputs are dropped.

@@ -1,9 +1,10 @@
 """The depth stage's configuration, apart from the stage itself.
 
 Beam's RunInference module, which the stage (transforms/depth.py) is built
-on, imports PyTorch whenever it is installed (about 0.5 GB and 1.4 s per
-process). The configuration lives here so that building a configuration, or
-a composites-only graph, never imports it.
+on, imports PyTorch whenever it is installed, a cost in memory and start-up
+time in every process (BENCHMARKS.md, "Compositing"). The configuration
+lives here so that building a configuration, or a composites-only graph,
+never imports it.
 """
 
 from __future__ import annotations

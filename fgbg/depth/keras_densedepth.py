@@ -81,8 +81,8 @@ def upsample2_aligned_by_gathers(images: tf.Tensor) -> tf.Tensor:
     """`upsample_aligned(images, (2, 2))` as gathers and linear interpolation,
     columns then rows as TensorFlow's kernel does, so that XLA can fuse the
     up-sampling with what follows (`add_tap`). XLA's own lowering of
-    ResizeBilinear is no use for that: in a one-off check (not a committed
-    benchmark) it made the decoder slower than not compiling at all."""
+    ResizeBilinear is no use for that: it makes the decoder slower, not
+    faster (BENCHMARKS.md, "Depth on CPU")."""
     return _interpolate_aligned_x2(_interpolate_aligned_x2(images, axis=2), axis=1)
 
 
@@ -107,8 +107,8 @@ def _interpolate_aligned_x2(images: tf.Tensor, axis: int) -> tf.Tensor:
 def add_tap(conv_a_output: tf.Tensor, mixed: tf.Tensor, ky: int, kx: int) -> tf.Tensor:
     """`conv_a_output` plus one tap's mix up-sampled and shifted, compiled by
     XLA into one pass over the full-resolution output instead of TensorFlow's
-    four (up-sample, pad, slice, add): 0.19-0.27 of the default's 1.8 CPU s
-    per image went to those (bench/bench_depth_parts.py)."""
+    four (up-sample, pad, slice, add), which are memory-bound
+    (BENCHMARKS.md, "Depth on CPU")."""
     return conv_a_output + _shifted(upsample2_aligned_by_gathers(mixed), ky, kx)
 
 
@@ -213,8 +213,8 @@ def weight_plan(
 
 class LowResolutionDecoder(tf.Module):
     """DenseDepth's forward pass with the x half of each up block's convA at
-    low resolution: the same function up to fp32 rounding, ~45% fewer
-    multiply-adds at 640x480. The algebra is in
+    low resolution: the same function up to fp32 rounding, with fewer
+    multiply-adds (BENCHMARKS.md, "Depth on CPU"). The algebra is in
     `torch_densedepth.LowResolutionDecoder`'s docstring; the weights come
     from `weight_layout.tap_mixes`, shared with the torch runtime.
 
@@ -254,8 +254,8 @@ class LowResolutionDecoder(tf.Module):
             conv_a_output = tf.nn.conv2d(skip, skip_kernel, 1, "SAME") + bias
             # One tap at a time, each after the previous one's add: all nine
             # at once hold 9 x Cout full-resolution channels and their
-            # shifted copies (measured: ~2.8 GB more peak memory per process
-            # at 640x480, batch 4), for the same arithmetic and no faster.
+            # shifted copies, more peak memory for the same arithmetic and
+            # no speed (BENCHMARKS.md, "Depth on CPU").
             for tap, (mix_kernel, mix_bias) in enumerate(zip(mix_kernels, mix_biases)):
                 with tf.control_dependencies([conv_a_output]):
                     mixed = tf.nn.conv2d(x, mix_kernel, 1, "VALID") + mix_bias

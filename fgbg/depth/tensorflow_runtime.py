@@ -2,8 +2,9 @@
 loaded, and its forward pass.
 
 The depth stage (transforms/depth.py) needs two things from a runtime:
-`load_depth_model(model, weights, seed)` and the `predict` of what it
-returns. Another runtime (e.g. PyTorch) is another module with the same two.
+`load_depth_model(model, weights, seed, precision)` and the `predict` of
+what it returns. fgbg/depth/torch_runtime.py has the same two, its loader
+with the torch runtime's device options after these.
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ class DepthModel:
     the decoder at low resolution; a user's model file runs as written.
 
     A tf.function traced once per input shape: static shapes let TensorFlow
-    specialise the graph (in a quick check on this CPU a single fully
-    dynamic trace was up to about 10% slower), and the shapes seen are few
-    (full batches plus at most batch_size - 1 partial ones at bundle ends).
-    Safe to call from the threads that share the model in a worker process.
+    specialise the graph, and the stage sees one shape per run, since it
+    fills every CPU batch to the batch size (transforms/depth.py's
+    `full_batch`). Safe to call from the threads that share the model in a
+    worker process.
     """
 
     def __init__(self, model: tf_keras.Model, low_resolution_decoder: bool = False):

@@ -222,8 +222,9 @@ class LowResolutionDecoder(nn.Module):
     alone. So the x half becomes nine 1x1 convolutions (one per tap) at low
     resolution, each upsampled and added with its shift (the shift's zero
     fill is convA's zero padding). conv2 (1x1, no activation before up1)
-    folds into up1's mixes. At 640x480 the decoder drops from ~102 to ~56
-    GMAC per image (BENCHMARKS.md measures the time and memory).
+    folds into up1's mixes. The decoder does far fewer multiply-adds
+    (BENCHMARKS.md, "Depth on CPU", counts them and measures the time and
+    memory).
 
     It shares the encoder and convB/conv3 with `network`; the new weights are
     combined in float64 and stored as float32.
@@ -249,8 +250,8 @@ class LowResolutionDecoder(nn.Module):
         for block in UP_BLOCKS:
             conv_a_output = self.skip_conv[block.name](skips[block.skip])
             # One tap at a time: all nine at once would hold 9 x Cout
-            # full-resolution channels (~1 GB more peak memory at 640x480,
-            # batch 4), for the same arithmetic.
+            # full-resolution channels, more peak memory for the same
+            # arithmetic (BENCHMARKS.md, "Depth on CPU").
             for tap, mix in enumerate(self.mixes[block.name]):
                 upsampled = F.interpolate(
                     mix(x), scale_factor=2, mode="bilinear", align_corners=True
@@ -292,8 +293,8 @@ def _skip_half(conv_a: nn.Conv2d, x_channels: int) -> nn.Conv2d:
 def _add_shifted(y: torch.Tensor, tap: torch.Tensor, ky: int, kx: int) -> None:
     """y[..., i, j] += tap[..., i + ky - 1, j + kx - 1], zero outside the
     image, in place: only the part of y whose source lies inside the image
-    is touched, with no padded copy (the fastest of the ways tried: padding
-    and slicing, a strided sum, a grouped one-hot convolution)."""
+    is touched, with no padded copy: one pass over that part, and no
+    full-resolution temporary."""
     height, width = y.shape[2:]
     dy, dx = ky - 1, kx - 1
     top, bottom = max(0, -dy), height - max(0, dy)

@@ -67,11 +67,11 @@ class DepthModel:
     forward pass in the chosen precision.
 
     On a CPU the decoder runs at low resolution (`LowResolutionDecoder`: the
-    same function up to fp32 rounding, ~45% fewer multiply-adds); on a GPU
+    same function up to fp32 rounding, with fewer multiply-adds); on a GPU
     the network runs as written, which is faster there: its many small
-    per-tap kernels made the low-resolution decoder 0.55x as fast on an H200
-    (BENCHMARKS.md, "Depth on a GPU"). `low_resolution_decoder` overrides the
-    choice, for comparisons.
+    per-tap kernels cost a GPU more than the multiply-adds they save
+    (BENCHMARKS.md, "Depth on a GPU"). `low_resolution_decoder` overrides
+    the choice, for comparisons.
 
     channels_last: the NHWC batch the stage hands over becomes an NCHW view
     with no copy, and oneDNN (CPU) and cuDNN (GPU) pick their fastest
@@ -145,20 +145,21 @@ class DepthModel:
 
 
 def low_resolution_decoder_wins(device: torch.device) -> bool:
-    """Whether the low-resolution decoder is the faster path on `device`
-    (measured: yes on CPUs, no on an H200)."""
+    """Whether the low-resolution decoder is the faster path on `device`:
+    yes on CPUs, no on a GPU (BENCHMARKS.md, "Depth on CPU" and "Depth on a
+    GPU")."""
     return device.type == models.CPU
 
 
 def forward_guard(device: torch.device, compile_model: bool):
     """The guard around a forward pass. A shared model is called from
     several threads. On a GPU the calls run one after another anyway, but
-    each would hold a batch's activations meanwhile: a build whose 16 worker
-    processes shared one model filled an H200 (139,475 of 143,771 MiB),
-    against 11,311 MiB for the same model alone. torch.compile's tracing is
-    not documented as thread-safe. So those take turns (only the forward
-    pass: each caller's input, resized on the device, waits outside); CPU
-    calls overlap (each uses its own threads)."""
+    each would hold a batch's activations meanwhile, so many worker
+    processes sharing one model can fill the GPU's memory (BENCHMARKS.md,
+    "Depth on a GPU"). torch.compile's tracing is not documented as
+    thread-safe. So those take turns (only the forward pass: each caller's
+    input, resized on the device, waits outside); CPU calls overlap (each
+    uses its own threads)."""
     if device.type == models.CUDA or compile_model:
         return threading.Lock()
     return contextlib.nullcontext()
