@@ -10,8 +10,11 @@ setuptools.setup(
     version="0.1.0",
     description="Foreground/background composites with masks and DenseDepth depth maps, "
     "built with Apache Beam",
-    packages=["pipeline", "transforms", "fgbg", "fgbg.depth", "fgbg.proto"],
-    package_data={"fgbg.proto": ["*.proto", "README.md", "LICENSE"]},
+    packages=["pipeline", "transforms", "fgbg", "fgbg.depth", "fgbg.proto", "fgbg.report"],
+    package_data={
+        "fgbg.proto": ["*.proto", "README.md", "LICENSE"],
+        "fgbg.report": ["templates/*"],
+    },
     python_requires=">=3.10,<3.13",
     install_requires=[
         "apache-beam[gcp]>=2.77,<2.78",
@@ -25,6 +28,9 @@ setuptools.setup(
         "numpy>=1.26,<3",
         "google-cloud-storage>=3.17,<4",
         "h5py>=3.10,<4",
+        # The report's page is a template (fgbg/report/page.py says why).
+        "jinja2>=3.1,<4",
+        "markupsafe>=2.1,<4",
     ],
     extras_require={
         "test": [

@@ -25,7 +25,7 @@ from typing import Dict, List
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 
 SKIP = ("manifest.json", "timings.json", "report.html")
 
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         trees = {"before": before, "after": after}
         verification = None
         if args.verify:
-            small = common.make_inputs(
+            small = workload.make_inputs(
                 scratch / "verify_inputs", args.verify_backgrounds, args.verify_foregrounds
             )
             for name, tree in trees.items():
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
             verification = compare_outputs(
                 scratch / "verify_before" / "dataset", scratch / "verify_after" / "dataset"
             )
-        globs = common.make_inputs(scratch / "inputs", args.backgrounds, args.foregrounds)
+        globs = workload.make_inputs(scratch / "inputs", args.backgrounds, args.foregrounds)
         load = common.wait_for_quiet_cpu(args.max_busy)
         rounds: List[Dict[str, Dict]] = []
         for index in range(args.rounds):
@@ -118,7 +118,8 @@ def main(argv=None) -> int:
             run = results[name]
             n = run["samples"]
             stage_ms = [
-                f"{1000 * run['timings']['cpu_s_by_stage'].get(s, 0) / n:.3f}" for s in stages
+                f"{common.per_sample_ms(run['timings']['cpu_s_by_stage'].get(s, 0), n):.3f}"
+                for s in stages
             ]
             rows.append(
                 [
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
                     n,
                     f"{run['wall_s']:.1f}",
                     f"{n / run['wall_s']:.0f}",
-                    f"{1000 * run['cpu_s'] / n:.3f}",
+                    f"{common.per_sample_ms(run['cpu_s'], n):.3f}",
                     *stage_ms,
                     f"{run['peak_rss_mb']:.0f}",
                     f"{run['others_cpu_s']:.1f}",

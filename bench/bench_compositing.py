@@ -37,7 +37,7 @@ from typing import Dict, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 
 STAGES = ("backgrounds", "compositing", "writing", "tables", "tfrecords")
 
@@ -65,16 +65,6 @@ def run_baseline(globs: Dict[str, str], output: Path, stats_pass: bool = False) 
     return measured
 
 
-def per_sample_ms(seconds: float, samples: int) -> float:
-    return 1000 * seconds / samples
-
-
-def marginal_ms(full: float, one: float, n_full: int, n_one: int) -> float:
-    """ms per extra sample between a one-pair build and the full build: the
-    fixed cost (start-up, worker launch, TensorFlow import) cancels out."""
-    return 1000 * (full - one) / (n_full - n_one)
-
-
 def median_run(runs: Sequence[Dict]) -> Dict:
     """The run with the median wall time (the lower middle one of an even count)."""
     return sorted(runs, key=lambda run: run["wall_s"])[(len(runs) - 1) // 2]
@@ -85,9 +75,9 @@ def rounds_markdown(rounds: Sequence[Dict[str, Dict]]) -> str:
         [
             number,
             f"{r['baseline']['wall_s']:.1f}",
-            f"{per_sample_ms(r['baseline']['cpu_s'], r['baseline']['samples']):.2f}",
+            f"{common.per_sample_ms(r['baseline']['cpu_s'], r['baseline']['samples']):.2f}",
             f"{r['pipeline']['wall_s']:.1f}",
-            f"{per_sample_ms(r['pipeline']['cpu_s'], r['pipeline']['samples']):.2f}",
+            f"{common.per_sample_ms(r['pipeline']['cpu_s'], r['pipeline']['samples']):.2f}",
             f"{r['baseline']['wall_s'] / r['pipeline']['wall_s']:.2f}",
         ]
         for number, r in enumerate(rounds, 1)
@@ -109,10 +99,10 @@ def analyse(baseline, pipeline, fixed, tft, profile, baseline_stats=None) -> Dic
     samples, n_one = pipeline["samples"], fixed["samples"]
     stage_cpu = pipeline["timings"]["cpu_s_by_stage"]
     fixed_stage_cpu = fixed["timings"]["cpu_s_by_stage"]
-    marginal_cpu_ms = marginal_ms(pipeline["cpu_s"], fixed["cpu_s"], samples, n_one)
-    marginal_wall_ms = marginal_ms(pipeline["wall_s"], fixed["wall_s"], samples, n_one)
+    marginal_cpu_ms = common.marginal_ms(pipeline["cpu_s"], fixed["cpu_s"], samples, n_one)
+    marginal_wall_ms = common.marginal_ms(pipeline["wall_s"], fixed["wall_s"], samples, n_one)
     stages_ms = {
-        stage: marginal_ms(
+        stage: common.marginal_ms(
             stage_cpu.get(stage, 0.0), fixed_stage_cpu.get(stage, 0.0), samples, n_one
         )
         for stage in STAGES
@@ -122,8 +112,8 @@ def analyse(baseline, pipeline, fixed, tft, profile, baseline_stats=None) -> Dic
         "baseline_per_s": baseline["samples"] / baseline["wall_s"],
         "pipeline_per_s": samples / pipeline["wall_s"],
         "pipeline_marginal_per_s": 1000 / marginal_wall_ms,
-        "baseline_cpu_ms": per_sample_ms(baseline["cpu_s"], baseline["samples"]),
-        "pipeline_cpu_ms": per_sample_ms(pipeline["cpu_s"], samples),
+        "baseline_cpu_ms": common.per_sample_ms(baseline["cpu_s"], baseline["samples"]),
+        "pipeline_cpu_ms": common.per_sample_ms(pipeline["cpu_s"], samples),
         "pipeline_variable_cpu_ms": marginal_cpu_ms,
         "fixed_wall_s": fixed["wall_s"],
         "fixed_cpu_s": fixed["cpu_s"],
@@ -145,7 +135,7 @@ def analyse(baseline, pipeline, fixed, tft, profile, baseline_stats=None) -> Dic
         "stats (profiled moments cost)": stats_ms / marginal_cpu_ms,
     }
     if tft:
-        tft_cpu_ms = per_sample_ms(tft["cpu_s"] - pipeline["cpu_s"], samples)
+        tft_cpu_ms = common.per_sample_ms(tft["cpu_s"] - pipeline["cpu_s"], samples)
         result["tft"] = {
             "per_s": samples / tft["wall_s"],
             "wall_s": tft["wall_s"],
@@ -183,7 +173,7 @@ def markdown(runs: Dict[str, Dict], result: Dict[str, object], profile_md: str) 
                 count,
                 f"{run['wall_s']:.1f}",
                 f"{count / run['wall_s']:.0f}",
-                f"{per_sample_ms(run['cpu_s'], count):.2f}",
+                f"{common.per_sample_ms(run['cpu_s'], count):.2f}",
                 f"{run['peak_rss_mb']:.0f}",
                 f"{run['others_cpu_s']:.1f}",
             ]
@@ -209,7 +199,7 @@ def markdown(runs: Dict[str, Dict], result: Dict[str, object], profile_md: str) 
             f"Before -> after (same inputs, this invocation): "
             f"{samples / before['wall_s']:.0f} -> {result['pipeline_per_s']:.0f} "
             f"samples/s ({before['wall_s'] / runs['pipeline']['wall_s']:.2f}x), CPU "
-            f"{per_sample_ms(before['cpu_s'], samples):.2f} -> "
+            f"{common.per_sample_ms(before['cpu_s'], samples):.2f} -> "
             f"{result['pipeline_cpu_ms']:.2f} ms/sample; pipeline / baseline before: "
             f"{samples / before['wall_s'] / result['baseline_per_s']:.2f}x."
         )
@@ -326,8 +316,8 @@ def main(argv=None) -> int:
 
     scratch = Path(args.workdir or tempfile.mkdtemp(prefix="fgbg-bench-"))
     try:
-        globs = common.make_inputs(scratch / "inputs", args.backgrounds, args.foregrounds)
-        one = common.make_inputs(scratch / "one", 1, 1)
+        globs = workload.make_inputs(scratch / "inputs", args.backgrounds, args.foregrounds)
+        one = workload.make_inputs(scratch / "one", 1, 1)
         load = common.wait_for_quiet_cpu(args.max_busy)
         runs: Dict[str, Dict] = {}
         quiet = dict(max_busy=args.max_busy, retries=args.retries)
@@ -369,7 +359,7 @@ def main(argv=None) -> int:
             )
         print("[bench] pure-function profile", file=sys.stderr, flush=True)
         common.wait_for_quiet_cpu(args.max_busy)
-        profile_globs = common.make_inputs(
+        profile_globs = workload.make_inputs(
             scratch / "profile_inputs", args.profile_backgrounds, args.foregrounds
         )
         profile = profile_sample.profile(profile_globs, scratch / "profile_out")

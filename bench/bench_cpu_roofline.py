@@ -23,14 +23,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 
 TARGET_CPU_S = 0.8  # issue 14's target per 640x480 image
 BATCH = 4
@@ -69,12 +68,7 @@ def network_gmac(size: Tuple[int, int]) -> Dict[str, float]:
 
 def rate(step, macs: float, repeats: int = 5) -> float:
     """GMAC per CPU second of `step` (after two warm-up calls)."""
-    for _ in range(2):
-        step()
-    started = time.process_time()
-    for _ in range(repeats):
-        step()
-    return repeats * macs / (time.process_time() - started) / 1e9
+    return macs / common.cpu_s_per_call(step, repeats, warmups=2) / 1e9
 
 
 def core_rates() -> List[Dict[str, object]]:
@@ -170,7 +164,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipeline.options import parse_size
 
-    gmac = network_gmac(parse_size(common.build_defaults().depth_input_size))
+    gmac = network_gmac(parse_size(workload.build_defaults().depth_input_size))
     rates = core_rates()
     paths = measured_paths(args.depth_cpu_results) if args.depth_cpu_results.exists() else {}
     argv_used = sys.argv if argv is None else [__file__, *argv]

@@ -1,11 +1,11 @@
 """Depth CPU cost per image with every core busy: what a worker VM pays.
 
-bench_depth.py compares paths in one process. A build runs one worker
-process per core (the local runner with --direct_num_workers 0, Dataflow one
-SDK process per vCPU), each with its own model. This script measures the
-machine's depth throughput that way, in one invocation:
+bench_depth_cpu.py compares paths one process at a time. A build runs one
+worker process per core (the local runner with --direct_num_workers 0,
+Dataflow one SDK process per vCPU), each with its own model. This script
+measures the machine's depth throughput that way, in one invocation:
 
-1. one process alone (the baseline: what bench_depth.py's figures are);
+1. one process alone (the baseline);
 2. one process per core, all at once, each starting its timed batches only
    when every process has loaded its model and traced the graph.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,15 +34,10 @@ from typing import Dict, List
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 
-DEFAULTS = common.build_defaults()
+DEFAULTS = workload.build_defaults()
 DATASET_SIZE = (DEFAULTS.size, DEFAULTS.size)
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: int) -> None:
@@ -53,7 +47,7 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
     from pipeline.options import parse_size
     from transforms.depth import DepthModelHandler
 
-    handler = DepthModelHandler(common.depth_config(parse_size(size), batch_size))
+    handler = DepthModelHandler(workload.depth_config(parse_size(size), batch_size))
     model = handler.load_model()
     rng = np.random.default_rng(os.getpid())
     batch = [rng.integers(0, 256, (*DATASET_SIZE, 3), dtype=np.uint8) for _ in range(batch_size)]
@@ -61,7 +55,7 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
     Path(ready_dir, str(os.getpid())).touch()
     while len(os.listdir(ready_dir)) < processes:
         time.sleep(0.05)
-    wall, cpu = time.perf_counter(), cpu_s()
+    wall, cpu = time.perf_counter(), common.own_cpu_s()
     for _ in range(batches):
         assert len(handler.run_inference(batch, model)) == batch_size
     print(
@@ -69,7 +63,7 @@ def worker(size: str, batch_size: int, batches: int, ready_dir: str, processes: 
             {
                 "images": batches * batch_size,
                 "wall_s": time.perf_counter() - wall,
-                "cpu_s": cpu_s() - cpu,
+                "cpu_s": common.own_cpu_s() - cpu,
             }
         ),
         flush=True,

@@ -42,7 +42,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,9 +54,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 
-DEFAULTS = common.build_defaults()
+DEFAULTS = workload.build_defaults()
 PATHS = (
     "tf-fp32-written",
     "tf-fp32",
@@ -90,7 +89,7 @@ def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.nd
     if runtime in ("tf", "torch"):
         from transforms.depth import DepthModelHandler
 
-        config = common.depth_config(
+        config = workload.depth_config(
             size, batch_size, precision, "torch" if runtime == "torch" else "tensorflow", "auto"
         )
         if runtime == "torch":
@@ -162,11 +161,6 @@ def as_written(runtime: str, model, precision: str, xla: bool = False):
     return written
 
 
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def worker(path: str, images_file: str, out_file: str, size: str, batch_size: int) -> None:
     """Child: build the path, warm it up on one batch, time the rest."""
     from pipeline.options import parse_size
@@ -174,15 +168,15 @@ def worker(path: str, images_file: str, out_file: str, size: str, batch_size: in
     images = np.load(images_file)
     step = batch_step(path, parse_size(size), batch_size)
     step(images[:batch_size])
-    wall, cpu = time.perf_counter(), cpu_s()
+    wall, cpu = time.perf_counter(), common.own_cpu_s()
     depth = np.concatenate(
         [step(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
     )
     result = {
         "images": len(images),
         "wall_s": time.perf_counter() - wall,
-        "cpu_s": cpu_s() - cpu,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cpu_s": common.own_cpu_s() - cpu,
+        "peak_rss_mb": common.own_peak_rss_mb(),
     }
     np.save(out_file, depth)
     print(json.dumps(result), flush=True)
@@ -198,19 +192,14 @@ def run_path(path: str, images_file: str, folder: str, args) -> Dict:
     command = [sys.executable, __file__, "--worker", path, "--images_file", images_file]
     command += ["--out_file", out_file, "--size", args.size, "--batch_size", str(args.batch_size)]
     common.wait_for_quiet_cpu(args.max_busy)
-    busy, own = common.machine_busy_s(), children_cpu_s()
+    busy, own = common.machine_busy_s(), common.children_cpu_s()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"{path} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(path=path, depth_file=out_file)
-    result["others_cpu_s"] = (common.machine_busy_s() - busy) - (children_cpu_s() - own)
+    result["others_cpu_s"] = (common.machine_busy_s() - busy) - (common.children_cpu_s() - own)
     return result
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def report(results: List[Dict], argv: List[str], load: float) -> str:
@@ -279,7 +268,7 @@ def main(argv=None) -> int:
         parser.error(f"--paths must include {BASELINE}, the reference")
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-cpu-") as folder:
         images_file = os.path.join(folder, "composites.npy")
-        np.save(images_file, common.demo_composites(args.images))
+        np.save(images_file, workload.demo_composites(args.images))
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = []
         for path in paths:

@@ -46,7 +46,6 @@ import dataclasses
 import datetime
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -61,10 +60,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 from fgbg.depth import models  # noqa: E402
 
-DEFAULTS = common.build_defaults()
+DEFAULTS = workload.build_defaults()
 BASELINE_BATCH = 60  # the original notebook's batch size
 DISTINCT_COMPOSITES = 32  # composed once, then repeated under new sample numbers
 
@@ -141,7 +140,7 @@ def depth_config(args, flags: Sequence[str] = ()):
     """The stage's configuration for these arguments and configuration flags."""
     from pipeline.options import parse_size
 
-    config = common.depth_config(
+    config = workload.depth_config(
         parse_size(args.input_size), args.batch_size, args.precision, "torch", args.device
     )
     return dataclasses.replace(
@@ -155,19 +154,23 @@ def depth_config(args, flags: Sequence[str] = ()):
 def overlays(count: int) -> List[np.ndarray]:
     """`count` composite images of the demo inputs (DISTINCT_COMPOSITES of
     them, repeated)."""
-    distinct = common.demo_composites(min(count, DISTINCT_COMPOSITES))
+    distinct = workload.demo_composites(min(count, DISTINCT_COMPOSITES))
     return [distinct[number % len(distinct)] for number in range(count)]
 
 
 def timed_loop(step, items: Sequence) -> Dict:
     """`step(item)` for each item: wall and CPU seconds, the results, and
     the wall-clock window the GPU sampler keeps."""
-    cpu, started, window = _own_cpu_s(), time.perf_counter(), [time.time()]
+    cpu, started, window = (
+        (common.own_cpu_s() + common.children_cpu_s()),
+        time.perf_counter(),
+        [time.time()],
+    )
     results = [step(item) for item in items]
     return {
         "timed_window": window + [time.time()],
         "wall_s": time.perf_counter() - started,
-        "cpu_s": _own_cpu_s() - cpu,
+        "cpu_s": (common.own_cpu_s() + common.children_cpu_s()) - cpu,
         "results": results,
     }
 
@@ -290,11 +293,11 @@ def measure_stage(args, config_name: str) -> Dict:
         graph, which cost more than the depth (18 of 24 s for 256 images)."""
 
         def setup(self):
-            self.overlays = common.demo_composites(DISTINCT_COMPOSITES)
+            self.overlays = workload.demo_composites(DISTINCT_COMPOSITES)
 
         def process(self, number: int):
             overlay = self.overlays[number % len(self.overlays)]
-            yield common.as_composites([overlay], first_number=number)[0]
+            yield workload.as_composites([overlay], first_number=number)[0]
 
     flags = runner_flags(config_name)
     beam_flags = ["--runner=FnApiRunner"] + [f for f in flags if f not in FGBG_FLAGS]
@@ -340,7 +343,7 @@ def _device_memory(device) -> Dict:
 
 def child(args) -> None:
     """Run one measurement and print it as the last line of stdout."""
-    cpu = _own_cpu_s()
+    cpu = common.own_cpu_s() + common.children_cpu_s()
     kind, _, variant = args.child.partition("=")
     if kind == "model":
         measured = measure_model(args, variant)
@@ -352,14 +355,9 @@ def child(args) -> None:
         measured = measure_stage(args, variant)
     # The model and the baseline time their loop; a stage's run includes
     # its start-up, as a build's does.
-    measured.setdefault("cpu_s", _own_cpu_s() - cpu)
-    measured["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    measured.setdefault("cpu_s", (common.own_cpu_s() + common.children_cpu_s()) - cpu)
+    measured["peak_rss_mb"] = common.own_peak_rss_mb()
     print("RESULT " + json.dumps(measured), flush=True)
-
-
-def _own_cpu_s() -> float:
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 # --- the parent: runs each child, the builds, and reports -----------------------------
@@ -672,7 +670,7 @@ def main(argv=None) -> int:
             if kind != "build":
                 record(run_child(args, measurement, Path(folder)))
             else:
-                globs = globs or common.make_inputs(
+                globs = globs or workload.make_inputs(
                     Path(folder) / "inputs", args.backgrounds, args.foregrounds
                 )
                 record(run_build(args, config, globs, Path(folder)))

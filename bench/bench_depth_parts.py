@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -34,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 
 BF16_PARTS = ("skip", "mix", "convB")
 # Winograd F(4x4, 3x3) with the points 0, 1, -1, 2, -2 and infinity (Lavin and
@@ -70,12 +69,8 @@ TILE = 4  # output pixels per tile side
 
 
 def cpu_s_per_image(step: Callable[[], object], images: int, repeats: int) -> float:
-    """Process CPU seconds per image of `step` after one warm-up call."""
-    step()
-    started = time.process_time()
-    for _ in range(repeats):
-        step()
-    return (time.process_time() - started) / repeats / images
+    """Process CPU seconds per image of `step`, which runs `images` images."""
+    return common.cpu_s_per_call(step, repeats) / images
 
 
 def decoder(network, bf16_parts: Sequence[str], upsample_taps: bool = True):
@@ -335,10 +330,10 @@ def main(argv=None) -> int:
     from fgbg.depth.keras_densedepth import LowResolutionDecoder, build_densedepth
     from pipeline.options import parse_size
 
-    defaults = common.build_defaults()
+    defaults = workload.build_defaults()
     size, batch = parse_size(defaults.depth_input_size), defaults.depth_batch_size
     inputs = np.stack(
-        [maps.preprocess(image, size) for image in common.demo_composites(args.images)]
+        [maps.preprocess(image, size) for image in workload.demo_composites(args.images)]
     )
     batches: List[np.ndarray] = [inputs[i : i + batch] for i in range(0, len(inputs), batch)]
     network = LowResolutionDecoder(build_densedepth(defaults.seed))

@@ -29,7 +29,7 @@ from typing import Dict, List
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, workload  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -64,11 +64,11 @@ def main(argv=None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="fgbg-scaling-"))
     runs: List[Dict[str, object]] = []
     try:
-        one = common.make_inputs(scratch / "one", 1, 1)
+        one = workload.make_inputs(scratch / "one", 1, 1)
         inputs = {}
         for factor in factors:
             root = math.isqrt(factor)
-            inputs[factor] = common.make_inputs(
+            inputs[factor] = workload.make_inputs(
                 scratch / f"inputs_{factor}", args.backgrounds * root, args.foregrounds * root
             )
         load = common.wait_for_quiet_cpu(args.max_busy)
@@ -101,10 +101,10 @@ def main(argv=None) -> int:
     def metrics(run):
         n = run["samples"]
         return {
-            "wall_ms": 1000 * run["wall_s"] / n,
-            "steady_ms": 1000 * (run["wall_s"] - fixed["wall_s"]) / n,
-            "cpu_ms": 1000 * run["cpu_s"] / n,
-            "stage_ms": 1000 * sum(run["timings"]["cpu_s_by_stage"].values()) / n,
+            "wall_ms": common.per_sample_ms(run["wall_s"], n),
+            "steady_ms": common.per_sample_ms(run["wall_s"] - fixed["wall_s"], n),
+            "cpu_ms": common.per_sample_ms(run["cpu_s"], n),
+            "stage_ms": common.per_sample_ms(sum(run["timings"]["cpu_s_by_stage"].values()), n),
             "rss": run["peak_rss_mb"],
         }
 
@@ -132,7 +132,9 @@ def main(argv=None) -> int:
     # Wall time per sample added over the 1x build: needs no estimate of the
     # fixed cost, whose noise dominates the small build's "fixed cost off".
     extra_ms = {
-        run["factor"]: 1000 * (run["wall_s"] - base["wall_s"]) / (run["samples"] - base["samples"])
+        run["factor"]: common.marginal_ms(
+            run["wall_s"], base["wall_s"], run["samples"], base["samples"]
+        )
         for run in runs[1 : len(factors)]
         if run["samples"] > base["samples"]
     }

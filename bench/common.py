@@ -1,5 +1,6 @@
-"""Shared bench helpers: input generation, the pipeline subprocess, the
-process-tree memory/CPU monitor, and markdown output.
+"""Shared bench helpers: the pipeline subprocess, the process-tree
+memory/CPU monitor, CPU-time helpers, waiting for a quiet machine, and
+markdown output (the inputs benchmarks run on are bench/workload.py's).
 
 Not a test module: the `bench/*.py` scripts import it (run them from the
 repository root as `python bench/<name>.py`).
@@ -22,112 +23,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from PIL import Image
-
-if TYPE_CHECKING:
-    from pipeline.options import FgbgOptions
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "demo" / "inputs"
 RESULTS = ROOT / "bench" / "results"
-BG_SIZE = (640, 480)  # the original's photos were ordinary camera-sized JPEGs
-BG_QUALITY = 90
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-# --- inputs -----------------------------------------------------------------------------
-
-
-def build_defaults() -> "FgbgOptions":
-    """The pipeline's options with nothing given (of whichever tree is first
-    on the path), so benchmarks measure what a default build does."""
-    from pipeline.options import FgbgOptions
-
-    return FgbgOptions([])
-
-
-def default_build_config():
-    """The configuration a default build derives from its options, for
-    benchmarks that call the stages' functions directly."""
-    from pipeline.config import RunContext, build_config
-    from pipeline.options import FgbgOptions
-
-    options = FgbgOptions(["--bg=unused", "--fg=unused", "--output=unused"])
-    return build_config(
-        options, RunContext(started_at="", input_files={}, tft_temp_dir="", progress_dir=None)
-    )
-
-
-def depth_config(
-    size: Tuple[int, int],
-    batch_size: int,
-    precision: str = "fp32",
-    runtime: str = "tensorflow",
-    device: str = "auto",
-):
-    """The depth stage's configuration as a default build has it, with the
-    seeded untrained model, at network input `size` and fixed batches."""
-    from fgbg.depth.config import DepthConfig
-
-    defaults = build_defaults()
-    return DepthConfig(
-        model="untrained",
-        weights=None,
-        seed=defaults.seed,
-        batch_size=batch_size,
-        min_batch_size=batch_size,
-        target_batch_duration_s=defaults.depth_target_batch_duration_s,
-        input_size=size,
-        encoding=defaults.depth_encoding,
-        jpeg_quality=defaults.depth_quality,
-        out_size=(defaults.size, defaults.size),
-        precision=precision,
-        runtime=runtime,
-        device=device,
-    )
-
-
-def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:
-    """Photo-like inputs of the original's shape, under `folder`.
-
-    Backgrounds: `backgrounds` distinct 640x480 JPEGs (quality 90), made from
-    the six painted demo scenes (resized, then shifted and mirrored per index
-    so no two files are the same). Foregrounds: the five demo cut-outs (RGBA,
-    longest side 150) under new names, with their masks where the demo has
-    one. Returns the three globs `python -m pipeline.build` takes.
-    """
-    bg_dir, fg_dir, mask_dir = folder / "bg", folder / "fg", folder / "fg_mask"
-    for directory in (bg_dir, fg_dir, mask_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    scenes = [
-        np.asarray(Image.open(path).convert("RGB").resize(BG_SIZE, Image.BICUBIC))
-        for path in sorted((DEMO / "bg").glob("*.jpg"))
-    ]
-    for index in range(backgrounds):
-        scene = scenes[index % len(scenes)]
-        shifted = np.roll(scene, shift=(7 * (index // len(scenes))) % BG_SIZE[0], axis=1)
-        if (index // len(scenes)) % 2:
-            shifted = shifted[:, ::-1]
-        Image.fromarray(np.ascontiguousarray(shifted)).save(
-            bg_dir / f"bg{index + 1}.jpg", quality=BG_QUALITY
-        )
-    cutouts = sorted((DEMO / "fg").glob("*.png"))
-    for index in range(foregrounds):
-        source = cutouts[index % len(cutouts)]
-        name = f"fg_{index + 1}.png"
-        shutil.copyfile(source, fg_dir / name)
-        mask = DEMO / "fg_mask" / f"mask_{source.name}"
-        if mask.exists():
-            shutil.copyfile(mask, mask_dir / f"mask_{name}")
-    return {
-        "bg": str(bg_dir / "*.jpg"),
-        "fg": str(fg_dir / "*.png"),
-        "fg_mask": str(mask_dir / "*.png"),
-    }
 
 
 # --- process-tree monitor ---------------------------------------------------------------
@@ -214,9 +117,32 @@ class TreeMonitor:
             self._stop.wait(self._interval_s)
 
 
+def own_cpu_s() -> float:
+    """User and system CPU seconds of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def children_cpu_s() -> float:
+    """User and system CPU seconds of this process's reaped descendants."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_s_per_call(step: Callable[[], object], repeats: int, warmups: int = 1) -> float:
+    """This process's CPU seconds per call of `step`, after `warmups` untimed
+    calls (graph tracing and first-call allocations stay out of the figure)."""
+    for _ in range(warmups):
+        step()
+    started = own_cpu_s()
+    for _ in range(repeats):
+        step()
+    return (own_cpu_s() - started) / repeats
 
 
 def run_measured(
@@ -452,6 +378,17 @@ def quietly(
     return best
 
 
+def per_sample_ms(seconds: float, samples: int) -> float:
+    """Milliseconds per sample."""
+    return 1000 * seconds / samples
+
+
+def marginal_ms(full: float, one: float, n_full: int, n_one: int) -> float:
+    """ms per extra sample between a smaller build and a larger one: the
+    fixed cost (start-up, worker launch, imports) cancels out."""
+    return 1000 * (full - one) / (n_full - n_one)
+
+
 # --- reporting --------------------------------------------------------------------------
 
 
@@ -509,6 +446,7 @@ def save(name: str, markdown: str, data: object, folder: Path = RESULTS) -> None
 def depth_errors(depth: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
     """Error of `depth` against `reference` (both post-processed, units of
     10 m): in metres, and in the min-max grey levels stored at the dataset size."""
+    from bench.workload import build_defaults
     from fgbg.depth import maps
 
     size = (build_defaults().size,) * 2
@@ -528,48 +466,3 @@ def depth_errors(depth: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
         "within_1_level": float(np.mean(levels <= 1)),
         "max_levels": int(levels.max()),
     }
-
-
-def demo_composites(count: int) -> np.ndarray:
-    """`count` composites of the demo inputs, made by the pipeline's functions."""
-    import dataclasses
-
-    from fgbg.types import Background
-    from transforms.compositing import compose_pair
-    from transforms.inputs import build_foreground, file_stem, load_background
-
-    config = default_build_config()
-    inputs, encoding = config.inputs, config.encoding
-    placements = dataclasses.replace(config.placements, placements_per_scale=1)
-    demo = DEMO
-    backgrounds = sorted((demo / "bg").glob("*.jpg"))
-    foregrounds = sorted((demo / "fg").glob("*.png"))
-    overlays: List[np.ndarray] = []
-    for index in range(count):
-        bg_path = backgrounds[index % len(backgrounds)]
-        fg_path = foregrounds[index % len(foregrounds)]
-        image = load_background(bg_path.read_bytes(), inputs)
-        foreground = build_foreground(
-            file_stem(str(fg_path)), str(fg_path), fg_path.read_bytes(), None, None, inputs
-        )
-        background = Background(file_stem(str(bg_path)), str(bg_path), "train", "")
-        made = list(compose_pair(background, image, foreground, placements, encoding, ""))
-        overlays.append(made[index % len(made)].overlay)
-    return np.stack(overlays)
-
-
-def as_composites(overlays: Sequence[np.ndarray], first_number: int = 0) -> list:
-    """Each overlay as a Composite of its own sample (placement numbers from
-    `first_number`), for benchmarks that feed the depth stage directly."""
-    from fgbg.types import Composite, Placement
-
-    return [
-        Composite(
-            placement=Placement("bg", "fg", number, False, 1.0, 0, 0, 1, 1),
-            split="train",
-            overlay=overlay,
-            overlay_encoded=b"",
-            mask_encoded=b"",
-        )
-        for number, overlay in enumerate(overlays, start=first_number)
-    ]

@@ -59,7 +59,7 @@ def _tree_argument():
 
 TREE = _tree_argument() if Path(sys.argv[0]).resolve() == Path(__file__).resolve() else None
 sys.path.insert(0, str(ROOT))
-from bench import common  # noqa: E402  (this tree's bench, even with --tree)
+from bench import common, workload  # noqa: E402
 
 if TREE:
     sys.path.insert(0, str(Path(TREE).resolve()))  # its transforms/ and pipeline/ shadow ours
@@ -83,7 +83,7 @@ from transforms.placements import (
     pair_placements,
     scaled_size,
 )
-from transforms.writers import label_rows, render_csv, sample_table_rows  # noqa: E402
+from transforms.tables import label_rows, render_csv, sample_table_rows  # noqa: E402
 
 STEPS = (
     "placements",
@@ -142,8 +142,8 @@ def mask_moments(mask, full_mask):
 
 def profile(globs: Dict[str, str], out_dir: Path, repeats: int = 1) -> Dict[str, object]:
     """ms per sample of every step, over every pair of the inputs."""
-    defaults = common.build_defaults()  # the profiled tree's, as it is first on the path
-    config = common.default_build_config()
+    defaults = workload.build_defaults()  # the profiled tree's, as it is first on the path
+    config = workload.default_build_config()
     input_config, placement_config, encoding = config.inputs, config.placements, config.encoding
     backgrounds = [Path(path) for path in sorted(glob.glob(globs["bg"]))]
     fg_paths = [Path(path) for path in sorted(glob.glob(globs["fg"]))]
@@ -388,7 +388,7 @@ def main(argv=None) -> int:
         )
         before = json.loads((common.RESULTS / f"{args.name}_before.json").read_text())
     with tempfile.TemporaryDirectory(prefix="fgbg-profile-") as scratch:
-        globs = common.make_inputs(Path(scratch) / "inputs", args.backgrounds, args.foregrounds)
+        globs = workload.make_inputs(Path(scratch) / "inputs", args.backgrounds, args.foregrounds)
         load = common.wait_for_quiet_cpu(args.max_busy)
         result = profile(globs, Path(scratch) / "out", args.repeats)
     text = (

@@ -1,6 +1,6 @@
 """Projection: the full 400K build on Dataflow, from CPU seconds measured here.
 
-Reads bench/results/compositing.json (written by bench_compositing.py) and
+Reads bench/results/compositing_pairs.json (written by bench_compositing.py) and
 turns the measured CPU seconds per sample into vCPU-hours, worker-hours and
 a cost at Dataflow batch list prices, with the arithmetic shown. The model is
 the one of docs/running-on-gcp.md ("Cost and time for the full 400K build"):
@@ -21,11 +21,11 @@ the Composer DAG's default): worker vCPU and memory at FLEXRS_DISCOUNT below
 the batch prices, disk at the same price; the queueing delay (up to 6 hours)
 is not in the wall time, nor is work redone after a preemption.
 
-Depth is measured by bench/bench_depth.py (bench/results/depth.md); pass its
-figures with --depth_cpu_s_per_image (CPU workers) or --depth_images_per_s
-and --gpu_hour (one GPU per worker) to fold them in. Prices: Dataflow batch
-list prices for us-central1 as of writing: check
-https://cloud.google.com/dataflow/pricing before quoting them.
+Depth is measured by bench/bench_depth_cores.py (bench/results/depth_cores.md)
+and bench/bench_depth_cpu.py; pass their figures with --depth_cpu_s_per_image
+(CPU workers) or --depth_images_per_s and --gpu_hour (one GPU per worker) to
+fold them in. Prices: Dataflow batch list prices for us-central1 as of
+writing: check https://cloud.google.com/dataflow/pricing before quoting them.
 
     python bench/project_dataflow.py --samples 400000
 """
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument("--samples", type=int, default=400_000)
-    parser.add_argument("--results", default=str(common.RESULTS / "compositing.json"))
+    parser.add_argument("--results", default=str(common.RESULTS / "compositing_pairs.json"))
     parser.add_argument(
         "--machine",
         default=DEFAULT_MACHINE_TYPE,
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         "--depth_cpu_s_per_image",
         type=float,
         default=None,
-        help="measured DenseDepth CPU s per image (bench/results/depth.md)",
+        help="measured DenseDepth CPU s per image (bench/results/depth_cores.md)",
     )
     parser.add_argument(
         "--depth_images_per_s",
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
         )
     elif not args.depth_cpu_s_per_image:
         lines.append(
-            "Depth: **not included: fill from bench/results/depth.md** "
+            "Depth: **not included: fill from bench/results/depth_cores.md** "
             "(`--depth_cpu_s_per_image` for CPU workers, `--depth_images_per_s` for "
             "a GPU worker)."
         )

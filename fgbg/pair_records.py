@@ -1,20 +1,36 @@
-"""Pair records: `<bg>/<fg>/.pair.json`, what makes builds resumable and
-incremental, and what every stage after the writer reads a pair's rows from.
+"""A pair's bookkeeping files, and the only module that touches them: each
+written sample's row file `<bg>/<fg>/.rows/<n>.json`, the pair record
+`<bg>/<fg>/.pair.json`, and the files an earlier build left in the pair's
+folder. They are what makes builds resumable and incremental, and what
+every stage after the writer reads a pair's rows from.
 
-When every sample of a (background, foreground) pair is written, the build
-records the pair (transforms/writers.py, RecordPairs): a key over the pair's
-input bytes and the options that shape its samples, plus the samples' rows
-(paths and pixel moments). A rerun into the same output reads the record
-(transforms/resume.py); if the key still matches, the pair's samples are
-reused as they are (no compositing, no depth inference, no rewrite).
+A library, not a stage, because several stages and readers share these
+files: the stages of transforms/pairs.py decide when each step happens, in
+the order that keeps a killed build safe (README, Guarantees 2 and 3); this
+module decides where the files are and what they hold.
 
-Recording waits for a count of samples per pair, which batch runners finish
-only when every sample of the build is written. So that a build killed
-before then still keeps its work, the writer also leaves each sample's row,
-with the pair key, in `<bg>/<fg>/.rows/<n>.json`; a rerun that finds all of
-a pair's rows under its key records the pair without making it again, and
-recording deletes them. A killed run thus loses at most the pairs in
-flight, and adding inputs computes only the new pairs.
+A pair's files live through these steps:
+- key: a pair's key hashes its input bytes and the options that shape its
+  samples (`options_fingerprint`, `pair_key`);
+- skip: a rerun reads the pair's record (`read_record`); when it holds the
+  key and every sample, the pair is reused as it is (`finished_rows`: no
+  compositing, no depth inference, no rewrite);
+- remove an outdated record: a record with another key describes files of
+  an earlier build, and goes before any of them is rewritten
+  (`remove_outdated_record`);
+- write rows: each written sample leaves its row (paths and pixel moments)
+  and the pair key in a row file (`write_sample_row`), because recording
+  waits for a count of samples per pair, which batch runners finish only
+  when every sample of the build is written;
+- read rows back: once a pair's rows are all there under its key
+  (`unrecorded_rows`), by the count or by a rerun after a kill;
+- record: the row files are deleted, the record written, and whatever else
+  the pair's folder holds removed (`record_pair`);
+- read records: the tables and shards read a recorded pair's rows
+  (`pair_rows`), and pass it on as a small handle (`written_pair`).
+
+A killed run thus loses at most the pairs in flight, and adding inputs
+computes only the new pairs.
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ from fgbg import layout
 from fgbg.hashing import text_digest
 from fgbg.moments import add_to_totals
 from fgbg.storage import (
+    TEMPORARY_SUFFIX,
     delete_files,
     exists,
     list_folder,
@@ -116,7 +133,7 @@ def write_sample_row(root: str, key: str, row: SampleRow) -> None:
     )
 
 
-def delete_sample_rows(root: str, rows: Sequence[SampleRow]) -> None:
+def _delete_sample_rows(root: str, rows: Sequence[SampleRow]) -> None:
     """Delete a recorded pair's row files, and locally their folder."""
     delete_files([sample_row_path(root, row.placement) for row in rows])
     if rows:
@@ -177,6 +194,52 @@ def finished_rows(
         return None
     recorded_key, rows = recorded
     return rows if recorded_key == key and len(rows) == expected else None
+
+
+def remove_outdated_record(root: str, bg_stem: str, fg_stem: str) -> None:
+    """Delete a pair record whose key is not the pair's (`read_record` said
+    so): it describes files of an earlier build with other inputs or
+    options. Done before any of the pair's files is rewritten, so a build
+    killed half-way through the remake never leaves a record that a later
+    run would reuse over a mix of old and new files."""
+    delete_files([record_path(root, bg_stem, fg_stem)])
+
+
+def record_pair(root: str, key: str, rows: List[SampleRow]) -> None:
+    """Record a pair whose rows are all written (`unrecorded_rows`), then
+    remove whatever else its folder holds.
+
+    Row files go first: a kill between the two steps then leaves neither,
+    and the pair is made again, never a record beside row files that a
+    later run would have to clean up."""
+    _delete_sample_rows(root, rows)
+    write_pair_record(root, key, rows)
+    _remove_stale_files(root, rows)
+
+
+def _remove_stale_files(root: str, rows: Sequence[SampleRow]) -> None:
+    """Once a pair is written and recorded, delete whatever else its folder
+    holds: files an earlier build with other options made (another mask or
+    depth format, higher sample numbers), which no table would describe.
+    Only after writing and only what is not this pair's, so a duplicate
+    attempt of the same work stays harmless; temporary files of writes in
+    flight are left alone."""
+    folder = layout.pair_folder(rows[0].placement)
+    keep = {
+        path[len(folder) + 1 :]
+        for row in rows
+        for path in (row.overlay_path, row.mask_path, row.depth_path)
+        if path
+    }
+    keep.add(PAIR_RECORD)
+    folder_path = layout.resolve(root, folder)
+    delete_files(
+        [
+            layout.resolve(folder_path, name)
+            for name in list_folder(folder_path)
+            if name not in keep and not name.endswith(TEMPORARY_SUFFIX)
+        ]
+    )
 
 
 def pair_rows(root: str, pairs: Sequence[WrittenPair]) -> Iterator[List[SampleRow]]:

@@ -1,2 +1,6 @@
-"""fgbg's pipeline: the Beam graph (build), its options and configuration,
-the run's documents, Dataflow specifics, and the report's command line."""
+"""fgbg's pipeline: the Beam graph and its command line (build), its options
+and every check on them (options), the typed configuration the graph reads
+(config), what a run prints (console), the run's documents
+(run_documents), Dataflow specifics (dataflow), the report's command line
+(report), and the local multi-process runner's worker watchdog
+(worker_watchdog)."""

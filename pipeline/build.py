@@ -3,13 +3,18 @@
 The graph, as the data flows:
 
   backgrounds ─ read, check, resize ─ write bg/ ─┐
-  foregrounds (+ masks) ─ read, check ─ side input ┴ cross ─ skip finished pairs
-    ─ compose ─ [depth] ─ write overlay/mask/depth and the row, one sample at a time
-    ─ count samples per pair ─ record the pair ─ one handle per pair
+  foregrounds (+ masks) ─ read, check ─ side input ┴ cross
+    ─ skip finished pairs ─ remove outdated records
+    ─ compose ─ [depth] ─ write overlay/mask/depth, one sample at a time
+    ─ write the sample's row ─ count samples per pair
+    ─ record the pair, remove stale files ─ one handle per pair
       ─┬ label_data.csv, samples.csv
        ├ tfrecords/<split>-* ─ TFT analysis (train) ─ transform/
        └ stats.json (exact pixel moments, overall and per split)
   rejects ─ rejects.csv;  everything ─ manifest.json (written last)
+
+A pair's steps (skip, remove, write rows, record) are the stages of
+transforms/pairs.py, and its files are touched only by fgbg/pair_records.py.
 
 Past the pair records, stages pass one small handle per pair and read rows
 back from the pair's record, so nothing held in memory grows with the
@@ -69,21 +74,21 @@ from pipeline.run_documents import (
 )
 from pipeline.worker_watchdog import failing_on_worker_death
 from transforms.compositing import ComposeSamples, CrossPairs
+from transforms.image_files import MOMENTS, WriteBackgrounds, WriteSamples
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
 from transforms.normalization import AnalyzeRecords
-from transforms.resume import RESUMED, UNRECORDED, SkipFinishedPairs
-from transforms.stats import ComputeStats, stats_document
-from transforms.writers import (
-    EXAMPLES,
-    MOMENTS,
+from transforms.pairs import (
+    RESUMED,
+    UNRECORDED,
     RecordPairs,
-    WriteBackgrounds,
-    WriteRejects,
-    WriteSamples,
-    WriteTables,
-    WriteTFRecords,
-    remove_stale_shards,
+    RemoveOutdatedRecords,
+    SkipFinishedPairs,
+    WriteSampleRows,
 )
+from transforms.rejects import WriteRejects
+from transforms.stats import ComputeStats, stats_document
+from transforms.tables import WriteTables
+from transforms.tfrecords import EXAMPLES, WriteTFRecords, remove_stale_shards
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 EXIT_FAILED = 1
@@ -101,7 +106,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     )
     written_bgs = prepared | "WriteBackgrounds" >> WriteBackgrounds(root, config.bg_quality)
 
-    pairs = (
+    found = (
         written_bgs.backgrounds
         | "CrossPairs" >> CrossPairs(foregrounds)
         | "SkipFinishedPairs"
@@ -109,25 +114,34 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
             root, foregrounds, config.fingerprint, config.placements.samples_per_pair, config.resume
         )
     )
-    composites = pairs.pairs | "Compose" >> ComposeSamples(
-        foregrounds, config.inputs, config.placements, config.encoding
+    composites = (
+        found.pairs
+        | "RemoveOutdatedRecords" >> RemoveOutdatedRecords(root)
+        | "Compose"
+        >> ComposeSamples(foregrounds, config.inputs, config.placements, config.encoding)
     )
     if config.depth:
         # Imported here: Beam's RunInference module imports PyTorch whenever
-        # it is installed (~0.5 GB per worker), which composites-only builds
-        # do not need (fgbg/depth/config.py).
+        # it is installed, a cost in every worker that composites-only builds
+        # do not need (fgbg/depth/config.py; BENCHMARKS.md#compositing,
+        # "Memory: no RunInference without depth").
         from transforms.depth import EstimateDepth
 
         composites = composites | "EstimateDepth" >> EstimateDepth(config.depth)
-    sample_counts = composites | "WriteSamples" >> WriteSamples(
-        root, config.encoding.mask_format, config.depth_extension, config.run.progress_dir
+    sample_counts = (
+        composites
+        | "WriteSamples"
+        >> WriteSamples(
+            root, config.encoding.mask_format, config.depth_extension, config.run.progress_dir
+        )
+        | "WriteSampleRows" >> WriteSampleRows(root)
     )
     recorded = (
-        (sample_counts, pairs[UNRECORDED])
+        (sample_counts, found[UNRECORDED])
         | "AllSampleCounts" >> beam.Flatten()
         | "RecordPairs" >> RecordPairs(root, config.placements.samples_per_pair)
     )
-    written = (recorded, pairs[RESUMED]) | "AllPairs" >> beam.Flatten()
+    written = (recorded, found[RESUMED]) | "AllPairs" >> beam.Flatten()
 
     split_counts = written | "WriteTables" >> WriteTables(root, config.csv_prefix)
     records = written | "WriteTFRecords" >> WriteTFRecords(

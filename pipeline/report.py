@@ -12,7 +12,8 @@ import sys
 from typing import Optional, Sequence, Tuple
 
 from fgbg import layout
-from fgbg.report import DEFAULT_ROWS, ReportError, write_report
+from fgbg.report import write_report
+from fgbg.report.dataset import DEFAULT_ROWS, ReportError
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from fgbg.types import Composite, Placement
+from tests.helpers import emulated_bucket
 
 # The tiny model: raw = TINY_BIAS + TINY_SCALE * mean(RGB) over 2x2 blocks, so
 # raw lies in [2, 100] and DenseDepth's post-processing maps it to [0.01, 0.5].
@@ -102,13 +103,12 @@ def aligned_corners_bilinear(images: np.ndarray, out_h: int, out_w: int) -> np.n
 
 @contextlib.contextmanager
 def gcs_emulator(monkeypatch, bucket: str) -> Iterator[object]:
-    """tests.conftest.emulated_bucket, with Beam made to connect anonymously
-    at once (its credential lookup otherwise retries for ~20 s).
+    """tests.helpers.emulated_bucket, with Beam made to connect anonymously
+    at once (its credential lookup otherwise backs off and retries: Beam's
+    apache_beam/internal/gcp/auth.py).
     Yields a google.cloud.storage bucket to upload into.
     """
     from apache_beam.internal.gcp import auth
-
-    from tests.conftest import emulated_bucket
 
     monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
     with emulated_bucket(monkeypatch, bucket) as handle:

@@ -15,6 +15,7 @@ pytest.importorskip("torch")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.bench
 def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     done = subprocess.run(
         [sys.executable, "bench/bench_depth_gpu.py", "--tiny", "--name", "tiny"]

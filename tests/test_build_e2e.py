@@ -15,7 +15,7 @@ from fgbg.documents import Counts
 from fgbg.training_data import read_tfrecords
 from pipeline import build
 from pipeline.run_documents import check_sample_count
-from tests.conftest import comparable, make_inputs, small_build_args
+from tests.helpers import comparable, make_inputs, small_build_args
 
 SAMPLES_PER_PAIR = 8  # small_build_args: 2 flips x 2 scales x 2 placements
 
@@ -39,6 +39,7 @@ def read_image(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
+@pytest.mark.e2e
 def test_counts_and_layout(built):
     output, manifest = built
     counts = manifest.counts
@@ -54,6 +55,7 @@ def test_counts_and_layout(built):
     assert not list(output.rglob(".*.tmp"))
 
 
+@pytest.mark.e2e
 def test_images_have_the_dataset_size_and_masks_are_binary(built):
     output, _ = built
     overlay = read_image(output / "bg1" / "fg_1" / "overlay" / "1.jpg")
@@ -63,6 +65,7 @@ def test_images_have_the_dataset_size_and_masks_are_binary(built):
         assert set(np.unique(read_image(path))) <= {0, 255}
 
 
+@pytest.mark.e2e
 def test_label_csv_has_the_original_format(built):
     output, manifest = built
     text = (output / "label_data.csv").read_text()
@@ -76,6 +79,7 @@ def test_label_csv_has_the_original_format(built):
         assert (output.parent / bg_path).is_file() and depth == ""
 
 
+@pytest.mark.e2e
 def test_samples_csv_describes_every_sample(built):
     output, manifest = built
     rows = list(csv.DictReader(open(output / "samples.csv")))
@@ -95,6 +99,7 @@ def test_samples_csv_describes_every_sample(built):
     assert per_split == manifest.counts.samples_per_split
 
 
+@pytest.mark.e2e
 def test_tfrecords_parse_through_the_reader(built):
     output, manifest = built
     total = 0
@@ -113,6 +118,7 @@ def test_tfrecords_parse_through_the_reader(built):
     assert total == manifest.counts.samples
 
 
+@pytest.mark.e2e
 def test_stats_match_numpy_over_the_written_images(built):
     output, _ = built
     stats = json.loads((output / "stats.json").read_text())
@@ -131,6 +137,7 @@ def test_stats_match_numpy_over_the_written_images(built):
     assert "depth" not in stats
 
 
+@pytest.mark.e2e
 def test_rejects_are_reported_and_good_inputs_kept(built):
     output, manifest = built
     rejects = {Path(r.path).name: r.reason for r in manifest.rejects}
@@ -143,6 +150,7 @@ def test_rejects_are_reported_and_good_inputs_kept(built):
     assert manifest.depth.model == "none"
 
 
+@pytest.mark.e2e
 def test_same_seed_gives_identical_bytes_across_running_modes(tmp_path, inputs):
     single = tmp_path / "a" / "out"
     multi = tmp_path / "b" / "out"
@@ -219,6 +227,7 @@ def test_out_of_range_options_are_named(tmp_path, inputs, option, message):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.e2e
 def test_cli_exit_status_reports_too_many_rejects(tmp_path, inputs, capsys):
     (Path(inputs["bg"]).parent / "junk.jpg").write_bytes(b"junk")
     args = small_build_args(inputs, tmp_path / "out", "--max_reject_fraction=0.01")

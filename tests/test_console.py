@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.console import is_chatter
-from tests.conftest import small_build_args
+from tests.helpers import small_build_args
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -41,6 +43,7 @@ def build_output(args) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.e2e
 def test_a_run_is_quiet_unless_verbose(tmp_path, inputs):
     quiet = build_output(small_build_args(inputs, tmp_path / "quiet", *MULTI_PROCESS, tft=True))
     assert "fgbg: 32 samples" in quiet

@@ -59,6 +59,7 @@ def dry_run(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     job_file = tmp_path / "job.json"
     result = dry_run(tmp_path, "--gpu")
@@ -87,6 +88,7 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     assert "flexResourceSchedulingGoal" not in job["environment"]
 
 
+@pytest.mark.e2e
 def test_dry_run_builds_a_flexrs_job_on_cpu_workers(tmp_path):
     result = dry_run(tmp_path, "--flexrs")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -185,6 +187,7 @@ def test_chosen_worker_options_are_kept():
     assert (worker.machine_type, worker.max_num_workers) == ("n2-standard-4", 3)
 
 
+@pytest.mark.e2e
 def test_run_dataflow_sets_up_its_environment_from_a_fresh_clone(tmp_path):
     """From a fresh clone (no virtualenv yet), run_dataflow.sh creates and
     installs one the way run_local.sh does, instead of falling back to a

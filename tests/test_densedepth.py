@@ -127,6 +127,7 @@ def _conv_params(k, c_in, c_out):
     return k * k * c_in * c_out + c_out
 
 
+@pytest.mark.model
 def test_architecture_matches_published_layout(seeded_model):
     """Layer names, skip widths and decoder size as the published weights expect."""
     layers = {layer.name: layer for layer in seeded_model.layers}
@@ -157,12 +158,14 @@ def test_architecture_matches_published_layout(seeded_model):
     assert seeded_model.count_params() == 42_816_089
 
 
+@pytest.mark.model
 def test_output_is_half_resolution_and_finite(probe_output):
     assert probe_output.shape == (2, PROBE_SIZE // 2, PROBE_SIZE // 2, 1)
     assert np.isfinite(probe_output).all()
     assert probe_output.std() > 0
 
 
+@pytest.mark.model
 def test_the_low_resolution_decoder_computes_the_same_function(seeded_model, probe, probe_output):
     """What the runtime runs for DenseDepth (kd.LowResolutionDecoder)
     against the Keras model as written."""
@@ -170,6 +173,7 @@ def test_the_low_resolution_decoder_computes_the_same_function(seeded_model, pro
     np.testing.assert_allclose(low, probe_output, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.model
 def test_untrained_model_is_reproducible_from_its_seed(seeded_model, probe, probe_output):
     rebuilt = tensorflow_runtime.load_keras_model("untrained", None, SEED)
     np.testing.assert_array_equal(
@@ -186,6 +190,7 @@ def test_untrained_model_is_reproducible_from_its_seed(seeded_model, probe, prob
 # Loading the published file, both ways
 
 
+@pytest.mark.model
 def test_fixture_has_the_published_hdf5_layout(published_h5):
     with h5py.File(published_h5, "r") as h5:
         assert "model_config" in h5.attrs
@@ -196,11 +201,13 @@ def test_fixture_has_the_published_hdf5_layout(published_h5):
         assert group["conv2/conv2/kernel:0"].shape == (1, 1, 1664, 1664)
 
 
+@pytest.mark.model
 def test_copy_by_name_reproduces_the_model(published_h5, probe, probe_output):
     model = tensorflow_runtime.load_keras_model("densedepth", published_h5, seed=0)
     np.testing.assert_allclose(model.predict_on_batch(probe), probe_output, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.model
 def test_load_model_path_reproduces_the_model(published_h5, probe, probe_output):
     model = tensorflow_runtime.load_keras_model(published_h5, None, seed=0)
     np.testing.assert_allclose(model.predict_on_batch(probe), probe_output, rtol=1e-5, atol=1e-5)
@@ -222,6 +229,7 @@ def _reshaped_layer(h5):
 @pytest.mark.parametrize(
     "mutate,message", [(_renamed_layer, r"'conv3'"), (_reshaped_layer, r"(?i)conv3.*shape")]
 )
+@pytest.mark.model
 @pytest.mark.parametrize("load", ["copy_by_name", "load_model", "torch"])
 def test_mismatched_file_fails_naming_the_layer(published_h5, tmp_path, mutate, message, load):
     """Both runtimes check the file the same way (fgbg/depth/weight_layout.py)."""
@@ -286,6 +294,7 @@ def test_user_model_formats_load_and_keep_their_outputs(tmp_path, name):
     )
 
 
+@pytest.mark.gcs
 def test_models_load_from_gcs(tmp_path, monkeypatch):
     """gs:// files and SavedModel directories are fetched through Beam's FileSystems."""
     h5_path = str(tmp_path / "tiny.h5")

@@ -149,6 +149,7 @@ def test_minmax_depth_matches_the_original_encoding(tiny_model_file, composites)
     _run(_config(model=tiny_model_file, encoding="minmax", out_size=(48, 40)), inputs, check)
 
 
+@pytest.mark.model
 def test_full_architecture_on_two_images():
     """The real (untrained) DenseDepth through the stage, checked against a
     direct forward pass of the same seeded model."""
@@ -217,6 +218,7 @@ def test_importing_the_stage_does_not_import_tensorflow():
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.model
 def test_bf16_precision_stays_close_to_fp32():
     """--depth_precision bf16 switches TensorFlow's oneDNN mixed precision on
     for the whole process, so it runs in a process of its own here."""
@@ -251,6 +253,7 @@ def test_a_model_with_the_wrong_output_shape_fails_its_first_batch_naming_the_fi
         handler.run_inference([image, image], model)
 
 
+@pytest.mark.model
 def test_a_samples_depth_has_the_same_bits_in_any_batch_on_the_cpu():
     """Alone, at a bundle's end, or in a full batch: the same bytes (without
     filling, an image alone differs from itself in a batch of 4)."""

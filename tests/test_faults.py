@@ -22,12 +22,13 @@ from fgbg import layout
 from fgbg.pair_records import PAIR_RECORD
 from pipeline import build
 from pipeline.worker_watchdog import worker_processes
-from tests.conftest import comparable, make_inputs, small_build_args
-from tests.test_guarantees import timings
+from tests.helpers import comparable, make_inputs, small_build_args, timings
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 FULL_SIZE = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
 
 def mount_or_skip(*args: str) -> None:

@@ -17,10 +17,20 @@ from PIL import Image
 
 from fgbg import layout
 from pipeline import build
-from tests.conftest import all_files, comparable, emulated_bucket, make_inputs, small_build_args
 from tests.depth_fixtures import tiny_depth_model
+from tests.helpers import (
+    all_files,
+    comparable,
+    download_tree,
+    emulated_bucket,
+    make_inputs,
+    small_build_args,
+    upload_tree,
+)
 
 BUCKET = "fgbg-test"
+
+pytestmark = [pytest.mark.gcs]
 
 
 @pytest.fixture
@@ -28,21 +38,6 @@ def bucket(monkeypatch):
     """An emulated bucket; Beam and the storage client both point at it."""
     with emulated_bucket(monkeypatch, BUCKET) as handle:
         yield handle
-
-
-def upload_tree(bucket, local: Path, prefix: str) -> None:
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            bucket.blob(f"{prefix}/{path.relative_to(local).as_posix()}").upload_from_filename(
-                str(path)
-            )
-
-
-def download_tree(bucket, prefix: str, local: Path) -> None:
-    for blob in bucket.list_blobs(prefix=f"{prefix}/"):
-        target = local / blob.name[len(prefix) + 1 :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
 
 
 def transformed(root: Path) -> dict:
@@ -55,6 +50,7 @@ def transformed(root: Path) -> dict:
     return {k: v.numpy() for k, v in transform.transform_features_layer()(raw).items()}
 
 
+@pytest.mark.e2e
 def test_whole_build_from_and_to_a_bucket(tmp_path, bucket):
     local_inputs = tmp_path / "inputs"
     make_inputs(local_inputs, backgrounds=2, foregrounds=2, masks=1)

@@ -14,23 +14,23 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipeline import build
-from tests.conftest import (
+from tests.helpers import (
     LOCAL_RUNNER,
     comparable,
     make_background,
     make_foreground,
     make_inputs,
     small_build_args,
+    timings,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def timings(root: Path) -> dict:
-    return json.loads((root / "timings.json").read_text())["counters"]
+pytestmark = [pytest.mark.e2e]
 
 
 def kill_build_when(args, ready: Callable[[], bool]) -> None:

@@ -55,9 +55,10 @@ def test_no_module_chooses_keras_for_the_caller():
 
 
 def test_a_graph_without_depth_or_tft_imports_neither_tensorflow_nor_run_inference():
-    """Beam's RunInference module imports PyTorch whenever it is installed
-    (~0.5 GB per worker process); a build without depth never needs it, and
-    one without TFT either never needs TensorFlow."""
+    """Beam's RunInference module imports PyTorch whenever it is installed,
+    costing every worker process memory (BENCHMARKS.md "Compositing"); a
+    build without depth never needs it, and one without TFT either never
+    needs TensorFlow."""
     state = imported_state(
         "from apache_beam.options.pipeline_options import PipelineOptions\n"
         "from pipeline import build\n"

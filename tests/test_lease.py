@@ -24,14 +24,14 @@ from fgbg.lease import (
     lease_store,
     utc_now,
 )
-from tests.conftest import emulated_bucket, honour_generation_preconditions
+from tests.helpers import emulated_bucket, honour_generation_preconditions
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "fgbg-lease"
 RACERS = 6
 
 
-@pytest.fixture(params=["local", "gs"])
+@pytest.fixture(params=["local", pytest.param("gs", marks=pytest.mark.gcs)])
 def output(request, tmp_path, monkeypatch):
     """An output folder, local or in an emulated bucket."""
     if request.param == "local":

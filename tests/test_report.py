@@ -8,16 +8,21 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+from markupsafe import Markup
 from PIL import Image
 
-from fgbg import layout, report
+from fgbg import layout
+from fgbg.layout import natural_key
+from fgbg.report import charts, grid, palette, write_report
+from fgbg.report.dataset import DEFAULT_ROWS, choose_samples, load_dataset, summarize_samples
+from fgbg.report.page import escaped, normalization
 from pipeline import build
 from pipeline import report as report_cli
-from tests.conftest import make_inputs, small_build_args
-from transforms.writers import natural_key
+from tests.helpers import make_inputs, small_build_args
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -25,7 +30,7 @@ CHROMIUM_TIMEOUT_S = 60
 # Unescaped, this name would add an <img> to the page, which the browser test counts.
 HOSTILE_NAME = '<img src=x alt=injected> & "q".jpg'
 HOSTILE_ESCAPED = "&lt;img src=x alt=injected&gt; &amp; &quot;q&quot;.jpg"
-VIRIDIS_RAMP = report.colormap(np.linspace(0, 1, 256)).astype(int)
+VIRIDIS_RAMP = palette.colormap(np.linspace(0, 1, 256)).astype(int)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -39,7 +44,7 @@ def dataset(tmp_path_factory) -> Path:
     (root / "inputs" / "bg" / HOSTILE_NAME).write_bytes(b"not an image")
     output = root / "out"
     build.run(small_build_args(inputs, output, "--seed=7"))
-    report.write_report(str(output))
+    write_report(str(output))
     return output
 
 
@@ -60,7 +65,7 @@ def depth_dataset(tmp_path_factory) -> Path:
             "--no_mirror",
         )
     )
-    report.write_report(str(output))
+    write_report(str(output))
     return output
 
 
@@ -70,9 +75,9 @@ def html_of(root: Path) -> str:
 
 def grid_column(pixels: np.ndarray, index: int) -> np.ndarray:
     """One of samples.png's four columns (the depth column without its bar)."""
-    left = report.MARGIN + index * (report.TILE + report.GAP)
-    top = report.MARGIN + report.HEADER_HEIGHT
-    return pixels[top:, left : left + report.TILE]
+    left = grid.MARGIN + index * (grid.TILE + grid.GAP)
+    top = grid.MARGIN + grid.HEADER_HEIGHT
+    return pixels[top:, left : left + grid.TILE]
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -80,13 +85,13 @@ def grid_column(pixels: np.ndarray, index: int) -> np.ndarray:
 
 def test_choose_samples_is_seeded_stable_and_in_id_order():
     samples = [{"id": f"bg{i % 5}/fg_{i % 3}/{i}"} for i in range(40)]
-    first = report.choose_samples(samples, seed=3, count=8)
-    assert first == report.choose_samples(list(reversed(samples)), seed=3, count=8)
+    first = choose_samples(samples, seed=3, count=8)
+    assert first == choose_samples(list(reversed(samples)), seed=3, count=8)
     assert [r["id"] for r in first] != [r["id"] for r in samples[:8]]
-    assert first != report.choose_samples(samples, seed=4, count=8)
+    assert first != choose_samples(samples, seed=4, count=8)
     keys = [natural_key(r["id"]) for r in first]
     assert keys == sorted(keys) and len(first) == 8
-    assert len(report.choose_samples(samples, seed=3, count=100)) == 40
+    assert len(choose_samples(samples, seed=3, count=100)) == 40
 
 
 def test_summarize_samples_streams_the_table_into_values_and_a_pick():
@@ -101,12 +106,12 @@ def test_summarize_samples_streams_the_table_into_values_and_a_pick():
         }
         for i in range(30)
     ]
-    table = report.summarize_samples(iter(rows), seed=1, count=5)
+    table = summarize_samples(iter(rows), seed=1, count=5)
     assert table.count == 30
     assert table.overlay_mean.tolist() == [i + 0.5 for i in range(30)]
     assert table.mask_coverage.tolist() == [0.25] * 30 and len(table.depth_mean) == 0
     assert table.backgrounds_per_split == {"train": 3, "val": 1}
-    assert table.chosen == report.choose_samples(rows, seed=1, count=5)
+    assert table.chosen == choose_samples(rows, seed=1, count=5)
 
 
 def test_normalization_table_shows_the_train_splits_numbers():
@@ -126,42 +131,43 @@ def test_normalization_table_shows_the_train_splits_numbers():
         255.0,
         "relative",
     )
-    html = report.normalization_html(stats)
-    assert "What transform/ standardises with: train" in html
-    assert ">10.00<" in html and ">20.00<" in html and ">105.00<" not in html
+    shown = normalization(stats)
+    assert shown is not None and shown["splits"] == "train"
+    means = {row[0]: row[2] for row in shown["rows"]}
+    assert means == {"background": "20.00", "overlay": "10.00"}
     older = Stats.from_json({"notes": {"method": "older dataset"}})
-    assert report.normalization_html(older) == ""
+    assert normalization(older) is None
 
 
 def test_colormap_runs_from_purple_to_yellow_getting_brighter():
-    ends = report.colormap(np.array([0.0, 1.0, -1.0, 2.0]))
+    ends = palette.colormap(np.array([0.0, 1.0, -1.0, 2.0]))
     assert ends.tolist() == [[68, 1, 84], [253, 231, 37], [68, 1, 84], [253, 231, 37]]
-    steps = report.colormap(np.linspace(0, 1, 32)).astype(float)
+    steps = palette.colormap(np.linspace(0, 1, 32)).astype(float)
     luminance = steps @ np.array([0.2126, 0.7152, 0.0722])
     assert np.all(np.diff(luminance) > 0)
-    assert report.colormap(np.zeros((3, 5))).shape == (3, 5, 3)
+    assert palette.colormap(np.zeros((3, 5))).shape == (3, 5, 3)
 
 
 def test_depth_levels_label_minmax_near_far_and_metric_in_metres():
-    levels, low, high = report.depth_levels(np.array([[0, 51], [255, 255]], np.uint8), "minmax")
+    levels, low, high = grid.depth_levels(np.array([[0, 51], [255, 255]], np.uint8), "minmax")
     assert (low, high) == ("near", "far")
     np.testing.assert_allclose(levels, [[0.0, 0.2], [1.0, 1.0]])
     metric = np.array([[1500, 2000], [3500, 2500]], np.uint16)
-    levels, low, high = report.depth_levels(metric, "metric")
+    levels, low, high = grid.depth_levels(metric, "metric")
     assert (low, high) == ("1.50 m", "3.50 m")
     np.testing.assert_allclose(levels, [[0.0, 0.25], [1.0, 0.5]])
-    flat, _, _ = report.depth_levels(np.full((2, 2), 700, np.uint16), "metric")
+    flat, _, _ = grid.depth_levels(np.full((2, 2), 700, np.uint16), "metric")
     assert not flat.any()
 
 
 def test_depth_tile_and_color_bar_use_the_color_map():
     ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1))
-    tile, low, high = report.depth_tile(Image.fromarray(ramp), "minmax", tile=32)
+    tile, low, high = grid.depth_tile(Image.fromarray(ramp), "minmax", tile=32)
     pixels = np.asarray(tile).astype(int)
     assert (low, high) == ("near", "far") and tile.size == (32, 32)
     assert np.abs(pixels[16, 0] - [68, 1, 84]).max() <= 12
     assert np.abs(pixels[16, -1] - [253, 231, 37]).max() <= 12
-    bar = np.asarray(report.color_bar(100, "near", "far")).astype(int)
+    bar = np.asarray(grid.color_bar(100, "near", "far")).astype(int)
     assert bar[0, 0].tolist() == [253, 231, 37] and bar[-1, 0].tolist() == [68, 1, 84]
 
 
@@ -169,8 +175,8 @@ def test_outline_is_drawn_on_the_mask_boundary_only():
     overlay = Image.new("RGB", (40, 40), (10, 120, 10))
     mask = Image.new("L", (40, 40), 0)
     mask.paste(255, (10, 10, 30, 30))  # at tile size 80: the square 20..59
-    outlined = np.asarray(report.outline_mask(overlay, mask, tile=80))
-    is_outline = np.all(outlined == report.OUTLINE_RGB, axis=-1)
+    outlined = np.asarray(grid.outline_mask(overlay, mask, tile=80))
+    is_outline = np.all(outlined == palette.OUTLINE_RGB, axis=-1)
     ys, xs = np.nonzero(is_outline)
     to_edge = np.minimum(
         np.minimum(abs(xs - 20), abs(xs - 59)), np.minimum(abs(ys - 20), abs(ys - 59))
@@ -181,16 +187,46 @@ def test_outline_is_drawn_on_the_mask_boundary_only():
 
 
 def test_histogram_svg_bars_are_proportional_and_labels_escaped():
-    svg = report.histogram_svg([0.1, 0.1, 0.1, 0.9], 0, 1, "a < b & c", bins=2)
+    svg = charts.histogram_svg([0.1, 0.1, 0.1, 0.9], 0, 1, "a < b & c", bins=2)
     bar = r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"'
     heights = [float(height) for height in re.findall(bar, svg)]
     assert len(heights) == 2 and heights[0] == pytest.approx(3 * heights[1], rel=0.01)
     assert "a &lt; b &amp; c" in svg and "a < b" not in svg
 
 
+def tallest_count_label(svg: str) -> Tuple[str, float, float]:
+    """The y axis's top label: (its text, x of its right end, x of the axis)."""
+    namespace = "{http://www.w3.org/2000/svg}"
+    root = ElementTree.fromstring(svg)
+    axis = next(line for line in root.iter(f"{namespace}line") if line.get("x1") == line.get("x2"))
+    right_anchored = [
+        text for text in root.iter(f"{namespace}text") if text.get("text-anchor") == "end"
+    ]
+    top = min(right_anchored, key=lambda text: float(text.get("y")))
+    return top.text, float(top.get("x")), float(axis.get("x1"))
+
+
+@pytest.mark.parametrize("tallest", [1, 99_999, 161_154, 3_000_000])
+def test_histogram_count_labels_are_drawn_whole(tallest):
+    """A 400,000-sample build's bins hold six-digit counts: the axis moves right
+    for them, and only for them, so smaller builds keep their bytes."""
+    svg = charts.histogram_svg(np.full(tallest, 0.05), 0, 1, "foreground fraction")
+    label, right_end, axis = tallest_count_label(svg)
+    assert label == str(tallest) and right_end - charts.label_width(label) >= 0
+    assert axis == (charts.MIN_LEFT if tallest < 100_000 else right_end + charts.TICK_GAP)
+
+
+def test_page_values_are_escaped_as_html_escape_does():
+    assert escaped("<a href='x'>\"&\"</a>") == (
+        "&lt;a href=&#x27;x&#x27;&gt;&quot;&amp;&quot;&lt;/a&gt;"
+    )
+    assert escaped(Markup("<b>")) == "<b>" and escaped(3) == "3"
+
+
 # --------------------------------------------------------------------------- real builds
 
 
+@pytest.mark.e2e
 def test_report_is_self_contained_and_escapes_input_names(dataset):
     page = html_of(dataset)
     assert "<link" not in page
@@ -211,18 +247,25 @@ def test_report_is_self_contained_and_escapes_input_names(dataset):
     ):
         assert f'id="{table_id}"' in page
     assert 'id="depth-warning"' not in page and "no depth in this build" in page
+    # One line after the doctype, but for the stylesheet's and the script's own lines.
+    doctype, rest = page.split("\n", 1)
+    assert (
+        doctype == "<!DOCTYPE html>" and "\n" not in rest.split("</style>")[1].split("<script>")[0]
+    )
 
 
+@pytest.mark.e2e
 def test_samples_png_has_the_grid_layout_and_outline_column(dataset):
-    grid = Image.open(dataset / layout.SAMPLES_PNG)
-    assert grid.size == report.grid_size(report.DEFAULT_ROWS, depth=False)
-    pixels = np.asarray(grid.convert("RGB"))
+    image = Image.open(dataset / layout.SAMPLES_PNG)
+    assert image.size == grid.grid_size(DEFAULT_ROWS, depth=False)
+    pixels = np.asarray(image.convert("RGB"))
     outline = [
-        int(np.all(grid_column(pixels, i) == report.OUTLINE_RGB, axis=-1).sum()) for i in range(3)
+        int(np.all(grid_column(pixels, i) == palette.OUTLINE_RGB, axis=-1).sum()) for i in range(3)
     ]
     assert outline[0] == outline[1] == 0 and outline[2] > 100
 
 
+@pytest.mark.e2e
 def test_rebuilding_through_the_cli_is_byte_identical(dataset, capsys):
     names = (layout.REPORT_HTML, layout.SAMPLES_PNG)
     before = {name: (dataset / name).read_bytes() for name in names}
@@ -230,7 +273,7 @@ def test_rebuilding_through_the_cli_is_byte_identical(dataset, capsys):
     assert "wrote" in capsys.readouterr().out
     assert {name: (dataset / name).read_bytes() for name in names} == before
     assert report_cli.main([str(dataset), "--rows", "2"]) == 0
-    assert Image.open(dataset / layout.SAMPLES_PNG).size == report.grid_size(2, depth=False)
+    assert Image.open(dataset / layout.SAMPLES_PNG).size == grid.grid_size(2, depth=False)
     assert report_cli.main([str(dataset)]) == 0
     assert (dataset / layout.SAMPLES_PNG).read_bytes() == before[layout.SAMPLES_PNG]
 
@@ -244,6 +287,8 @@ def test_cli_refuses_what_is_not_a_dataset(tmp_path, capsys):
     assert exit_info.value.code == 0 and "OUTPUT" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
+@pytest.mark.gcs
 def test_report_of_a_gcs_dataset(dataset, monkeypatch):
     from tests.depth_fixtures import gcs_emulator
 
@@ -258,10 +303,11 @@ def test_report_of_a_gcs_dataset(dataset, monkeypatch):
     assert "gs://reports/ds" in page and 'id="stats-table"' in page
 
 
+@pytest.mark.e2e
 def test_untrained_depth_is_color_mapped_and_warned_about(depth_dataset):
-    grid = np.asarray(Image.open(depth_dataset / layout.SAMPLES_PNG).convert("RGB")).astype(int)
-    assert grid.shape[:2][::-1] == report.grid_size(2, depth=True)
-    depth = grid_column(grid, 3)[: report.TILE].reshape(-1, 1, 3)
+    pixels = np.asarray(Image.open(depth_dataset / layout.SAMPLES_PNG).convert("RGB")).astype(int)
+    assert pixels.shape[:2][::-1] == grid.grid_size(2, depth=True)
+    depth = grid_column(pixels, 3)[: grid.TILE].reshape(-1, 1, 3)
     off_ramp = np.abs(depth - VIRIDIS_RAMP[None]).sum(axis=-1).min(axis=1)
     assert np.percentile(off_ramp, 95) <= 12  # every depth pixel is a colour-map colour
     page = html_of(depth_dataset)
@@ -356,11 +402,13 @@ def color_pixels(image: np.ndarray, rgb: Tuple[int, int, int], tolerance: int = 
     return int(np.all(np.abs(image.astype(int) - rgb) <= tolerance, axis=-1).sum())
 
 
+@pytest.mark.e2e
+@pytest.mark.browser
 def test_report_renders_in_a_real_browser(dataset, tmp_path):
     dom, pixels = render(dataset, tmp_path)
     assert dom.body.get("data-images-total") == "3"
     assert dom.body.get("data-images-ok") == "3"  # the grid and two histograms decoded
-    stats = report.load_dataset(str(dataset)).stats
+    stats = load_dataset(str(dataset)).stats
     channels = sum(len(kind.mean) for kind in stats.kinds.values())
     assert dom.table_rows["stats-table"] == 1 + channels
     assert dom.table_rows["normalisation-table"] == 1 + 3 + 3  # background and overlay RGB
@@ -368,12 +416,14 @@ def test_report_renders_in_a_real_browser(dataset, tmp_path):
     assert dom.table_rows["splits-table"] >= 3 and dom.table_rows["options-table"] > 20
 
     assert pixels.shape == (2000, 1280, 3) and pixels.std() > 20
-    assert color_pixels(pixels, report.OUTLINE_RGB) > 200  # the samples grid is drawn
-    assert color_pixels(pixels, report.ACCENT_RGB) > 2000  # cards and histogram bars
-    assert color_pixels(pixels, report.BANNER_RGB) == 0  # no warning, no banner
+    assert color_pixels(pixels, palette.OUTLINE_RGB) > 200  # the samples grid is drawn
+    assert color_pixels(pixels, palette.ACCENT_RGB) > 2000  # cards and histogram bars
+    assert color_pixels(pixels, palette.BANNER_RGB) == 0  # no warning, no banner
 
 
+@pytest.mark.e2e
+@pytest.mark.browser
 def test_untrained_depth_report_shows_its_red_banner_in_the_browser(depth_dataset, tmp_path):
     dom, pixels = render(depth_dataset, tmp_path)
     assert dom.body.get("data-images-ok") == dom.body.get("data-images-total") == "4"
-    assert color_pixels(pixels, report.BANNER_RGB) > 20_000  # the banner spans the page
+    assert color_pixels(pixels, palette.BANNER_RGB) > 20_000  # the banner spans the page

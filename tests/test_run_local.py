@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_inputs, small_build_args
+from tests.helpers import make_inputs, small_build_args
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_OPTIONS = {
@@ -23,6 +23,8 @@ GPU_OPTIONS = {
     "depth_resize_on_device": True,
 }
 GPU_FOUND = "GPU found"
+
+pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture

@@ -14,14 +14,22 @@ import pytest
 from apache_beam.internal.gcp import auth
 
 from pipeline import build
-from tests.conftest import comparable, emulator, make_inputs, small_build_args
 from tests.fault_proxy import FaultProxy
-from tests.test_gcs_e2e import download_tree, upload_tree
+from tests.helpers import (
+    comparable,
+    download_tree,
+    emulator,
+    make_inputs,
+    small_build_args,
+    upload_tree,
+)
 
 BUCKET = "fgbg-flaky"
 GS = f"gs://{BUCKET}"
 INPUTS = {name: f"{GS}/inputs/{name}/*" for name in ("bg", "fg", "fg_mask")}
 SIZE = ["--size=96", "--scales=1.0,0.5", "--placements_per_scale=3"]
+
+pytestmark = [pytest.mark.faults, pytest.mark.gcs, pytest.mark.e2e]
 
 
 @pytest.fixture

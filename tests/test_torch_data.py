@@ -28,11 +28,13 @@ from fgbg.torch_data import (  # noqa: E402
     pooled_standardization,
 )
 from pipeline import build  # noqa: E402
-from tests.conftest import emulated_bucket, make_inputs, small_build_args  # noqa: E402
+from tests.helpers import emulated_bucket, make_inputs, small_build_args, upload_tree  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTH = ("--depth_model=untrained", "--depth_input_size=64x64")
 BUCKET = "fgbg-torch"
+
+pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
@@ -231,13 +233,7 @@ def test_a_small_model_trains_through_a_dataloader(dataset):
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def upload_tree(bucket, local: Path, prefix: str) -> None:
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            blob = bucket.blob(f"{prefix}/{path.relative_to(local).as_posix()}")
-            blob.upload_from_filename(str(path))
-
-
+@pytest.mark.gcs
 def test_gs_datasets_read_as_local_ones(dataset, monkeypatch):
     with emulated_bucket(monkeypatch, BUCKET) as bucket:
         # Under the same folder name: label_data.csv's paths start with it.

@@ -18,17 +18,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bench.common import demo_composites  # noqa: E402
+from bench.workload import demo_composites  # noqa: E402
 from fgbg.depth import keras_densedepth as kd  # noqa: E402
 from fgbg.depth import maps, models, tensorflow_runtime, torch_runtime  # noqa: E402
 from fgbg.depth import torch_densedepth as td  # noqa: E402
 from fgbg.depth.config import DepthConfig  # noqa: E402
 from pipeline.options import FgbgOptions  # noqa: E402
-from tests.conftest import make_inputs, small_build_args  # noqa: E402
 from tests.depth_fixtures import random_overlays, write_published_h5  # noqa: E402
+from tests.helpers import make_inputs, small_build_args  # noqa: E402
 from transforms.depth import DepthModelHandler  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file"),
+    pytest.mark.model,
+]
 
 REPO = Path(__file__).resolve().parents[1]
 # Seed 0's weights keep the demo composites' depth mostly inside DenseDepth's
@@ -191,8 +194,8 @@ def test_devices_resolve_to_what_this_process_sees():
 
 
 def test_each_device_gets_its_faster_decoder_unless_told():
-    """The low-resolution decoder on a CPU, the network as written on a GPU
-    (measured on an H200, BENCHMARKS.md)."""
+    """The low-resolution decoder on a CPU, the network as written on a GPU:
+    each is the faster there (BENCHMARKS.md "Depth on CPU", "Depth on a GPU")."""
     cpu = torch.device("cpu")
     assert torch_runtime.low_resolution_decoder_wins(cpu)
     assert not torch_runtime.low_resolution_decoder_wins(torch.device("cuda"))
@@ -250,7 +253,7 @@ def test_composites_resized_on_the_device_reach_the_same_network():
 def test_the_stage_resizing_on_the_device_stays_near_the_lanczos_path():
     """Bicubic on the device against PIL's Lanczos on the CPU, through the
     handler at 640x480: the same maps but for resampling detail
-    (BENCHMARKS.md measures the difference on the demo composites)."""
+    (BENCHMARKS.md "Depth on CPU" compares the two on the demo composites)."""
     composites = list(demo_composites(2))
     depth = {}
     for on_device in (False, True):
@@ -264,6 +267,7 @@ def test_the_stage_resizing_on_the_device_stays_near_the_lanczos_path():
 # A whole build on the torch runtime, without TensorFlow
 
 
+@pytest.mark.e2e
 def test_a_build_on_the_torch_runtime_never_imports_tensorflow(tmp_path):
     """What the GPU machine needs: it has PyTorch and no TensorFlow. The
     build runs in a process of its own and reports which of the two it

@@ -14,8 +14,10 @@ from fgbg import layout
 from fgbg.records import raw_feature_spec
 from fgbg.training_data import label_csv_dataset, read_label_rows, training_dataset
 from pipeline import build
-from tests.conftest import make_inputs, small_build_args
 from tests.depth_fixtures import tiny_depth_model
+from tests.helpers import make_inputs, small_build_args
+
+pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")

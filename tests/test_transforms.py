@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import compose_inputs, make_inputs
+from tests.helpers import compose_inputs, make_inputs
 from transforms.compositing import EncodingConfig
 from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
 from transforms.placements import PlacementConfig

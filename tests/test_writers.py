@@ -1,9 +1,7 @@
 """The writers on TestPipeline: pair handles in, tables and shards out."""
 
 import csv
-import dataclasses
 import io
-import json
 from pathlib import Path
 
 import apache_beam as beam
@@ -14,43 +12,26 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from fgbg import layout
 from fgbg.layout import natural_key
-from fgbg.pair_records import pair_rows, write_pair_record, written_pair
 from fgbg.records import MOMENT_KINDS, moments_feature
 from fgbg.storage import streamed_file
-from fgbg.types import Placement, SampleRow
-from tests.conftest import compose_inputs, make_inputs, pairs_to_make
+from tests.helpers import make_inputs, pairs_to_make, small_input_config, small_placements
 from transforms.compositing import ComposeSamples, EncodingConfig
-from transforms.inputs import InputConfig, ReadBackgrounds, ReadForegrounds
-from transforms.placements import PlacementConfig
-from transforms.writers import (
-    EXAMPLES,
-    RecordPairs,
-    WriteBackgrounds,
-    WriteSamples,
-    WriteTables,
-    WriteTFRecords,
-    plan_shards,
-)
+from transforms.image_files import WriteBackgrounds, WriteSamples
+from transforms.inputs import ReadBackgrounds, ReadForegrounds
+from transforms.pairs import RecordPairs, WriteSampleRows
+from transforms.tables import WriteTables
+from transforms.tfrecords import EXAMPLES, WriteTFRecords, plan_shards
 
-CONFIG = InputConfig(
-    size=48,
-    max_input_pixels=1_000_000,
-    min_background_side=16,
-    mask_threshold=0,
-    val_fraction=0.5,
-    test_fraction=0.0,
-)
-PLACEMENTS = PlacementConfig(
-    seed=3, size=48, scales=(1.0, 0.5), placements_per_scale=2, mirror=True
-)
+CONFIG = small_input_config()
+PLACEMENTS = small_placements()
 SAMPLES_PER_PAIR = PLACEMENTS.samples_per_pair  # 8
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    """Writes 3 x 2 pairs through WriteBackgrounds, WriteSamples, WriteTables
-    and WriteTFRecords,
-    checking the transforms' outputs with assert_that; returns the output root."""
+    """Writes 3 x 2 pairs through WriteBackgrounds, WriteSamples,
+    WriteSampleRows, RecordPairs, WriteTables and WriteTFRecords, checking
+    the transforms' outputs with assert_that; returns the output root."""
     root = tmp_path_factory.mktemp("writers")
     inputs = make_inputs(root / "inputs", backgrounds=3, foregrounds=2)
     output = root / "out"
@@ -64,6 +45,7 @@ def written(tmp_path_factory):
         pairs = (
             composites
             | WriteSamples(str(output), "png", "")
+            | WriteSampleRows(str(output))
             | RecordPairs(str(output), SAMPLES_PER_PAIR)
         )
         assert_that(
@@ -232,49 +214,6 @@ def test_streamed_file_publishes_nothing_when_a_piece_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
 
 
-def test_pair_rows_name_the_record_that_cannot_be_read(tmp_path):
-    rows = [
-        SampleRow(
-            placement=Placement("bg1", "fg1", n, False, 1.0, 0, 0, 8, 8),
-            split="train",
-            bg_path="bg/bg1.jpg",
-            overlay_path=f"o/{n}.jpg",
-            mask_path=f"m/{n}.png",
-            depth_path="",
-            moments={"overlay": (4, (1, 2, 3), (1, 4, 9))},
-        )
-        for n in (2, 1)
-    ]
-    write_pair_record(str(tmp_path), "key", rows)
-    pair = written_pair(rows)
-    assert [row.placement.number for row in next(pair_rows(str(tmp_path), [pair]))] == [1, 2]
-    assert pair.moments == {"overlay": (8, (2, 4, 6), (2, 8, 18))}
-
-    with pytest.raises(ValueError, match="2 rows recorded, 3 written"):
-        next(pair_rows(str(tmp_path), [dataclasses.replace(pair, samples=3)]))
-    record = tmp_path / "bg1" / "fg1" / ".pair.json"
-    record.write_text('{"rows": [')
-    with pytest.raises(ValueError, match=r"bg1/fg1/\.pair\.json: unreadable pair record"):
-        next(pair_rows(str(tmp_path), [pair]))
-
-
-def test_a_pair_cut_short_in_a_bundle_fails_loudly(tmp_path):
-    """A pair is recorded only once all its samples are written; if samples of
-    a pair were ever lost before the record step, the build must fail, not
-    drop the pair."""
-    inputs = make_inputs(tmp_path / "inputs", backgrounds=1, foregrounds=1)
-    output = tmp_path / "out"
-    with pytest.raises(Exception, match=r"partly written: bg1/fg_1 \(5 of 8\)"):
-        with BeamTestPipeline(runner="FnApiRunner") as p:
-            _ = (
-                compose_inputs(p, inputs, CONFIG, PLACEMENTS, EncodingConfig(80, "png", 50))
-                | beam.Filter(lambda composite: composite.placement.number <= 5)
-                | WriteSamples(str(output), "png", "")
-                | RecordPairs(str(output), SAMPLES_PER_PAIR)
-            )
-    assert not list(output.rglob(".pair.json"))
-
-
 def test_delete_files_takes_names_literally_and_tolerates_gone_files(tmp_path):
     from fgbg.storage import delete_files
 
@@ -282,37 +221,6 @@ def test_delete_files_takes_names_literally_and_tolerates_gone_files(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     delete_files([str(tmp_path / "1 [copy].png"), str(tmp_path / "gone.png")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1 c.png", "1.png"]
-
-
-def test_a_remake_killed_half_way_is_not_reused_later(tmp_path):
-    """Build A records the pair; a remake with other options (another pair
-    key) overwrites some files and dies; the next run with A's options must
-    make the pair again instead of trusting A's record over mixed files."""
-    from pipeline import build
-    from tests.conftest import small_build_args
-
-    inputs = make_inputs(tmp_path / "inputs", backgrounds=1, foregrounds=1)
-    output = tmp_path / "out"
-    build.run(small_build_args(inputs, output))
-    with pytest.raises(Exception, match="partly written"):
-        with BeamTestPipeline(runner="FnApiRunner") as p:
-            _ = (
-                compose_inputs(
-                    p,
-                    inputs,
-                    CONFIG,
-                    PLACEMENTS,
-                    EncodingConfig(80, "png", 50),
-                    resume_root=str(output),
-                )
-                | beam.Filter(lambda composite: composite.placement.number <= 3)
-                | WriteSamples(str(output), "png", "")
-                | RecordPairs(str(output), SAMPLES_PER_PAIR)
-            )
-    assert not (output / "bg1" / "fg_1" / ".pair.json").exists()
-    build.run(small_build_args(inputs, output))
-    timings = json.loads((output / "timings.json").read_text())
-    assert timings["counters"]["compositing.pairs"] == 1
 
 
 def test_list_folder_gives_paths_relative_to_the_folder(tmp_path):

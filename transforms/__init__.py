@@ -1,2 +1,2 @@
-"""fgbg's pipeline stages: one module per stage, each a Beam PTransform with
-its DoFns and the pure numpy/PIL functions it calls."""
+"""fgbg's pipeline stages: one module per job, each holding its Beam
+PTransforms with their DoFns and the pure numpy/PIL functions they call."""

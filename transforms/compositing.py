@@ -4,7 +4,7 @@
 foreground collection as a side input, then reshuffles the pairs so that a
 runner can spread them over all workers. `ComposeSamples` makes each pair's
 samples in one call, resizing the foreground once per (flip, scale); the
-pairs it gets are those still to make (transforms/resume.py skips the rest).
+pairs it gets are those still to make (transforms/pairs.py skips the rest).
 """
 
 from __future__ import annotations

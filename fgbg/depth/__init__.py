@@ -1,5 +1,6 @@
 """DenseDepth (Alhashim and Wonka, 2018) apart from Beam.
 
+- config: the depth stage's configuration (no TensorFlow, no PyTorch);
 - models: the model names, runtimes, devices, their messages and
   ModelLoadError (no TensorFlow, no PyTorch);
 - maps: network input sizes, pre/post-processing and the depth-map codecs

@@ -1,0 +1,37 @@
+"""The dataset report: `report.html` (one self-contained page) and `samples.png`.
+
+People judge a dataset by looking at it, so every build ends with a page that
+shows it: a grid of samples (background | overlay | mask outlined on the
+overlay | colour-mapped depth with its scale bar), histograms of per-sample
+brightness, foreground coverage and depth, the per-channel mean/std table,
+counts per split, rejected inputs, the depth model (a red banner when its
+maps are not real depth), options, versions and time per stage.
+
+One module per job: dataset.py reads the built dataset back, grid.py draws
+samples.png, charts.py the histograms, page.py fills the page's template and
+palette.py holds the colours they share. Nothing reads a clock or an unseeded
+random source: a rebuild of the same dataset writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from fgbg import layout
+from fgbg.report.dataset import DEFAULT_ROWS, load_dataset
+from fgbg.report.grid import png_bytes, render_grid
+from fgbg.report.page import report_html
+from fgbg.storage import write_file
+
+
+def write_report(output: str, rows: int = DEFAULT_ROWS) -> None:
+    """Write samples.png and report.html at the root of the dataset `output`.
+
+    Raises ReportError (fgbg/report/dataset.py) when `output` is not a finished build.
+    """
+    dataset = load_dataset(output, rows)
+    chosen = dataset.table.chosen
+    grid_png = png_bytes(render_grid(dataset, chosen))
+    write_file(layout.resolve(dataset.root, layout.SAMPLES_PNG), grid_png)
+    write_file(
+        layout.resolve(dataset.root, layout.REPORT_HTML),
+        report_html(dataset, chosen, grid_png).encode("utf-8"),
+    )

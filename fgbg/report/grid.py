@@ -1,0 +1,157 @@
+"""samples.png: one row per chosen sample (background | overlay | mask
+outlined on the overlay | colour-mapped depth with its scale bar).
+
+Drawn with Pillow's bundled font and no clock or random source, so the same
+dataset gives the same bytes on every machine.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+
+from fgbg.images import encode_image
+from fgbg.report.dataset import MILLIMETRES_PER_METRE, Dataset, read_image
+from fgbg.report.palette import INK_RGB, OUTLINE_RGB, PLACEHOLDER_RGB, colormap
+
+# Sample grid geometry, in pixels of samples.png.
+TILE = 144
+GAP = 6
+MARGIN = 10
+HEADER_HEIGHT = 24
+CAPTION_HEIGHT = 20
+BAR_WIDTH = 12
+BAR_LABEL_WIDTH = 64
+GRID_COLUMNS = ("background", "overlay", "mask outline", "depth")
+
+
+def depth_levels(depth: np.ndarray, encoding: str) -> Tuple[np.ndarray, str, str]:
+    """(levels in [0, 1] for the colour map, label of level 0, label of level 1).
+
+    A min-max map is already 0 nearest .. 255 farthest within its image, so it
+    maps directly; a metric map is stretched to its own range, which the
+    labels give in metres so rows stay comparable by number.
+    """
+    values = np.asarray(depth, dtype=np.float64)
+    if encoding == "metric":
+        metres = values / MILLIMETRES_PER_METRE
+        low, high = float(metres.min()), float(metres.max())
+        span = high - low
+        levels = (metres - low) / span if span > 0 else np.zeros_like(metres)
+        return levels, f"{low:.2f} m", f"{high:.2f} m"
+    return values / 255.0, "near", "far"
+
+
+def font(size: int = 12) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled font: the same glyphs on every machine."""
+    return ImageFont.load_default(size=size)
+
+
+def fit_tile(image: Image.Image, tile: int = TILE) -> Image.Image:
+    return image.convert("RGB").resize((tile, tile), Image.LANCZOS)
+
+
+def outline_mask(overlay: Image.Image, mask: Image.Image, tile: int = TILE) -> Image.Image:
+    """The overlay with the mask's boundary drawn on it and its inside tinted.
+
+    The boundary is taken at tile resolution (dilated minus eroded mask), so
+    the line is two pixels wide whatever the dataset's image size.
+    """
+    base = fit_tile(overlay, tile)
+    inside = (
+        mask.convert("L")
+        .resize((tile, tile), Image.BILINEAR)
+        .point(lambda value: 255 if value >= 128 else 0)
+    )
+    edge = ImageChops.subtract(
+        inside.filter(ImageFilter.MaxFilter(3)), inside.filter(ImageFilter.MinFilter(3))
+    )
+    tinted = Image.blend(base, Image.new("RGB", base.size, OUTLINE_RGB), 0.15)
+    base.paste(tinted, mask=inside)
+    base.paste(OUTLINE_RGB, mask=edge)
+    return base
+
+
+def depth_tile(depth: Image.Image, encoding: str, tile: int = TILE) -> Tuple[Image.Image, str, str]:
+    """(colour-mapped depth tile, label of its colour bar's bottom, of its top)."""
+    levels, low_label, high_label = depth_levels(np.asarray(depth), encoding)
+    colored = Image.fromarray(colormap(levels), "RGB").resize((tile, tile), Image.LANCZOS)
+    return colored, low_label, high_label
+
+
+def color_bar(height: int, low_label: str, high_label: str) -> Image.Image:
+    """A vertical viridis scale bar, level 1 at the top, labelled at both ends."""
+    bar = Image.new("RGB", (BAR_WIDTH + BAR_LABEL_WIDTH, height), "white")
+    levels = np.linspace(1.0, 0.0, height)[:, None].repeat(BAR_WIDTH, axis=1)
+    bar.paste(Image.fromarray(colormap(levels), "RGB"), (0, 0))
+    draw = ImageDraw.Draw(bar)
+    draw.text((BAR_WIDTH + 4, 0), high_label, fill=INK_RGB, font=font(11))
+    draw.text((BAR_WIDTH + 4, height), low_label, fill=INK_RGB, font=font(11), anchor="ls")
+    return bar
+
+
+def placeholder_tile(text: str, tile: int = TILE) -> Image.Image:
+    image = Image.new("RGB", (tile, tile), PLACEHOLDER_RGB)
+    ImageDraw.Draw(image).text(
+        (tile // 2, tile // 2), text, fill=(110, 116, 128), font=font(13), anchor="mm"
+    )
+    return image
+
+
+def caption(row: Dict[str, str]) -> str:
+    flip = " · mirrored" if row["flip"] == "1" else ""
+    return f"{row['id']} · {row['split']} · scale {row['scale']}{flip}"
+
+
+def grid_size(rows: int, depth: bool) -> Tuple[int, int]:
+    """(width, height) of samples.png; the colour bars' column only with depth."""
+    width = 2 * MARGIN + 4 * TILE + 3 * GAP + (GAP + BAR_WIDTH + BAR_LABEL_WIDTH if depth else 0)
+    height = 2 * MARGIN + HEADER_HEIGHT + rows * (TILE + CAPTION_HEIGHT + GAP)
+    return width, height
+
+
+def render_grid(dataset: Dataset, chosen: Sequence[Dict[str, str]]) -> Image.Image:
+    """samples.png: one row per chosen sample, columns as GRID_COLUMNS."""
+    canvas = Image.new("RGB", grid_size(len(chosen), dataset.has_depth), "white")
+    draw = ImageDraw.Draw(canvas)
+    for column, title in enumerate(GRID_COLUMNS):
+        draw.text(
+            (MARGIN + column * (TILE + GAP) + TILE // 2, MARGIN + HEADER_HEIGHT // 2),
+            title,
+            fill=INK_RGB,
+            font=font(14),
+            anchor="mm",
+        )
+    for index, row in enumerate(chosen):
+        top = MARGIN + HEADER_HEIGHT + index * (TILE + CAPTION_HEIGHT + GAP)
+        for column, tile in enumerate(row_tiles(dataset, row)):
+            canvas.paste(tile, (MARGIN + column * (TILE + GAP), top))
+        draw.text((MARGIN, top + TILE + 4), caption(row), fill=(91, 100, 117), font=font(12))
+    return canvas
+
+
+def row_tiles(dataset: Dataset, row: Dict[str, str]) -> List[Image.Image]:
+    """The four tiles of one sample; the depth tile carries its colour bar."""
+    overlay = read_image(dataset.root, row["overlay_path"])
+    tiles = [
+        fit_tile(read_image(dataset.root, row["bg_path"])),
+        fit_tile(overlay),
+        outline_mask(overlay, read_image(dataset.root, row["mask_path"])),
+    ]
+    if not row["depth_path"]:
+        tiles.append(placeholder_tile("no depth"))
+        return tiles
+    colored, low_label, high_label = depth_tile(
+        read_image(dataset.root, row["depth_path"]), dataset.depth_encoding
+    )
+    with_bar = Image.new("RGB", (TILE + GAP + BAR_WIDTH + BAR_LABEL_WIDTH, TILE), "white")
+    with_bar.paste(colored, (0, 0))
+    with_bar.paste(color_bar(TILE, low_label, high_label), (TILE + GAP, 0))
+    tiles.append(with_bar)
+    return tiles
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    return encode_image(image, "PNG", optimize=True)

@@ -1,0 +1,297 @@
+"""Helpers the test modules share: tiny, seeded input sets made on the fly
+(nothing is downloaded), reduced build options, a dataset's comparable
+files, the GCS emulator, and Beam graphs of the compositing stages.
+
+A plain module (fixtures and hooks live in conftest.py): test modules import
+what they use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+LOCAL_RUNNER = ["--runner=FnApiRunner"]
+
+
+# Inputs and placements small enough for stage tests on TestPipeline.
+def small_input_config():
+    """An InputConfig for 48-pixel samples, half the backgrounds in val."""
+    from transforms.inputs import InputConfig
+
+    return InputConfig(
+        size=48,
+        max_input_pixels=1_000_000,
+        min_background_side=16,
+        mask_threshold=0,
+        val_fraction=0.5,
+        test_fraction=0.0,
+    )
+
+
+def small_placements():
+    """PlacementConfig for 48-pixel samples: 2 scales x 2 placements x 2 flips."""
+    from transforms.placements import PlacementConfig
+
+    return PlacementConfig(seed=3, size=48, scales=(1.0, 0.5), placements_per_scale=2, mirror=True)
+
+
+def make_background(path: Path, size=(96, 72), seed: int = 0) -> None:
+    """A smooth, photo-like gradient with a few soft blobs."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack(
+        [
+            (xx / w) * 200 + rng.integers(0, 50),
+            (yy / h) * 180 + rng.integers(0, 60),
+            ((xx + yy) / (w + h)) * 150 + rng.integers(0, 80),
+        ],
+        axis=-1,
+    )
+    image = Image.fromarray(base.clip(0, 255).astype(np.uint8))
+    image.save(path, quality=95)
+
+
+def make_foreground(path: Path, size=(40, 30), seed: int = 0) -> np.ndarray:
+    """An RGBA ellipse cut-out with a soft edge; returns its alpha."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    alpha = Image.new("L", (w * 4, h * 4), 0)
+    ImageDraw.Draw(alpha).ellipse((2, 2, w * 4 - 3, h * 4 - 3), fill=255)
+    alpha = alpha.resize((w, h), Image.LANCZOS)
+    color = rng.integers(40, 220, size=3)
+    rgb = np.broadcast_to(color, (h, w, 3)).astype(np.uint8)
+    rgba = np.dstack([rgb, np.asarray(alpha)])
+    Image.fromarray(rgba, "RGBA").save(path)
+    return np.asarray(alpha)
+
+
+def make_inputs(
+    root: Path, backgrounds: int = 2, foregrounds: int = 2, masks: int = 1
+) -> Dict[str, str]:
+    """bg/, fg/, fg_mask/ under root; returns the glob options."""
+    for folder in ("bg", "fg", "fg_mask"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(backgrounds):
+        make_background(root / "bg" / f"bg{i + 1}.jpg", size=(96 + 8 * i, 72 + 4 * i), seed=i)
+    for i in range(foregrounds):
+        alpha = make_foreground(
+            root / "fg" / f"fg_{i + 1}.png", size=(40 - 4 * i, 30 + 2 * i), seed=100 + i
+        )
+        if i < masks:
+            Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8), "L").save(
+                root / "fg_mask" / f"mask_fg_{i + 1}.png"
+            )
+    return {
+        "bg": str(root / "bg" / "*"),
+        "fg": str(root / "fg" / "*"),
+        "fg_mask": str(root / "fg_mask" / "*"),
+    }
+
+
+def pairs_to_make(
+    backgrounds, foregrounds, resume_root: Optional[str] = None, samples_per_pair: int = 0
+):
+    """Every (background, foreground) `Pair`, keyed with an empty options
+    fingerprint; with `resume_root`, through the resume step over that
+    output instead (transforms/pairs.py)."""
+    import apache_beam as beam
+
+    from fgbg.pair_records import pair_key
+    from fgbg.types import Pair
+    from transforms.compositing import CrossPairs
+    from transforms.pairs import RemoveOutdatedRecords, SkipFinishedPairs
+
+    crossed = backgrounds | CrossPairs(foregrounds)
+    if resume_root:
+        found = crossed | SkipFinishedPairs(
+            resume_root, foregrounds, "", samples_per_pair, resume=True
+        )
+        return found.pairs | RemoveOutdatedRecords(resume_root)
+    by_stem = foregrounds | "ByStem" >> beam.Map(lambda fg: (fg.stem, fg))
+    return crossed | "KeyPairs" >> beam.Map(
+        lambda pair, fgs: Pair(pair[0], pair[1], pair_key("", pair[0], fgs[pair[1]])),
+        beam.pvalue.AsDict(by_stem),
+    )
+
+
+def compose_inputs(
+    p, inputs: Dict[str, str], config, placements, encoding, resume_root: Optional[str] = None
+):
+    """Every composite of the inputs' pairs, on TestPipeline `p` (masks from
+    the foregrounds' alpha)."""
+    import apache_beam as beam
+
+    from transforms.compositing import ComposeSamples
+    from transforms.inputs import ReadBackgrounds, ReadForegrounds
+
+    prepared, _ = p | ReadBackgrounds(inputs["bg"], config)
+    foregrounds, _ = p | ReadForegrounds(inputs["fg"], None, config)
+    backgrounds = prepared | beam.Map(lambda item: item[0])
+    pairs = pairs_to_make(backgrounds, foregrounds, resume_root, placements.samples_per_pair)
+    return pairs | ComposeSamples(foregrounds, config, placements, encoding)
+
+
+@contextlib.contextmanager
+def emulator(monkeypatch, bucket: str) -> Iterator[object]:
+    """A real GCS JSON API server on loopback (gcp-storage-emulator) holding
+    one bucket, in memory; Beam and google-cloud-storage reach it through
+    STORAGE_EMULATOR_HOST. Yields the server."""
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
+    """The emulator's bucket, to upload into and inspect."""
+    from google.cloud import storage
+
+    with emulator(monkeypatch, bucket):
+        yield storage.Client.create_anonymous_client().bucket(bucket)
+
+
+def honour_generation_preconditions(monkeypatch) -> None:
+    """Make the emulator answer `ifGenerationMatch` as GCS does (412 when the
+    object's generation differs; 0 means "does not exist"), on object
+    inserts and deletes. gcp-storage-emulator ignores preconditions, and the
+    output lease (fgbg/lease.py) is built on them. This extends the test
+    server, not the code under test."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    lock = threading.Lock()
+
+    def generation(storage, bucket: str, name: str) -> int:
+        try:
+            return int(storage.get_file_obj(bucket, name)["generation"])
+        except NotFound:
+            return 0
+
+    def checked(handler, object_name):
+        def handle(request, response, storage, *args, **kwargs):
+            wanted = request.query.get("ifGenerationMatch")
+            if wanted is None:
+                return handler(request, response, storage, *args, **kwargs)
+            with lock:
+                current = generation(storage, request.params["bucket_name"], object_name(request))
+                if current != int(wanted[0]):
+                    response.status = HTTPStatus.PRECONDITION_FAILED
+                    response.json({"error": {"code": 412, "message": "conditionNotMet"}})
+                    return None
+                return handler(request, response, storage, *args, **kwargs)
+
+        return handle
+
+    def inserted_name(request) -> str:
+        if "name" in request.query:
+            return request.query["name"][0]
+        return request.data["meta"]["name"]
+
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is objects.insert:
+                monkeypatch.setitem(handlers, method, checked(handler, inserted_name))
+            elif handler is objects.delete:
+                monkeypatch.setitem(
+                    handlers, method, checked(handler, lambda r: r.params["object_id"])
+                )
+
+
+def small_build_args(
+    inputs: Dict[str, str], output: Path, *extra: str, tft: bool = False
+) -> List[str]:
+    """Reduced counts so an end-to-end build takes seconds: 2 scales x 2
+    placements x 2 flips, no depth; the TFT analysis (a few seconds) only when
+    a test is about it."""
+    return [
+        f"--bg={inputs['bg']}",
+        f"--fg={inputs['fg']}",
+        f"--fg_mask={inputs['fg_mask']}",
+        f"--output={output}",
+        "--size=64",
+        "--scales=1.0,0.5",
+        "--placements_per_scale=2",
+        "--depth_model=none",
+        "--records_per_shard=10",
+        "--val_fraction=0.3",
+        "--test_fraction=0.3",
+        *LOCAL_RUNNER,
+        *([] if tft else ["--no_tft"]),
+        *extra,
+    ]
+
+
+def all_files(root: Path) -> Dict[str, bytes]:
+    """Relative path -> bytes of every file under root."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+# TensorFlow writes a fresh fingerprint and object ids into every SavedModel,
+# so the TFT graph's protobufs differ between identical builds; tests compare
+# what the graph computes instead (tests/test_build_e2e.py).
+SAVED_MODEL_PROTOS = (
+    "transform/transform_fn/saved_model.pb",
+    "transform/transform_fn/fingerprint.pb",
+)
+
+
+def comparable(root: Path) -> dict:
+    """A dataset's files and manifest, less what legitimately varies between
+    two identical builds: times (timings.json, and report.html that shows
+    them), the output path and SavedModel protobufs."""
+    files = all_files(root)
+    files.pop("timings.json")
+    files.pop("report.html")
+    for name in SAVED_MODEL_PROTOS:
+        files.pop(name, None)
+    manifest = json.loads(files.pop("manifest.json"))
+    for volatile in ("started_at", "finished_at"):
+        manifest.pop(volatile)
+    manifest["options"].pop("output")
+    return {"manifest": manifest, "files": files}
+
+
+def timings(root: Path) -> dict:
+    """A build's counters (timings.json)."""
+    return json.loads((root / "timings.json").read_text())["counters"]
+
+
+def upload_tree(bucket, local: Path, prefix: str) -> None:
+    """Every file under `local` into `bucket` under `prefix`, same relative paths."""
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            blob = bucket.blob(f"{prefix}/{path.relative_to(local).as_posix()}")
+            blob.upload_from_filename(str(path))
+
+
+def download_tree(bucket, prefix: str, local: Path) -> None:
+    """Every object under `prefix` in `bucket` into `local`, same relative paths."""
+    for blob in bucket.list_blobs(prefix=f"{prefix}/"):
+        target = local / blob.name[len(prefix) + 1 :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))

@@ -1,0 +1,175 @@
+"""The CSV tables: label_data.csv (the original's format) and samples.csv,
+streamed a pair at a time in table order from the pairs' records, so memory
+holds the list of pair handles and one pair's rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+
+import apache_beam as beam
+
+from fgbg import layout
+from fgbg.layout import natural_key
+from fgbg.pair_records import pair_rows
+from fgbg.storage import streamed_file
+from fgbg.timing import stage_timer, timed
+from fgbg.types import SampleRow, WrittenPair
+
+
+def pair_order(pair: WrittenPair) -> Tuple:
+    """The tables' order: backgrounds, then foregrounds, in natural order
+    (the stems themselves break ties such as 'bg01' and 'bg1')."""
+    return (natural_key(pair.bg_stem), natural_key(pair.fg_stem), pair.bg_stem, pair.fg_stem)
+
+
+def label_rows(rows: Sequence[SampleRow], prefix: str) -> List[List[str]]:
+    """The original's label_data.csv rows: bg;overlay;mask;depth, paths
+    relative to the dataset's parent folder."""
+
+    def full(path: str) -> str:
+        return f"{prefix}/{path}" if path else ""
+
+    return [
+        [full(row.bg_path), full(row.overlay_path), full(row.mask_path), full(row.depth_path)]
+        for row in rows
+    ]
+
+
+SAMPLE_COLUMNS = (
+    "id",
+    "bg",
+    "fg",
+    "number",
+    "flip",
+    "scale",
+    "x",
+    "y",
+    "w",
+    "h",
+    "split",
+    "bg_path",
+    "overlay_path",
+    "mask_path",
+    "depth_path",
+    "overlay_mean",
+    "mask_coverage",
+    "depth_mean",
+)
+
+
+def image_mean(row: SampleRow, kind: str) -> str:
+    """Mean stored value over an image's pixels and channels, '' if absent."""
+    if kind not in row.moments:
+        return ""
+    count, sums, _ = row.moments[kind]
+    return f"{sum(sums) / (count * len(sums)):.4f}"
+
+
+def mask_coverage(row: SampleRow) -> str:
+    """Fraction of the image that is foreground."""
+    count, sums, _ = row.moments["mask"]
+    return f"{sums[0] / 255 / count:.6f}"
+
+
+def sample_table_rows(rows: Sequence[SampleRow]) -> List[List[object]]:
+    """samples.csv rows; the per-image means let reports plot histograms
+    without reopening every image."""
+    table: List[List[object]] = []
+    for row in rows:
+        p = row.placement
+        table.append(
+            [
+                p.sample_id,
+                p.bg_stem,
+                p.fg_stem,
+                p.number,
+                int(p.flip),
+                p.scale,
+                p.x,
+                p.y,
+                p.w,
+                p.h,
+                row.split,
+                row.bg_path,
+                row.overlay_path,
+                row.mask_path,
+                row.depth_path,
+                image_mean(row, "overlay"),
+                mask_coverage(row),
+                image_mean(row, "depth"),
+            ]
+        )
+    return table
+
+
+def render_csv(
+    rows: Iterable[Sequence[object]],
+    header: Sequence[str] = (),
+    delimiter: str = ",",
+    quote_all: bool = False,
+) -> bytes:
+    """CSV bytes as every table of the dataset has them: UTF-8, '\\n' line ends."""
+    buffer = io.StringIO()
+    writer = csv.writer(
+        buffer,
+        delimiter=delimiter,
+        lineterminator="\n",
+        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL,
+    )
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def split_counts(pairs: Iterable[WrittenPair]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for pair in pairs:
+        counts[pair.split] = counts.get(pair.split, 0) + pair.samples
+    return dict(sorted(counts.items()))
+
+
+class _WriteTables(beam.DoFn):
+    """Streams both CSVs, a pair at a time in table order, from the pairs'
+    records: memory holds the list of pair handles and one pair's rows."""
+
+    def __init__(self, root: str, prefix: str):
+        self._root = root
+        self._prefix = prefix
+        self._timer = stage_timer("tables")
+
+    def process(self, pairs: List[WrittenPair]) -> Iterator[Dict[str, int]]:
+        ordered = sorted(pairs, key=pair_order)
+        with (
+            timed(self._timer),
+            streamed_file(layout.resolve(self._root, layout.LABEL_CSV)) as label,
+            streamed_file(layout.resolve(self._root, layout.SAMPLES_CSV)) as samples,
+        ):
+            samples.write(render_csv((), header=SAMPLE_COLUMNS))
+            for rows in pair_rows(self._root, ordered):
+                label.write(
+                    render_csv(label_rows(rows, self._prefix), delimiter=";", quote_all=True)
+                )
+                samples.write(render_csv(sample_table_rows(rows)))
+        yield split_counts(ordered)
+
+
+class WriteTables(beam.PTransform):
+    """WrittenPair -> label_data.csv (the original's format) and samples.csv,
+    sorted by background, foreground and number; outputs the sample count per
+    split."""
+
+    def __init__(self, root: str, prefix: str):
+        super().__init__()
+        self._root = root
+        self._prefix = prefix
+
+    def expand(self, pairs):
+        return (
+            pairs
+            | "GatherPairs" >> beam.combiners.ToList()
+            | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix))
+        )
