@@ -6,20 +6,27 @@ set -euo pipefail
 
 # Worker type and autoscaling cap: the pipeline's defaults
 # (pipeline/dataflow.py, which says why), unless given after `--`.
-# GPU: one T4 per worker runs the depth model while the worker's vCPUs compose
-# and encode; 4 workers matches a modest T4 quota. The CUDA container is
-# several GB, beyond the 25 GB boot disk's comfort, hence 50 GB. Depth runs on
-# the PyTorch runtime with one model per worker VM, which its eight SDK
-# processes call with uint8 composites (resized on the GPU), since eight models
-# would not fit one T4; on cuda, so a worker that sees no GPU fails instead of
-# running depth on its CPU, and in GPU-sized batches (--depth_gpu_batch_size).
-# Not yet tried on Dataflow itself (BENCHMARKS.md, "Depth on a GPU", says what
-# was measured, and where).
+# GPU: one NVIDIA L4 per g2-standard-8 worker (L4s attach to G2 machines
+# only) runs the depth model while the worker's eight vCPUs compose and
+# encode; an L4 has bfloat16 units, which a T4 lacks, and several times its
+# fp32 arithmetic (docs/running-on-gcp.md, "GPU variant", cites the
+# specifications). Dataflow starts an SDK process per vCPU; as Google
+# documents for a model that should be loaded once per machine, they share
+# one (--depth_share_model: RunInference's share_model_across_processes, one
+# copy), handing it uint8 composites through shared memory, resized on the
+# GPU. One model means one CUDA context, so NVIDIA MPS (for several copies
+# sharing a GPU) stays off. Depth runs on cuda, so a worker that sees no GPU
+# fails instead of running depth on its CPU, in GPU-sized batches
+# (--depth_gpu_batch_size). 4 workers matches a modest L4 quota. The CUDA
+# container is several GB, beyond the 25 GB boot disk's comfort, hence 50 GB.
+# Not yet tried on Dataflow itself (BENCHMARKS.md, "Depth on a GPU", says
+# what was measured, and where).
 GPU_DEPTH_FLAGS=(--depth_runtime=torch --depth_device=cuda --depth_share_model
   --depth_resize_on_device)
+GPU_MACHINE_TYPE=g2-standard-8
 GPU_MAX_WORKERS=4
 GPU_DISK_SIZE_GB=50
-GPU_ACCELERATOR="worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
+GPU_ACCELERATOR="worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -43,7 +50,7 @@ variable in brackets.
   --version V       dataset version, lowercase letters, digits and
                     hyphens (default v<UTC date>, e.g. v20261125); the
                     Dataflow job is named fgbg-build-V  [FGBG_VERSION]
-  --gpu             run on T4 GPU workers from the custom container
+  --gpu             run on L4 GPU workers from the custom container
                     (see Dockerfile), image FGBG_WORKER_IMAGE (default
                     REGION-docker.pkg.dev/PROJECT/fgbg/fgbg-worker:latest)
   --flexrs          run as a FlexRS job (Flexible Resource Scheduling):
@@ -62,7 +69,8 @@ variable in brackets.
 
 The DenseDepth weights are read from gs://BUCKET/models/nyu.h5.
 Workers: the pipeline's default type and autoscaling cap (see
-pipeline/dataflow.py; with --gpu, one T4 each and at most $GPU_MAX_WORKERS).
+pipeline/dataflow.py; with --gpu, $GPU_MACHINE_TYPE with one L4 each and at
+most $GPU_MAX_WORKERS).
 Options after \`--\` go to the pipeline last, so they override these, e.g.
   -- --max_num_workers=50 --depth_batch_size=16
 
@@ -145,6 +153,7 @@ args=(
 if $gpu; then
   image=${FGBG_WORKER_IMAGE:-$region-docker.pkg.dev/$project/fgbg/fgbg-worker:latest}
   args+=(
+    --machine_type="$GPU_MACHINE_TYPE"
     --max_num_workers="$GPU_MAX_WORKERS"
     --disk_size_gb="$GPU_DISK_SIZE_GB"
     --sdk_container_image="$image"

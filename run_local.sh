@@ -27,17 +27,26 @@ the published nyu.h5 there (or set FGBG_DEPTH_WEIGHTS) for real depth maps.
 WARN
   depth=(--depth_model untrained --depth_input_size 320x256)
 fi
-# A GPU, when PyTorch is installed (pip install -e '.[torch]') and sees one:
-# depth on the torch runtime, one model on the GPU (in GPU-sized batches) that
-# every worker process calls with uint8 composites, resized there (README,
-# "Depth on a GPU").
+# A GPU, where nvidia-smi sees one: the torch extra goes into .venv first if
+# it is missing (once; a few GB), then depth runs on the torch runtime, one
+# model on the GPU (in GPU-sized batches) that every worker process hands
+# uint8 composites through shared memory, resized there (README, "Depth on a
+# GPU", says why this configuration).
 # FGBG_GPU=0, or a --depth_runtime argument, keeps the GPU out of it.
 gpu=()
 if [ "${FGBG_GPU:-auto}" != 0 ] && [[ " $* " != *" --depth_runtime"* ]] &&
-  command -v nvidia-smi >/dev/null &&
-  python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-  echo "GPU found: depth runs on it (--depth_runtime torch)." >&2
-  gpu=(--depth_runtime torch --depth_device cuda --depth_share_model --depth_resize_on_device)
+  command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
+  if ! python -c 'import torch' 2>/dev/null; then
+    echo "GPU found: installing PyTorch into $VIRTUAL_ENV (pip install -e '.[torch]'," \
+      "once, a few GB)." >&2
+    python -m pip install -q -e '.[torch]'
+  fi
+  if python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+    echo "GPU found: depth runs on it (--depth_runtime torch)." >&2
+    gpu=(--depth_runtime torch --depth_device cuda --depth_share_model --depth_resize_on_device)
+  else
+    echo "nvidia-smi sees a GPU but PyTorch does not: depth stays on the CPU." >&2
+  fi
 fi
 python -m pipeline.build \
   --bg 'demo/inputs/bg/*' --fg 'demo/inputs/fg/*' --fg_mask 'demo/inputs/fg_mask/*' \

@@ -43,24 +43,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common, workload  # noqa: E402
+from bench import common, depth_gpu_report, gpu_sampler, serving_configs, workload  # noqa: E402
 from fgbg.depth import models  # noqa: E402
 
 DEFAULTS = workload.build_defaults()
@@ -75,80 +71,54 @@ TINY = {
     "images": 8,
     "input_size": "64x64",
     "measurements": "model,stage=in_process,build=in_process,baseline,precision_error,"
-    "model=written,model=batch:2,model=tf32,precision_error=tf32,stage=shared:2/device_resize,"
-    "stage=threads:2/device_resize",
+    "model=written,model=batch:2,model=tf32,model=fp16,precision_error=tf32,"
+    "stage=shared:2/device_resize,stage=threads:2/device_resize",
     "backgrounds": 2,
     "foregrounds": 1,
     "build_flags": "--scales=1.0 --placements_per_scale=1",
 }
 
 
-DEVICE_RESIZE = "device_resize"
 # model=written / model=low_resolution: that decoder whatever the device
 # (the runtime's default: low resolution on a CPU, as written on a GPU).
 DECODERS = {"written": False, "low_resolution": True}
 TF32 = "tf32"
-# model=fp32 / bf16 / tf32: that precision instead of --precision
-PRECISIONS = (*models.PRECISIONS, TF32)
+# model=fp32 / bf16 / tf32 / fp16: that precision instead of --precision
+PRECISIONS = (*models.PRECISIONS, TF32, models.FP16)
 # The GPU machine's default order: what decides the targets first, so that a
 # run cut short by the machine's time limit still has them.
 MEASUREMENTS = (
     "model",
-    "stage=in_process/device_resize",
-    "stage=threads:16/device_resize",
-    "build=threads:16/device_resize",
+    "stage=shared:16/device_resize",
     "build=shared:16/device_resize",
-    "build=in_process/device_resize",
-    "stage=shared:8/device_resize",
+    "build=threads:16/device_resize",
+    "model=fp16",
+    "model=compiled",
     "model=fp32",
     "model=tf32",
+    "precision_error=fp16",
     "precision_error=tf32",
+    "stage=threads:16/device_resize",
+    "build=in_process/device_resize",
+    "stage=shared_pickle:16/device_resize",
     "model=batch:64",
     "model=batch:128",
     "model=low_resolution",
     "baseline",
     "precision_error",
-    "model=compiled",
 )
 
 
-SHARE_MODEL = "--depth_share_model"
-RESIZE_ON_DEVICE = "--depth_resize_on_device"
-FGBG_FLAGS = (SHARE_MODEL, RESIZE_ON_DEVICE)  # the rest of a configuration's flags are Beam's
-
-
-def runner_flags(config: str) -> List[str]:
-    """Beam's local-runner options and fgbg's depth flags for a configuration."""
-    runner, _, variant = config.partition("/")
-    kind, _, count = runner.partition(":")
-    if variant not in ("", DEVICE_RESIZE):
-        raise ValueError(f"unknown variant {variant!r} in {config!r}: only /{DEVICE_RESIZE}")
-    extra = [RESIZE_ON_DEVICE] if variant else []
-    if kind == "in_process":
-        return ["--direct_running_mode=in_memory", "--direct_num_workers=1", *extra]
-    if kind == "threads" and count.isdigit():
-        return ["--direct_running_mode=multi_threading", f"--direct_num_workers={count}", *extra]
-    if kind in ("processes", "shared") and count.isdigit():
-        flags = ["--direct_running_mode=multi_processing", f"--direct_num_workers={count}"]
-        return flags + ([SHARE_MODEL] if kind == "shared" else []) + extra
-    raise ValueError(
-        f"unknown configuration {config!r}: in_process, threads:N, processes:N or shared:N"
-    )
-
-
-def depth_config(args, flags: Sequence[str] = ()):
-    """The stage's configuration for these arguments and configuration flags."""
+def depth_config(args, config_name: str = ""):
+    """The stage's configuration for these arguments, served as `config_name`
+    (bench/serving_configs.py) if given."""
     from pipeline.options import parse_size
 
     config = workload.depth_config(
         parse_size(args.input_size), args.batch_size, args.precision, "torch", args.device
     )
-    return dataclasses.replace(
-        config,
-        compile_model=args.compile,
-        share_model=SHARE_MODEL in flags,
-        resize_on_device=RESIZE_ON_DEVICE in flags,
-    )
+    config = dataclasses.replace(config, compile_model=args.compile)
+    return serving_configs.depth_config_for(config, config_name) if config_name else config
 
 
 def overlays(count: int) -> List[np.ndarray]:
@@ -281,56 +251,9 @@ def measure_baseline(args) -> Dict:
 
 def measure_stage(args, config_name: str) -> Dict:
     """EstimateDepth in a Beam pipeline on the local runner, as configured."""
-    import apache_beam as beam
-    from apache_beam.metrics.metric import MetricsFilter
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from transforms.depth import DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER, EstimateDepth
-
-    class DemoComposite(beam.DoFn):
-        """Sample number -> a demo composite. Made inside the pipeline: a
-        Create of the composites themselves pickles them all into the job
-        graph, which cost more than the depth (18 of 24 s for 256 images)."""
-
-        def setup(self):
-            self.overlays = workload.demo_composites(DISTINCT_COMPOSITES)
-
-        def process(self, number: int):
-            overlay = self.overlays[number % len(self.overlays)]
-            yield workload.as_composites([overlay], first_number=number)[0]
-
-    flags = runner_flags(config_name)
-    beam_flags = ["--runner=FnApiRunner"] + [f for f in flags if f not in FGBG_FLAGS]
-    config = depth_config(args, flags)
-    started = time.perf_counter()
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_flags))
-    _ = (
-        pipeline
-        | beam.Create(range(args.images))  # reshuffled: spread over the workers
-        | beam.ParDo(DemoComposite())
-        | EstimateDepth(config)
+    return serving_configs.run_stage(
+        config_name, depth_config(args, config_name), args.images, DISTINCT_COMPOSITES
     )
-    result = pipeline.run()
-    result.wait_until_finish()
-    wall = time.perf_counter() - started
-
-    def metric(name: str):
-        filtered = MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name(name)
-        query = result.metrics().query(filtered)
-        return (query["counters"] + query["distributions"])[0].committed
-
-    if metric(ENCODED_COUNTER) != args.images:
-        raise RuntimeError(f"{config_name}: {metric(ENCODED_COUNTER)} of {args.images} encoded")
-    load = metric("load_model_latency_milli_secs")
-    latency = metric("inference_batch_latency_micro_secs")
-    return {
-        "images": args.images,
-        "wall_s": wall,
-        # model loads overlap across workers: the slowest one delays the run
-        "load_s": load.max / 1000.0,
-        "batches": latency.count,
-        "model_call_s": latency.sum / 1e6,
-    }
 
 
 def _device_memory(device) -> Dict:
@@ -363,71 +286,13 @@ def child(args) -> None:
 # --- the parent: runs each child, the builds, and reports -----------------------------
 
 
-def parse_gpu_sample(line: str) -> List[float]:
-    """[epoch s, utilisation %, memory MiB] from one nvidia-smi CSV line.
-    The time is nvidia-smi's own (local time, as time.time() on the same
-    machine): the pipe may deliver lines late."""
-    stamp, utilisation, memory = (field.strip() for field in line.split(",")[:3])
-    when = datetime.datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").timestamp()
-    return [when, float(utilisation), float(memory)]
-
-
-class GpuSampler:
-    """Samples GPU utilisation (%) and memory (MiB) with nvidia-smi every
-    0.2 s while a measurement runs; records nothing where there is none.
-    `summary(window)` keeps the samples inside a measurement's timed loop:
-    over the whole child, start-up (imports, weights, warm-up) would dilute
-    the busy share."""
-
-    def __init__(self):
-        self.samples: List[List[float]] = []
-        self._process: Optional[subprocess.Popen] = None
-        self._reader: Optional[threading.Thread] = None
-
-    def __enter__(self) -> "GpuSampler":
-        if shutil.which("nvidia-smi"):
-            query = "--query-gpu=timestamp,utilization.gpu,memory.used"
-            self._process = subprocess.Popen(
-                ["nvidia-smi", query, "--format=csv,noheader,nounits", "-lms", "200"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            self._reader = threading.Thread(target=self._read, daemon=True)
-            self._reader.start()
-        return self
-
-    def _read(self) -> None:
-        for line in self._process.stdout:
-            try:
-                self.samples.append(parse_gpu_sample(line))
-            except ValueError:
-                continue
-
-    def __exit__(self, *_) -> None:
-        if self._process:
-            self._process.terminate()
-            self._process.wait()
-            self._reader.join(timeout=2)
-
-    def summary(self, window: Optional[Sequence[float]] = None) -> Dict:
-        samples = [s for s in self.samples if not window or window[0] <= s[0] <= window[1]]
-        if not samples:
-            return {}
-        _, utilisation, memory = np.asarray(samples).T
-        return {
-            "gpu_busy_pct_mean": float(utilisation.mean()),
-            "gpu_memory_mb_max": float(memory.max()),
-        }
-
-
 def run_child(args, measurement: str, folder: Path) -> Dict:
     """One measurement in a child process (killed with its Beam workers
     past --timeout_s); its output goes to a log in `folder`."""
     command = [sys.executable, __file__, "--child", measurement, *args.forwarded]
     log = folder / f"{measurement.replace(':', '_').replace('/', '_')}.log"
     try:
-        with GpuSampler() as gpu:
+        with gpu_sampler.GpuSampler() as gpu:
             common.run_measured(command, log, timeout_s=args.timeout_s)
     except RuntimeError as error:
         return {"measurement": measurement, "failed": str(error)[-2000:]}
@@ -448,12 +313,12 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
         f"--depth_gpu_batch_size={args.batch_size}",
         f"--depth_min_batch_size={args.batch_size}",
         *(["--depth_compile"] if args.compile else []),
-        *runner_flags(config_name),
+        *serving_configs.runner_flags(config_name),
         *args.build_flags.split(),
     ]
     measurement = f"build={config_name}"
     try:
-        with GpuSampler() as gpu:
+        with gpu_sampler.GpuSampler() as gpu:
             measured = common.run_pipeline(
                 globs,
                 folder / config_name.replace(":", "_").replace("/", "_"),
@@ -476,106 +341,13 @@ def check_measurement(name: str) -> None:
     elif kind == "precision_error":
         if variant not in ("", *PRECISIONS):
             raise ValueError(f"unknown precision in {name!r}: {', '.join(PRECISIONS)}")
-    elif kind in ("stage", "build"):
-        runner_flags(variant)
+    elif kind == "stage":
+        serving_configs.serving(variant)
+    elif kind == "build":
+        if serving_configs.serving(variant).depth_fields.get("shared_memory") is False:
+            raise ValueError(f"{name!r}: a build's flags cannot pickle a shared model's batches")
     elif name != "baseline":
         raise ValueError(f"unknown measurement {name!r}: model, baseline, precision_error, ...")
-
-
-def _kind(result: Dict) -> str:
-    """model, baseline, precision_error, stage or build."""
-    return result["measurement"].partition("=")[0]
-
-
-def rate(result: Dict, count_key: str) -> Optional[float]:
-    """Items per second; a stage's model load is left out of its wall time."""
-    if "failed" in result:
-        return None
-    return result[count_key] / (result["wall_s"] - result.get("load_s", 0.0))
-
-
-def report(results: List[Dict], environment: Dict, argv: Sequence[str]) -> str:
-    baseline = next((r for r in results if r["measurement"] == "baseline"), {})
-    reference = rate(baseline, "images") if baseline else None
-    rows = []
-    errors = [r for r in results if _kind(r) == "precision_error" and "failed" not in r]
-    for result in results:
-        if result in errors:
-            continue
-        count_key = "samples" if _kind(result) == "build" else "images"
-        per_s = rate(result, count_key)
-        if per_s is None:
-            rows.append([result["measurement"], "failed", "-", "-", "-", "-", "-", "-"])
-            continue
-        count = result[count_key]
-        rows.append(
-            [
-                result["measurement"],
-                f"{per_s:.1f} {count_key}/s",
-                f"{per_s / reference:.2f}x" if reference else "-",
-                f"{result['cpu_s'] / count:.3f}",
-                f"{result['peak_rss_mb']:.0f}",
-                _gpu_cell(result),
-                _start_cell(result),
-                f"{count}",
-            ]
-        )
-    headers = [
-        "measurement",
-        "rate",
-        "vs baseline",
-        "CPU s per item",
-        "peak RSS MB (measuring process)",
-        "GPU",
-        "start (s)",
-        "items",
-    ]
-    failures = "".join(
-        f"\n\n{r['measurement']} failed:\n\n```\n{r['failed']}\n```"
-        for r in results
-        if "failed" in r
-    )
-    return (
-        common.header(argv)
-        + f"\n\nDevice: {environment['device']}; torch {environment['torch']}; "
-        + f"precision {environment['precision']}, batch {environment['batch_size']}, "
-        + f"network input {environment['input_size']}"
-        + (", torch.compile" if environment["compile"] else "")
-        + ". Seeded untrained weights (the real architecture).\n\n"
-        + common.table(headers, rows)
-        + "".join(_error_line(r) for r in errors)
-        + failures
-    )
-
-
-def _error_line(result: Dict) -> str:
-    return (
-        f"\n\n{result['precision']} against fp32 on {result['images']} demo composites: "
-        f"depth max {result['max_m']:.4f} m, mean {result['mean_m']:.5f} m; min-max grey "
-        f"{100 * result['within_1_level']:.2f}% of pixels within 1 level, "
-        f"at most {result['max_levels']} levels."
-    )
-
-
-def _start_cell(result: Dict) -> str:
-    """A model's two warm-up calls (cuDNN's search, torch.compile), or a
-    stage's slowest model load; left out of the rate."""
-    if "warm_up_s" in result:
-        return f"warm-up {result['warm_up_s']:.1f}"
-    if "load_s" in result:
-        return f"load {result['load_s']:.1f}"
-    return "-"
-
-
-def _gpu_cell(result: Dict) -> str:
-    parts = []
-    if "gpu_busy_pct_mean" in result:
-        parts.append(
-            f"busy {result['gpu_busy_pct_mean']:.0f}%, {result['gpu_memory_mb_max']:.0f} MiB"
-        )
-    if "model_call_s" in result:
-        parts.append(f"model calls {result['model_call_s']:.1f} s of {result['wall_s']:.1f} s")
-    return "; ".join(parts) or "-"
 
 
 def environment(args) -> Dict:
@@ -629,6 +401,11 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument(
         "--results", type=Path, default=common.RESULTS, help="folder for the results"
     )
+    parser.add_argument(
+        "--predictions",
+        type=Path,
+        help="a bench_serving.py result file whose builds predict this run's (gpu_machine.sh)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     if parser.parse_args(argv).tiny:  # TINY's sizes become the defaults; options still win
         parser.set_defaults(**TINY)
@@ -652,6 +429,7 @@ def main(argv=None) -> int:
     measurements = [m for m in args.measurements.split(",") if m]
     for measurement in measurements:
         check_measurement(measurement)
+    predictions = depth_gpu_report.load_predictions(args.predictions)
     env = environment(args)
     argv_used = sys.argv if argv is None else [__file__, *argv]
     results: List[Dict] = []
@@ -660,7 +438,12 @@ def main(argv=None) -> int:
         """Keep every figure so far on disk: a run cut short still reports."""
         results.append(result)
         data = {"environment": env, "results": results}
-        common.save(args.name, report(results, env, argv_used), data, args.results)
+        common.save(
+            args.name,
+            depth_gpu_report.report(results, env, argv_used, predictions),
+            data,
+            args.results,
+        )
 
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
         globs: Dict[str, str] = {}

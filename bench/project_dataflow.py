@@ -23,9 +23,14 @@ is not in the wall time, nor is work redone after a preemption.
 
 Depth is measured by bench/bench_depth_cores.py (bench/results/depth_cores.md)
 and bench/bench_depth_cpu.py; pass their figures with --depth_cpu_s_per_image
-(CPU workers) or --depth_images_per_s and --gpu_hour (one GPU per worker) to
-fold them in. Prices: Dataflow batch list prices for us-central1 as of
-writing: check https://cloud.google.com/dataflow/pricing before quoting them.
+(CPU workers) to fold them in. For GPU workers (one GPU each), pass the
+model's images/s on that GPU (--depth_images_per_s) and the CPU seconds per
+image its serving costs the workers (--serving_cpu_s_per_image, from
+bench/bench_serving.py): a worker's GPU and vCPUs work at the same time, so
+its hours are the larger of the GPU's and the vCPUs'. --gpu_hour prices the
+GPU; without it the cost is given without the GPU. Prices: Dataflow batch
+list prices for us-central1 as of writing: check
+https://cloud.google.com/dataflow/pricing before quoting them.
 
     python bench/project_dataflow.py --samples 400000
 """
@@ -58,6 +63,7 @@ MACHINES = {  # vCPUs, GB
     "n1-standard-1": (1, 3.75),
     "n1-standard-4": (4, 15.0),
     "n1-standard-8": (8, 30.0),
+    "g2-standard-8": (8, 32.0),  # one L4
 }
 
 
@@ -118,7 +124,15 @@ def main(argv=None) -> int:
         default=None,
         help="measured DenseDepth images/s on one GPU",
     )
-    parser.add_argument("--gpu_hour", type=float, default=0.35, help="$ per GPU-hour (T4)")
+    parser.add_argument(
+        "--serving_cpu_s_per_image",
+        type=float,
+        default=0.0,
+        help="the workers' CPU s per image to serve a shared GPU model (bench_serving.py)",
+    )
+    parser.add_argument(
+        "--gpu_hour", type=float, default=None, help="$ per GPU-hour (none: cost without it)"
+    )
     parser.add_argument("--name", default="projection")
     args = parser.parse_args(argv)
     factor = 1 - FLEXRS_DISCOUNT if args.pricing == "flexrs" else 1.0
@@ -183,24 +197,18 @@ def main(argv=None) -> int:
             ]
         )
 
-    add("composites, masks, stats, TFRecords, CSVs (c)", c)
-    if t:
-        add("TFT analysis (t)", t)
-    if args.depth_cpu_s_per_image:
-        add("depth on CPU (d)", args.depth_cpu_s_per_image)
-    lines.append(
-        common.table(("part", "vCPU-hours", f"worker-hours ({args.machine})", "cost"), rows)
-    )
-    lines.append("")
-    if args.depth_images_per_s:
-        gpu_h = n / args.depth_images_per_s / 3600
-        cost = gpu_h * (args.gpu_hour + worker_hour)
-        total_cost += cost
+    if not args.depth_images_per_s:
+        add("composites, masks, stats, TFRecords, CSVs (c)", c)
+        if t:
+            add("TFT analysis (t)", t)
+        if args.depth_cpu_s_per_image:
+            add("depth on CPU (d)", args.depth_cpu_s_per_image)
         lines.append(
-            f"Depth on GPU: {n:,} / {args.depth_images_per_s} images/s / 3600 = "
-            f"{gpu_h:.2f} GPU worker-hours x (${args.gpu_hour} GPU + "
-            f"${worker_hour:.3f} worker) = ${cost:.2f}."
+            common.table(("part", "vCPU-hours", f"worker-hours ({args.machine})", "cost"), rows)
         )
+        lines.append("")
+    if args.depth_images_per_s:
+        total_cost, total_hours = gpu_workers(args, n, c + t, worker_hour, lines)
     elif not args.depth_cpu_s_per_image:
         lines.append(
             "Depth: **not included: fill from bench/results/depth_cores.md** "
@@ -209,7 +217,9 @@ def main(argv=None) -> int:
         )
     lines += [
         "",
-        f"Total: **${total_cost:.2f}**; {total_hours:.2f} CPU worker-hours, about "
+        f"Total: **${total_cost:.2f}**"
+        + (" plus the GPUs" if args.depth_images_per_s and args.gpu_hour is None else "")
+        + f"; {total_hours:.2f} worker-hours, about "
         f"{60 * total_hours / args.workers:.0f} min on {args.workers} workers plus "
         "start-up. Not included: Cloud Storage operations and storage, Dataflow "
         "Shuffle (one handle of about 1 KB per pair of 40 samples), worker start-up.",
@@ -220,6 +230,32 @@ def main(argv=None) -> int:
         {"c": c, "t": t, "rows": rows, "total_cost": total_cost, "args": vars(args)},
     )
     return 0
+
+
+def gpu_workers(args, n: int, cpu_s: float, worker_hour: float, lines: List[str]):
+    """Cost and worker-hours of GPU workers, whose GPU (depth) and vCPUs
+    (everything else, and serving the model) work at once: the slower sets
+    the hours. Appends the arithmetic to `lines`."""
+    vcpus, _ = MACHINES[args.machine]
+    gpu_h = n / args.depth_images_per_s / 3600
+    per_sample = cpu_s + args.serving_cpu_s_per_image
+    cpu_h = n * per_sample * args.k / 3600 / args.e / vcpus
+    hours = max(gpu_h, cpu_h)
+    gpu_price = args.gpu_hour or 0.0
+    cost = hours * (worker_hour + gpu_price)
+    lines += [
+        f"GPU workers ({args.machine}, one GPU each): the GPU makes depth while the "
+        "vCPUs do the rest, so a worker's hours are the larger of",
+        "",
+        f"- GPU: {n:,} / {args.depth_images_per_s} images/s / 3600 = {gpu_h:.2f} h",
+        f"- vCPUs: {n:,} x ({cpu_s:.5f} + {args.serving_cpu_s_per_image:.5f} serving) x "
+        f"{args.k} / 3600 / {args.e} / {vcpus} = {cpu_h:.2f} h",
+        "",
+        f"= {hours:.2f} worker-hours x (${worker_hour:.3f} worker"
+        + (f" + ${args.gpu_hour} GPU" if args.gpu_hour is not None else ", GPU not priced")
+        + f") = ${cost:.2f}.",
+    ]
+    return cost, hours
 
 
 if __name__ == "__main__":

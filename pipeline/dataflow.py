@@ -28,8 +28,8 @@ from apache_beam.options.pipeline_options import (
 #   loads its own copy of the model; 3.75 GB per vCPU holds a copy plus a
 #   batch of 640x480 activations, where highcpu types (0.9 GB per vCPU) would
 #   run out of memory. Eight vCPUs spread the per-worker start-up (boot,
-#   container pull, model load) over more cores than small types do. N1 is
-#   also the only family a T4 attaches to, so CPU and GPU runs compare.
+#   container pull, model load) over more cores than small types do. (GPU
+#   workers are G2 machines, which an L4 needs: run_dataflow.sh --gpu.)
 # - the worker cap bounds the spend rate, not the total: the work is fixed,
 #   so more workers finish sooner for about the same money. 20 x 8 vCPUs
 #   suits a regional CPU quota of a few hundred vCPUs.

@@ -175,8 +175,8 @@ class FgbgOptions(PipelineOptions):
             default=32,
             help="Largest batch per model call with --depth_device cuda (auto keeps "
             "--depth_batch_size: the device is not known when the graph is built). The "
-            "default is an estimate for a T4's 15 GiB in fp32 (BENCHMARKS.md, 'Depth on a "
-            "GPU'). Default: %(default)s.",
+            "default is an estimate that fits an L4's 24 GB, and a T4's 16 GB, in fp32 "
+            "(BENCHMARKS.md, 'Depth on a GPU'). Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_min_batch_size",

@@ -17,9 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.bench
 def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
+    predictions = tmp_path / "serving.json"  # what bench_serving.py writes, in part
+    predictions.write_text(json.dumps({"builds": [{"config": "in_process", "samples_s": 2.0}]}))
     done = subprocess.run(
         [sys.executable, "bench/bench_depth_gpu.py", "--tiny", "--name", "tiny"]
-        + ["--results", str(tmp_path)],
+        + ["--results", str(tmp_path), "--predictions", str(predictions)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -33,6 +35,7 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
         "build=in_process",
         "model",
         "model=batch:2",
+        "model=fp16",
         "model=tf32",
         "model=written",
         "precision_error",
@@ -60,7 +63,9 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     assert results["build=in_process"]["samples"] == 4
     assert results["stage=in_process"]["batches"] == 2
     assert data["environment"]["device"].startswith("CPU")
-    assert "| build=in_process |" in (tmp_path / "tiny.md").read_text()
+    table = (tmp_path / "tiny.md").read_text()
+    build_row = next(line for line in table.splitlines() if line.startswith("| build=in_process |"))
+    assert "2.0 samples/s (measured " in build_row  # beside the stand-in's prediction
 
 
 def test_a_misspelt_measurement_is_refused_before_anything_runs(tmp_path):

@@ -68,14 +68,18 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
     job = json.loads(job_file.read_text())
     assert job["name"] == "fgbg-build-v20261125" and job["type"] == "JOB_TYPE_BATCH"
     pool = job["environment"]["workerPools"][0]
-    assert pool["machineType"] == DEFAULT_MACHINE_TYPE
+    # An L4 (bfloat16 units, which a T4 lacks) attaches to G2 machines only.
+    assert pool["machineType"] == "g2-standard-8"
     assert pool["autoscalingSettings"]["maxNumWorkers"] == 4
     environment = json.dumps(job["environment"])
-    assert "nvidia-tesla-t4" in environment
+    assert "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" in environment
+    # One shared model per VM is one CUDA context: nothing for NVIDIA MPS to share.
+    assert "use_nvidia_mps" not in environment
     for option in (
         '"depth_runtime": "torch"',
         '"depth_device": "cuda"',
         '"depth_share_model": true',
+        '"depth_resize_on_device": true',
     ):
         assert option in environment, option
     transforms = json.loads(Path(f"{job_file}.pipeline.json").read_text())["components"][

@@ -1,9 +1,11 @@
-"""run_local.sh's GPU branch. Where nvidia-smi exists and PyTorch sees CUDA,
-the build gets the GPU flags; FGBG_GPU=0 or a --depth_runtime argument keeps
-them out. This machine has no GPU, so both are faked: an nvidia-smi that
-exits 0, and a `torch` first on PYTHONPATH whose cuda.is_available() is
-True. The builds are composites-only (--depth_model none), so nothing runs
-on the fake GPU; what is checked is the options the manifest records."""
+"""run_local.sh's GPU branch. Where nvidia-smi sees a GPU, PyTorch is
+installed first if it is missing, and where PyTorch sees CUDA the build gets
+the GPU flags; FGBG_GPU=0 or a --depth_runtime argument keeps them out.
+This machine has no GPU, so both are faked: an nvidia-smi that exits 0, and
+a `torch` first on PYTHONPATH whose cuda.is_available() is True (and a pip
+that installs it where it is missing). The builds are composites-only
+(--depth_model none), so nothing runs on the fake GPU; what is checked is
+the options the manifest records."""
 
 import json
 import os
@@ -23,6 +25,14 @@ GPU_OPTIONS = {
     "depth_resize_on_device": True,
 }
 GPU_FOUND = "GPU found"
+CUDA_TORCH = "class cuda:\n    @staticmethod\n    def is_available():\n        return True\n"
+# A pip that "installs" the torch extra: it records its arguments and turns
+# the missing torch into the fake one that sees a GPU.
+FAKE_PIP = """import pathlib, sys
+fake = pathlib.Path(__file__).resolve().parents[1]
+(fake / "pip-arguments.txt").write_text(" ".join(sys.argv[1:]))
+(fake / "torch" / "__init__.py").write_text({torch!r})
+"""
 
 pytestmark = [pytest.mark.e2e]
 
@@ -37,9 +47,7 @@ def fake_gpu(tmp_path) -> dict:
     torch_dir.mkdir(parents=True)
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "nvidia-smi").chmod(0o755)
-    (torch_dir / "__init__.py").write_text(
-        "class cuda:\n    @staticmethod\n    def is_available():\n        return True\n"
-    )
+    (torch_dir / "__init__.py").write_text(CUDA_TORCH)
     return dict(
         os.environ,
         PATH=f"{bin_dir}:{os.environ['PATH']}",
@@ -81,3 +89,14 @@ def test_the_gpu_flags_stay_out_when_told(fake_gpu, tmp_path, how, extra):
     stderr, options = run_local(env, tmp_path, *extra)
     assert GPU_FOUND not in stderr
     assert options["depth_runtime"] == "tensorflow" and options["depth_device"] == "auto"
+
+
+def test_a_gpu_without_pytorch_gets_the_torch_extra_installed_first(fake_gpu, tmp_path):
+    fake = Path(fake_gpu["PYTHONPATH"])
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
+    (fake / "pip").mkdir()
+    (fake / "pip" / "__main__.py").write_text(FAKE_PIP.format(torch=CUDA_TORCH))
+    stderr, options = run_local(fake_gpu, tmp_path)
+    assert "installing PyTorch" in stderr and GPU_FOUND in stderr
+    assert (fake / "pip-arguments.txt").read_text() == "install -q -e .[torch]"
+    assert {name: options[name] for name in GPU_OPTIONS} == GPU_OPTIONS

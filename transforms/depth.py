@@ -7,7 +7,9 @@ streams, batch by batch, and never holds more than a batch of samples.
 
 The model is loaded once per worker process (RunInference's shared model,
 loaded in the DoFn's setup), or once per machine with --depth_share_model,
-and called on batches sized by BatchElements.
+whose callers hand it their batches and take back their maps through shared
+memory (fgbg/depth/shared_memory.py), and is called on batches sized by
+BatchElements.
 Failures are loud: a batch that raises, or a model that returns non-finite or
 misshapen output, fails the bundle (Beam retries it, then fails the job). No
 dead-letter output: a sample without depth would break the dataset's
@@ -27,7 +29,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from fgbg.depth import maps, models
+from fgbg.depth import maps, models, shared_memory
 from fgbg.depth.config import DepthConfig
 from fgbg.types import Composite
 
@@ -64,7 +66,15 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         self._fill_to = 0 if config.device == models.CUDA else config.batch_size
 
     def load_model(self):
+        model = self._load_runtime_model()
+        if self._config.share_model and self._config.shared_memory:
+            return shared_memory.SharedMemoryServer(model)
+        return model
+
+    def _load_runtime_model(self):
         config = self._config
+        if config.loader is not None:
+            return config.loader(config)
         if config.runtime == models.TORCH:
             from fgbg.depth import torch_runtime
 
@@ -92,17 +102,28 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         try:
             if config.resize_on_device:
                 images = np.stack(batch)
-                raw = model.predict_composites(images, config.input_size)
             else:
                 images = full_batch(
                     np.stack([maps.preprocess(i, config.input_size) for i in batch]),
                     self._fill_to,
                 )
-                raw = model.predict(images)
+            raw = self._predict(model, images)
             return list(depth_maps(maps.postprocess(raw), len(images))[: len(batch)])
         except ValueError as error:
             source = models.source(self._config.model, self._config.weights)
             raise ValueError(f"depth model {source}: {error}") from error
+
+    def _predict(self, model, images: np.ndarray) -> np.ndarray:
+        """The model's raw output for a batch: composites resized on the
+        device, or images at the network size; through shared memory when
+        the model is another process's."""
+        config = self._config
+        input_size = config.input_size if config.resize_on_device else None
+        if config.share_model and config.shared_memory:
+            return shared_memory.predict(model, images, input_size)
+        if input_size is not None:
+            return model.predict_composites(images, input_size)
+        return model.predict(images)
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(image.nbytes for image in batch)
@@ -184,10 +205,12 @@ class _EncodeDepthFn(beam.DoFn):
 
     def process(self, keyed: Tuple[Composite, np.ndarray]) -> Iterator[Composite]:
         composite, depth = keyed
-        config = self._config
-        if config.encoding == "minmax":
-            encoded = maps.encode_minmax(depth, config.out_size, config.jpeg_quality)
-        else:
-            encoded = maps.encode_metric(depth, config.out_size)
         self._encoded.inc()
-        yield dataclasses.replace(composite, depth=encoded)
+        yield dataclasses.replace(composite, depth=encode_depth(depth, self._config))
+
+
+def encode_depth(depth: np.ndarray, config: DepthConfig) -> bytes:
+    """A depth map's stored image, as --depth_encoding says."""
+    if config.encoding == "minmax":
+        return maps.encode_minmax(depth, config.out_size, config.jpeg_quality)
+    return maps.encode_metric(depth, config.out_size)

@@ -5,6 +5,8 @@
   ModelLoadError (no TensorFlow, no PyTorch);
 - maps: network input sizes, pre/post-processing and the depth-map codecs
   (numpy and Pillow only);
+- shared_memory: batches and maps between worker processes and the one
+  model they share, through shared memory (numpy only);
 - weight_layout: the architecture's numbers, the HDF5 weight-file layout
   and its checks, seeded weights and the low-resolution decoder's tap
   weights, shared by both runtimes (numpy and h5py only);

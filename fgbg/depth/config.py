@@ -10,7 +10,7 @@ never imports it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,13 @@ class DepthConfig:
     share_model: one model per machine, which every worker process calls
         (RunInference's share_model_across_processes), for a GPU that cannot
         hold a model per process.
+    shared_memory: with share_model, batches and maps cross between the
+        processes through shared memory (fgbg/depth/shared_memory.py) rather
+        than pickled through Beam's proxy, which costs the model's process
+        CPU on every image (False only to measure that: bench/bench_serving.py).
+    loader: loads the model in place of the runtime (called with this
+        configuration), for benchmarks' device stand-in (bench/standin.py);
+        never set from the command line.
     """
 
     model: str
@@ -57,3 +64,5 @@ class DepthConfig:
     compile_model: bool = False
     resize_on_device: bool = False
     share_model: bool = False
+    shared_memory: bool = True
+    loader: Optional[Callable[["DepthConfig"], Any]] = None

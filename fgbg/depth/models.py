@@ -15,6 +15,9 @@ NONE = "none"
 FP32 = "fp32"
 BF16 = "bf16"
 PRECISIONS = (FP32, BF16)
+# float16 autocast: the torch runtime runs it for bench/bench_depth_gpu.py, on
+# GPUs whose tensor units favour it; not a --depth_precision choice.
+FP16 = "fp16"
 
 # --depth_runtime: what runs the network (fgbg/depth/<runtime>_runtime.py).
 TENSORFLOW = "tensorflow"

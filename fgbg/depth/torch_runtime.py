@@ -136,12 +136,15 @@ class DepthModel:
 
     def _run(self, images: torch.Tensor) -> np.ndarray:
         images = images.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.precision == models.BF16
-        )
+        dtype = _AUTOCAST.get(self.precision)
+        autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
         with self._lock, torch.inference_mode(), autocast:
             raw = self._forward(images)
         return raw.float().permute(0, 2, 3, 1).cpu().numpy()
+
+
+# The precisions that run under autocast, and in which dtype.
+_AUTOCAST = {models.BF16: torch.bfloat16, models.FP16: torch.float16}
 
 
 def low_resolution_decoder_wins(device: torch.device) -> bool:

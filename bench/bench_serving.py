@@ -1,0 +1,352 @@
+"""How well each way of serving the depth model feeds a device, measured on
+any CPU with a device stand-in (bench/standin.py) in place of the network.
+
+Two measurements per configuration (bench/serving_configs.py names them):
+- serving: the depth stage alone, on demo composites, with a stand-in so
+  fast it never waits; its CPU seconds less those of a control pipeline that
+  makes and encodes the same composites without serving, per image, split
+  into the process that owns the model (the CPU its serving threads spent,
+  from the stand-in's log) and the workers (the rest). The owner's share is
+  the ceiling: the images per second one core can serve.
+- build: whole builds (`pipeline.build`, every stage and write) with the
+  stand-in serving `factor` x the depth-off build's samples/s, for each
+  --factors; efficiency is the build's samples/s over the stand-in's rate
+  (1.0: the device never waited), beside the stand-in's busy share.
+
+The depth-off build is the default local build (every core, no depth) of the
+same inputs, run first in the same session.
+
+    python bench/bench_serving.py --name serving            # BENCHMARKS.md's figures
+    python bench/bench_serving.py --tiny --name serving_tiny  # any CPU in a minute (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common, serving_configs, standin, workload  # noqa: E402
+
+# A stand-in this fast never makes the stage wait: what is left is serving.
+FREE_RATE = 1e6
+# The build's depth flags: the torch runtime on a GPU, whose network the
+# stand-in replaces (so nothing imports torch), composites resized "on the device".
+STANDIN_BUILD_FLAGS = (
+    "--depth_model=untrained",
+    "--depth_runtime=torch",
+    "--depth_device=cuda",
+    "--depth_resize_on_device",
+)
+
+TINY = {
+    "configs": "in_process,shared:2",
+    "build_configs": "shared:2",
+    "images": 16,
+    "backgrounds": 2,
+    "foregrounds": 1,
+    "placements": 1,
+    "factors": "2",
+    "build_flags": "--no_tft --scales=1.0",
+}
+
+
+def child_env() -> Dict[str, str]:
+    """Beam's worker processes unpickle bench's classes: they need the root on their path."""
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
+
+
+def standin_loader(rate: float, folder: Path):
+    """A DepthConfig.loader for a stand-in at `rate`, logging under `folder`."""
+    return functools.partial(
+        standin.load_standin,
+        rate=rate,
+        lock_path=str(folder / "device.lock"),
+        log_path=str(folder / "device.log"),
+    )
+
+
+# --- children ---------------------------------------------------------------------------
+
+
+def stage_child(args) -> Dict:
+    """The stage (or its control) as configured, with a free stand-in."""
+    base = workload.depth_config(
+        (640, 480), workload.build_defaults().depth_gpu_batch_size, runtime="torch", device="cuda"
+    )
+    depth = dataclasses.replace(
+        serving_configs.depth_config_for(base, f"{args.config}/device_resize"),
+        loader=standin_loader(FREE_RATE, Path(args.folder)),
+    )
+    control = args.child == "control"
+    return serving_configs.run_stage(args.config, depth, args.images, args.distinct, control)
+
+
+def build_child(args, pipeline_args: Sequence[str]) -> Dict:
+    """`pipeline.build` with the stand-in at --rate in place of the network."""
+    from pipeline import build
+    from pipeline import config as build_config
+
+    made_by_options = build_config.depth_config
+    loader = standin_loader(args.rate, Path(args.folder))
+
+    def with_standin(opts):
+        depth = serving_configs.depth_config_for(made_by_options(opts), args.config)
+        return dataclasses.replace(depth, loader=loader)
+
+    # The benchmark's own process: its builds' depth stage gets the stand-in.
+    build_config.depth_config = with_standin
+    manifest = build.run(list(pipeline_args))
+    return {"samples": manifest.counts.samples}
+
+
+# --- the parent -------------------------------------------------------------------------
+
+
+def run_child(args, child: str, config: str, folder: Path, extra: Sequence[str] = ()) -> Dict:
+    """One child measurement in a fresh process tree: its wall and CPU
+    seconds (every Beam worker included), its result, and the stand-in's log."""
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        child,
+        "--config",
+        config,
+        "--folder",
+        str(folder),
+        "--images",
+        str(args.images),
+        "--distinct",
+        str(args.distinct),
+        *extra,
+    ]
+    measured = common.run_measured(
+        command, folder / "child.log", env=child_env(), timeout_s=args.timeout_s
+    )
+    lines = (folder / "child.log").read_text().splitlines()
+    result = json.loads([line for line in lines if line.startswith("RESULT ")][-1][7:])
+    return {**measured, **result, "calls": standin.read_calls(folder / "device.log")}
+
+
+def owner_cpu_s(calls: List[standin.DeviceCall]) -> float:
+    """CPU seconds the model's serving threads spent: each thread's CPU when
+    it last took the device (Beam's proxy gives every caller a thread of its
+    own in the owner, which does nothing but serve it)."""
+    last: Dict[int, float] = {}
+    for call in calls:
+        last[call.thread] = max(last.get(call.thread, 0.0), call.thread_cpu_s)
+    return sum(last.values())
+
+
+def measure_serving(args, config: str, folder: Path) -> Dict:
+    """Serving CPU per image for `config`, against its control."""
+    control = run_child(args, "control", config, folder / "control")
+    stage = run_child(args, "stage", config, folder / "stage")
+    per_image_ms = 1000.0 * max(stage["cpu_s"] - control["cpu_s"], 0.0) / args.images
+    shared = config.split(":")[0] in serving_configs.SHARED_KINDS
+    owner_ms = 1000.0 * owner_cpu_s(stage["calls"]) / args.images if shared else per_image_ms
+    return {
+        "config": config,
+        "images": args.images,
+        "stage_cpu_s": stage["cpu_s"],
+        "control_cpu_s": control["cpu_s"],
+        "stage_wall_s": stage["wall_s"],
+        "control_wall_s": control["wall_s"],
+        "batches": len(stage["calls"]),
+        "serving_ms": per_image_ms,
+        "owner_ms": owner_ms,
+        "worker_ms": max(per_image_ms - owner_ms, 0.0) if shared else 0.0,
+        "ceiling_images_s": 1000.0 / owner_ms if owner_ms > 0 else float("inf"),
+        "stage_images_s": args.images / stage["wall_s"],
+        "others_cpu_s": stage["others_cpu_s"] + control["others_cpu_s"],
+    }
+
+
+def pipeline_args(globs: Dict[str, str], output: Path, args, extra: Sequence[str]) -> List[str]:
+    """A build of the benchmark's inputs, every core unless `extra` says otherwise."""
+    command = common.pipeline_command(globs, output, tft=True)
+    flags = command[3:]  # less `python -m pipeline.build`
+    flags += [f"--placements_per_scale={args.placements}", *args.build_flags.split(), *extra]
+    return flags
+
+
+def measure_depth_off(args, globs: Dict[str, str], folder: Path) -> Dict:
+    """The default local build of the inputs with no depth: the reference rate."""
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / "output"
+    command = [sys.executable, "-m", "pipeline.build", *pipeline_args(globs, output, args, [])]
+    measured = common.run_measured(command, folder / "build.log", timeout_s=args.timeout_s)
+    samples = json.loads((output / "manifest.json").read_text())["counts"]["samples"]
+    return {**measured, "samples": samples, "samples_s": samples / measured["wall_s"]}
+
+
+def measure_build(args, config: str, rate: float, globs: Dict[str, str], folder: Path) -> Dict:
+    """A whole build served as `config` with the stand-in at `rate` images/s."""
+    flags = [*STANDIN_BUILD_FLAGS, *serving_configs.runner_flags(config)]
+    build = pipeline_args(globs, folder / "output", args, flags)
+    measured = run_child(args, "build", config, folder, ["--rate", str(rate), "--", *build])
+    calls = measured.pop("calls")
+    samples_s = measured["samples"] / measured["wall_s"]
+    window = (calls[-1].end - calls[0].start) if calls else 0.0
+    return {
+        "config": config,
+        "rate": rate,
+        "samples": measured["samples"],
+        "wall_s": measured["wall_s"],
+        "cpu_s": measured["cpu_s"],
+        "others_cpu_s": measured["others_cpu_s"],
+        "samples_s": samples_s,
+        "efficiency": samples_s / rate,
+        "device_busy_in_depth": standin.busy_share(calls),
+        "depth_share_of_wall": window / measured["wall_s"],
+        "batches": len(calls),
+        "images_served": sum(call.images for call in calls),
+    }
+
+
+def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], argv) -> str:
+    rows = [
+        [
+            s["config"],
+            f"{s['serving_ms']:.3f}",
+            f"{s['worker_ms']:.3f}",
+            f"{s['owner_ms']:.3f}",
+            f"{s['ceiling_images_s']:,.0f}",
+            f"{s['stage_images_s']:.3g}",
+        ]
+        for s in serving
+    ]
+    build_rows = [
+        [
+            b["config"],
+            f"{b['rate'] / depth_off['samples_s']:.2f}x = {b['rate']:.3g}",
+            f"{b['samples_s']:.3g}",
+            f"**{100 * b['efficiency']:.0f}%**",
+            f"{100 * b['device_busy_in_depth']:.0f}%",
+            f"{100 * b['depth_share_of_wall']:.0f}%",
+            f"{b['wall_s']:.1f}",
+        ]
+        for b in builds
+    ]
+    parts = [
+        f"## Serving the depth model, with a device stand-in\n\n{common.header(argv)}",
+        "Serving CPU per image (the stage less its control, "
+        f"{serving[0]['images'] if serving else 0} images; owner: the process that holds the "
+        "model, its serving threads where other processes call it; ceiling: 1000 / owner "
+        "ms):",
+        common.table(
+            [
+                "configuration",
+                "serving ms/image",
+                "workers ms/image",
+                "owner ms/image",
+                "ceiling images/s",
+                "stage images/s",
+            ],
+            rows,
+        ),
+    ]
+    if depth_off:
+        parts += [
+            f"Whole builds of {depth_off['samples']} samples; depth off: "
+            f"{depth_off['samples_s']:.3g} samples/s ({depth_off['wall_s']:.1f} s):",
+            common.table(
+                [
+                    "configuration",
+                    "stand-in rate (x depth off = images/s)",
+                    "samples/s",
+                    "efficiency",
+                    "device busy while depth ran",
+                    "depth's share of the wall time",
+                    "wall s",
+                ],
+                build_rows,
+            ),
+        ]
+    return "\n\n".join(parts)
+
+
+def parse_args(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", default="serving", help="result file name")
+    parser.add_argument(
+        "--results", type=Path, default=common.RESULTS, help="folder for the results"
+    )
+    parser.add_argument("--tiny", action="store_true", help="a run any CPU finishes in a minute")
+    parser.add_argument("--configs", default="in_process,threads:8,shared_pickle:4,shared:4")
+    parser.add_argument("--build_configs", default="in_process,threads:8,shared_pickle:4,shared:4")
+    parser.add_argument("--images", type=int, default=2000, help="serving: images per stage run")
+    parser.add_argument("--distinct", type=int, default=32, help="distinct demo composites")
+    parser.add_argument("--backgrounds", type=int, default=20)
+    parser.add_argument("--foregrounds", type=int, default=20)
+    parser.add_argument("--placements", type=int, default=5, help="per scale (40 samples/pair)")
+    parser.add_argument("--factors", default="0.25,0.5,1", help="stand-in rates x depth-off")
+    parser.add_argument(
+        "--rates", default="", help="stand-in images/s for the builds, instead of --factors"
+    )
+    parser.add_argument("--build_flags", default="", help="more pipeline flags for every build")
+    parser.add_argument("--timeout_s", type=float, default=1800.0)
+    parser.add_argument("--child", choices=["stage", "control", "build"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    args, pipeline = parser.parse_known_args(argv)
+    if args.tiny:
+        for key, value in TINY.items():
+            setattr(args, key, value)
+    args.pipeline = [flag for flag in pipeline if flag != "--"]
+    return args
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.child:
+        if args.child == "build":
+            result = build_child(args, args.pipeline)
+        else:
+            result = stage_child(args)
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    configs = serving_configs.config_names(args.configs)
+    build_configs = serving_configs.config_names(args.build_configs)
+    factors = [float(factor) for factor in args.factors.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench_serving_") as scratch:
+        folder = Path(scratch)
+        serving = [measure_serving(args, c, folder / f"serving_{i}") for i, c in enumerate(configs)]
+        depth_off, builds = None, []
+        if build_configs:
+            globs = workload.make_inputs(folder / "inputs", args.backgrounds, args.foregrounds)
+            depth_off = measure_depth_off(args, globs, folder / "depth_off")
+        rates = []
+        if depth_off:
+            rates = [float(r) for r in args.rates.split(",")] if args.rates else []
+            rates = rates or [factor * depth_off["samples_s"] for factor in factors]
+        builds = [
+            measure_build(args, config, rate, globs, folder / f"build_{index}_{number}")
+            for index, config in enumerate(build_configs)
+            for number, rate in enumerate(rates)
+        ]
+    common.save(
+        args.name,
+        report(serving, depth_off, builds, ["bench/bench_serving.py", *argv]),
+        {"serving": serving, "depth_off": depth_off, "builds": builds},
+        folder=args.results,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
