@@ -82,7 +82,7 @@ def test_a_misspelt_measurement_is_refused_before_anything_runs(tmp_path):
 
 
 def test_gpu_samples_keep_nvidia_smis_own_time():
-    from bench.bench_depth_gpu import parse_gpu_sample
+    from bench.gpu_sampler import parse_gpu_sample
 
     when, busy, memory = parse_gpu_sample("2026/11/28 01:57:03.250, 87, 11311\n")
     local = datetime.datetime(2026, 11, 28, 1, 57, 3, 250000).timestamp()
