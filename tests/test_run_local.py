@@ -95,6 +95,7 @@ def test_a_gpu_without_pytorch_gets_the_torch_extra_installed_first(fake_gpu, tm
     fake = Path(fake_gpu["PYTHONPATH"])
     (fake / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
     (fake / "pip").mkdir()
+    (fake / "pip" / "__init__.py").write_text("")  # a package, found before the real pip
     (fake / "pip" / "__main__.py").write_text(FAKE_PIP.format(torch=CUDA_TORCH))
     stderr, options = run_local(fake_gpu, tmp_path)
     assert "installing PyTorch" in stderr and GPU_FOUND in stderr
