@@ -132,7 +132,7 @@ def timed_loop(step, items: Sequence) -> Dict:
     """`step(item)` for each item: wall and CPU seconds, the results, and
     the wall-clock window the GPU sampler keeps."""
     cpu, started, window = (
-        (common.own_cpu_s() + common.children_cpu_s()),
+        common.tree_cpu_s(),
         time.perf_counter(),
         [time.time()],
     )
@@ -140,7 +140,7 @@ def timed_loop(step, items: Sequence) -> Dict:
     return {
         "timed_window": window + [time.time()],
         "wall_s": time.perf_counter() - started,
-        "cpu_s": (common.own_cpu_s() + common.children_cpu_s()) - cpu,
+        "cpu_s": common.tree_cpu_s() - cpu,
         "results": results,
     }
 
@@ -266,7 +266,7 @@ def _device_memory(device) -> Dict:
 
 def child(args) -> None:
     """Run one measurement and print it as the last line of stdout."""
-    cpu = common.own_cpu_s() + common.children_cpu_s()
+    cpu = common.tree_cpu_s()
     kind, _, variant = args.child.partition("=")
     if kind == "model":
         measured = measure_model(args, variant)
@@ -278,7 +278,7 @@ def child(args) -> None:
         measured = measure_stage(args, variant)
     # The model and the baseline time their loop; a stage's run includes
     # its start-up, as a build's does.
-    measured.setdefault("cpu_s", (common.own_cpu_s() + common.children_cpu_s()) - cpu)
+    measured.setdefault("cpu_s", common.tree_cpu_s() - cpu)
     measured["peak_rss_mb"] = common.own_peak_rss_mb()
     print("RESULT " + json.dumps(measured), flush=True)
 

@@ -81,8 +81,14 @@ def standin_loader(rate: float, folder: Path):
 
 def stage_child(args) -> Dict:
     """The stage (or its control) as configured, with a free stand-in."""
+    from pipeline.options import parse_size
+
+    defaults = workload.build_defaults()
     base = workload.depth_config(
-        (640, 480), workload.build_defaults().depth_gpu_batch_size, runtime="torch", device="cuda"
+        parse_size(defaults.depth_input_size),
+        defaults.depth_gpu_batch_size,
+        runtime="torch",
+        device="cuda",
     )
     depth = dataclasses.replace(
         serving_configs.depth_config_for(base, f"{args.config}/device_resize"),
@@ -155,7 +161,7 @@ def measure_serving(args, config: str, folder: Path) -> Dict:
     control = run_child(args, "control", config, folder / "control")
     stage = run_child(args, "stage", config, folder / "stage")
     per_image_ms = 1000.0 * max(stage["cpu_s"] - control["cpu_s"], 0.0) / args.images
-    shared = config.split(":")[0] in serving_configs.SHARED_KINDS
+    shared = bool(serving_configs.serving(config).depth_fields.get("share_model"))
     owner_ms = 1000.0 * owner_cpu_s(stage["calls"]) / args.images if shared else per_image_ms
     return {
         "config": config,

@@ -129,6 +129,11 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def tree_cpu_s() -> float:
+    """CPU seconds of this process and its reaped descendants."""
+    return own_cpu_s() + children_cpu_s()
+
+
 def own_peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
