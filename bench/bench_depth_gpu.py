@@ -22,7 +22,9 @@ each measurement, so a run cut short still reports what it measured.
   model load;
 - build=CONFIG: the whole build (`python -m pipeline.build`: compose, depth,
   every write) with `--depth_runtime torch`, samples/s over its wall time,
-  with its CPU time and per-stage timings.
+  with its CPU time and per-stage timings. The stage and the builds run the
+  pipeline's default precision, auto (what the device runs natively and
+  the accuracy rule allows), not --precision.
 
 A CONFIG names how Beam's local runner runs the graph: `in_process` (one
 worker in the launching process), `threads:N` (N worker threads in it,
@@ -82,9 +84,8 @@ TINY = {
 # model=written / model=low_resolution: that decoder whatever the device
 # (the runtime's default: low resolution on a CPU, as written on a GPU).
 DECODERS = {"written": False, "low_resolution": True}
-TF32 = "tf32"
 # model=fp32 / bf16 / tf32 / fp16: that precision instead of --precision
-PRECISIONS = (*models.PRECISIONS, TF32, models.FP16)
+PRECISIONS = tuple(p for p in models.PRECISIONS if p != models.AUTO)
 # The GPU machine's default order: what decides the targets first, so that a
 # run cut short by the machine's time limit still has them.
 MEASUREMENTS = (
@@ -109,13 +110,17 @@ MEASUREMENTS = (
 )
 
 
-def depth_config(args, config_name: str = ""):
-    """The stage's configuration for these arguments, served as `config_name`
-    (bench/serving_configs.py) if given."""
+def depth_config(args, config_name: str = "", precision: str = ""):
+    """The stage's configuration for these arguments (in `precision`, else
+    --precision), served as `config_name` (bench/serving_configs.py) if given."""
     from pipeline.options import parse_size
 
     config = workload.depth_config(
-        parse_size(args.input_size), args.batch_size, args.precision, "torch", args.device
+        parse_size(args.input_size),
+        args.batch_size,
+        precision or args.precision,
+        "torch",
+        args.device,
     )
     config = dataclasses.replace(config, compile_model=args.compile)
     return serving_configs.depth_config_for(config, config_name) if config_name else config
@@ -149,20 +154,11 @@ def timed_loop(step, items: Sequence) -> Dict:
 
 
 def depth_model(network, device, precision: str, **options):
-    """A DepthModel in `precision`; "tf32" is fp32 with cuDNN and matrix
-    products allowed TensorFloat-32 (a 10-bit mantissa), which the runtime's
-    fp32 forbids. Not a runtime option: this measures whether it should be."""
-    import torch
+    """A DepthModel in `precision` (tf32: fp32 with cuDNN and matrix products
+    on TensorFloat-32, which the runtime's fp32 forbids)."""
+    from fgbg.depth import torch_runtime
 
-    from fgbg.depth import models, torch_runtime
-
-    tf32 = precision == TF32
-    model = torch_runtime.DepthModel(network, device, models.FP32 if tf32 else precision, **options)
-    # after the model: it sets these process-wide for its precision
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = (
-        precision != models.FP32
-    )
-    return model
+    return torch_runtime.DepthModel(network, device, precision, **options)
 
 
 def measure_model(args, variant: str = "") -> Dict:
@@ -252,7 +248,10 @@ def measure_baseline(args) -> Dict:
 def measure_stage(args, config_name: str) -> Dict:
     """EstimateDepth in a Beam pipeline on the local runner, as configured."""
     return serving_configs.run_stage(
-        config_name, depth_config(args, config_name), args.images, DISTINCT_COMPOSITES
+        config_name,
+        depth_config(args, config_name, models.AUTO),
+        args.images,
+        DISTINCT_COMPOSITES,
     )
 
 
@@ -307,7 +306,7 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
         "--depth_model=untrained",
         "--depth_runtime=torch",
         f"--depth_device={args.device}",
-        f"--depth_precision={args.precision}",
+        f"--depth_precision={models.AUTO}",
         f"--depth_input_size={args.input_size}",
         f"--depth_batch_size={args.batch_size}",
         f"--depth_gpu_batch_size={args.batch_size}",
@@ -381,7 +380,7 @@ def parse_args(argv) -> argparse.Namespace:
         "--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}"
     )
     parser.add_argument("--device", default=models.AUTO, choices=models.DEVICES)
-    parser.add_argument("--precision", default=models.BF16, choices=models.PRECISIONS)
+    parser.add_argument("--precision", default=models.BF16, choices=PRECISIONS)
     parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
     parser.add_argument("--images", type=int, default=2048, help="images per model/stage run")
     parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)

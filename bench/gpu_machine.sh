@@ -4,7 +4,8 @@
 #   bash ../shared/tools/gpu-machine-wheels.sh h5py==3.14.0   # Beam's wheels (+ h5py) in .whl
 # then run through the device tool, carrying .whl:
 #   bash bench/gpu_machine.sh [bench_depth_gpu.py options]
-# First the model alone; then the device stand-in at that rate predicts each
+# First the model alone and the precision rule on the GPU; then the device
+# stand-in at the model's rate predicts each
 # build configuration on this machine's CPUs (bench/bench_serving.py); then
 # every measurement, most telling first, each build beside its prediction.
 # Each is saved as it ends, so a run cut short by the device's time limit
@@ -24,6 +25,10 @@ python3 bench/bench_depth_gpu.py --device cuda --measurements model --name depth
 rate=$(python3 -c 'import json, sys
 model = json.load(open(sys.argv[1]))["results"][0]
 print(model["images"] / model["wall_s"])' "$results/depth_gpu_model.json")
+# The precision rule for this GPU's precisions (fgbg/depth/precision.py's
+# table has CPU-emulated figures for them until this runs).
+python3 bench/bench_precision.py --device cuda --candidates torch-bf16,torch-fp16,torch-tf32 \
+  --seeds 0,1 --sets demo,tests --name precision_gpu --results_dir "$results"
 # The same inputs as bench_depth_gpu.py's builds; no TensorFlow here, so no TFT.
 python3 bench/bench_serving.py --configs shared:16,shared_pickle:16,threads:16 \
   --build_configs shared:16,threads:16,in_process --rates "$rate" --images 4096 \

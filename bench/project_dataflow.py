@@ -10,7 +10,9 @@ the one of docs/running-on-gcp.md ("Cost and time for the full 400K build"):
           off), so it includes Beam's own per-element overhead
     t   = TFT's extra CPU s per sample (measured when bench_compositing ran
           with --tft), 0 otherwise
-    k   = CPU time of an N1 vCPU relative to this machine's cores (assumed 1.5)
+    k   = CPU time of a worker vCPU relative to this machine's cores (assumed:
+          1.5 for N1, 1.0 for C3D, whose Genoa cores have the bfloat16 units
+          of this machine's; neither measured)
     e   = fraction of worker time spent on samples (assumed 0.8)
     vCPU-hours   = N x (c + t) x k / 3600 / e
     worker-hours = vCPU-hours / vCPUs per worker
@@ -30,7 +32,10 @@ bench/bench_serving.py): a worker's GPU and vCPUs work at the same time, so
 its hours are the larger of the GPU's and the vCPUs'. --gpu_hour prices the
 GPU; without it the cost is given without the GPU. Prices: Dataflow batch
 list prices for us-central1 as of writing: check
-https://cloud.google.com/dataflow/pricing before quoting them.
+https://cloud.google.com/dataflow/pricing before quoting them. Dataflow bills
+worker vCPUs and memory the same whatever the machine family ("Billing is
+independent of the machine type family", Google's "Configure Dataflow worker
+VMs", 2026-04-14), so a C3D worker costs what an N1 worker of its size does.
 
     python bench/project_dataflow.py --samples 400000
 """
@@ -63,6 +68,7 @@ MACHINES = {  # vCPUs, GB
     "n1-standard-1": (1, 3.75),
     "n1-standard-4": (4, 15.0),
     "n1-standard-8": (8, 30.0),
+    "c3d-standard-8": (8, 32.0),  # AMD Genoa: avx512_bf16, so auto runs bf16
     "g2-standard-8": (8, 32.0),  # one L4
 }
 
@@ -82,7 +88,10 @@ def main(argv=None) -> int:
         help="worker type (default: the pipeline's Dataflow default)",
     )
     parser.add_argument(
-        "--k", type=float, default=1.5, help="N1 vCPU CPU time relative to this machine's cores"
+        "--k",
+        type=float,
+        default=1.5,
+        help="a worker vCPU's CPU time relative to this machine's cores (1.5: N1)",
     )
     parser.add_argument(
         "--e", type=float, default=0.8, help="fraction of worker time spent on samples"
@@ -161,7 +170,8 @@ def main(argv=None) -> int:
         "included)"
         if t
         else "- t = not measured (bench_compositing.py --tft)",
-        f"- assumed: k = {args.k} (N1 vCPU vs this machine), e = {args.e} (worker time on "
+        f"- assumed: k = {args.k} ({args.machine} vCPU vs this machine), e = {args.e} "
+        "(worker time on "
         "samples), as in docs/running-on-gcp.md",
         "",
         f"Prices: {args.pricing}"

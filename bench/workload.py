@@ -114,6 +114,14 @@ def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, s
 
 def demo_composites(count: int) -> np.ndarray:
     """`count` composites of the demo inputs, made by the pipeline's functions."""
+    return composites(
+        sorted((DEMO / "bg").glob("*.jpg")), sorted((DEMO / "fg").glob("*.png")), count
+    )
+
+
+def composites(backgrounds: Sequence[Path], foregrounds: Sequence[Path], count: int) -> np.ndarray:
+    """`count` composites of these background and cut-out files (taken in
+    turn), made by the pipeline's functions."""
     import dataclasses
 
     from fgbg.types import Background
@@ -123,9 +131,6 @@ def demo_composites(count: int) -> np.ndarray:
     config = default_build_config()
     inputs, encoding = config.inputs, config.encoding
     placements = dataclasses.replace(config.placements, placements_per_scale=1)
-    demo = DEMO
-    backgrounds = sorted((demo / "bg").glob("*.jpg"))
-    foregrounds = sorted((demo / "fg").glob("*.png"))
     overlays: List[np.ndarray] = []
     for index in range(count):
         bg_path = backgrounds[index % len(backgrounds)]

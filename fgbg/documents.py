@@ -53,7 +53,9 @@ class DepthInfo:
     weights: Optional[str] = None
     encoding: Optional[str] = None
     input_size: Optional[str] = None
-    precision: Optional[str] = None  # None in datasets built before --depth_precision
+    # What the maps were made in ("+"-joined if workers differed); None in
+    # datasets built before --depth_precision.
+    precision: Optional[str] = None
     runtime: Optional[str] = None  # None in datasets built before --depth_runtime
     # None in datasets built before it was recorded (all resized with Lanczos)
     input_resize: Optional[str] = None

@@ -13,11 +13,13 @@ A pair's files live through these steps:
 - key: a pair's key hashes its input bytes and the options that shape its
   samples (`options_fingerprint`, `pair_key`);
 - skip: a rerun reads the pair's record (`read_record`); when it holds the
-  key and every sample, the pair is reused as it is (`finished_rows`: no
-  compositing, no depth inference, no rewrite);
-- remove an outdated record: a record with another key describes files of
-  an earlier build, and goes before any of them is rewritten
-  (`remove_outdated_record`);
+  key and every sample, with depth made in the precision this run's
+  workers run (`--depth_precision auto` resolves by hardware), the pair is
+  reused as it is (`finished_rows`: no compositing, no depth inference, no
+  rewrite);
+- remove an outdated record: a record with another key or precision
+  describes files of an earlier build, and goes before any of them is
+  rewritten (`is_outdated`, `remove_outdated_record`);
 - write rows: each written sample leaves its row (paths and pixel moments)
   and the pair key in a row file (`write_sample_row`), because recording
   waits for a count of samples per pair, which batch runners finish only
@@ -40,6 +42,7 @@ import json
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from fgbg import layout
+from fgbg.depth.models import FP32
 from fgbg.hashing import text_digest
 from fgbg.moments import add_to_totals
 from fgbg.storage import (
@@ -93,6 +96,7 @@ def row_to_dict(row: SampleRow) -> Dict[str, object]:
         "moments": {
             kind: [m[0], list(m[1]), list(m[2])] for kind, m in sorted(row.moments.items())
         },
+        **({"depth_precision": row.depth_precision} if row.depth_precision else {}),
     }
 
 
@@ -105,7 +109,14 @@ def row_from_dict(data: Dict[str, object]) -> SampleRow:
         mask_path=data["mask_path"],
         depth_path=data["depth_path"],
         moments={kind: (m[0], tuple(m[1]), tuple(m[2])) for kind, m in data["moments"].items()},
+        # Depth of builds from before precision was recorded ran in fp32.
+        depth_precision=data.get("depth_precision", FP32 if data["depth_path"] else None),
     )
+
+
+def made_in(rows: Sequence[SampleRow], precision: Optional[str]) -> bool:
+    """Whether every row's depth map was made in `precision` (None: no depth)."""
+    return all(row.depth_precision == precision for row in rows)
 
 
 def write_pair_record(root: str, key: str, rows: List[SampleRow]) -> None:
@@ -143,12 +154,13 @@ def _delete_sample_rows(root: str, rows: Sequence[SampleRow]) -> None:
 
 
 def unrecorded_rows(
-    root: str, bg_stem: str, fg_stem: str, key: str, expected: int
+    root: str, bg_stem: str, fg_stem: str, key: str, expected: int, precision: Optional[str]
 ) -> Optional[List[SampleRow]]:
     """The rows of a pair whose `expected` samples were all written under
-    `key` by a build that stopped before recording it, in number order;
-    None otherwise. Row files of other keys (an earlier build with other
-    options) and unreadable ones do not count."""
+    `key`, with depth made in `precision`, by a build that stopped before
+    recording it, in number order; None otherwise. Row files of other keys
+    or precisions (an earlier build with other options or hardware) and
+    unreadable ones do not count."""
     folder = layout.resolve(root, f"{bg_stem}/{fg_stem}/{SAMPLE_ROWS}")
     names = [name for name in list_folder(folder) if name.endswith(".json")]
     if len(names) < expected:
@@ -157,8 +169,8 @@ def unrecorded_rows(
     for data in read_files([layout.resolve(folder, name) for name in names]):
         try:
             document = json.loads(data)
-            if document["pair_key"] == key:
-                row = row_from_dict(document["row"])
+            row = row_from_dict(document["row"])
+            if document["pair_key"] == key and row.depth_precision == precision:
                 rows[row.placement.number] = row
         except (ValueError, KeyError, TypeError):
             continue
@@ -186,22 +198,36 @@ def read_record(root: str, bg_stem: str, fg_stem: str) -> Optional[Tuple[str, Li
 
 
 def finished_rows(
-    recorded: Optional[Tuple[str, List[SampleRow]]], key: str, expected: int
+    recorded: Optional[Tuple[str, List[SampleRow]]],
+    key: str,
+    expected: int,
+    precision: Optional[str],
 ) -> Optional[List[SampleRow]]:
     """The rows of a pair record (`read_record`'s answer) when it holds `key`
-    and all `expected` samples, else None."""
-    if recorded is None:
+    and all `expected` samples, their depth made in `precision`, else None."""
+    if recorded is None or is_outdated(recorded, key, precision):
         return None
+    _, rows = recorded
+    return rows if len(rows) == expected else None
+
+
+def is_outdated(
+    recorded: Optional[Tuple[str, List[SampleRow]]], key: str, precision: Optional[str]
+) -> bool:
+    """Whether a pair record describes files of an earlier build: another
+    key (inputs or options), or depth made in another precision."""
+    if recorded is None:
+        return False
     recorded_key, rows = recorded
-    return rows if recorded_key == key and len(rows) == expected else None
+    return recorded_key != key or not made_in(rows, precision)
 
 
 def remove_outdated_record(root: str, bg_stem: str, fg_stem: str) -> None:
-    """Delete a pair record whose key is not the pair's (`read_record` said
-    so): it describes files of an earlier build with other inputs or
-    options. Done before any of the pair's files is rewritten, so a build
-    killed half-way through the remake never leaves a record that a later
-    run would reuse over a mix of old and new files."""
+    """Delete a pair record that `is_outdated`: it describes files of an
+    earlier build with other inputs, options or depth precision. Done
+    before any of the pair's files is rewritten, so a build killed half-way
+    through the remake never leaves a record that a later run would reuse
+    over a mix of old and new files."""
     delete_files([record_path(root, bg_stem, fg_stem)])
 
 
@@ -275,4 +301,5 @@ def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:
         split=first.split,
         samples=len(rows),
         moments=totals,
+        depth_precisions=tuple(sorted({r.depth_precision for r in rows if r.depth_precision})),
     )

@@ -94,6 +94,7 @@ class Composite:
     mask_encoded: bytes
     pair_key: str = ""
     depth: Optional[bytes] = None
+    depth_precision: Optional[str] = None  # what the depth stage ran in
     # Set when the mask is stored losslessly: its moments follow from the
     # array, so the writer need not decode the PNG again.
     mask_moments: Optional[Moments] = None
@@ -110,6 +111,7 @@ class SampleRow:
     mask_path: str
     depth_path: str  # '' when the build has no depth stage
     moments: Dict[str, Moments]
+    depth_precision: Optional[str] = None  # what its depth map was made in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,3 +130,4 @@ class WrittenPair:
     split: str
     samples: int
     moments: Dict[str, Moments]  # per image kind, summed over the pair's samples
+    depth_precisions: Tuple[str, ...] = ()  # what its depth maps were made in

@@ -111,7 +111,12 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         | "CrossPairs" >> CrossPairs(foregrounds)
         | "SkipFinishedPairs"
         >> SkipFinishedPairs(
-            root, foregrounds, config.fingerprint, config.placements.samples_per_pair, config.resume
+            root,
+            foregrounds,
+            config.fingerprint,
+            config.placements.samples_per_pair,
+            config.resume,
+            config.depth,
         )
     )
     composites = (
@@ -139,7 +144,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     recorded = (
         (sample_counts, found[UNRECORDED])
         | "AllSampleCounts" >> beam.Flatten()
-        | "RecordPairs" >> RecordPairs(root, config.placements.samples_per_pair)
+        | "RecordPairs" >> RecordPairs(root, config.placements.samples_per_pair, config.depth)
     )
     written = (recorded, found[RESUMED]) | "AllPairs" >> beam.Flatten()
 
@@ -180,7 +185,15 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     bg_count = written_bgs.backgrounds | "CountBackgrounds" >> beam.combiners.Count.Globally()
     fg_count = foregrounds | "CountForegrounds" >> beam.combiners.Count.Globally()
 
-    def finish(_, split_counts, shards, rejects, backgrounds, foregrounds, _stats, _transform):
+    precisions = (
+        written
+        | "DepthPrecisions" >> beam.FlatMap(lambda pair: pair.depth_precisions)
+        | "DistinctPrecisions" >> beam.Distinct()
+    )
+
+    def finish(
+        _, split_counts, shards, rejects, backgrounds, foregrounds, precisions, _stats, _transform
+    ):
         manifest = manifest_document(
             config,
             split_counts[0] if split_counts else {},
@@ -188,6 +201,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
             rejects[0] if rejects else [],
             backgrounds,
             foregrounds,
+            precisions,
         )
         check_sample_count(manifest.counts)
         remove_stale_shards(root, shards)
@@ -204,6 +218,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
             beam.pvalue.AsList(rejects),
             beam.pvalue.AsSingleton(bg_count),
             beam.pvalue.AsSingleton(fg_count),
+            beam.pvalue.AsList(precisions),
             beam.pvalue.AsList(stats),
             beam.pvalue.AsList(transform_written),
         )

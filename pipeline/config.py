@@ -41,8 +41,9 @@ SAMPLE_SHAPING_OPTIONS = (
 # Options added later that shape samples only away from their default: the
 # default leaves them out of the fingerprint, so outputs built before they
 # existed stay valid.
+# --depth_precision is not one of them: what decides is the precision that
+# ran, which each pair's record holds (transforms/pairs.py).
 SAMPLE_SHAPING_UNLESS_DEFAULT = {
-    "depth_precision": models.FP32,
     "depth_runtime": models.TENSORFLOW,
     "depth_resize_on_device": False,
 }

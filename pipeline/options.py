@@ -213,11 +213,14 @@ class FgbgOptions(PipelineOptions):
         depth.add_argument(
             "--depth_precision",
             choices=models.PRECISIONS,
-            default=models.FP32,
-            help="fp32: the model as published. bf16: bfloat16 matrix arithmetic where the "
-            "CPU has it (oneDNN's automatic mixed precision; avx512_bf16 or AMX): less CPU "
-            "time, but depth maps that miss the accuracy bar against fp32 (BENCHMARKS.md, "
-            "'Depth on CPU'). Default: %(default)s.",
+            default=models.AUTO,
+            help="The arithmetic depth runs in. auto: on each worker, the fastest precision "
+            "its CPU or GPU runs natively whose written maps met the accuracy rule against "
+            "fp32 for this --depth_encoding, --size and --depth_quality, else fp32 "
+            "(BENCHMARKS.md, 'Depth precision'); the manifest and each pair's record say "
+            "which ran. fp32: exact arithmetic. bf16, fp16, tf32: that precision, which the "
+            "worker's hardware must run natively (fp16 and tf32: --depth_runtime torch on a "
+            "GPU). Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_runtime",
@@ -467,6 +470,11 @@ def _check_depth_runtime(opts: FgbgOptions) -> None:
             raise UsageError(
                 "--depth_device, --depth_compile and --depth_resize_on_device are for "
                 "--depth_runtime torch"
+            )
+        if opts.depth_precision not in (models.AUTO, *models.TENSORFLOW_PRECISIONS):
+            raise UsageError(
+                f"--depth_precision {opts.depth_precision} is for --depth_runtime torch on a "
+                f"GPU; the tensorflow runtime runs auto, {', '.join(models.TENSORFLOW_PRECISIONS)}"
             )
         return
     if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED):

@@ -8,6 +8,7 @@ fgbg/documents.py.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import sys
 from importlib import metadata
@@ -16,7 +17,8 @@ from typing import Dict, List, Sequence
 from apache_beam.metrics.metric import MetricsFilter
 
 from fgbg import layout
-from fgbg.documents import Counts, Files, Manifest, RejectedFile, Timings
+from fgbg.depth.models import NONE
+from fgbg.documents import Counts, DepthInfo, Files, Manifest, RejectedFile, Timings
 from fgbg.timing import NAMESPACE
 from fgbg.types import Reject
 from pipeline.config import BuildConfig
@@ -53,7 +55,10 @@ def manifest_document(
     rejects: Sequence[Reject],
     backgrounds: int,
     foregrounds: int,
+    depth_precisions: Sequence[str] = (),
 ) -> Manifest:
+    """manifest.json's record; `depth_precisions` are those the depth maps
+    were made in (one, unless workers of a build differed in hardware)."""
     return Manifest(
         dataset="fgbg",
         seed=config.seed,
@@ -71,7 +76,7 @@ def manifest_document(
             tfrecord_shards=len(shards),
         ),
         rejects=[RejectedFile(path=reject.path, reason=reject.reason) for reject in rejects],
-        depth=config.depth_info,
+        depth=ran_in(config.depth_info, depth_precisions),
         files=Files(
             label_csv=layout.LABEL_CSV,
             samples_csv=layout.SAMPLES_CSV,
@@ -83,6 +88,15 @@ def manifest_document(
         options=config.options,
         versions=package_versions(),
     )
+
+
+def ran_in(depth: DepthInfo, precisions: Sequence[str]) -> DepthInfo:
+    """The manifest's depth record with the precision the maps were made in,
+    which a launcher cannot know (`--depth_precision auto` resolves on each
+    worker), in place of the one asked for."""
+    if depth.model == NONE:
+        return depth
+    return dataclasses.replace(depth, precision="+".join(sorted(precisions)) or None)
 
 
 def check_sample_count(counts: Counts) -> None:

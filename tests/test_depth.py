@@ -116,9 +116,11 @@ def test_metric_depth_is_attached_to_each_composite(tiny_model_file, composites)
         results = _by_sample(outputs, composites)
         for composite in composites:
             out = results[composite.placement.sample_id]
-            assert dataclasses.replace(out, depth=None, overlay=None) == dataclasses.replace(
-                composite, overlay=None
-            )
+            # auto: a user's model file runs fp32 (the rule measured DenseDepth)
+            assert out.depth_precision == "fp32"
+            assert dataclasses.replace(
+                out, depth=None, overlay=None, depth_precision=None
+            ) == dataclasses.replace(composite, overlay=None)
             np.testing.assert_array_equal(out.overlay, composite.overlay)
             metres = maps.decode_metric(out.depth)
             assert metres.shape == (SIZE // 2, SIZE // 2)

@@ -84,15 +84,28 @@ def test_the_config_carries_every_depth_choice():
     assert build_config(opts, RUN).depth_extension == "png"
 
 
-def test_depth_precision_reaches_the_stage_and_the_pair_key():
-    fp32, bf16 = (
-        options("--depth_model=untrained", f"--depth_precision={precision}")
-        for precision in ("fp32", "bf16")
+def test_depth_precision_reaches_the_stage_but_not_the_pair_key():
+    """Which precision ran is each worker's answer (fgbg/depth/precision.py),
+    and each pair's record keeps it; the option asked for is not what a
+    finished pair is compared by."""
+    auto, fp32, bf16 = (
+        options("--depth_model=untrained", *([f"--depth_precision={p}"] if p else []))
+        for p in (None, "fp32", "bf16")
     )
-    config_fp32, config_bf16 = build_config(fp32, RUN), build_config(bf16, RUN)
-    assert (config_fp32.depth.precision, config_bf16.depth.precision) == ("fp32", "bf16")
-    assert config_bf16.depth_info.precision == "bf16"
-    assert config_fp32.fingerprint != config_bf16.fingerprint
+    configs = [build_config(o, RUN) for o in (auto, fp32, bf16)]
+    assert [c.depth.precision for c in configs] == ["auto", "fp32", "bf16"]
+    assert len({c.fingerprint for c in configs}) == 1
+
+
+@pytest.mark.parametrize("precision", ["fp16", "tf32"])
+def test_gpu_precisions_need_the_torch_runtime(precision):
+    with pytest.raises(UsageError, match=f"--depth_precision {precision} is for --depth_runtime"):
+        check_options(options("--depth_model=untrained", f"--depth_precision={precision}"))
+    check_options(
+        options(
+            "--depth_model=untrained", "--depth_runtime=torch", f"--depth_precision={precision}"
+        )
+    )
 
 
 def test_depth_runtime_reaches_the_stage_the_manifest_and_the_pair_key():

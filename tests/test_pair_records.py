@@ -9,8 +9,13 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from fgbg.pair_records import (
+    finished_rows,
+    is_outdated,
     pair_rows,
+    parse_record,
+    read_record,
     record_pair,
+    row_to_dict,
     unrecorded_rows,
     write_pair_record,
     write_sample_row,
@@ -60,8 +65,8 @@ def test_recording_a_pair_consumes_its_rows_and_removes_stale_files(tmp_path):
     (pair / "mask" / ".4.png.tmp").write_bytes(b"in flight")
     for row in rows:
         write_sample_row(str(tmp_path), "key", row)
-    assert unrecorded_rows(str(tmp_path), "bg1", "fg1", "other", 2) is None
-    found = unrecorded_rows(str(tmp_path), "bg1", "fg1", "key", 2)
+    assert unrecorded_rows(str(tmp_path), "bg1", "fg1", "other", 2, None) is None
+    found = unrecorded_rows(str(tmp_path), "bg1", "fg1", "key", 2, None)
     assert found == rows
 
     record_pair(str(tmp_path), "key", found)
@@ -75,6 +80,61 @@ def test_recording_a_pair_consumes_its_rows_and_removes_stale_files(tmp_path):
         "overlay/2.jpg",
     ]
     assert json.loads((pair / ".pair.json").read_text())["pair_key"] == "key"
+
+
+def with_depth(rows, precision):
+    return [
+        dataclasses.replace(
+            row, depth_path=f"bg1/fg1/depth/{row.placement.number}.jpg", depth_precision=precision
+        )
+        for row in rows
+    ]
+
+
+def test_a_record_is_reused_only_with_depth_made_in_the_precision_this_run_makes(tmp_path):
+    """A resume on hardware that runs another precision remakes the pair, and
+    removes its record first, rather than mixing precisions in one dataset."""
+    rows = with_depth(sample_rows((1, 2)), "bf16")
+    write_pair_record(str(tmp_path), "key", rows)
+    recorded = read_record(str(tmp_path), "bg1", "fg1")
+    assert [row.depth_precision for row in recorded[1]] == ["bf16", "bf16"]
+    assert finished_rows(recorded, "key", 2, "bf16") == rows
+    assert finished_rows(recorded, "key", 2, "fp32") is None
+    assert is_outdated(recorded, "key", "fp32") and is_outdated(recorded, "other", "bf16")
+    assert not is_outdated(recorded, "key", "bf16") and not is_outdated(None, "key", "fp32")
+
+    for row in with_depth(sample_rows((1, 2)), "fp32"):
+        write_sample_row(str(tmp_path), "key", row)
+    assert unrecorded_rows(str(tmp_path), "bg1", "fg1", "key", 2, "bf16") is None
+    assert len(unrecorded_rows(str(tmp_path), "bg1", "fg1", "key", 2, "fp32")) == 2
+
+
+def test_records_from_before_precision_was_recorded_read_as_fp32():
+    """Builds before --depth_precision auto ran fp32 unless told otherwise
+    (and a bf16 build of theirs has another pair key)."""
+    old = {
+        "pair_key": "key",
+        "rows": [
+            {
+                "placement": dataclasses.asdict(row.placement),
+                "split": row.split,
+                "bg_path": row.bg_path,
+                "overlay_path": row.overlay_path,
+                "mask_path": row.mask_path,
+                "depth_path": depth_path,
+                "moments": {"overlay": [4, [1, 2, 3], [1, 4, 9]]},
+            }
+            for row, depth_path in zip(sample_rows((1, 2)), ("bg1/fg1/depth/1.jpg", ""))
+        ],
+    }
+    _, rows = parse_record(json.dumps(old).encode())
+    assert [row.depth_precision for row in rows] == ["fp32", None]
+
+
+def test_rows_without_depth_say_nothing_of_precision():
+    """Composites-only builds write the same row files as before."""
+    assert "depth_precision" not in row_to_dict(sample_rows((1,))[0])
+    assert row_to_dict(with_depth(sample_rows((1,)), "bf16")[0])["depth_precision"] == "bf16"
 
 
 def test_pair_rows_name_the_record_that_cannot_be_read(tmp_path):

@@ -313,6 +313,8 @@ def test_untrained_depth_is_color_mapped_and_warned_about(depth_dataset):
     page = html_of(depth_dataset)
     assert 'id="depth-warning"' in page and "RANDOM weights" in page
     assert "no depth" not in page and page.count(' src="data:image/') == 4
+    # The precision that ran (auto: fp32 at --size 64, where the rule was not measured)
+    assert re.search(r"<td>precision</td>\s*<td>fp32</td>", page)
 
 
 # --------------------------------------------------------------------------- browser

@@ -29,7 +29,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from fgbg.depth import maps, models, shared_memory
+from fgbg.depth import maps, models, precision, shared_memory
 from fgbg.depth.config import DepthConfig
 from fgbg.types import Composite
 
@@ -82,14 +82,14 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
                 config.model,
                 config.weights,
                 config.seed,
-                config.precision,
+                precision.resolve(config),
                 config.device,
                 config.compile_model,
             )
         from fgbg.depth import tensorflow_runtime
 
         return tensorflow_runtime.load_depth_model(
-            config.model, config.weights, config.seed, config.precision
+            config.model, config.weights, config.seed, precision.resolve(config)
         )
 
     def run_inference(
@@ -197,16 +197,26 @@ def _keyed_by_composite(composite: Composite) -> Tuple[Composite, np.ndarray]:
 
 
 class _EncodeDepthFn(beam.DoFn):
-    """Encode each depth map as configured and attach it to its composite."""
+    """Encode each depth map as configured and attach it to its composite,
+    with the precision it was made in: resolved as the model's loader
+    resolved it, on the same worker (fgbg/depth/precision.py)."""
 
     def __init__(self, config: DepthConfig):
         self._config = config
+        self._precision: Optional[str] = None
         self._encoded = beam.metrics.Metrics.counter(DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER)
+
+    def setup(self) -> None:
+        self._precision = precision.resolve(self._config)
 
     def process(self, keyed: Tuple[Composite, np.ndarray]) -> Iterator[Composite]:
         composite, depth = keyed
         self._encoded.inc()
-        yield dataclasses.replace(composite, depth=encode_depth(depth, self._config))
+        yield dataclasses.replace(
+            composite,
+            depth=encode_depth(depth, self._config),
+            depth_precision=self._precision,
+        )
 
 
 def encode_depth(depth: np.ndarray, config: DepthConfig) -> bytes:

@@ -115,6 +115,7 @@ class _WriteSample(beam.DoFn):
             mask_path=files["mask"][0],
             depth_path=files["depth"][0] if "depth" in files else "",
             moments=moments,
+            depth_precision=composite.depth_precision,
         )
 
 

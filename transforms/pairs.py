@@ -9,13 +9,14 @@ fgbg/pair_records.py alone; this module decides when.
 
 Each pair arrives with its key (its inputs' bytes and the sample-shaping
 options). SkipFinishedPairs reads the pair's record: when it holds the same
-key and every sample, the pair goes to the RESUMED output as a
+key and every sample, with depth made in the precision this worker runs
+(fgbg/depth/precision.py), the pair goes to the RESUMED output as a
 `WrittenPair`; when it has no such record but all its samples were written
 under that key (their row files are there: a build stopped before recording
 it), the pair goes to the UNRECORDED output with its sample count, as
 WriteSampleRows counts samples, to be recorded. Either way nothing of it is
 made again. Other pairs go on to be made, and RemoveOutdatedRecords first
-deletes a record with another key, before any of the pair's files is
+deletes a record with another key or precision, before any of the pair's files is
 rewritten. A record with the pair's own key stays (with --no_resume, or on a
 duplicate attempt of the same work): its files are rewritten with the same
 bytes. An unreadable record counts as absent and is replaced once the pair
@@ -24,13 +25,16 @@ is written.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
 from fgbg import layout
+from fgbg.depth import precision
+from fgbg.depth.config import DepthConfig
 from fgbg.pair_records import (
     finished_rows,
+    is_outdated,
     pair_key,
     read_record,
     record_pair,
@@ -50,26 +54,40 @@ PairCount = Tuple[Tuple[str, str], Tuple[str, int]]  # (pair id, (pair key, samp
 
 
 class _SkipFinishedPair(beam.DoFn):
-    def __init__(self, root: str, fingerprint: str, samples_per_pair: int, resume: bool):
+    def __init__(
+        self,
+        root: str,
+        fingerprint: str,
+        samples_per_pair: int,
+        resume: bool,
+        depth: Optional[DepthConfig],
+    ):
         self._root = root
         self._fingerprint = fingerprint
         self._samples_per_pair = samples_per_pair
         self._resume = resume
+        self._depth = depth
+        self._precision: Optional[str] = None
         self._to_make = beam.metrics.Metrics.counter("compositing", "pairs")
         self._resumed = beam.metrics.Metrics.counter("compositing", "pairs_resumed")
+
+    def setup(self) -> None:
+        # The precision this worker's depth stage will run in, found the
+        # same way (the hardware is the worker's, not the launcher's).
+        self._precision = precision.resolve(self._depth) if self._depth else None
 
     def process(self, pair: Tuple[Background, str], foregrounds: Dict[str, Foreground]) -> Iterator:
         background, fg_stem = pair
         key = pair_key(self._fingerprint, background, foregrounds[fg_stem])
         recorded = read_record(self._root, background.stem, fg_stem)
         if self._resume:
-            rows = finished_rows(recorded, key, self._samples_per_pair)
+            rows = finished_rows(recorded, key, self._samples_per_pair, self._precision)
             if rows is not None:
                 self._resumed.inc()
                 yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
                 return
             rows = unrecorded_rows(
-                self._root, background.stem, fg_stem, key, self._samples_per_pair
+                self._root, background.stem, fg_stem, key, self._samples_per_pair, self._precision
             )
             if rows is not None:
                 self._resumed.inc()
@@ -78,7 +96,7 @@ class _SkipFinishedPair(beam.DoFn):
                 )
                 return
         self._to_make.inc()
-        outdated = recorded is not None and recorded[0] != key
+        outdated = is_outdated(recorded, key, self._precision)
         yield Pair(background=background, fg_stem=fg_stem, key=key), outdated
 
 
@@ -90,12 +108,19 @@ class SkipFinishedPairs(beam.PTransform):
     recorded earlier (UNRECORDED). Reads records and row files; deletes
     nothing.
 
-    `fingerprint` hashes the options that shape samples; with `resume`
-    False every pair is made again.
+    `fingerprint` hashes the options that shape samples; `depth` (None for
+    a composites-only build) says which precision depth will run in; with
+    `resume` False every pair is made again.
     """
 
     def __init__(
-        self, root: str, foregrounds, fingerprint: str, samples_per_pair: int, resume: bool
+        self,
+        root: str,
+        foregrounds,
+        fingerprint: str,
+        samples_per_pair: int,
+        resume: bool,
+        depth: Optional[DepthConfig] = None,
     ):
         super().__init__()
         self._root = root
@@ -103,11 +128,14 @@ class SkipFinishedPairs(beam.PTransform):
         self._fingerprint = fingerprint
         self._samples_per_pair = samples_per_pair
         self._resume = resume
+        self._depth = depth
 
     def expand(self, pairs):
         by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
         return pairs | "SkipFinished" >> beam.ParDo(
-            _SkipFinishedPair(self._root, self._fingerprint, self._samples_per_pair, self._resume),
+            _SkipFinishedPair(
+                self._root, self._fingerprint, self._samples_per_pair, self._resume, self._depth
+            ),
             beam.pvalue.AsDict(by_stem),
         ).with_outputs(RESUMED, UNRECORDED, main="pairs")
 
@@ -190,10 +218,15 @@ class _RecordPair(beam.DoFn):
     files, and removes whatever else its folder holds (`record_pair`);
     outputs its `WrittenPair`."""
 
-    def __init__(self, root: str, samples_per_pair: int):
+    def __init__(self, root: str, samples_per_pair: int, depth: Optional[DepthConfig]):
         self._root = root
         self._samples_per_pair = samples_per_pair
+        self._depth = depth
+        self._precision: Optional[str] = None
         self._timer = stage_timer("writing")
+
+    def setup(self) -> None:
+        self._precision = precision.resolve(self._depth) if self._depth else None
 
     def process(self, counted: PairCount) -> Iterator[WrittenPair]:
         (bg_stem, fg_stem), (key, samples) = counted
@@ -204,12 +237,13 @@ class _RecordPair(beam.DoFn):
                 "recorded and is remade on the next run"
             )
         with timed(self._timer):
-            rows = unrecorded_rows(self._root, bg_stem, fg_stem, key, samples)
+            rows = unrecorded_rows(self._root, bg_stem, fg_stem, key, samples, self._precision)
             if rows is None:
                 raise RuntimeError(
                     f"{bg_stem}/{fg_stem}: the row files of its {samples} written samples "
-                    f"are not all under {layout.resolve(self._root, bg_stem)}; was the "
-                    "output changed during the build?"
+                    f"are not all under {layout.resolve(self._root, bg_stem)} with depth "
+                    f"made in {self._precision}; was the output changed during the build, "
+                    "or do its workers differ in hardware?"
                 )
             record_pair(self._root, key, rows)
         yield written_pair(rows)
@@ -223,17 +257,20 @@ class RecordPairs(beam.PTransform):
     Counting is a combiner, so the shuffle carries about one small count per
     pair and bundle, not one entry per sample; a pair is recorded only when
     every one of its samples is written, however a runner bundles them.
+    A pair is recorded only with depth made in the precision this worker
+    resolves (`depth`), so no record mixes precisions.
     """
 
-    def __init__(self, root: str, samples_per_pair: int):
+    def __init__(self, root: str, samples_per_pair: int, depth: Optional[DepthConfig] = None):
         super().__init__()
         self._root = root
         self._samples_per_pair = samples_per_pair
+        self._depth = depth
 
     def expand(self, sample_counts):
         return (
             sample_counts
             | "CountSamplesPerPair" >> beam.CombinePerKey(_CountPairSamples())
             | "RecordPairRemoveStaleFiles"
-            >> beam.ParDo(_RecordPair(self._root, self._samples_per_pair))
+            >> beam.ParDo(_RecordPair(self._root, self._samples_per_pair, self._depth))
         )

@@ -7,6 +7,10 @@
   (numpy and Pillow only);
 - shared_memory: batches and maps between worker processes and the one
   model they share, through shared memory (numpy only);
+- precision_rule: whether a precision's written depth files are close
+  enough to fp32's (numpy and Pillow only);
+- precision: which precision each worker runs, `--depth_precision auto`
+  resolved against its hardware and the rule's table (no TensorFlow);
 - weight_layout: the architecture's numbers, the HDF5 weight-file layout
   and its checks, seeded weights and the low-resolution decoder's tap
   weights, shared by both runtimes (numpy and h5py only);

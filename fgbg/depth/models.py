@@ -11,13 +11,15 @@ PUBLISHED = "densedepth"
 UNTRAINED = "untrained"
 NONE = "none"
 
-# --depth_precision: the arithmetic the model runs in.
+# --depth_precision: the arithmetic the model runs in; AUTO (below) lets each
+# worker choose (fgbg/depth/precision.py). bf16 and fp16 run the convolutions
+# and matrix products in that type (the rest in fp32); tf32 is a GPU's fp32
+# on tensor units. The tensorflow runtime runs fp32 and bf16.
 FP32 = "fp32"
 BF16 = "bf16"
-PRECISIONS = (FP32, BF16)
-# float16 autocast: the torch runtime runs it for bench/bench_depth_gpu.py, on
-# GPUs whose tensor units favour it; not a --depth_precision choice.
 FP16 = "fp16"
+TF32 = "tf32"
+TENSORFLOW_PRECISIONS = (FP32, BF16)
 
 # --depth_runtime: what runs the network (fgbg/depth/<runtime>_runtime.py).
 TENSORFLOW = "tensorflow"
@@ -29,11 +31,13 @@ RUNTIMES = (TENSORFLOW, TORCH)
 LANCZOS_ON_CPU = "lanczos on the cpu"
 BICUBIC_ON_DEVICE = "bicubic on the device"
 
-# --depth_device, for the torch runtime: the GPU when one is visible, or as named.
+# --depth_device, for the torch runtime: the GPU when one is visible, or as
+# named; and --depth_precision's default.
 AUTO = "auto"
 CPU = "cpu"
 CUDA = "cuda"
 DEVICES = (AUTO, CPU, CUDA)
+PRECISIONS = (AUTO, FP32, BF16, FP16, TF32)
 
 TORCH_KERAS_FILE_MESSAGE = (
     "--depth_runtime torch runs DenseDepth only (--depth_model densedepth or "

@@ -91,15 +91,19 @@ def load_depth_model(
     model: str, weights: Optional[str], seed: int, precision: str = models.FP32
 ) -> DepthModel:
     """The runtime's entry point: the named model, ready to predict in
-    `precision`.
+    `precision` (fp32 or bf16, as fgbg/depth/precision.py resolved it).
 
     bf16 turns on oneDNN's automatic mixed precision for the worker process
     (TensorFlow's graph rewrite runs convolutions and matrix products in
-    bfloat16 where the CPU has avx512_bf16 or AMX, and keeps the rest in
+    bfloat16 on the CPU's avx512_bf16 or AMX units, and keeps the rest in
     fp32). It is a process-wide TensorFlow setting, made here because a
-    worker process holds one depth model; on CPUs without those units
-    TensorFlow leaves the graph in fp32.
+    worker process holds one depth model.
     """
+    if precision not in models.TENSORFLOW_PRECISIONS:
+        raise ModelLoadError(
+            f"--depth_precision {precision} needs --depth_runtime torch; the tensorflow "
+            f"runtime runs {', '.join(models.TENSORFLOW_PRECISIONS)}"
+        )
     if precision == models.BF16:
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     densedepth = model in (models.PUBLISHED, models.UNTRAINED)

@@ -75,9 +75,11 @@ class DepthModel:
 
     channels_last: the NHWC batch the stage hands over becomes an NCHW view
     with no copy, and oneDNN (CPU) and cuDNN (GPU) pick their fastest
-    convolutions for that layout. bf16 runs under autocast (convolutions and
-    matrix products in bfloat16, the rest in fp32). `torch.compile` is
-    optional: it pays a compile per input shape for faster batches on a GPU.
+    convolutions for that layout. bf16 and fp16 run under autocast
+    (convolutions and matrix products in that type, the rest in fp32); tf32
+    is fp32 with a GPU's convolutions and matrix products on TensorFloat-32.
+    `torch.compile` is optional: it pays a compile per input shape for faster
+    batches on a GPU.
     Safe to call from the threads that share the model in a worker process;
     on a GPU, and with `torch.compile`, they take turns (`forward_guard`).
     """
@@ -96,8 +98,8 @@ class DepthModel:
             # Process-wide settings (a worker process holds one depth model).
             # Convolution shapes repeat batch after batch: let cuDNN time its
             # algorithms once per shape and keep the fastest. fp32 means
-            # fp32: cuDNN would otherwise run convolutions in TF32 (a 10-bit
-            # mantissa, like bf16's 8 bits the accuracy bar rules out).
+            # fp32: cuDNN would otherwise run convolutions in TF32, which is
+            # a precision of its own (fgbg/depth/precision.py).
             torch.backends.cudnn.benchmark = True
             fp32 = precision == models.FP32
             torch.backends.cudnn.allow_tf32 = not fp32
