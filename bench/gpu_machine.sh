@@ -26,7 +26,7 @@ rate=$(python3 -c 'import json, sys
 model = json.load(open(sys.argv[1]))["results"][0]
 print(model["images"] / model["wall_s"])' "$results/depth_gpu_model.json")
 # The precision rule for this GPU's precisions (fgbg/depth/precision.py's
-# table has CPU-emulated figures for them until this runs).
+# table has no GPU entry until this has run).
 python3 bench/bench_precision.py --device cuda --candidates torch-bf16,torch-fp16,torch-tf32 \
   --seeds 0,1 --sets demo,tests --name precision_gpu --results_dir "$results"
 # The same inputs as bench_depth_gpu.py's builds; no TensorFlow here, so no TFT.

@@ -68,7 +68,7 @@ MACHINES = {  # vCPUs, GB
     "n1-standard-1": (1, 3.75),
     "n1-standard-4": (4, 15.0),
     "n1-standard-8": (8, 30.0),
-    "c3d-standard-8": (8, 32.0),  # AMD Genoa: avx512_bf16, so auto runs bf16
+    "c3d-standard-8": (8, 32.0),  # AMD Genoa: avx512_bf16 units
     "g2-standard-8": (8, 32.0),  # one L4
 }
 

@@ -218,7 +218,8 @@ class FgbgOptions(PipelineOptions):
             "its CPU or GPU runs natively whose written maps met the accuracy rule against "
             "fp32 for this --depth_encoding, --size and --depth_quality, else fp32 "
             "(BENCHMARKS.md, 'Depth precision'); the manifest and each pair's record say "
-            "which ran. fp32: exact arithmetic. bf16, fp16, tf32: that precision, which the "
+            "which ran. fp32: full single precision, the reference. bf16, fp16, tf32: that "
+            "precision, which the "
             "worker's hardware must run natively (fp16 and tf32: --depth_runtime torch on a "
             "GPU). Default: %(default)s.",
         )
@@ -471,12 +472,17 @@ def _check_depth_runtime(opts: FgbgOptions) -> None:
                 "--depth_device, --depth_compile and --depth_resize_on_device are for "
                 "--depth_runtime torch"
             )
-        if opts.depth_precision not in (models.AUTO, *models.TENSORFLOW_PRECISIONS):
+        if opts.depth_precision in models.GPU_PRECISIONS:
             raise UsageError(
                 f"--depth_precision {opts.depth_precision} is for --depth_runtime torch on a "
                 f"GPU; the tensorflow runtime runs auto, {', '.join(models.TENSORFLOW_PRECISIONS)}"
             )
         return
+    if opts.depth_precision in models.GPU_PRECISIONS and opts.depth_device == models.CPU:
+        raise UsageError(
+            f"--depth_precision {opts.depth_precision} needs a GPU; --depth_device cpu "
+            "runs auto, fp32 or bf16"
+        )
     if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED):
         raise UsageError(models.TORCH_KERAS_FILE_MESSAGE)
     runner = opts.view_as(StandardOptions).runner or ""

@@ -101,11 +101,10 @@ def test_depth_precision_reaches_the_stage_but_not_the_pair_key():
 def test_gpu_precisions_need_the_torch_runtime(precision):
     with pytest.raises(UsageError, match=f"--depth_precision {precision} is for --depth_runtime"):
         check_options(options("--depth_model=untrained", f"--depth_precision={precision}"))
-    check_options(
-        options(
-            "--depth_model=untrained", "--depth_runtime=torch", f"--depth_precision={precision}"
-        )
-    )
+    torch = ("--depth_model=untrained", "--depth_runtime=torch", f"--depth_precision={precision}")
+    check_options(options(*torch))
+    with pytest.raises(UsageError, match=f"--depth_precision {precision} needs a GPU"):
+        check_options(options(*torch, "--depth_device=cpu"))
 
 
 def test_depth_runtime_reaches_the_stage_the_manifest_and_the_pair_key():

@@ -102,7 +102,7 @@ def rule_passes(monkeypatch):
     """Let the rule table claim `precisions` for every setting."""
 
     def claim(*precisions):
-        monkeypatch.setattr(precision, "meets_rule", lambda _: precisions)
+        monkeypatch.setattr(precision, "meets_rule", lambda config, device: precisions)
 
     return claim
 
@@ -120,12 +120,30 @@ def test_auto_runs_what_the_hardware_has_and_the_rule_passed(cpu_with, rule_pass
     assert precision.resolve(config()) == models.FP32
 
 
-def test_auto_runs_fp32_where_the_rule_was_not_measured():
-    torch_gpu = config(runtime="torch", device="cuda")
-    assert precision.meets_rule(torch_gpu) == (models.FP16,)
-    assert precision.meets_rule(dataclasses.replace(torch_gpu, out_size=(448, 448))) == ()
-    assert precision.meets_rule(dataclasses.replace(torch_gpu, jpeg_quality=95)) == ()
-    assert precision.meets_rule(dataclasses.replace(torch_gpu, model="my_model.h5")) == ()
+def test_the_table_holds_only_what_was_measured_where_it_was_measured():
+    torch_cpu = config(runtime="torch", device="cpu")
+    assert precision.meets_rule(torch_cpu, "cpu") == (models.FP16,)
+    assert precision.meets_rule(torch_cpu, "cuda") == ()  # the rule has not run on a GPU
+    for changed in (
+        {"out_size": (448, 448)},
+        {"jpeg_quality": 95},
+        {"input_size": (320, 256)},
+        {"resize_on_device": True},
+        {"encoding": "metric"},
+        {"model": "my_model.h5"},
+    ):
+        assert precision.meets_rule(dataclasses.replace(torch_cpu, **changed), "cpu") == ()
+
+
+def test_auto_runs_fp32_everywhere_today(cpu_with, monkeypatch):
+    """fp16 met the rule on the CPU, which does not run it natively; no GPU
+    entry yet. So the GPU's capability is not even asked."""
+    cpu_with("avx512_bf16", "amx_bf16")
+    assert precision.resolve(config()) == models.FP32
+    assert precision.resolve(config(runtime="torch", device="cpu")) == models.FP32
+    monkeypatch.setattr(precision, "device_kind", lambda _: "cuda")
+    monkeypatch.setattr(precision, "offered", lambda device: pytest.fail("asked the GPU"))
+    assert precision.resolve(config(runtime="torch", device="cuda")) == models.FP32
 
 
 def test_a_named_precision_must_run_natively(cpu_with):
@@ -137,21 +155,23 @@ def test_a_named_precision_must_run_natively(cpu_with):
     assert precision.resolve(config(precision="bf16")) == models.BF16
 
 
-def test_gpus_offer_what_their_tensor_units_run(monkeypatch):
+def test_gpus_offer_what_their_tensor_units_run(monkeypatch, rule_passes):
     assert precision.gpu_offers((9, 0)) == ("bf16", "fp16", "tf32", "fp32")
     assert precision.gpu_offers((7, 5)) == ("fp16", "fp32")
     assert precision.gpu_offers((6, 1)) == ("fp32",)
     torch_gpu = config(runtime="torch", device="cuda")
+    monkeypatch.setattr(precision, "device_kind", lambda _: "cuda")
+    rule_passes(models.FP16, models.TF32)
     monkeypatch.setattr(precision, "offered", lambda _: precision.gpu_offers((8, 9)))
-    assert precision.resolve(torch_gpu) == models.FP16  # bf16 is offered, but failed the rule
+    assert precision.resolve(torch_gpu) == models.FP16  # bf16 is offered, but not passed
     monkeypatch.setattr(precision, "offered", lambda _: precision.gpu_offers((6, 1)))
     assert precision.resolve(torch_gpu) == models.FP32
 
 
 def test_a_default_build_is_a_measured_setting():
-    """Changing a default (size, quality, encoding) without measuring the
-    rule again would quietly turn auto into fp32 on GPUs."""
-    assert precision.encoding_key(config(runtime="torch")) in precision.MEETS_RULE
+    """Changing a default (size, quality, encoding, network input) without
+    measuring the rule again would leave the table describing other builds."""
+    assert precision.rule_key(config(runtime="torch"), "cpu") in precision.MEETS_RULE
 
 
 def test_a_missing_cpuinfo_offers_fp32_only(monkeypatch, tmp_path):
@@ -173,7 +193,7 @@ from fgbg.depth import precision
 from pipeline import build
 
 args, output = json.loads(sys.argv[1]), Path(sys.argv[2])
-precision.meets_rule = lambda config: ("bf16",)
+precision.meets_rule = lambda config, device: ("bf16",)
 for flags in ([], ["avx512_bf16"], ["avx512_bf16"]):
     precision.cpu_flags = lambda flags=flags: frozenset(flags)
     build.run(args)
@@ -234,23 +254,26 @@ def test_every_precision_auto_may_pick_meets_the_rule_at_a_tiny_size(tmp_path):
     here. PyTorch's bf16 and fp16 run on any CPU (emulated where it has no
     units); TensorFlow's bf16 runs as fp32 on a CPU without them."""
     claims = {
-        (runtime, encoding, p)
-        for (runtime, encoding, side, _), chosen in precision.MEETS_RULE.items()
-        if side == SIZE[0]
+        (runtime, encoding, side, p)
+        for (runtime, device, _, _, encoding, side, _), chosen in precision.MEETS_RULE.items()
+        if device == "cpu"
         for p in chosen
     }
-    candidates = sorted({f"{runtime}-{p}" for runtime, _, p in claims})
+    assert claims, "no CPU entry: the table has nothing this test can recompute"
+    sides = sorted({side for _, _, side, _ in claims})
+    candidates = sorted({f"{runtime}-{p}" for runtime, _, _, p in claims})
     command = [sys.executable, "bench/bench_precision.py", "--candidates", ",".join(candidates)]
-    command += ["--seeds=0", "--images=2", "--input_size=64x64", f"--sides={SIZE[0]}"]
+    command += ["--seeds=0", "--images=2", "--input_size=64x64"]
+    command += [f"--sides={','.join(map(str, sides))}"]
     command += ["--sets=demo", "--name=tiny", f"--results_dir={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "tiny.json").read_text())
     judged = {
-        (result["path"], verdict["encoding"]): verdict
+        (result["path"], verdict["encoding"], verdict["side"]): verdict
         for result in results
         for verdict in result["verdicts"]
     }
-    for runtime, encoding, p in claims:
-        verdict = judged[(f"{runtime}-{p}", encoding)]
+    for runtime, encoding, side, p in claims:
+        verdict = judged[(f"{runtime}-{p}", encoding, side)]
         assert verdict["passes"], (runtime, p, verdict)

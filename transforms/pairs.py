@@ -239,11 +239,11 @@ class _RecordPair(beam.DoFn):
         with timed(self._timer):
             rows = unrecorded_rows(self._root, bg_stem, fg_stem, key, samples, self._precision)
             if rows is None:
+                made_in = f" with depth made in {self._precision}" if self._precision else ""
                 raise RuntimeError(
                     f"{bg_stem}/{fg_stem}: the row files of its {samples} written samples "
-                    f"are not all under {layout.resolve(self._root, bg_stem)} with depth "
-                    f"made in {self._precision}; was the output changed during the build, "
-                    "or do its workers differ in hardware?"
+                    f"are not all under {layout.resolve(self._root, bg_stem)}{made_in}; was "
+                    "the output changed during the build, or do its workers differ in hardware?"
                 )
             record_pair(self._root, key, rows)
         yield written_pair(rows)

@@ -30,7 +30,8 @@ class DepthConfig:
     encoding: "minmax" (the original) or "metric" (16-bit PNG, millimetres).
     jpeg_quality: quality of "minmax" JPEGs.
     out_size: (W, H) of the stored depth image (the dataset size).
-    precision: "fp32" or "bf16" (fgbg/depth/models.py).
+    precision: --depth_precision: "auto" (each worker resolves it,
+        fgbg/depth/precision.py) or a named one (fgbg/depth/models.py).
     runtime: "tensorflow" or "torch", the module that loads and runs it.
     device: the torch runtime's "auto", "cpu" or "cuda".
     compile_model: the torch runtime wraps the network in `torch.compile`.
@@ -45,7 +46,8 @@ class DepthConfig:
         CPU on every image (False only to measure that: bench/bench_serving.py).
     loader: loads the model in place of the runtime (called with this
         configuration), for benchmarks' device stand-in (bench/standin.py);
-        never set from the command line.
+        never set from the command line. The stage records the precision
+        `precision.resolve` gives, whatever the loader runs.
     """
 
     model: str
@@ -58,7 +60,7 @@ class DepthConfig:
     encoding: str
     jpeg_quality: int
     out_size: Tuple[int, int]
-    precision: str = "fp32"
+    precision: str = "auto"
     runtime: str = "tensorflow"
     device: str = "auto"
     compile_model: bool = False

@@ -89,11 +89,15 @@ def minmax_grey(depth: np.ndarray, out_size: Size) -> Image.Image:
     own range); a constant map, which the original divided by zero on,
     becomes black.
     """
+    grey = Image.fromarray(np.rint(minmax_scaled(depth)).astype(np.uint8))
+    return grey.resize(out_size, Image.LANCZOS)
+
+
+def minmax_scaled(depth: np.ndarray) -> np.ndarray:
+    """Per-image min-max to 0..255, unrounded float32 (zeros for a constant map)."""
     depth = np.asarray(depth, dtype=np.float32)
     low, span = float(depth.min()), float(depth.max() - depth.min())
-    scaled = (depth - low) * (255.0 / span) if span > 0 else np.zeros_like(depth)
-    grey = Image.fromarray(np.rint(scaled).astype(np.uint8))
-    return grey.resize(out_size, Image.LANCZOS)
+    return (depth - low) * (255.0 / span) if span > 0 else np.zeros_like(depth)
 
 
 def encode_minmax(depth: np.ndarray, out_size: Size, quality: int) -> bytes:

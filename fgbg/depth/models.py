@@ -20,6 +20,7 @@ BF16 = "bf16"
 FP16 = "fp16"
 TF32 = "tf32"
 TENSORFLOW_PRECISIONS = (FP32, BF16)
+GPU_PRECISIONS = (FP16, TF32)  # what only the torch runtime on a GPU runs
 
 # --depth_runtime: what runs the network (fgbg/depth/<runtime>_runtime.py).
 TENSORFLOW = "tensorflow"

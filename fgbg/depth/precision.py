@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import FrozenSet, Optional, Tuple
+from typing import FrozenSet, Tuple
 
 from fgbg.depth import models
 from fgbg.depth.config import DepthConfig
@@ -23,16 +23,20 @@ from fgbg.depth.config import DepthConfig
 # convolutions on tensor units), fp32 last.
 FASTEST_FIRST = (models.BF16, models.FP16, models.TF32, models.FP32)
 
-# The precisions whose written maps met the rule for DenseDepth (the
-# published architecture; seeded weights, its last layer scaled to a room's
-# depths) on every weight seed and input set measured, per (runtime,
-# encoding, dataset side, JPEG quality or None for metric). BENCHMARKS.md,
-# "Depth precision", has the figures and the command; tests/test_precision.py
-# recomputes them at a tiny size. bf16 is in no entry: it failed the rule on
-# some seeds for both encodings in both runtimes. Settings not measured, or
-# measured with no precision passing, resolve `auto` to fp32.
+# The precisions whose written maps met the rule for DenseDepth (its
+# architecture with seeded weights, the last layer scaled to a room's
+# depths) on every weight seed and input set measured, keyed by where and
+# how they were measured: (runtime, device kind, network input, device
+# resize, encoding, dataset side, JPEG quality or None for metric); the
+# device kind also decides the decoder (fgbg/depth/torch_runtime.py).
+# BENCHMARKS.md, "Depth precision", has the figures and the command;
+# tests/test_precision.py recomputes the CPU entries at a tiny size. bf16 is
+# in no entry: it failed the rule on some seeds for both encodings in both
+# runtimes. fp16 passed on the CPU, which does not run it natively, so today
+# `auto` resolves to fp32 everywhere; GPU entries wait for the rule to run on
+# a GPU (bench/gpu_machine.sh). The published nyu.h5 was not checked.
 MEETS_RULE = {
-    (models.TORCH, "minmax", 224, 85): (models.FP16,),
+    (models.TORCH, models.CPU, (640, 480), False, "minmax", 224, 85): (models.FP16,),
 }
 
 # /proc/cpuinfo flags of the CPUs with bfloat16 units oneDNN uses.
@@ -40,18 +44,38 @@ CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 CPUINFO = Path("/proc/cpuinfo")
 
 
-def encoding_key(config: DepthConfig) -> Tuple[str, str, int, Optional[int]]:
-    """The build's runtime and depth encoding, as MEETS_RULE keys them."""
+def device_kind(config: DepthConfig) -> str:
+    """Where this worker's model runs: "cuda" for the torch runtime on a
+    visible GPU, else "cpu". (`torch.cuda.is_available` creates no CUDA
+    context, so the stages that only ask cost the GPU nothing.)"""
+    if config.runtime == models.TORCH and config.device != models.CPU:
+        import torch
+
+        if torch.cuda.is_available():
+            return models.CUDA
+    return models.CPU
+
+
+def rule_key(config: DepthConfig, device: str) -> Tuple:
+    """The build's depth settings as MEETS_RULE keys them."""
     quality = config.jpeg_quality if config.encoding == "minmax" else None
-    return config.runtime, config.encoding, max(config.out_size), quality
+    return (
+        config.runtime,
+        device,
+        tuple(config.input_size),
+        config.resize_on_device,
+        config.encoding,
+        max(config.out_size),
+        quality,
+    )
 
 
-def meets_rule(config: DepthConfig) -> Tuple[str, ...]:
-    """The precisions measured to meet the rule for this build's encoding;
-    none for a model other than DenseDepth, which was not measured."""
+def meets_rule(config: DepthConfig, device: str) -> Tuple[str, ...]:
+    """The precisions measured to meet the rule for this build's settings on
+    this kind of device; none for a model file other than DenseDepth's."""
     if config.model not in (models.PUBLISHED, models.UNTRAINED):
         return ()
-    return MEETS_RULE.get(encoding_key(config), ())
+    return MEETS_RULE.get(rule_key(config, device), ())
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,24 +106,31 @@ def gpu_offers(capability: Tuple[int, int]) -> Tuple[str, ...]:
     return (models.FP32,)
 
 
-def offered(config: DepthConfig) -> Tuple[str, ...]:
-    """Precisions the device this worker's model runs on offers natively."""
-    if config.runtime == models.TORCH and config.device != models.CPU:
+def offered(device: str) -> Tuple[str, ...]:
+    """Precisions this worker's device runs natively. On a GPU, asking
+    initialises CUDA in the process, so only what needs the answer asks."""
+    if device == models.CUDA:
         import torch
 
-        if torch.cuda.is_available():
-            return gpu_offers(torch.cuda.get_device_capability())
+        return gpu_offers(torch.cuda.get_device_capability())
     return cpu_offers()
 
 
 def resolve(config: DepthConfig) -> str:
-    """The precision this worker runs: `auto` is the fastest one the device
-    offers that met the rule for the build's encoding, else fp32; a named
-    one must be offered, so that what the records say is what ran."""
-    here = offered(config)
+    """The precision this worker runs: `auto` is the fastest one that met
+    the rule for the build's settings and that the device runs natively,
+    else fp32; a named one must run natively, so that what the records say
+    is what ran."""
+    if config.precision == models.FP32:
+        return models.FP32
+    device = device_kind(config)
     if config.precision == models.AUTO:
-        good = meets_rule(config)
-        return next(p for p in FASTEST_FIRST if p in here and (p in good or p == models.FP32))
+        good = meets_rule(config, device)
+        if not good:
+            return models.FP32
+        here = offered(device)
+        return next((p for p in FASTEST_FIRST if p in good and p in here), models.FP32)
+    here = offered(device)
     if config.precision not in here:
         raise models.ModelLoadError(
             f"--depth_precision {config.precision}: this worker's hardware does not "

@@ -104,7 +104,10 @@ def load_depth_model(
             f"--depth_precision {precision} needs --depth_runtime torch; the tensorflow "
             f"runtime runs {', '.join(models.TENSORFLOW_PRECISIONS)}"
         )
-    if precision == models.BF16:
-        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    # Set either way: a process that loaded a bf16 model before must not run
+    # this one in bf16 too.
+    tf.config.optimizer.set_experimental_options(
+        {"auto_mixed_precision_onednn_bfloat16": precision == models.BF16}
+    )
     densedepth = model in (models.PUBLISHED, models.UNTRAINED)
     return DepthModel(load_keras_model(model, weights, seed), low_resolution_decoder=densedepth)
