@@ -68,6 +68,7 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     assert "2.0 samples/s (measured " in build_row  # beside the stand-in's prediction
 
 
+@pytest.mark.processes
 def test_a_misspelt_measurement_is_refused_before_anything_runs(tmp_path):
     done = subprocess.run(
         [sys.executable, "bench/bench_depth_gpu.py", "--tiny", "--results", str(tmp_path)]
@@ -100,6 +101,7 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+@pytest.mark.processes
 def test_a_measurement_past_its_timeout_is_killed_with_its_workers():
     """A hung Beam measurement must not keep holding the GPU: the child and
     every process it started (Beam's workers) are killed."""

@@ -22,6 +22,7 @@ def _serve(rate: float, folder: str, calls: int) -> None:
         device.predict_composites(np.zeros((4, 8, 8, 3), np.uint8), (64, 48))
 
 
+@pytest.mark.processes
 def test_the_stand_in_holds_one_device_across_processes(tmp_path):
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_serve, args=(200.0, str(tmp_path), 3)) for _ in range(3)]

@@ -140,6 +140,7 @@ def test_an_empty_flexrs_goal_means_no_flexrs():
     assert without_unset_flexrs_goal(kept) == kept
 
 
+@pytest.mark.processes
 def test_the_staged_package_holds_every_package(tmp_path):
     subprocess.run(
         [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],

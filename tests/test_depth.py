@@ -211,6 +211,7 @@ def test_file_extensions_match_the_encodings():
     assert formats == {"minmax": "JPEG", "metric": "PNG"}
 
 
+@pytest.mark.processes
 def test_importing_the_stage_does_not_import_tensorflow():
     code = (
         "import sys, transforms.depth; "

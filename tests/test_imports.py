@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+pytestmark = [pytest.mark.processes]
 
 
 def imported_state(code: str) -> dict:

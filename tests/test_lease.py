@@ -95,6 +95,7 @@ def test_a_renewed_lease_never_goes_stale(output):
         holder.check_held()
 
 
+@pytest.mark.processes
 def test_a_lease_left_by_a_dead_local_build_of_this_host_is_taken_without_force(output):
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -144,6 +145,7 @@ def line_from(process: subprocess.Popen, timeout_s: float = 120.0) -> str:
     return process.stdout.readline().strip()
 
 
+@pytest.mark.processes
 def test_racing_builds_one_takes_the_lease_the_others_are_refused(output):
     """Processes that all try at the same instant (each made ready first,
     then all released at once): exactly one wins, whichever comes first."""

@@ -66,6 +66,7 @@ def test_a_batch_crosses_within_one_process_and_leaves_no_block():
     assert blocks() == before
 
 
+@pytest.mark.processes
 def test_batches_cross_to_a_model_in_another_process_and_leave_no_block():
     before = blocks()
     manager = _Manager(ctx=multiprocessing.get_context("spawn"))

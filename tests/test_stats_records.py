@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from google.protobuf import descriptor_pb2
 from tensorflow.core.example import example_pb2 as tensorflow_example_pb2
@@ -258,6 +259,7 @@ def test_vendored_protos_are_tensorflows_but_for_the_package():
         assert as_tensorflows(vendored) == str(expected)
 
 
+@pytest.mark.processes
 def test_writing_records_imports_no_tensorflow_and_tensorflow_loads_after():
     """This module imports TensorFlow first; a worker imports records first.
     Either way protobuf's descriptor pool must accept both Example messages
