@@ -153,14 +153,6 @@ def timed_loop(step, items: Sequence) -> Dict:
 # --- measurements, each in a child process -------------------------------------------
 
 
-def depth_model(network, device, precision: str, **options):
-    """A DepthModel in `precision` (tf32: fp32 with cuDNN and matrix products
-    on TensorFloat-32, which the runtime's fp32 forbids)."""
-    from fgbg.depth import torch_runtime
-
-    return torch_runtime.DepthModel(network, device, precision, **options)
-
-
 def measure_model(args, variant: str = "") -> Dict:
     """The network alone, on inputs already at the network size: the
     runtime's default path on the device, or a variant (see the module's doc)."""
@@ -168,7 +160,7 @@ def measure_model(args, variant: str = "") -> Dict:
 
     config = depth_config(args)
     batch_size = int(variant.split(":", 1)[1]) if variant.startswith("batch:") else args.batch_size
-    model = depth_model(
+    model = torch_runtime.DepthModel(
         torch_runtime.load_network("untrained", None, config.seed),
         torch_runtime.resolve_device(config.device),
         variant if variant in PRECISIONS else config.precision,
@@ -202,7 +194,7 @@ def measure_precision_error(args, precision: str = "") -> Dict:
     batch = np.stack([maps.preprocess(o, config.input_size) for o in images])
 
     def depth(precision: str) -> np.ndarray:
-        model = depth_model(network, device, precision)
+        model = torch_runtime.DepthModel(network, device, precision)
         raw = np.concatenate(
             [
                 model.predict(batch[i : i + args.batch_size])

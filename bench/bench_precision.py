@@ -317,7 +317,9 @@ def main(argv=None) -> int:
         "--affine", type=lambda text: tuple(map(float, text.split(","))), help=argparse.SUPPRESS
     )
     parser.add_argument("--name", default="precision")
-    parser.add_argument("--results_dir", default=str(common.RESULTS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--results", type=Path, default=common.RESULTS, help="folder for the results"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed_of_worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sets_file", default=None, help=argparse.SUPPRESS)
@@ -357,7 +359,7 @@ def main(argv=None) -> int:
         merged[result["path"]]["verdicts"] += result["verdicts"]
     counts = {name: len(images) for name, images in sets.items()}
     markdown = report(list(merged.values()), argv_used, counts, args)
-    common.save(args.name, markdown, results, Path(args.results_dir))
+    common.save(args.name, markdown, results, args.results)
     return 0
 
 

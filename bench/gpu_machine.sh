@@ -28,7 +28,7 @@ print(model["images"] / model["wall_s"])' "$results/depth_gpu_model.json")
 # The precision rule for this GPU's precisions (fgbg/depth/precision.py's
 # table has no GPU entry until this has run).
 python3 bench/bench_precision.py --device cuda --candidates torch-bf16,torch-fp16,torch-tf32 \
-  --seeds 0,1 --sets demo,tests --name precision_gpu --results_dir "$results"
+  --seeds 0,1 --sets demo,tests --name precision_gpu --results "$results"
 # The same inputs as bench_depth_gpu.py's builds; no TensorFlow here, so no TFT.
 python3 bench/bench_serving.py --configs shared:16,shared_pickle:16,threads:16 \
   --build_configs shared:16,threads:16,in_process --rates "$rate" --images 4096 \

@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from fgbg.depth.config import DepthConfig
 from fgbg.types import Composite, Placement
 from tests.helpers import emulated_bucket
 
@@ -18,6 +19,25 @@ from tests.helpers import emulated_bucket
 # raw lies in [2, 100] and DenseDepth's post-processing maps it to [0.01, 0.5].
 TINY_SCALE = 98.0
 TINY_BIAS = 2.0
+
+
+def tiny_depth_config(**overrides) -> DepthConfig:
+    """The untrained model's configuration at 64x64, metric, fixed batches of
+    2, with `overrides`."""
+    values = dict(
+        model="untrained",
+        weights=None,
+        seed=0,
+        batch_size=2,
+        min_batch_size=2,
+        target_batch_duration_s=10.0,
+        input_size=(64, 64),
+        encoding="metric",
+        jpeg_quality=85,
+        out_size=(32, 32),
+    )
+    values.update(overrides)
+    return DepthConfig(**values)
 
 
 def tiny_depth_model(bias: float = TINY_BIAS):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -19,6 +21,21 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 LOCAL_RUNNER = ["--runner=FnApiRunner"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_bench(script: str, results: Path, *args: str, timeout: float) -> dict:
+    """`python bench/<script> ARGS --name tiny --results RESULTS` from the
+    repository root; fails with its output unless it succeeds; its JSON."""
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *args, "--name", "tiny", "--results", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((results / "tiny.json").read_text())
 
 
 # Inputs and placements small enough for stage tests on TestPipeline.

@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from tests.helpers import run_bench  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,16 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     predictions = tmp_path / "serving.json"  # what bench_serving.py writes, in part
     predictions.write_text(json.dumps({"builds": [{"config": "in_process", "samples_s": 2.0}]}))
-    done = subprocess.run(
-        [sys.executable, "bench/bench_depth_gpu.py", "--tiny", "--name", "tiny"]
-        + ["--results", str(tmp_path), "--predictions", str(predictions)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    data = run_bench(
+        "bench_depth_gpu.py", tmp_path, "--tiny", "--predictions", str(predictions), timeout=600
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    data = json.loads((tmp_path / "tiny.json").read_text())
     results = {r["measurement"]: r for r in data["results"]}
     assert sorted(results) == [
         "baseline",

@@ -2,18 +2,13 @@
 stand-in holds one device machine-wide, and the benchmark runs every
 measurement at its tiny size, so it cannot silently break."""
 
-import json
 import multiprocessing
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench import bench_serving, standin
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import run_bench
 
 
 def _serve(rate: float, folder: str, calls: int) -> None:
@@ -59,16 +54,7 @@ def test_owner_cpu_counts_each_serving_thread_once_at_its_latest():
 @pytest.mark.bench
 @pytest.mark.e2e
 def test_the_serving_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "bench/bench_serving.py", "--tiny", "--name", "tiny"]
-        + ["--results", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    data = json.loads((tmp_path / "tiny.json").read_text())
+    data = run_bench("bench_serving.py", tmp_path, "--tiny", timeout=900)
     serving = {row["config"]: row for row in data["serving"]}
     assert sorted(serving) == ["in_process", "shared:2"]
     for row in serving.values():

@@ -26,6 +26,7 @@ from fgbg.depth.config import DepthConfig
 from tests.depth_fixtures import (
     make_composite,
     random_overlays,
+    tiny_depth_config,
     tiny_depth_model,
     tiny_raw_reference,
 )
@@ -42,23 +43,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an 
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64  # composites and network input: no resize, so outputs are exact
-
-
-def _config(**overrides) -> DepthConfig:
-    values = dict(
-        model="untrained",
-        weights=None,
-        seed=0,
-        batch_size=2,
-        min_batch_size=2,
-        target_batch_duration_s=10.0,
-        input_size=(SIZE, SIZE),
-        encoding="metric",
-        jpeg_quality=85,
-        out_size=(SIZE // 2, SIZE // 2),
-    )
-    values.update(overrides)
-    return DepthConfig(**values)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +110,7 @@ def test_metric_depth_is_attached_to_each_composite(tiny_model_file, composites)
             assert metres.shape == (SIZE // 2, SIZE // 2)
             np.testing.assert_allclose(metres, _tiny_expected_depth(composite) * 10, atol=0.0011)
 
-    result = _run(_config(model=tiny_model_file), composites, check)
+    result = _run(tiny_depth_config(model=tiny_model_file), composites, check)
     assert _metric(result, "num_inferences") == 5
     assert _metric(result, ENCODED_COUNTER) == 5
     batch_sizes = _metric(result, "inference_request_batch_size")
@@ -148,7 +132,11 @@ def test_minmax_depth_matches_the_original_encoding(tiny_model_file, composites)
             assert grey.shape == (40, 48)
             assert np.abs(grey - expected[sample_id]).max() <= 2
 
-    _run(_config(model=tiny_model_file, encoding="minmax", out_size=(48, 40)), inputs, check)
+    _run(
+        tiny_depth_config(model=tiny_model_file, encoding="minmax", out_size=(48, 40)),
+        inputs,
+        check,
+    )
 
 
 @pytest.mark.model
@@ -157,7 +145,7 @@ def test_full_architecture_on_two_images():
     direct forward pass of the same seeded model."""
     images = random_overlays(2, SIZE, seed=5)
     inputs = [make_composite(n, image) for n, image in enumerate(images, start=1)]
-    config = _config(model="untrained", seed=42, encoding="minmax", out_size=(48, 48))
+    config = tiny_depth_config(model="untrained", seed=42, encoding="minmax", out_size=(48, 48))
     raw = kd.build_densedepth(seed=42).predict_on_batch(
         maps.preprocess(np.stack(images), config.input_size)
     )
@@ -184,7 +172,7 @@ def test_a_failing_model_fails_the_pipeline(tmp_path, composites):
     path = str(tmp_path / "nan.h5")
     tiny_depth_model(bias=float("nan")).save(path)
     with pytest.raises(Exception, match=rf"{path}: weight '.*bias.*' holds NaN"):
-        _run(_config(model=path), composites[:2], lambda outputs: None)
+        _run(tiny_depth_config(model=path), composites[:2], lambda outputs: None)
 
 
 def test_depth_maps_checks_shape_and_values():
@@ -249,7 +237,7 @@ def test_a_model_with_the_wrong_output_shape_fails_its_first_batch_naming_the_fi
     three_channels = tf_keras.layers.Conv2D(3, 1, name="depth")(inputs)
     path = str(tmp_path / "wrong.h5")
     tf_keras.Model(inputs, three_channels).save(path)
-    handler = DepthModelHandler(_config(model=path))
+    handler = DepthModelHandler(tiny_depth_config(model=path))
     model = handler.load_model()
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     with pytest.raises(ValueError, match=rf"depth model {path}: .*shape"):
@@ -260,7 +248,7 @@ def test_a_model_with_the_wrong_output_shape_fails_its_first_batch_naming_the_fi
 def test_a_samples_depth_has_the_same_bits_in_any_batch_on_the_cpu():
     """Alone, at a bundle's end, or in a full batch: the same bytes (without
     filling, an image alone differs from itself in a batch of 4)."""
-    handler = DepthModelHandler(_config(batch_size=4, min_batch_size=4))
+    handler = DepthModelHandler(tiny_depth_config(batch_size=4, min_batch_size=4))
     model = handler.load_model()
     images = random_overlays(4, SIZE, seed=3)
     together = handler.run_inference(images, model)
@@ -283,7 +271,7 @@ class RecordingModel:
 
 @pytest.mark.parametrize("device, called_with", [("cpu", 4), ("auto", 4), ("cuda", 1)])
 def test_cpu_calls_are_filled_to_the_batch_size_and_gpu_calls_are_not(device, called_with):
-    handler = DepthModelHandler(_config(batch_size=4, min_batch_size=1, device=device))
+    handler = DepthModelHandler(tiny_depth_config(batch_size=4, min_batch_size=1, device=device))
     model = RecordingModel()
     out = handler.run_inference([np.zeros((SIZE, SIZE, 3), np.uint8)], model)
     assert len(out) == 1 and model.sizes == [called_with]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fgbg.depth import models, precision, precision_rule
-from tests.helpers import make_inputs, small_build_args
+from tests.helpers import make_inputs, run_bench, small_build_args
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (224, 224)
@@ -262,13 +262,17 @@ def test_every_precision_auto_may_pick_meets_the_rule_at_a_tiny_size(tmp_path):
     assert claims, "no CPU entry: the table has nothing this test can recompute"
     sides = sorted({side for _, _, side, _ in claims})
     candidates = sorted({f"{runtime}-{p}" for runtime, _, _, p in claims})
-    command = [sys.executable, "bench/bench_precision.py", "--candidates", ",".join(candidates)]
-    command += ["--seeds=0", "--images=2", "--input_size=64x64"]
-    command += [f"--sides={','.join(map(str, sides))}"]
-    command += ["--sets=demo", "--name=tiny", f"--results_dir={tmp_path}"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((tmp_path / "tiny.json").read_text())
+    results = run_bench(
+        "bench_precision.py",
+        tmp_path,
+        f"--candidates={','.join(candidates)}",
+        "--seeds=0",
+        "--images=2",
+        "--input_size=64x64",
+        f"--sides={','.join(map(str, sides))}",
+        "--sets=demo",
+        timeout=900,
+    )
     judged = {
         (result["path"], verdict["encoding"], verdict["side"]): verdict
         for result in results

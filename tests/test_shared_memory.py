@@ -18,6 +18,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from bench.workload import as_composites
 from fgbg.depth import shared_memory
 from fgbg.depth.config import DepthConfig
+from tests.depth_fixtures import tiny_depth_config
 from transforms.depth import EstimateDepth
 
 SHM = Path("/dev/shm")
@@ -95,16 +96,12 @@ def test_an_error_in_the_model_reaches_the_caller_and_leaves_no_block():
 
 
 def depth_config(share_model: bool) -> DepthConfig:
-    return DepthConfig(
-        model="untrained",
-        weights=None,
-        seed=0,
+    return tiny_depth_config(
         batch_size=4,
         min_batch_size=1,
         target_batch_duration_s=1.0,
         input_size=(48, 32),
         encoding="minmax",
-        jpeg_quality=85,
         out_size=(32, 32),
         runtime="torch",
         device="cuda",

@@ -75,6 +75,7 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         config = self._config
         if config.loader is not None:
             return config.loader(config)
+        runs_in = precision.resolve(config)
         if config.runtime == models.TORCH:
             from fgbg.depth import torch_runtime
 
@@ -82,14 +83,14 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
                 config.model,
                 config.weights,
                 config.seed,
-                precision.resolve(config),
+                runs_in,
                 config.device,
                 config.compile_model,
             )
         from fgbg.depth import tensorflow_runtime
 
         return tensorflow_runtime.load_depth_model(
-            config.model, config.weights, config.seed, precision.resolve(config)
+            config.model, config.weights, config.seed, runs_in
         )
 
     def run_inference(
