@@ -59,6 +59,13 @@ class DepthInfo:
     runtime: Optional[str] = None  # None in datasets built before --depth_runtime
     # None in datasets built before it was recorded (all resized with Lanczos)
     input_resize: Optional[str] = None
+    # Set for transformers checkpoints only (DenseDepth's records are as
+    # they were): its weights' digest, what its maps hold, its licence, and
+    # a metric build's stored value per metre.
+    weights_sha256: Optional[str] = None
+    holds: Optional[str] = None
+    licence: Optional[str] = None
+    stored_per_metre: Optional[int] = None
     warning: Optional[str] = None
     note: Optional[str] = None
 
@@ -77,6 +84,9 @@ class DepthInfo:
             document["runtime"] = self.runtime
         if self.input_resize:
             document["input_resize"] = self.input_resize
+        for name in ("weights_sha256", "holds", "licence", "stored_per_metre"):
+            if getattr(self, name):
+                document[name] = getattr(self, name)
         if self.warning:
             document["warning"] = self.warning
         return document

@@ -119,10 +119,16 @@ def made_in(rows: Sequence[SampleRow], precision: Optional[str]) -> bool:
     return all(row.depth_precision == precision for row in rows)
 
 
-def write_pair_record(root: str, key: str, rows: List[SampleRow]) -> None:
+def write_pair_record(
+    root: str, key: str, rows: List[SampleRow], model: Optional[Dict[str, str]] = None
+) -> None:
+    """The pair's record: its key, its rows and, for a transformers
+    checkpoint, the model its depth came from (`model`)."""
     ordered = sorted(rows, key=lambda row: row.placement.number)
     first = ordered[0].placement
-    document = {"pair_key": key, "rows": [row_to_dict(row) for row in ordered]}
+    document: Dict[str, object] = {"pair_key": key, "rows": [row_to_dict(row) for row in ordered]}
+    if model:
+        document["depth_model"] = model
     write_file(
         record_path(root, first.bg_stem, first.fg_stem),
         (json.dumps(document, sort_keys=True) + "\n").encode(),
@@ -231,7 +237,9 @@ def remove_outdated_record(root: str, bg_stem: str, fg_stem: str) -> None:
     delete_files([record_path(root, bg_stem, fg_stem)])
 
 
-def record_pair(root: str, key: str, rows: List[SampleRow]) -> None:
+def record_pair(
+    root: str, key: str, rows: List[SampleRow], model: Optional[Dict[str, str]] = None
+) -> None:
     """Record a pair whose rows are all written (`unrecorded_rows`), then
     remove whatever else its folder holds.
 
@@ -239,7 +247,7 @@ def record_pair(root: str, key: str, rows: List[SampleRow]) -> None:
     and the pair is made again, never a record beside row files that a
     later run would have to clean up."""
     _delete_sample_rows(root, rows)
-    write_pair_record(root, key, rows)
+    write_pair_record(root, key, rows, model)
     _remove_stale_files(root, rows)
 
 

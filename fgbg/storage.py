@@ -274,15 +274,16 @@ def local_copy(uri: str) -> Iterator[str]:
         local = os.path.join(folder, posixpath.basename(root))
         if FileSystems.exists(FileSystems.join(root, "saved_model.pb")):
             for relative in list_folder(root):
-                _copy_remote_file(f"{root}/{relative}", os.path.join(local, relative))
+                copy_to_local(f"{root}/{relative}", os.path.join(local, relative))
         elif FileSystems.exists(root):
-            _copy_remote_file(root, local)
+            copy_to_local(root, local)
         else:
             raise FileNotFoundError(uri)
         yield local
 
 
-def _copy_remote_file(uri: str, local_path: str) -> None:
+def copy_to_local(uri: str, local_path: str) -> None:
+    """Copy one file (local or gs://) to a local path, making its folder."""
     os.makedirs(os.path.dirname(local_path), exist_ok=True)
     with FileSystems.open(uri) as source, open(local_path, "wb") as target:
         shutil.copyfileobj(source, target, length=16 << 20)

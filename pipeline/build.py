@@ -41,6 +41,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from fgbg import layout
+from fgbg.depth.checkpoints import Checkpoint
 from fgbg.documents import (
     Manifest,
     read_manifest,
@@ -248,7 +249,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     options = PipelineOptions(flags)
     FileSystems.set_options(options)
     opts = options.view_as(FgbgOptions)
-    check_options(opts)
+    checkpoint = check_options(opts)
     runner = resolve_runner(options)
     input_files = {
         "backgrounds": count_matches(opts.bg),
@@ -269,15 +270,18 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
         if problem:
             raise UsageError(problem)
     if is_dry_run(options):
-        return _build(options, opts, input_files, started, local, test_pipeline, lease=None)
+        return _build(
+            options, opts, checkpoint, input_files, started, local, test_pipeline, lease=None
+        )
     store = lease_store(opts.output.rstrip("/"), options)
     with Lease(store, opts.lease_stale_after_s, local, opts.force) as lease:
-        return _build(options, opts, input_files, started, local, test_pipeline, lease)
+        return _build(options, opts, checkpoint, input_files, started, local, test_pipeline, lease)
 
 
 def _build(
     options: PipelineOptions,
     opts: FgbgOptions,
+    checkpoint: Optional[Checkpoint],
     input_files: Dict[str, int],
     started: str,
     local: bool,
@@ -285,7 +289,8 @@ def _build(
     lease: Optional[Lease],
 ) -> Optional[Manifest]:
     """The build proper, holding the output's lease; a dry run writes no
-    output, so it takes no lease (`lease` None) and returns None."""
+    output, so it takes no lease (`lease` None) and returns None.
+    `checkpoint`: the transformers checkpoint check_options described."""
     dry_run = lease is None
     output = opts.output.rstrip("/")
     if not dry_run:
@@ -303,6 +308,7 @@ def _build(
             tft_temp_dir=tft_temp_dir,
             progress_dir=progress_dir,
         ),
+        checkpoint,
     )
     try:
         p = test_pipeline or beam.Pipeline(options=options)

@@ -9,7 +9,8 @@ import dataclasses
 import posixpath
 from typing import Dict, Optional, Tuple
 
-from fgbg.depth import maps, models
+from fgbg.depth import families, maps, models
+from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.config import DepthConfig
 from fgbg.documents import DepthInfo
 from fgbg.pair_records import options_fingerprint
@@ -94,10 +95,13 @@ class BuildConfig:
         return maps.FILE_EXTENSION[self.depth.encoding] if self.depth else ""
 
 
-def build_config(opts: FgbgOptions, run: RunContext) -> BuildConfig:
-    """The configuration of options that check_options accepted."""
+def build_config(
+    opts: FgbgOptions, run: RunContext, checkpoint: Optional[Checkpoint] = None
+) -> BuildConfig:
+    """The configuration of options that check_options accepted, with the
+    transformers checkpoint it described (None for DenseDepth)."""
     output = opts.output.rstrip("/")
-    depth = depth_config(opts)
+    depth = depth_config(opts, checkpoint)
     return BuildConfig(
         bg=opts.bg,
         fg=opts.fg,
@@ -127,30 +131,38 @@ def build_config(opts: FgbgOptions, run: RunContext) -> BuildConfig:
         ),
         bg_quality=opts.bg_quality,
         depth=depth,
-        depth_info=depth_info(opts),
+        depth_info=depth_info(opts, checkpoint),
         depth_scale=depth_scale(depth),
         records_per_shard=opts.records_per_shard,
         tft=opts.tft,
         tft_batch_size=opts.tft_batch_size,
         resume=opts.resume,
-        fingerprint=options_fingerprint(sample_shaping_values(opts)),
+        fingerprint=options_fingerprint(sample_shaping_values(opts, checkpoint)),
         options=option_values(opts),
         run=run,
     )
 
 
-def sample_shaping_values(opts: FgbgOptions) -> Dict[str, object]:
-    """The values a pair's key is made from (see SAMPLE_SHAPING_UNLESS_DEFAULT)."""
+def sample_shaping_values(
+    opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None
+) -> Dict[str, object]:
+    """The values a pair's key is made from (see SAMPLE_SHAPING_UNLESS_DEFAULT);
+    a transformers checkpoint adds its weights' digest, so new weights in the
+    same folder remake the pairs."""
     values = {name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS}
     values.update(
         (name, getattr(opts, name))
         for name, default in SAMPLE_SHAPING_UNLESS_DEFAULT.items()
         if getattr(opts, name) != default
     )
+    if checkpoint:
+        values["depth_weights_sha256"] = checkpoint.weights_sha256
     return values
 
 
-def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
+def depth_config(
+    opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None
+) -> Optional[DepthConfig]:
     if opts.depth_model == models.NONE:
         return None
     return DepthConfig(
@@ -170,13 +182,34 @@ def depth_config(opts: FgbgOptions) -> Optional[DepthConfig]:
         compile_model=opts.depth_compile,
         resize_on_device=opts.depth_resize_on_device,
         share_model=opts.depth_share_model,
+        checkpoint=checkpoint,
     )
 
 
-def depth_info(opts: FgbgOptions) -> DepthInfo:
-    """What the manifest says about depth; loud when it is not real depth."""
+def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> DepthInfo:
+    """What the manifest says about depth; loud when it is not real depth,
+    or when its licence forbids commercial use."""
     if opts.depth_model == models.NONE:
         return DepthInfo(model=models.NONE, note="composites-only build: no depth maps were made")
+    if checkpoint:
+        content = checkpoint.content
+        return DepthInfo(
+            model=opts.depth_model,
+            encoding=opts.depth_encoding,
+            input_size=opts.depth_input_size,
+            precision=opts.depth_precision,
+            runtime=opts.depth_runtime,
+            input_resize=(
+                models.BICUBIC_ON_DEVICE if opts.depth_resize_on_device else models.BICUBIC_ON_CPU
+            ),
+            weights_sha256=checkpoint.weights_sha256,
+            holds=content.description,
+            licence=checkpoint.licence,
+            stored_per_metre=content.stored_per_metre if opts.depth_encoding == "metric" else None,
+            warning=models.non_commercial_warning(checkpoint.source, checkpoint.licence)
+            if checkpoint.non_commercial
+            else None,
+        )
     return DepthInfo(
         model=opts.depth_model,
         weights=opts.depth_weights,
@@ -192,9 +225,11 @@ def depth_info(opts: FgbgOptions) -> DepthInfo:
 
 
 def depth_scale(depth: Optional[DepthConfig]) -> Tuple[float, str]:
-    """(stored value that means 1.0, what it means), for stats.json."""
+    """(stored value that means 1.0, what it means), for stats.json: by
+    what the model's maps hold (`maps.MapContent`)."""
     if depth is None:
         return 255.0, "no depth"
+    content = families.family(depth).content
     if depth.encoding == "metric":
-        return maps.METRIC_DEPTH_SCALE, maps.METRIC_DEPTH_UNIT
-    return 255.0, "per-image min-max: 0 nearest, 255 farthest in that image"
+        return float(content.stored_per_metre), content.metric_unit
+    return 255.0, content.minmax_unit

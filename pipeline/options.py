@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from fgbg.beam_compat import declared_options, options_parser
-from fgbg.depth import maps, models
+from fgbg.depth import checkpoints, maps, models
+from fgbg.depth.checkpoints import Checkpoint
 from fgbg.images import JPEG_QUALITY
 from pipeline.dataflow import is_dataflow
 from transforms.placements import parse_scales
@@ -29,9 +30,14 @@ class UsageError(ValueError):
 DEPTH_MODELS_HELP = (
     "'densedepth' (the published NYU weights, from --depth_weights), 'untrained' "
     "(the real architecture with seeded random weights: NOT real depth), 'none' "
-    "(no depth stage), or a path (local or gs://) to a Keras model file or "
-    "SavedModel mapping RGB in [0,1] to depth"
+    "(no depth stage), a path (local or gs://) to a Keras model file or "
+    "SavedModel mapping RGB in [0,1] to depth, or a transformers depth-estimation "
+    "checkpoint: a folder (local or gs://) with config.json, model.safetensors and "
+    "preprocessor_config.json, or a Hugging Face Hub id such as "
+    f"{checkpoints.SMALL} (README, 'A current depth model'; runs on PyTorch)"
 )
+# DenseDepth's network input, as the original ran it.
+DENSEDEPTH_INPUT_SIZE = "640x480"
 
 
 class FgbgOptions(PipelineOptions):
@@ -150,7 +156,9 @@ class FgbgOptions(PipelineOptions):
             help="JPEG quality of masks with --mask_format jpg. Default: %(default)s.",
         )
 
-        depth = parser.add_argument_group("depth (DenseDepth through RunInference)")
+        depth = parser.add_argument_group(
+            "depth (DenseDepth or a transformers checkpoint, through RunInference)"
+        )
         depth.add_argument(
             "--depth_model",
             default="densedepth",
@@ -193,9 +201,12 @@ class FgbgOptions(PipelineOptions):
         )
         depth.add_argument(
             "--depth_input_size",
-            default="640x480",
-            help="WxH the composite is resized to for the model (multiples of 32). "
-            "Default: %(default)s.",
+            default=None,
+            help="WxH (or N for NxN) the composite is resized to for the model: multiples "
+            f"of 32 for DenseDepth, of the patch size (14) for Depth Anything V2, where "
+            "224 (16 patches) is faster than its own 518 (BENCHMARKS.md, 'Depth on CPU'). "
+            f"Default: the model's own ({DENSEDEPTH_INPUT_SIZE} for DenseDepth, the "
+            "checkpoint processor's size for a transformers checkpoint).",
         )
         depth.add_argument(
             "--depth_encoding",
@@ -227,9 +238,10 @@ class FgbgOptions(PipelineOptions):
             "--depth_runtime",
             choices=models.RUNTIMES,
             default=models.TENSORFLOW,
-            help="What runs DenseDepth. tensorflow: any --depth_model. torch: the "
-            "published weights or untrained only, on a GPU when one is present "
-            "(pip install -e .[torch]). Default: %(default)s.",
+            help="What runs DenseDepth. tensorflow: any DenseDepth or Keras --depth_model. "
+            "torch: the published weights or untrained only, on a GPU when one is present "
+            "(pip install -e .[torch]). A transformers checkpoint always runs on torch. "
+            "Default: %(default)s.",
         )
         depth.add_argument(
             "--depth_device",
@@ -371,9 +383,10 @@ def unknown_arguments(argv: Sequence[str]) -> List[str]:
 
 
 def parse_size(text: str) -> Tuple[int, int]:
-    """'640x480' -> (640, 480)."""
+    """'640x480' -> (640, 480); '224' -> (224, 224)."""
+    parts = text.lower().split("x")
     try:
-        width, height = (int(part) for part in text.lower().split("x"))
+        width, height = (int(part) for part in (parts * 2 if len(parts) == 1 else parts))
     except ValueError:
         raise UsageError(f"expected WIDTHxHEIGHT, got {text!r}") from None
     return width, height
@@ -426,8 +439,10 @@ OPTION_RANGES: Tuple[Tuple[str, Callable[[float], bool], str], ...] = (
 )
 
 
-def check_options(opts: FgbgOptions) -> None:
-    """Every rule about the options' values, with a message naming the option."""
+def check_options(opts: FgbgOptions) -> Optional[Checkpoint]:
+    """Every rule about the options' values, with a message naming the
+    option; returns the transformers checkpoint --depth_model names, as
+    described for the check (`checked_checkpoint`), or None."""
     for name in ("bg", "fg", "output"):
         if not getattr(opts, name):
             raise UsageError(f"--{name} is required (see --help)")
@@ -440,16 +455,20 @@ def check_options(opts: FgbgOptions) -> None:
         parse_scales(opts.scales)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    _check_depth_options(opts)
+    return _check_depth_options(opts)
 
 
-def _check_depth_options(opts: FgbgOptions) -> None:
-    try:
-        maps.check_input_size(parse_size(opts.depth_input_size))
-    except ValueError as error:
-        raise UsageError(f"--depth_input_size {opts.depth_input_size}: {error}") from None
+def _check_depth_options(opts: FgbgOptions) -> Optional[Checkpoint]:
+    checkpoint = checked_checkpoint(opts)
+    if checkpoint is None:
+        width, height = parse_size(opts.depth_input_size or DENSEDEPTH_INPUT_SIZE)
+        opts.depth_input_size = f"{width}x{height}"
+        try:
+            maps.check_input_size((width, height))
+        except ValueError as error:
+            raise UsageError(f"--depth_input_size {opts.depth_input_size}: {error}") from None
     if opts.depth_model == models.NONE:
-        return
+        return None
     if opts.depth_min_batch_size > depth_batch_size(opts):
         raise UsageError(
             f"--depth_min_batch_size must be at most --{depth_batch_size_option(opts)}"
@@ -462,6 +481,37 @@ def _check_depth_options(opts: FgbgOptions) -> None:
             f"--depth_weights is for --depth_model densedepth only; "
             f"--depth_model {opts.depth_model} would ignore it"
         )
+    return checkpoint
+
+
+def checked_checkpoint(opts: FgbgOptions) -> Optional[Checkpoint]:
+    """The transformers checkpoint --depth_model names (None for DenseDepth),
+    described and checked against the options, which it completes: the
+    processor's input size unless one is given, and the torch runtime."""
+    if not checkpoints.is_checkpoint(opts.depth_model):
+        return None
+    try:
+        checkpoint = checkpoints.describe(opts.depth_model)
+    except models.ModelLoadError as error:
+        raise UsageError(str(error)) from None
+    if opts.depth_encoding == "metric" and not checkpoint.content.metric:
+        raise UsageError(
+            f"--depth_encoding metric needs a metric checkpoint; {opts.depth_model} predicts "
+            f"{checkpoint.content.description} (up to scale and shift). Use --depth_encoding "
+            "minmax, or a metric checkpoint such as "
+            "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
+        )
+    side = checkpoint.default_input_size
+    width, height = parse_size(opts.depth_input_size or str(side))
+    opts.depth_input_size = f"{width}x{height}"
+    patch = checkpoint.patch_size
+    if any(n <= 0 or n % patch for n in (width, height)):
+        raise UsageError(
+            f"--depth_input_size {opts.depth_input_size}: {opts.depth_model} needs positive "
+            f"multiples of its patch size, {patch} (e.g. {16 * patch} = 16 patches)"
+        )
+    opts.depth_runtime = models.TORCH
+    return checkpoint
 
 
 def _check_depth_runtime(opts: FgbgOptions) -> None:
@@ -483,11 +533,15 @@ def _check_depth_runtime(opts: FgbgOptions) -> None:
             f"--depth_precision {opts.depth_precision} needs a GPU; --depth_device cpu "
             "runs auto, fp32 or bf16"
         )
-    if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED):
+    checkpoint = checkpoints.is_checkpoint(opts.depth_model)
+    if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED) and not checkpoint:
         raise UsageError(models.TORCH_KERAS_FILE_MESSAGE)
     runner = opts.view_as(StandardOptions).runner or ""
     # A Dataflow launcher only builds the graph; its workers' container has PyTorch.
-    if not is_dataflow(runner) and importlib.util.find_spec("torch") is None:
+    needed = ("torch", "transformers") if checkpoint else ("torch",)
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if not is_dataflow(runner) and missing:
         raise UsageError(
-            "--depth_runtime torch needs PyTorch, which is not installed: pip install -e '.[torch]'"
+            f"--depth_model {opts.depth_model} runs on PyTorch and needs {', '.join(missing)}, "
+            "which is not installed: pip install -e '.[torch]'"
         )

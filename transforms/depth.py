@@ -29,7 +29,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from fgbg.depth import maps, models, precision, shared_memory
+from fgbg.depth import families, maps, models, precision, shared_memory
 from fgbg.depth.config import DepthConfig
 from fgbg.types import Composite
 
@@ -47,10 +47,10 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
     Beam's stock TF and PyTorch handlers load through `load_model` or a
     state dict on the URI, which cannot copy a gs:// file through
     FileSystems, build the architecture and copy weights by name, or refuse
-    unsafe model files; this one delegates loading to the runtime
-    (fgbg/depth/tensorflow_runtime.py or torch_runtime.py). Examples are the
-    composites' uint8 overlays; predictions are float32 depth maps in units of
-    10 m at the network's output resolution.
+    unsafe model files; this one delegates loading, pre- and post-processing
+    to the model's family (fgbg/depth/families.py). Examples are the
+    composites' uint8 overlays; predictions are float32 maps holding what the
+    family says (`content`), at the family's output resolution.
     """
 
     def __init__(self, config: DepthConfig):
@@ -60,38 +60,21 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
             large_model=config.share_model,
         )
         self._config = config
+        self._family = families.family(config)
         # On a GPU, BatchElements' sizes vary by design and cuDNN picks its
         # kernels per run (torch_runtime sets cudnn.benchmark), so its bits
         # are not reproducible anyway; filling batches would only waste it.
         self._fill_to = 0 if config.device == models.CUDA else config.batch_size
 
     def load_model(self):
-        model = self._load_runtime_model()
-        if self._config.share_model and self._config.shared_memory:
-            return shared_memory.SharedMemoryServer(model)
-        return model
-
-    def _load_runtime_model(self):
         config = self._config
         if config.loader is not None:
-            return config.loader(config)
-        runs_in = precision.resolve(config)
-        if config.runtime == models.TORCH:
-            from fgbg.depth import torch_runtime
-
-            return torch_runtime.load_depth_model(
-                config.model,
-                config.weights,
-                config.seed,
-                runs_in,
-                config.device,
-                config.compile_model,
-            )
-        from fgbg.depth import tensorflow_runtime
-
-        return tensorflow_runtime.load_depth_model(
-            config.model, config.weights, config.seed, runs_in
-        )
+            model = config.loader(config)
+        else:
+            model = self._family.load(precision.resolve(config))
+        if config.share_model and config.shared_memory:
+            return shared_memory.SharedMemoryServer(model)
+        return model
 
     def run_inference(
         self,
@@ -104,12 +87,9 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
             if config.resize_on_device:
                 images = np.stack(batch)
             else:
-                images = full_batch(
-                    np.stack([maps.preprocess(i, config.input_size) for i in batch]),
-                    self._fill_to,
-                )
+                images = full_batch(self._family.preprocess(np.stack(batch)), self._fill_to)
             raw = self._predict(model, images)
-            return list(depth_maps(maps.postprocess(raw), len(images))[: len(batch)])
+            return list(depth_maps(self._family.postprocess(raw), len(images))[: len(batch)])
         except ValueError as error:
             source = models.source(self._config.model, self._config.weights)
             raise ValueError(f"depth model {source}: {error}") from error
@@ -221,7 +201,11 @@ class _EncodeDepthFn(beam.DoFn):
 
 
 def encode_depth(depth: np.ndarray, config: DepthConfig) -> bytes:
-    """A depth map's stored image, as --depth_encoding says."""
+    """A map's stored image, as --depth_encoding says, by what it holds:
+    min-max images are bright where far; metric PNGs keep the model's scale."""
+    content = families.family(config).content
     if config.encoding == "minmax":
-        return maps.encode_minmax(depth, config.out_size, config.jpeg_quality)
-    return maps.encode_metric(depth, config.out_size)
+        return maps.encode_minmax(
+            content.far_is_larger(depth), config.out_size, config.jpeg_quality
+        )
+    return maps.encode_metric(depth, config.out_size, content)

@@ -223,6 +223,8 @@ class _RecordPair(beam.DoFn):
         self._samples_per_pair = samples_per_pair
         self._depth = depth
         self._precision: Optional[str] = None
+        checkpoint = depth.checkpoint if depth else None
+        self._model = checkpoint.record(depth.input_size) if checkpoint else None
         self._timer = stage_timer("writing")
 
     def setup(self) -> None:
@@ -245,7 +247,7 @@ class _RecordPair(beam.DoFn):
                     f"are not all under {layout.resolve(self._root, bg_stem)}{made_in}; was "
                     "the output changed during the build, or do its workers differ in hardware?"
                 )
-            record_pair(self._root, key, rows)
+            record_pair(self._root, key, rows, self._model)
         yield written_pair(rows)
 
 

@@ -10,7 +10,10 @@ never imports it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+
+if TYPE_CHECKING:
+    from fgbg.depth.checkpoints import Checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,7 +21,9 @@ class DepthConfig:
     """Everything the depth stage (transforms/depth.py) needs, checked with
     the options (pipeline/options.py) before it gets here.
 
-    model: "densedepth", "untrained" or a model path (local/gs://).
+    model: "densedepth", "untrained", a Keras model path (local/gs://), or a
+        transformers checkpoint (a folder or a Hub id), which `checkpoint`
+        then describes.
     weights: the published nyu.h5 for model "densedepth".
     seed: the untrained model's weight seed.
     batch_size, min_batch_size: BatchElements' max and min batch size.
@@ -44,6 +49,8 @@ class DepthConfig:
         processes through shared memory (fgbg/depth/shared_memory.py) rather
         than pickled through Beam's proxy, which costs the model's process
         CPU on every image (False only to measure that: bench/bench_serving.py).
+    checkpoint: the transformers checkpoint `model` names, as the launcher
+        described it (fgbg/depth/checkpoints.py); None for DenseDepth.
     loader: loads the model in place of the runtime (called with this
         configuration), for benchmarks' device stand-in (bench/standin.py);
         never set from the command line. The stage records the precision
@@ -67,4 +74,5 @@ class DepthConfig:
     resize_on_device: bool = False
     share_model: bool = False
     shared_memory: bool = True
+    checkpoint: Optional["Checkpoint"] = None
     loader: Optional[Callable[["DepthConfig"], Any]] = None

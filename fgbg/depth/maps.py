@@ -7,6 +7,7 @@ without TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Dict, Tuple
 
@@ -30,16 +31,94 @@ MIN_DEPTH = 10.0
 MAX_DEPTH = 1000.0
 METRES_PER_DEPTH_UNIT = 10.0
 
-# `encode_metric` stores millimetres: the model's range [0.01, 1] x 10 m is
-# [100, 10000] mm, which fits a 16-bit PNG with 1 mm resolution.
-METRIC_DEPTH_SCALE = 1000.0  # stored value per metre
-METRIC_DEPTH_UNIT = (
-    "metres: stored value / 1000 (16-bit PNG in millimetres; 100..10000 is the "
-    "model's range, 0.1 m..10 m)"
+# What a map can hold: depth, or disparity (relative inverse depth: larger
+# is nearer, up to an unknown scale and shift).
+DEPTH = "depth"
+DISPARITY = "disparity"
+
+# Metric maps are 16-bit PNGs: the stored value per metre is the finest of
+# these steps (1 mm, 2 mm, 5 mm, ...) that fits the model's range in 16 bits.
+STORED_PER_METRE_CHOICES = (1000, 500, 200, 100, 50, 20, 10)
+UINT16_MAX = 65535
+_STEP_NAMES = {1000: "millimetres"}
+
+
+@dataclasses.dataclass(frozen=True)
+class MapContent:
+    """What a model's post-processed maps hold, said once for the encoders,
+    stats.json and the manifest.
+
+    quantity: DEPTH or DISPARITY. Min-max images keep the dataset's one
+        polarity, bright is far, so a disparity map is stored as the min-max
+        of its negation (an exact affine image of the model's output).
+    metric: values are metres x `metres_per_unit`, within the model's range
+        [min_metres, max_metres]; False: relative, up to scale and shift.
+    stored_per_metre: metric PNGs store round(metres x this).
+    """
+
+    quantity: str
+    metric: bool
+    metres_per_unit: float = 1.0
+    min_metres: float = 0.0
+    max_metres: float = 0.0
+    stored_per_metre: int = 1000
+
+    @property
+    def description(self) -> str:
+        """E.g. 'metric depth' or 'relative disparity', for the records."""
+        return f"{'metric' if self.metric else 'relative'} {self.quantity}"
+
+    def far_is_larger(self, values: np.ndarray) -> np.ndarray:
+        """The map with larger values farther: disparity negated, depth as is."""
+        return -values if self.quantity == DISPARITY else values
+
+    @property
+    def stored_range(self) -> Tuple[int, int]:
+        """The model's range as stored values of a metric PNG."""
+        return (
+            int(round(self.min_metres * self.stored_per_metre)),
+            int(round(self.max_metres * self.stored_per_metre)),
+        )
+
+    @property
+    def metric_unit(self) -> str:
+        """stats.json's depth_unit for a metric build."""
+        low, high = self.stored_range
+        step = _STEP_NAMES.get(
+            self.stored_per_metre, f"steps of {1000 / self.stored_per_metre:g} mm"
+        )
+        return (
+            f"metres: stored value / {self.stored_per_metre} (16-bit PNG in {step}; "
+            f"{low}..{high} is the model's range, {self.min_metres:g} m..{self.max_metres:g} m)"
+        )
+
+    @property
+    def minmax_unit(self) -> str:
+        """stats.json's depth_unit for a min-max build."""
+        negated = " of the negated disparity" if self.quantity == DISPARITY else ""
+        return f"per-image min-max{negated}: 0 nearest, 255 farthest in that image"
+
+
+def stored_per_metre(max_metres: float) -> int:
+    """The finest step of STORED_PER_METRE_CHOICES that stores `max_metres`
+    in 16 bits, so no value the model can predict is clipped."""
+    for choice in STORED_PER_METRE_CHOICES:
+        if max_metres * choice <= UINT16_MAX:
+            return choice
+    raise ValueError(f"a metric range up to {max_metres:g} m does not fit a 16-bit PNG")
+
+
+# DenseDepth's maps: depth = clip(1000 / output, 10, 1000) / 1000, in units
+# of 10 m (0.1 m to 10 m), stored in millimetres.
+DENSEDEPTH_CONTENT = MapContent(
+    quantity=DEPTH,
+    metric=True,
+    metres_per_unit=METRES_PER_DEPTH_UNIT,
+    min_metres=MIN_DEPTH / MAX_DEPTH * METRES_PER_DEPTH_UNIT,
+    max_metres=METRES_PER_DEPTH_UNIT,
+    stored_per_metre=1000,
 )
-_METRIC_PER_UNIT = METRES_PER_DEPTH_UNIT * METRIC_DEPTH_SCALE
-METRIC_MIN_STORED = int(round(MIN_DEPTH / MAX_DEPTH * _METRIC_PER_UNIT))
-METRIC_MAX_STORED = int(round(_METRIC_PER_UNIT))
+METRIC_DEPTH_SCALE = float(DENSEDEPTH_CONTENT.stored_per_metre)  # stored value per metre
 
 
 def check_input_size(input_size: Size) -> None:
@@ -101,26 +180,30 @@ def minmax_scaled(depth: np.ndarray) -> np.ndarray:
 
 
 def encode_minmax(depth: np.ndarray, out_size: Size, quality: int) -> bytes:
-    """The original encoding: `minmax_grey` as a grey JPEG."""
+    """The original encoding: `minmax_grey` as a grey JPEG (larger is brighter)."""
     return encode_image(minmax_grey(depth, out_size), "JPEG", quality=quality)
 
 
-def encode_metric(depth: np.ndarray, out_size: Size) -> bytes:
-    """Depth on one fixed scale for every image: 16-bit grey PNG in millimetres.
+def encode_metric(
+    depth: np.ndarray, out_size: Size, content: MapContent = DENSEDEPTH_CONTENT
+) -> bytes:
+    """Depth on one fixed scale for every image: a 16-bit grey PNG.
 
-    Pixel value = round(depth in metres x 1000), within [100, 10000] (the
-    model's 0.1 m to 10 m), so values compare across samples. Resized with
-    Lanczos in float, then clipped to that range (Lanczos overshoots at
-    edges).
+    Pixel value = round(metres x content.stored_per_metre) (millimetres for
+    DenseDepth, within [100, 10000], its 0.1 m to 10 m), so values compare
+    across samples. Resized with Lanczos in float, then clipped to the
+    model's range: only resampling overshoots it, at edges.
     """
-    millimetres = np.asarray(depth, dtype=np.float32) * _METRIC_PER_UNIT
-    resized = np.asarray(Image.fromarray(millimetres).resize(out_size, Image.LANCZOS))
-    clipped = np.clip(np.rint(resized), METRIC_MIN_STORED, METRIC_MAX_STORED).astype(np.uint16)
+    per_unit = content.metres_per_unit * content.stored_per_metre
+    stored = np.asarray(depth, dtype=np.float32) * per_unit
+    resized = np.asarray(Image.fromarray(stored).resize(out_size, Image.LANCZOS))
+    low, high = content.stored_range
+    clipped = np.clip(np.rint(resized), low, high).astype(np.uint16)
     return encode_image(Image.fromarray(clipped), "PNG")
 
 
-def decode_metric(data: bytes) -> np.ndarray:
+def decode_metric(data: bytes, stored_per_metre: float = METRIC_DEPTH_SCALE) -> np.ndarray:
     """A depth PNG written by `encode_metric`, as float32 metres."""
     with Image.open(io.BytesIO(data)) as image:
-        millimetres = np.asarray(image, dtype=np.float32)
-    return millimetres / METRIC_DEPTH_SCALE
+        stored = np.asarray(image, dtype=np.float32)
+    return stored / stored_per_metre

@@ -31,6 +31,7 @@ RUNTIMES = (TENSORFLOW, TORCH)
 # PIL's Lanczos on the CPU, as the original did, or --depth_resize_on_device.
 LANCZOS_ON_CPU = "lanczos on the cpu"
 BICUBIC_ON_DEVICE = "bicubic on the device"
+BICUBIC_ON_CPU = "bicubic on the cpu"  # a transformers checkpoint's image processor
 
 # --depth_device, for the torch runtime: the GPU when one is visible, or as
 # named; and --depth_precision's default.
@@ -50,6 +51,16 @@ UNTRAINED_WARNING = (
     "(--depth_model untrained), not the published NYU weights: they are not "
     "depth estimates and must not be used for training."
 )
+
+
+def non_commercial_warning(model: str, licence: str) -> str:
+    """The manifest's, summary's and report's warning for a checkpoint whose
+    licence forbids commercial use (Depth Anything V2 Base and Large)."""
+    return (
+        f"WARNING: the depth model {model} is licensed {licence}: non-commercial use "
+        "only. Its depth maps, and so this dataset, carry that restriction."
+    )
+
 
 MISSING_WEIGHTS_MESSAGE = (
     "--depth_model densedepth needs the published NYU Depth v2 weights, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ def load_network(model: str, weights: Optional[str], seed: int) -> DenseDepth:
     return network
 
 
-def check_weights_are_finite(network: DenseDepth, source: str) -> None:
+def check_weights_are_finite(network: torch.nn.Module, source: str) -> None:
     """Refuse weights holding NaN or infinity, naming the layer: they would
     write meaningless depth for every sample."""
     for name, tensor in network.state_dict().items():
@@ -94,16 +94,7 @@ class DepthModel:
     ):
         self.device = device
         self.precision = precision
-        if device.type == models.CUDA:
-            # Process-wide settings (a worker process holds one depth model).
-            # Convolution shapes repeat batch after batch: let cuDNN time its
-            # algorithms once per shape and keep the fastest. fp32 means
-            # fp32: cuDNN would otherwise run convolutions in TF32, which is
-            # a precision of its own (fgbg/depth/precision.py).
-            torch.backends.cudnn.benchmark = True
-            fp32 = precision == models.FP32
-            torch.backends.cudnn.allow_tf32 = not fp32
-            torch.backends.cuda.matmul.allow_tf32 = not fp32
+        configure_cuda(device, precision)
         if low_resolution_decoder is None:
             low_resolution_decoder = low_resolution_decoder_wins(device)
         module = LowResolutionDecoder(network) if low_resolution_decoder else network
@@ -127,26 +118,54 @@ class DepthModel:
         640x480 input, which is what crosses to a GPU, or to a model shared
         across worker processes.
         """
-        batch = torch.from_numpy(np.ascontiguousarray(composites, dtype=np.uint8))
-        images = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        width, height = input_size
-        if tuple(images.shape[-2:]) != (height, width):
-            images = F.interpolate(
-                images, size=(height, width), mode="bicubic", align_corners=False
-            )
-        return self._run(images.clamp(0, 255) / 255)
+        return self._run(composites_on_device(composites, input_size, self.device))
 
     def _run(self, images: torch.Tensor) -> np.ndarray:
         images = images.contiguous(memory_format=torch.channels_last)
-        dtype = _AUTOCAST.get(self.precision)
-        autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
-        with self._lock, torch.inference_mode(), autocast:
+        with forward_pass(self.device, self.precision, self._lock):
             raw = self._forward(images)
         return raw.float().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def configure_cuda(device: torch.device, precision: str) -> None:
+    """Process-wide settings for a GPU's forward passes (a worker process
+    holds one depth model). Convolution shapes repeat batch after batch: let
+    cuDNN time its algorithms once per shape and keep the fastest. fp32
+    means fp32: cuDNN would otherwise run convolutions in TF32, which is a
+    precision of its own (fgbg/depth/precision.py)."""
+    if device.type != models.CUDA:
+        return
+    torch.backends.cudnn.benchmark = True
+    fp32 = precision == models.FP32
+    torch.backends.cudnn.allow_tf32 = not fp32
+    torch.backends.cuda.matmul.allow_tf32 = not fp32
+
+
+def composites_on_device(
+    composites: np.ndarray, input_size: Tuple[int, int], device: torch.device
+) -> torch.Tensor:
+    """uint8 NHWC composites as NCHW floats in [0, 1] on `device`, resized
+    to `input_size` (W, H) there with bicubic interpolation."""
+    batch = torch.from_numpy(np.ascontiguousarray(composites, dtype=np.uint8))
+    images = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    width, height = input_size
+    if tuple(images.shape[-2:]) != (height, width):
+        images = F.interpolate(images, size=(height, width), mode="bicubic", align_corners=False)
+    return images.clamp(0, 255) / 255
+
+
 # The precisions that run under autocast, and in which dtype.
 _AUTOCAST = {models.BF16: torch.bfloat16, models.FP16: torch.float16}
+
+
+@contextlib.contextmanager
+def forward_pass(device: torch.device, precision: str, lock) -> Iterator[None]:
+    """A forward pass's context: its turn (`forward_guard`), no autograd,
+    and autocast for the precisions that run under it."""
+    dtype = _AUTOCAST.get(precision)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    with lock, torch.inference_mode(), autocast:
+        yield
 
 
 def low_resolution_decoder_wins(device: torch.device) -> bool:
