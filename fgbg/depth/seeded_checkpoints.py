@@ -62,7 +62,7 @@ def seeded_model(size: str, seed: int, metric: bool = False, max_depth: int = 20
     generator = torch.Generator().manual_seed(seed)
     model = DepthAnythingForDepthEstimation(config(size, metric, max_depth)).eval()
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             if parameter.ndim >= 2:
                 fan_in = parameter[0].numel()
                 parameter.copy_(
