@@ -27,9 +27,11 @@ BG_QUALITY = 90
 def build_defaults() -> "FgbgOptions":
     """The pipeline's options with nothing given (of whichever tree is first
     on the path), so benchmarks measure what a default build does."""
-    from pipeline.options import FgbgOptions
+    from pipeline.options import FgbgOptions, model_input_size
 
-    return FgbgOptions([])
+    options = FgbgOptions([])
+    options.depth_input_size = model_input_size(options)
+    return options
 
 
 def default_build_config():

@@ -14,7 +14,13 @@ from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.config import DepthConfig
 from fgbg.documents import DepthInfo
 from fgbg.pair_records import options_fingerprint
-from pipeline.options import FgbgOptions, depth_batch_size, option_values, parse_size
+from pipeline.options import (
+    FgbgOptions,
+    depth_batch_size,
+    model_input_size,
+    option_values,
+    parse_size,
+)
 from transforms.compositing import EncodingConfig
 from transforms.inputs import InputConfig
 from transforms.placements import PlacementConfig, parse_scales
@@ -172,7 +178,7 @@ def depth_config(
         batch_size=depth_batch_size(opts),
         min_batch_size=opts.depth_min_batch_size,
         target_batch_duration_s=opts.depth_target_batch_duration_s,
-        input_size=parse_size(opts.depth_input_size),
+        input_size=parse_size(model_input_size(opts, checkpoint)),
         encoding=opts.depth_encoding,
         jpeg_quality=opts.depth_quality,
         out_size=(opts.size, opts.size),
@@ -196,7 +202,7 @@ def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> De
         return DepthInfo(
             model=opts.depth_model,
             encoding=opts.depth_encoding,
-            input_size=opts.depth_input_size,
+            input_size=model_input_size(opts, checkpoint),
             precision=opts.depth_precision,
             runtime=opts.depth_runtime,
             input_resize=(
@@ -214,7 +220,7 @@ def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> De
         model=opts.depth_model,
         weights=opts.depth_weights,
         encoding=opts.depth_encoding,
-        input_size=opts.depth_input_size,
+        input_size=model_input_size(opts, checkpoint),
         precision=opts.depth_precision,
         runtime=opts.depth_runtime,
         input_resize=(

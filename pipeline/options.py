@@ -461,10 +461,9 @@ def check_options(opts: FgbgOptions) -> Optional[Checkpoint]:
 def _check_depth_options(opts: FgbgOptions) -> Optional[Checkpoint]:
     checkpoint = checked_checkpoint(opts)
     if checkpoint is None:
-        width, height = parse_size(opts.depth_input_size or DENSEDEPTH_INPUT_SIZE)
-        opts.depth_input_size = f"{width}x{height}"
+        opts.depth_input_size = model_input_size(opts)
         try:
-            maps.check_input_size((width, height))
+            maps.check_input_size(parse_size(opts.depth_input_size))
         except ValueError as error:
             raise UsageError(f"--depth_input_size {opts.depth_input_size}: {error}") from None
     if opts.depth_model == models.NONE:
@@ -484,6 +483,20 @@ def _check_depth_options(opts: FgbgOptions) -> Optional[Checkpoint]:
     return checkpoint
 
 
+def model_input_size(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> str:
+    """--depth_input_size as WxH, or the model's own: the checkpoint
+    processor's size, else DenseDepth's. check_options writes it back into
+    the options, so the manifest and the pair keys hold what ran."""
+    if opts.depth_input_size:
+        wanted = opts.depth_input_size
+    elif checkpoint:
+        wanted = str(checkpoint.default_input_size)
+    else:
+        wanted = DENSEDEPTH_INPUT_SIZE
+    width, height = parse_size(wanted)
+    return f"{width}x{height}"
+
+
 def checked_checkpoint(opts: FgbgOptions) -> Optional[Checkpoint]:
     """The transformers checkpoint --depth_model names (None for DenseDepth),
     described and checked against the options, which it completes: the
@@ -501,9 +514,8 @@ def checked_checkpoint(opts: FgbgOptions) -> Optional[Checkpoint]:
             "minmax, or a metric checkpoint such as "
             "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
         )
-    side = checkpoint.default_input_size
-    width, height = parse_size(opts.depth_input_size or str(side))
-    opts.depth_input_size = f"{width}x{height}"
+    opts.depth_input_size = model_input_size(opts, checkpoint)
+    width, height = parse_size(opts.depth_input_size)
     patch = checkpoint.patch_size
     if any(n <= 0 or n % patch for n in (width, height)):
         raise UsageError(

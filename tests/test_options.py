@@ -92,6 +92,8 @@ def test_depth_precision_reaches_the_stage_but_not_the_pair_key():
         options("--depth_model=untrained", *([f"--depth_precision={p}"] if p else []))
         for p in (None, "fp32", "bf16")
     )
+    for checked in (auto, fp32, bf16):
+        check_options(checked)
     configs = [build_config(o, RUN) for o in (auto, fp32, bf16)]
     assert [c.depth.precision for c in configs] == ["auto", "fp32", "bf16"]
     assert len({c.fingerprint for c in configs}) == 1
