@@ -12,7 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
 weights="${FGBG_DEPTH_WEIGHTS:-models/nyu.h5}"
-if [ -f "$weights" ]; then
+if [[ " $* " == *" --depth_model"* ]]; then
+  # The caller's model, with its own defaults (weights, input size).
+  depth=()
+elif [ -f "$weights" ]; then
   depth=(--depth_model densedepth --depth_weights "$weights")
 else
   # The untrained model's maps are meaningless at any size, so the demo spends
@@ -52,6 +55,6 @@ python -m pipeline.build \
   --bg 'demo/inputs/bg/*' --fg 'demo/inputs/fg/*' --fg_mask 'demo/inputs/fg_mask/*' \
   --output demo/output \
   --placements_per_scale 1 \
-  "${depth[@]}" ${gpu[@]+"${gpu[@]}"} \
+  ${depth[@]+"${depth[@]}"} ${gpu[@]+"${gpu[@]}"} \
   --runner FnApiRunner --direct_num_workers 0 --direct_running_mode multi_processing \
   "$@"

@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
 bash scripts/install_chromium.sh
-# The torch extra's tests (tests/test_torch_data.py); run_local.sh goes without.
-python -m pip install -q torch==2.13.0
+# The torch extra (PyTorch readers, DenseDepth on PyTorch, transformers depth
+# checkpoints) and its tests; run_local.sh goes without. torch is pinned to
+# the CPU build this machine keeps on disk (a plain range pulls CUDA's GBs).
+python -m pip install -q torch==2.13.0 -e ".[torch]"
 ruff format --check .
 ruff check .
 python -m pytest -q "$@" tests

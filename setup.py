@@ -39,7 +39,9 @@ setuptools.setup(
             # Pinned: formatting changes between ruff releases.
             "ruff==0.17.6",
         ],
-        # PyTorch readers (fgbg/torch_data.py).
-        "torch": ["torch>=2.9"],
+        # PyTorch readers (fgbg/torch_data.py), DenseDepth on PyTorch, and
+        # transformers depth checkpoints such as Depth Anything V2
+        # (fgbg/depth/transformers_runtime.py).
+        "torch": ["torch>=2.9", "transformers>=5.20,<6"],
     },
 )

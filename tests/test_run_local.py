@@ -56,11 +56,12 @@ def fake_gpu(tmp_path) -> dict:
     )
 
 
-def run_local(env: dict, tmp_path: Path, *extra: str):
-    """stderr and the recorded options of a composites-only run_local.sh build."""
+def run_local(env: dict, tmp_path: Path, *extra: str, model: str = "none"):
+    """stderr and the recorded options of a run_local.sh build, composites-only
+    unless another `model` is named."""
     inputs = make_inputs(tmp_path / "inputs", backgrounds=1, foregrounds=1)
     output = tmp_path / "out"
-    args = small_build_args(inputs, output, "--depth_model=none", *extra)
+    args = small_build_args(inputs, output, f"--depth_model={model}", *extra)
     done = subprocess.run(
         ["bash", "run_local.sh", *args],
         cwd=REPO,
@@ -101,3 +102,18 @@ def test_a_gpu_without_pytorch_gets_the_torch_extra_installed_first(fake_gpu, tm
     assert "installing PyTorch" in stderr and GPU_FOUND in stderr
     assert (fake / "pip-arguments.txt").read_text() == "install -q -e .[torch]"
     assert {name: options[name] for name in GPU_OPTIONS} == GPU_OPTIONS
+
+
+@pytest.mark.model
+def test_a_named_model_keeps_its_own_defaults(tmp_path):
+    """run_local.sh's demo depth (the untrained DenseDepth at 320x256, or
+    nyu.h5) stays out when the caller names a model: a Depth Anything V2
+    checkpoint runs at its processor's input size."""
+    pytest.importorskip("transformers")
+    from fgbg.depth import seeded_checkpoints
+
+    checkpoint = seeded_checkpoints.write(str(tmp_path / "da"))
+    env = dict(os.environ, FGBG_GPU="0", FGBG_VENV=sys.prefix)
+    stderr, options = run_local(env, tmp_path, model=checkpoint)
+    assert "no DenseDepth weights" not in stderr
+    assert (options["depth_model"], options["depth_input_size"]) == (checkpoint, "518x518")
