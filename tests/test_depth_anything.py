@@ -26,7 +26,14 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
 from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 
-from fgbg.depth import checkpoints, maps, models, seeded_checkpoints  # noqa: E402
+from fgbg.depth import (  # noqa: E402
+    checkpoints,
+    maps,
+    models,
+    precision,
+    seeded_checkpoints,
+    shared_memory,
+)
 from fgbg.depth.families import family  # noqa: E402
 from pipeline import build  # noqa: E402
 from pipeline.options import FgbgOptions, UsageError, check_options  # noqa: E402
@@ -174,6 +181,36 @@ def test_the_handler_runs_the_checkpoint_and_maps_vary_with_the_image(relative):
     at_size = np.stack(random_overlays(2, SIDE, seed=2))
     on_cpu = model.predict(family(config).preprocess(at_size))
     np.testing.assert_allclose(model.predict_composites(at_size, (SIDE, SIDE)), on_cpu, atol=1e-4)
+
+
+def test_a_shared_model_serves_the_checkpoints_batches_through_shared_memory(relative):
+    """--depth_share_model: the processor's NCHW batches and the (N, h, w)
+    predictions cross as they are."""
+    config = da_config(relative, share_model=True)
+    handler = DepthModelHandler(config)
+    server = handler.load_model()
+    assert isinstance(server, shared_memory.SharedMemoryServer)
+    composites = random_overlays(2, 64, seed=4)
+    alone = DepthModelHandler(da_config(relative))
+    np.testing.assert_array_equal(
+        np.stack(handler.run_inference(composites, server)),
+        np.stack(alone.run_inference(composites, alone.load_model())),
+    )
+
+
+def test_a_named_precision_runs_where_the_cpu_offers_it(relative):
+    if models.BF16 not in precision.cpu_offers():
+        pytest.skip("this CPU has no bfloat16 units")
+    config = da_config(relative, precision=models.BF16)
+    handler = DepthModelHandler(config)
+    model = handler.load_model()
+    assert model.precision == models.BF16
+    composites = random_overlays(2, 64, seed=5)
+    bf16 = np.stack(handler.run_inference(composites, model))
+    fp32_handler = DepthModelHandler(da_config(relative))
+    fp32 = np.stack(fp32_handler.run_inference(composites, fp32_handler.load_model()))
+    assert not np.array_equal(bf16, fp32)
+    np.testing.assert_allclose(bf16, fp32, rtol=0.1, atol=0.1 * float(np.abs(fp32).max()))
 
 
 def test_the_stage_encodes_every_composite_as_a_minmax_jpeg(relative):
