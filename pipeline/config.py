@@ -194,29 +194,10 @@ def depth_config(
 
 def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> DepthInfo:
     """What the manifest says about depth; loud when it is not real depth,
-    or when its licence forbids commercial use."""
+    or when a checkpoint's licence forbids commercial use."""
     if opts.depth_model == models.NONE:
         return DepthInfo(model=models.NONE, note="composites-only build: no depth maps were made")
-    if checkpoint:
-        content = checkpoint.content
-        return DepthInfo(
-            model=opts.depth_model,
-            encoding=opts.depth_encoding,
-            input_size=model_input_size(opts, checkpoint),
-            precision=opts.depth_precision,
-            runtime=opts.depth_runtime,
-            input_resize=(
-                models.BICUBIC_ON_DEVICE if opts.depth_resize_on_device else models.BICUBIC_ON_CPU
-            ),
-            weights_sha256=checkpoint.weights_sha256,
-            holds=content.description,
-            licence=checkpoint.licence,
-            stored_per_metre=content.stored_per_metre if opts.depth_encoding == "metric" else None,
-            warning=models.non_commercial_warning(checkpoint.source, checkpoint.licence)
-            if checkpoint.non_commercial
-            else None,
-        )
-    return DepthInfo(
+    info = DepthInfo(
         model=opts.depth_model,
         weights=opts.depth_weights,
         encoding=opts.depth_encoding,
@@ -227,6 +208,20 @@ def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> De
             models.BICUBIC_ON_DEVICE if opts.depth_resize_on_device else models.LANCZOS_ON_CPU
         ),
         warning=models.UNTRAINED_WARNING if opts.depth_model == models.UNTRAINED else None,
+    )
+    if checkpoint is None:
+        return info
+    content = checkpoint.content
+    return dataclasses.replace(
+        info,
+        input_resize=info.input_resize if opts.depth_resize_on_device else models.BICUBIC_ON_CPU,
+        weights_sha256=checkpoint.weights_sha256,
+        holds=content.description,
+        licence=checkpoint.licence,
+        stored_per_metre=content.stored_per_metre if opts.depth_encoding == "metric" else None,
+        warning=models.non_commercial_warning(checkpoint.source, checkpoint.licence)
+        if checkpoint.non_commercial
+        else None,
     )
 
 
