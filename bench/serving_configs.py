@@ -161,7 +161,7 @@ class EncodeFixedMap(beam.DoFn):
     def process(self, composite):
         from transforms.depth import encode_depth
 
-        yield dataclasses.replace(composite, depth=encode_depth(self._map, self._depth))
+        yield dataclasses.replace(composite, depth=encode_depth(self._map, self._depth)[0])
         self._encoded.inc()
 
 

@@ -104,3 +104,18 @@ def test_metric_scale_is_shared_across_images_and_resized():
     edge[:, 8:] = 1.0  # Lanczos overshoots at the step: stays within 0.1..10 m
     values = maps.decode_metric(maps.encode_metric(edge, (12, 12)))
     assert values.min() >= 0.1 and values.max() <= 10.0
+
+
+def test_metric_values_outside_the_models_range_are_clipped_and_counted():
+    """Only resampling overshoots a model's range (Lanczos rings at a step);
+    what it moves back is counted, so the stage can say so."""
+    content = maps.MapContent(
+        quantity=maps.DEPTH, metric=True, max_metres=80.0, stored_per_metre=500
+    )
+    step = np.zeros((8, 8), np.float32)
+    step[:, 4:] = 80.0
+    stored, clipped = maps.metric_stored(step, (32, 32), content)
+    assert clipped > 0
+    assert stored.min() == 0 and stored.max() == 40_000
+    _, none_clipped = maps.metric_stored(np.full((8, 8), 40.0, np.float32), (32, 32), content)
+    assert none_clipped == 0

@@ -124,7 +124,7 @@ def reference_depth() -> list:
     made = []
     for composite in composites(10):
         raw = PixelModel().predict_composites(composite.overlay[None], config.input_size)
-        encoded = encode_depth(maps.postprocess(raw)[0, ..., 0], config)
+        encoded = encode_depth(maps.postprocess(raw)[0, ..., 0], config)[0]
         made.append((composite.placement.number, encoded))
     return made
 

@@ -36,9 +36,11 @@ from fgbg.types import Composite
 # Beam metrics of this stage: RunInference's own (num_inferences,
 # inference_batch_latency_micro_secs, load_model_latency_milli_secs,
 # model_byte_size, inference_request_batch_size, failed_batches_counter) and
-# ENCODED_COUNTER.
+# ENCODED_COUNTER and CLIPPED_COUNTER.
 DEPTH_METRICS_NAMESPACE = "fgbg_depth"
 ENCODED_COUNTER = "depth_maps_encoded"
+# Pixels of metric maps moved into the model's range (resampling's overshoot).
+CLIPPED_COUNTER = "metric_depth_pixels_clipped"
 
 
 class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
@@ -186,6 +188,7 @@ class _EncodeDepthFn(beam.DoFn):
         self._config = config
         self._precision: Optional[str] = None
         self._encoded = beam.metrics.Metrics.counter(DEPTH_METRICS_NAMESPACE, ENCODED_COUNTER)
+        self._clipped = beam.metrics.Metrics.counter(DEPTH_METRICS_NAMESPACE, CLIPPED_COUNTER)
 
     def setup(self) -> None:
         self._precision = precision.resolve(self._config)
@@ -193,19 +196,19 @@ class _EncodeDepthFn(beam.DoFn):
     def process(self, keyed: Tuple[Composite, np.ndarray]) -> Iterator[Composite]:
         composite, depth = keyed
         self._encoded.inc()
-        yield dataclasses.replace(
-            composite,
-            depth=encode_depth(depth, self._config),
-            depth_precision=self._precision,
-        )
+        encoded, clipped = encode_depth(depth, self._config)
+        if clipped:
+            self._clipped.inc(clipped)
+        yield dataclasses.replace(composite, depth=encoded, depth_precision=self._precision)
 
 
-def encode_depth(depth: np.ndarray, config: DepthConfig) -> bytes:
-    """A map's stored image, as --depth_encoding says, by what it holds:
-    min-max images are bright where far; metric PNGs keep the model's scale."""
+def encode_depth(depth: np.ndarray, config: DepthConfig) -> Tuple[bytes, int]:
+    """A map's stored image, as --depth_encoding says, by what it holds
+    (min-max images are bright where far; metric PNGs keep the model's
+    scale), and how many of its pixels were clipped to the model's range."""
     content = families.family(config).content
     if config.encoding == "minmax":
-        return maps.encode_minmax(
-            content.far_is_larger(depth), config.out_size, config.jpeg_quality
-        )
-    return maps.encode_metric(depth, config.out_size, content)
+        far_larger = content.far_is_larger(depth)
+        return maps.encode_minmax(far_larger, config.out_size, config.jpeg_quality), 0
+    stored, clipped = maps.metric_stored(depth, config.out_size, content)
+    return maps.encode_stored(stored), clipped

@@ -184,22 +184,36 @@ def encode_minmax(depth: np.ndarray, out_size: Size, quality: int) -> bytes:
     return encode_image(minmax_grey(depth, out_size), "JPEG", quality=quality)
 
 
-def encode_metric(
+def metric_stored(
     depth: np.ndarray, out_size: Size, content: MapContent = DENSEDEPTH_CONTENT
-) -> bytes:
-    """Depth on one fixed scale for every image: a 16-bit grey PNG.
+) -> Tuple[np.ndarray, int]:
+    """A metric map's stored values, and how many were clipped.
 
-    Pixel value = round(metres x content.stored_per_metre) (millimetres for
+    Value = round(metres x content.stored_per_metre) (millimetres for
     DenseDepth, within [100, 10000], its 0.1 m to 10 m), so values compare
     across samples. Resized with Lanczos in float, then clipped to the
-    model's range: only resampling overshoots it, at edges.
+    model's range, which only resampling overshoots, at edges: the count
+    says how many pixels it moved, so the stage can say so.
     """
     per_unit = content.metres_per_unit * content.stored_per_metre
     stored = np.asarray(depth, dtype=np.float32) * per_unit
-    resized = np.asarray(Image.fromarray(stored).resize(out_size, Image.LANCZOS))
+    resized = np.rint(np.asarray(Image.fromarray(stored).resize(out_size, Image.LANCZOS)))
     low, high = content.stored_range
-    clipped = np.clip(np.rint(resized), low, high).astype(np.uint16)
-    return encode_image(Image.fromarray(clipped), "PNG")
+    outside = int(np.count_nonzero((resized < low) | (resized > high)))
+    return np.clip(resized, low, high).astype(np.uint16), outside
+
+
+def encode_metric(
+    depth: np.ndarray, out_size: Size, content: MapContent = DENSEDEPTH_CONTENT
+) -> bytes:
+    """Depth on one fixed scale for every image: `metric_stored` as a 16-bit
+    grey PNG."""
+    return encode_stored(metric_stored(depth, out_size, content)[0])
+
+
+def encode_stored(stored: np.ndarray) -> bytes:
+    """Stored uint16 metric values as a 16-bit grey PNG."""
+    return encode_image(Image.fromarray(stored), "PNG")
 
 
 def decode_metric(data: bytes, stored_per_metre: float = METRIC_DEPTH_SCALE) -> np.ndarray:
