@@ -1,10 +1,16 @@
-"""DenseDepth (Alhashim and Wonka, 2018) apart from Beam.
+"""Depth models apart from Beam: DenseDepth (Alhashim and Wonka, 2018) and
+transformers depth-estimation checkpoints (Depth Anything V2, Yang et al., 2024).
 
 - config: the depth stage's configuration (no TensorFlow, no PyTorch);
 - models: the model names, runtimes, devices, their messages and
   ModelLoadError (no TensorFlow, no PyTorch);
-- maps: network input sizes, pre/post-processing and the depth-map codecs
-  (numpy and Pillow only);
+- maps: network input sizes, DenseDepth's pre/post-processing, what a map
+  holds (MapContent) and the depth-map codecs (numpy and Pillow only);
+- families: the one interface the stage runs every model through (load,
+  pre-process, forward, post-process, what a map holds), and its DenseDepth
+  and transformers families (no TensorFlow, PyTorch or transformers);
+- checkpoints: transformers checkpoints found (folder, gs:// or Hub id),
+  described on the launcher and copied on workers (no PyTorch);
 - shared_memory: batches and maps between worker processes and the one
   model they share, through shared memory (numpy only);
 - precision_rule: whether a precision's written depth files are close
@@ -19,7 +25,9 @@
 - torch_densedepth: the same in PyTorch;
 - safe_loading: the allow-list that model files pass before Keras
   deserialises them;
-- tensorflow_runtime, torch_runtime: a loaded model and its forward pass,
-  for the depth stage (transforms/depth.py), with the same two names,
-  `load_depth_model` and `DepthModel.predict`.
+- tensorflow_runtime, torch_runtime, transformers_runtime: a loaded model
+  and its forward pass, for the families, with the same names,
+  `load_depth_model` and `DepthModel.predict`;
+- seeded_checkpoints: Depth Anything V2 checkpoints with seeded weights in
+  the published layout, for tests and benchmarks.
 """

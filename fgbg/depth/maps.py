@@ -1,5 +1,6 @@
-"""Depth maps: the network's input sizes, the original's pre- and
-post-processing, and the two encodings of a depth map as a file.
+"""Depth maps: DenseDepth's input sizes and the original's pre- and
+post-processing, what a model's maps hold (`MapContent`), and the two
+encodings of a depth map as a file.
 
 numpy and Pillow only, so the writer, the report and readers can use them
 without TensorFlow.
