@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import sys
 from importlib import metadata
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
@@ -56,9 +56,11 @@ def manifest_document(
     backgrounds: int,
     foregrounds: int,
     depth_precisions: Sequence[str] = (),
+    blends: Optional[Dict[str, int]] = None,
 ) -> Manifest:
     """manifest.json's record; `depth_precisions` are those the depth maps
-    were made in (one, unless workers of a build differed in hardware)."""
+    were made in (one, unless workers of a build differed in hardware),
+    `blends` the samples each blending mode made."""
     return Manifest(
         dataset="fgbg",
         seed=config.seed,
@@ -74,6 +76,7 @@ def manifest_document(
             input_files=config.run.input_files,
             rejected=len(rejects),
             tfrecord_shards=len(shards),
+            samples_per_blend=dict(sorted((blends or {}).items())),
         ),
         rejects=[RejectedFile(path=reject.path, reason=reject.reason) for reject in rejects],
         depth=ran_in(config.depth_info, depth_precisions),
