@@ -185,8 +185,12 @@ def poisson_clone(
     cloned = cv2.seamlessClone(
         cv2.copyMakeBorder(pasted, pad, pad, pad, pad, cv2.BORDER_REFLECT),
         cv2.copyMakeBorder(background, pad, pad, pad, pad, cv2.BORDER_REFLECT),
-        region,
+        region.copy(),  # seamlessClone writes into the mask it is given
         centre,
         cv2.NORMAL_CLONE,
-    )
-    return cloned[pad : pad + height, pad : pad + width]
+    )[pad : pad + height, pad : pad + width]
+    # OpenCV solves over the region's whole bounding box, which moves the
+    # box's corners outside the region by a few levels; only the region is
+    # taken, so everything outside it stays the background's exactly.
+    inside = region[pad : pad + height, pad : pad + width, None] > 0
+    return np.where(inside, cloned, background)
