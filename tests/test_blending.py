@@ -5,10 +5,13 @@ that decides a resume)."""
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
 import hashlib
+import json
 import math
-from typing import Tuple
+from pathlib import Path
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
@@ -16,10 +19,18 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from fgbg.blend_modes import GAUSSIAN, MIXED, MODES, MOTION, NONE, POISSON, parse_blend
-from fgbg.pair_records import row_from_dict, row_to_dict, written_pair
+from fgbg.pair_records import options_fingerprint, row_from_dict, row_to_dict, written_pair
 from fgbg.types import Background, Foreground, Placement, SampleRow
-from pipeline.config import blend_config, sample_shaping_values
+from pipeline import build
+from pipeline.config import (
+    SAMPLE_SHAPING_OPTIONS,
+    RunContext,
+    blend_config,
+    build_config,
+    sample_shaping_values,
+)
 from pipeline.options import FgbgOptions, UsageError, check_options
+from tests.helpers import make_inputs, small_build_args, timings
 from transforms.blending import (
     POISSON_MARGIN,
     Blend,
@@ -319,3 +330,76 @@ def test_records_say_the_mode_unless_it_is_none_and_count_modes_per_pair():
     assert row_from_dict(row_to_dict(row(2, POISSON))).blend == POISSON
     rows = [row(1, NONE), row(2, POISSON), row(3, POISSON), row(4, MOTION)]
     assert written_pair(rows).blends == ((MOTION, 1), (NONE, 1), (POISSON, 2))
+
+
+def test_the_default_blend_keeps_pair_keys_of_earlier_builds():
+    """Outputs built before --blend existed are still resumed."""
+    opts = options()
+    earlier = options_fingerprint({name: getattr(opts, name) for name in SAMPLE_SHAPING_OPTIONS})
+    run = RunContext(started_at="", input_files={}, tft_temp_dir="t", progress_dir=None)
+    assert build_config(opts, run).fingerprint == earlier
+    assert build_config(options("--blend=motion"), run).fingerprint != earlier
+
+
+# ------------------------------------------------------------ a whole build
+
+
+def samples_table(root: Path) -> Dict[str, Dict[str, str]]:
+    with open(root / "samples.csv", newline="", encoding="utf-8") as handle:
+        return {row["id"]: row for row in csv.DictReader(handle)}
+
+
+def record_blends(root: Path) -> Dict[str, str]:
+    import tensorflow as tf
+
+    from fgbg.records import feature_spec
+
+    files = sorted(str(path) for path in (root / "tfrecords").iterdir())
+    parsed = [tf.io.parse_single_example(r, feature_spec()) for r in tf.data.TFRecordDataset(files)]
+    return {p["id"].numpy().decode(): p["blend"].numpy().decode() for p in parsed}
+
+
+def decoded(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.e2e
+def test_a_mixed_build_says_each_samples_mode_and_differs_only_near_objects(tmp_path):
+    inputs = make_inputs(tmp_path / "in", backgrounds=3, foregrounds=2)
+    mixed, plain = tmp_path / "mixed" / "out", tmp_path / "plain" / "out"
+    build.run(small_build_args(inputs, mixed, "--blend=mixed", "--seed=3"))
+    build.run(small_build_args(inputs, plain, "--seed=3"))
+
+    table = samples_table(mixed)
+    modes = {sample_id: row["blend"] for sample_id, row in table.items()}
+    assert set(modes.values()) == set(MODES)
+    assert record_blends(mixed) == modes
+    manifest = json.loads((mixed / "manifest.json").read_text())
+    assert manifest["counts"]["samples_per_blend"] == dict(collections.Counter(modes.values()))
+    report = (mixed / "report.html").read_text(encoding="utf-8")
+    assert 'id="blend-examples"' in report and 'id="blend-table"' in report
+
+    assert "blend" not in samples_table(plain)["bg1/fg_1/1"]
+    assert set(record_blends(plain).values()) == {NONE}  # the feature's default
+    assert 'id="blending"' not in (plain / "report.html").read_text(encoding="utf-8")
+    # Far from the object (the blur's reach plus a JPEG block of 16 pixels)
+    # a blended overlay decodes to the hard paste's pixels; masks are equal.
+    reach = max(math.ceil(3 * 2.0), 7 // 2, POISSON_MARGIN) + 16
+    for sample_id, row in table.items():
+        assert (mixed / row["mask_path"]).read_bytes() == (plain / row["mask_path"]).read_bytes()
+        mask = decoded(mixed / row["mask_path"])[..., 0]
+        far = ~grown(mask, reach)
+        blended_pixels = decoded(mixed / row["overlay_path"])
+        hard_pixels = decoded(plain / row["overlay_path"])
+        assert np.array_equal(blended_pixels[far], hard_pixels[far]), sample_id
+        if modes[sample_id] == NONE:
+            assert np.array_equal(blended_pixels, hard_pixels)
+
+    # A resume with another blend setting remakes every pair; the same one none.
+    build.run(small_build_args(inputs, mixed, "--blend=gaussian", "--seed=3"))
+    assert timings(mixed).get("compositing.pairs_resumed", 0) == 0
+    assert {row["blend"] for row in samples_table(mixed).values()} == {GAUSSIAN}
+    build.run(small_build_args(inputs, mixed, "--blend=gaussian", "--seed=3"))
+    assert timings(mixed)["compositing.pairs_resumed"] == 6
