@@ -403,3 +403,42 @@ def test_a_mixed_build_says_each_samples_mode_and_differs_only_near_objects(tmp_
     assert {row["blend"] for row in samples_table(mixed).values()} == {GAUSSIAN}
     build.run(small_build_args(inputs, mixed, "--blend=gaussian", "--seed=3"))
     assert timings(mixed)["compositing.pairs_resumed"] == 6
+
+
+# ------------------------------------------------------------------ the report
+
+
+def test_the_report_picks_one_example_per_mode_from_one_pair_where_it_can():
+    from fgbg.report.dataset import BlendExamples
+
+    rows = [
+        {"id": f"{bg}/{fg}/{n}", "bg": bg, "fg": fg, "number": str(n), "blend": mode}
+        for bg in ("b1", "b2", "b3")
+        for fg in ("f1", "f2")
+        for n, mode in enumerate((NONE, GAUSSIAN, POISSON, MOTION, GAUSSIAN), start=1)
+    ]
+    picks = BlendExamples(seed=5)
+    for row in rows:
+        picks.add(row)
+    examples = picks.examples()
+    assert list(examples) == list(MODES)
+    assert len({(row["bg"], row["fg"]) for row in examples.values()}) == 1
+    assert examples[GAUSSIAN]["number"] == "2"
+    unblended = BlendExamples(seed=5)
+    unblended.add({"id": "b/f/1", "bg": "b", "fg": "f", "number": "1"})
+    assert unblended.examples() == {}
+
+
+def test_the_edge_close_up_is_centred_on_the_objects_outline():
+    from PIL import Image
+
+    from fgbg.report import grid
+
+    mask = placed(disc(40, 50), 23, 30)
+    row = {"x": "23", "y": "30", "w": "50", "h": "40"}
+    x, y = grid.edge_point(mask, row)
+    assert mask[y, x] == 255 and mask[y, x - 1] == 0
+    overlay = Image.fromarray(np.dstack([mask] * 3))
+    close_up = np.asarray(grid.edge_close_up(overlay, Image.fromarray(mask), row))
+    assert close_up.shape == (grid.TILE, grid.TILE, 3)
+    assert 0 < (close_up[..., 0] > 0).mean() < 1  # both object and background shown
