@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 from apache_beam.metrics.metric import MetricsFilter
 
 from fgbg import layout
+from fgbg.blend_modes import NONE as NO_BLEND
 from fgbg.depth.models import NONE
 from fgbg.documents import Counts, DepthInfo, Files, Manifest, RejectedFile, Timings
 from fgbg.timing import NAMESPACE
@@ -31,6 +32,7 @@ PACKAGES = (
     "tf_keras",
     "tensorflow-transform",
     "google-cloud-storage",
+    "opencv-python-headless",  # --blend's blurs and seamless cloning
 )
 
 
@@ -164,6 +166,9 @@ def summary(manifest: Manifest, timings: Timings, output: str) -> str:
         f"  rejected: {counts.rejected} input files (see {layout.REJECTS_CSV})",
         f"  depth:    {manifest.depth.model}",
     ]
+    blends = counts.samples_per_blend
+    if set(blends) - {NO_BLEND}:
+        lines.append(f"  blend:    {', '.join(f'{k} {v}' for k, v in blends.items())}")
     for reject in manifest.rejects[:10]:
         lines.append(f"  reject: {reject.path}: {reject.reason}")
     if manifest.depth.warning:

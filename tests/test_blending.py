@@ -19,6 +19,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from fgbg.blend_modes import GAUSSIAN, MIXED, MODES, MOTION, NONE, POISSON, parse_blend
+from fgbg.documents import read_manifest, read_timings
 from fgbg.pair_records import options_fingerprint, row_from_dict, row_to_dict, written_pair
 from fgbg.types import Background, Foreground, Placement, SampleRow
 from pipeline import build
@@ -30,6 +31,7 @@ from pipeline.config import (
     sample_shaping_values,
 )
 from pipeline.options import FgbgOptions, UsageError, check_options
+from pipeline.run_documents import summary
 from tests.helpers import make_inputs, small_build_args, timings
 from transforms.blending import (
     POISSON_MARGIN,
@@ -378,6 +380,8 @@ def test_a_mixed_build_says_each_samples_mode_and_differs_only_near_objects(tmp_
     assert record_blends(mixed) == modes
     manifest = json.loads((mixed / "manifest.json").read_text())
     assert manifest["counts"]["samples_per_blend"] == dict(collections.Counter(modes.values()))
+    printed = summary(read_manifest(str(mixed)), read_timings(str(mixed)), str(mixed))
+    assert "  blend:    none " in printed and ", poisson " in printed
     report = (mixed / "report.html").read_text(encoding="utf-8")
     assert 'id="blend-examples"' in report and 'id="blend-table"' in report
 

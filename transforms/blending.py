@@ -19,6 +19,10 @@ Which mode a sample gets (and the motion angle) is drawn from the run seed
 and the sample's identity (`draw_blend`), so a rebuild gives the same bytes.
 Whatever the mode, the sample's mask stays the cut-out's binarised alpha:
 blending changes what the object looks like, not where it is.
+
+OpenCV is imported by the functions that blend, not with the module: a
+build with --blend none never loads it, so its workers stay as small as
+before (about 36 MB each; BENCHMARKS.md, "Compositing").
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import dataclasses
 import math
 from typing import Tuple
 
-import cv2
 import numpy as np
 
 from fgbg.blend_modes import MOTION, NONE
@@ -78,6 +81,8 @@ def draw_blend(config: BlendConfig, placement: Placement) -> Blend:
 
 def padded(rgba: np.ndarray, pad: int) -> np.ndarray:
     """The cut-out with `pad` fully transparent pixels around it."""
+    import cv2
+
     return cv2.copyMakeBorder(rgba, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
 
 
@@ -101,6 +106,8 @@ def feathered(rgba: np.ndarray, sigma: float) -> Tuple[np.ndarray, int]:
     opaque stays 255 and one with none of the object in reach stays 0: the
     object's inside and the far background are untouched.
     """
+    import cv2
+
     pad = math.ceil(3 * sigma)
     kernel = (2 * pad + 1, 2 * pad + 1)
     grown = padded(rgba, pad)
@@ -126,6 +133,8 @@ def feathered(rgba: np.ndarray, sigma: float) -> Tuple[np.ndarray, int]:
 def motion_kernel(length: int, angle: float) -> np.ndarray:
     """A length x length kernel: a line through its centre at `angle`
     degrees, anti-aliased by the rotation, summing to 1."""
+    import cv2
+
     line = np.zeros((length, length), np.float32)
     line[length // 2, :] = 1.0
     centre = ((length - 1) / 2.0, (length - 1) / 2.0)
@@ -141,6 +150,8 @@ def motion_blurred(rgba: np.ndarray, length: int, angle: float) -> Tuple[np.ndar
     streaks over the background the way a moving object's exposure does,
     and transparent pixels lend it no colour.
     """
+    import cv2
+
     pad = length // 2
     grown = padded(rgba, pad)
     kernel = motion_kernel(length, angle)
@@ -169,6 +180,8 @@ def poisson_clone(
     Both images are padded by reflection first, since seamlessClone shrinks
     a region that touches the image's border.
     """
+    import cv2
+
     height, width = background.shape[:2]
     pad = POISSON_MARGIN + 1
     region = np.zeros((height + 2 * pad, width + 2 * pad), np.uint8)
