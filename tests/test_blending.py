@@ -446,3 +446,16 @@ def test_the_edge_close_up_is_centred_on_the_objects_outline():
     close_up = np.asarray(grid.edge_close_up(overlay, Image.fromarray(mask), row))
     assert close_up.shape == (grid.TILE, grid.TILE, 3)
     assert 0 < (close_up[..., 0] > 0).mean() < 1  # both object and background shown
+
+
+@pytest.mark.bench
+def test_the_compositing_bench_prices_every_mode_against_none(tmp_path):
+    from bench import bench_compositing, workload
+
+    globs = workload.make_inputs(tmp_path / "in", 1, 1)
+    costs = bench_compositing.blend_costs(globs, rounds=1)
+    assert list(costs) == [*MODES, MIXED]
+    assert {cost["samples"] for cost in costs.values()} == {40}
+    assert all(cost["cpu_ms"] > 0 and cost["wall_ms"] > 0 for cost in costs.values())
+    table = bench_compositing.blend_markdown(costs, 1)
+    assert "| poisson | 40 |" in table and "| none | 40 |" in table
