@@ -459,3 +459,11 @@ def test_the_compositing_bench_prices_every_mode_against_none(tmp_path):
     assert all(cost["cpu_ms"] > 0 and cost["wall_ms"] > 0 for cost in costs.values())
     table = bench_compositing.blend_markdown(costs, 1)
     assert "| poisson | 40 |" in table and "| none | 40 |" in table
+
+
+def test_the_sample_grid_captions_say_the_mode_of_a_blended_sample():
+    from fgbg.report import grid
+
+    row = {"id": "b/f/3", "split": "val", "scale": "0.8", "flip": "0"}
+    assert grid.caption(row) == "b/f/3 · val · scale 0.8"
+    assert grid.caption({**row, "blend": POISSON}) == "b/f/3 · val · scale 0.8 · poisson"

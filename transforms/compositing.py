@@ -106,10 +106,11 @@ def blend_composite(
     x: int,
     y: int,
     blend: Blend,
-    config: BlendConfig,
+    config: Optional[BlendConfig],
 ) -> np.ndarray:
     """The cut-out (`rgba`, its binary `mask`) over `background` at (x, y),
-    blended as `blend` says; mode none is `alpha_composite` itself."""
+    blended as `blend` says with `config`'s settings (none needs none);
+    mode none is `alpha_composite` itself."""
     if blend.mode == GAUSSIAN:
         grown, pad = feathered(rgba, config.sigma)
         return composite_clipped(background, grown, x - pad, y - pad)

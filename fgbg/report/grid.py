@@ -102,7 +102,8 @@ def placeholder_tile(text: str, tile: int = TILE) -> Image.Image:
 
 def caption(row: Dict[str, str]) -> str:
     flip = " · mirrored" if row["flip"] == "1" else ""
-    return f"{row['id']} · {row['split']} · scale {row['scale']}{flip}"
+    blend = f" · {row['blend']}" if row.get("blend") else ""
+    return f"{row['id']} · {row['split']} · scale {row['scale']}{flip}{blend}"
 
 
 def grid_size(rows: int, depth: bool) -> Tuple[int, int]:

@@ -199,7 +199,7 @@ def blending(dataset: Dataset, blends_png: Optional[bytes]) -> Optional[Dict[str
     none, or built before --blend)."""
     counts = dataset.manifest.counts.samples_per_blend
     examples = dataset.table.blend_examples
-    if not examples or blends_png is None:
+    if not examples or not counts or blends_png is None:
         return None
     total = sum(counts.values())
     width, height = blend_grid_size(len(examples))
