@@ -120,7 +120,7 @@ class FgbgOptions(PipelineOptions):
             "feathers the alpha (--blend_sigma); poisson clones the object seamlessly "
             "(OpenCV, normal gradients); motion smears it along a line "
             "(--blend_motion_length). The mask stays the cut-out's. Cost per mode: "
-            "BENCHMARKS.md, 'Compositing'. Default: %(default)s.",
+            "BENCHMARKS.md, 'Blending'. Default: %(default)s.",
         )
         generation.add_argument(
             "--blend_sigma",

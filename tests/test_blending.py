@@ -294,6 +294,14 @@ def test_bad_blend_values_are_usage_errors(flags, message):
         check_options(options(*flags))
 
 
+@pytest.mark.parametrize("flag", ["--blend=soft", "--blend_sigma=-2", "--blend_motion_length=6"])
+def test_a_build_with_a_bad_blend_value_stops_before_anything_runs(tmp_path, flag):
+    inputs = make_inputs(tmp_path / "in", backgrounds=1, foregrounds=1)
+    with pytest.raises(build.UsageError, match=flag.split("=")[0]):
+        build.run(small_build_args(inputs, tmp_path / "out", flag))
+    assert not (tmp_path / "out").exists()
+
+
 def test_blend_settings_enter_the_pair_key_only_when_they_shape_samples():
     default = sample_shaping_values(options())
     assert not {"blend", "blend_sigma", "blend_motion_length"} & set(default)

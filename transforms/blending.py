@@ -22,7 +22,7 @@ blending changes what the object looks like, not where it is.
 
 OpenCV is imported by the functions that blend, not with the module: a
 build with --blend none never loads it, so its workers stay as small as
-before (about 36 MB each; BENCHMARKS.md, "Compositing").
+before (about 36 MB each; BENCHMARKS.md, "Blending").
 """
 
 from __future__ import annotations
