@@ -28,6 +28,8 @@ setuptools.setup(
         "numpy>=1.26,<3",
         "google-cloud-storage>=3.17,<4",
         "h5py>=3.10,<4",
+        # Poisson blending (--blend poisson: cv2.seamlessClone) and the blurs.
+        "opencv-python-headless>=4.10,<5",
         # The report's page is a template (fgbg/report/page.py says why).
         "jinja2>=3.1,<4",
         "markupsafe>=2.1,<4",

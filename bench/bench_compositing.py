@@ -12,7 +12,11 @@ placements x mirror = 40 samples per pair, depth off):
    construction, worker launch and TensorFlow import, paid once per build;
 4. with --tft: the pipeline again with tensorflow-transform on (the default
    build), to price TFT separately;
-5. the per-step profile of the pure functions (bench/profile_sample.py).
+5. the per-step profile of the pure functions (bench/profile_sample.py);
+6. blending (--blend): compose_pair, the compositing stage's function
+   (resize, blend, overlay JPEG + mask PNG), on the profile's pairs once per
+   mode, the modes alternating over --blend_rounds rounds, in this process:
+   CPU ms per sample of each mode against none's in the same run.
 
 With --rounds N, steps 1 and 2 alternate N times and the tables use each
 one's median run (file-system write-back makes single runs noisy).
@@ -27,12 +31,13 @@ process tree; peak RSS is the peak of the tree's summed RSS (polled /proc).
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,6 +45,102 @@ sys.path.insert(0, str(ROOT))
 from bench import common, workload  # noqa: E402
 
 STAGES = ("backgrounds", "compositing", "writing", "tables", "tfrecords")
+
+
+def blend_costs(globs: Dict[str, str], rounds: int) -> Dict[str, Dict[str, float]]:
+    """Per --blend mode (and mixed): CPU and wall ms per sample of
+    compose_pair over every pair of `globs`, each mode's median round; the
+    modes alternate within each round so drifting load hits them alike.
+    Each mode runs with its options' defaults (pipeline/options.py)."""
+    import statistics
+    import time
+
+    from fgbg.blend_modes import MIXED, MODES
+    from fgbg.types import Background
+    from pipeline.config import blend_config
+    from pipeline.options import FgbgOptions
+    from transforms.compositing import compose_pair
+    from transforms.inputs import build_foreground, file_stem, load_background
+
+    config = workload.default_build_config()
+    backgrounds = [
+        (file_stem(path), load_background(Path(path).read_bytes(), config.inputs))
+        for path in sorted(glob.glob(globs["bg"]))
+    ]
+    mask_dir = Path(globs["fg_mask"]).parent
+    foregrounds = []
+    for path in sorted(Path(p) for p in glob.glob(globs["fg"])):
+        mask = mask_dir / f"mask_{path.name}"
+        foregrounds.append(
+            build_foreground(
+                path.stem,
+                str(path),
+                path.read_bytes(),
+                str(mask) if mask.exists() else None,
+                mask.read_bytes() if mask.exists() else None,
+                config.inputs,
+            )
+        )
+    modes = (*MODES, MIXED)
+    blendings = {mode: blend_config(FgbgOptions([f"--blend={mode}", "--seed=0"])) for mode in modes}
+    runs: Dict[str, List[Tuple[float, float, int]]] = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode in modes:
+            samples = 0
+            cpu, wall = time.process_time(), time.perf_counter()
+            for stem, image in backgrounds:
+                background = Background(stem, stem, "train", "")
+                for foreground in foregrounds:
+                    samples += sum(
+                        1
+                        for _ in compose_pair(
+                            background,
+                            image,
+                            foreground,
+                            config.placements,
+                            config.encoding,
+                            "",
+                            blendings[mode],
+                        )
+                    )
+            runs[mode].append((time.process_time() - cpu, time.perf_counter() - wall, samples))
+    costs = {}
+    for mode, measured in runs.items():
+        samples = measured[0][2]
+        cpu_ms = statistics.median(common.per_sample_ms(c, samples) for c, _, _ in measured)
+        wall_ms = statistics.median(common.per_sample_ms(w, samples) for _, w, _ in measured)
+        costs[mode] = {"samples": samples, "cpu_ms": cpu_ms, "wall_ms": wall_ms}
+    return costs
+
+
+def blend_markdown(costs: Dict[str, Dict[str, float]], rounds: int) -> str:
+    none = costs["none"]["cpu_ms"]
+    rows = [
+        [
+            mode,
+            cost["samples"],
+            f"{cost['cpu_ms']:.3f}",
+            f"{cost['wall_ms']:.3f}",
+            f"{cost['cpu_ms'] - none:+.3f}",
+            f"{cost['cpu_ms'] / none:.2f}",
+        ]
+        for mode, cost in costs.items()
+    ]
+    return (
+        f"Blending (--blend): compose_pair per mode, in this process, median of {rounds} "
+        "alternating rounds (resize, blend, overlay JPEG + mask PNG; no writes):\n\n"
+        + common.table(
+            (
+                "--blend",
+                "samples",
+                "CPU ms/sample",
+                "wall ms/sample",
+                "CPU vs none, ms",
+                "CPU / none",
+            ),
+            rows,
+        )
+    )
 
 
 def run_baseline(globs: Dict[str, str], output: Path, stats_pass: bool = False) -> Dict:
@@ -309,6 +410,12 @@ def main(argv=None) -> int:
         help="measure the baseline and the pipeline this often, alternately; "
         "the tables use each one's median run",
     )
+    parser.add_argument(
+        "--blend_rounds",
+        type=int,
+        default=3,
+        help="rounds of the per --blend mode measurement (each mode once per round)",
+    )
     parser.add_argument("--name", default="compositing", help="bench/results/<name>.md|json")
     args = parser.parse_args(argv)
 
@@ -363,6 +470,9 @@ def main(argv=None) -> int:
             scratch / "profile_inputs", args.profile_backgrounds, args.foregrounds
         )
         profile = profile_sample.profile(profile_globs, scratch / "profile_out")
+        print("[bench] blending modes", file=sys.stderr, flush=True)
+        common.wait_for_quiet_cpu(args.max_busy)
+        blends = blend_costs(profile_globs, args.blend_rounds)
         assert runs["baseline"]["samples"] == runs["pipeline"]["samples"], runs
         result = analyse(
             runs["baseline"],
@@ -381,6 +491,8 @@ def main(argv=None) -> int:
         f"{args.foregrounds} foregrounds (RGBA, longest side 150) x 40 = "
         f"{result['samples']} samples; size 224, depth off.\n\n"
         + markdown(runs, result, profile_sample.markdown(profile))
+        + "\n\n"
+        + blend_markdown(blends, args.blend_rounds)
     )
     if len(rounds) > 1:
         text += "\n\n" + rounds_markdown(rounds)
@@ -392,6 +504,7 @@ def main(argv=None) -> int:
             "rounds": rounds,
             "result": result,
             "profile": profile,
+            "blends": blends,
             "args": vars(args),
             "load_at_start": load,
             "cores": os.cpu_count(),

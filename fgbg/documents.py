@@ -31,6 +31,9 @@ class Counts:
     input_files: Dict[str, int]  # files matched by --bg, --fg and --fg_mask
     rejected: int
     tfrecord_shards: int
+    # Samples per --blend mode (fgbg/blend_modes.py); empty in datasets
+    # built before --blend, whose samples were all mode none.
+    samples_per_blend: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def expected_samples(self) -> int:

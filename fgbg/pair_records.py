@@ -37,11 +37,13 @@ computes only the new pairs.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from fgbg import layout
+from fgbg.blend_modes import NONE
 from fgbg.depth.models import FP32
 from fgbg.hashing import text_digest
 from fgbg.moments import add_to_totals
@@ -97,6 +99,8 @@ def row_to_dict(row: SampleRow) -> Dict[str, object]:
             kind: [m[0], list(m[1]), list(m[2])] for kind, m in sorted(row.moments.items())
         },
         **({"depth_precision": row.depth_precision} if row.depth_precision else {}),
+        # Left out for mode none, so records of builds without --blend keep their bytes.
+        **({"blend": row.blend} if row.blend != NONE else {}),
     }
 
 
@@ -111,6 +115,7 @@ def row_from_dict(data: Dict[str, object]) -> SampleRow:
         moments={kind: (m[0], tuple(m[1]), tuple(m[2])) for kind, m in data["moments"].items()},
         # Depth of builds from before precision was recorded ran in fp32.
         depth_precision=data.get("depth_precision", FP32 if data["depth_path"] else None),
+        blend=data.get("blend", NONE),
     )
 
 
@@ -310,4 +315,5 @@ def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:
         samples=len(rows),
         moments=totals,
         depth_precisions=tuple(sorted({r.depth_precision for r in rows if r.depth_precision})),
+        blends=tuple(sorted(collections.Counter(row.blend for row in rows).items())),
     )

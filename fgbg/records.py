@@ -12,6 +12,9 @@ FEATURE_SPEC documents the record layout:
 - mask (bytes): PNG (or JPEG with --mask_format jpg), 0/255 single channel
 - depth (bytes): JPEG (depth_encoding minmax), 16-bit PNG (metric) or empty
 - depth_encoding (bytes): 'minmax', 'metric' or 'none'
+- blend (bytes): the sample's --blend mode (fgbg/blend_modes.py); written by
+  builds with a --blend other than none, read as 'none' where absent (builds
+  with --blend none write exactly the records they wrote before it)
 - background_moments, overlay_moments (int64 x 7): the written image's pixel
   count, per-channel sums and sums of squares (what transforms/normalization.py
   analyses)
@@ -28,6 +31,7 @@ from typing import Dict, List, Sequence, Union
 
 import google_crc32c
 
+from fgbg.blend_modes import NONE
 from fgbg.images import CHANNELS
 from fgbg.proto import example_pb2, feature_pb2
 from fgbg.types import Moments, SampleRow
@@ -48,6 +52,8 @@ BYTES_FEATURES = (
     "depth_encoding",
 )
 FLOAT_FEATURES = ("scale",)
+# Bytes features that records of some builds lack, and what they read as then.
+OPTIONAL_BYTES_FEATURES = {"blend": NONE.encode()}
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -89,6 +95,12 @@ def feature_spec() -> Dict[str, object]:
     )
     spec.update({name: tf.io.FixedLenFeature([], tf.string) for name in BYTES_FEATURES})
     spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_FEATURES})
+    spec.update(
+        {
+            name: tf.io.FixedLenFeature([], tf.string, default_value=default)
+            for name, default in OPTIONAL_BYTES_FEATURES.items()
+        }
+    )
     return spec
 
 
@@ -125,10 +137,15 @@ def _example(features: Dict[str, FeatureValue]) -> bytes:
 
 
 def sample_example(
-    row: SampleRow, images: Dict[str, bytes], depth_encoding: str, background_moments: Moments
+    row: SampleRow,
+    images: Dict[str, bytes],
+    depth_encoding: str,
+    background_moments: Moments,
+    with_blend: bool = False,
 ) -> bytes:
     """Serialized tf.train.Example of one written sample; `images` maps
-    background, overlay, mask and depth to encoded bytes (b"" for no depth)."""
+    background, overlay, mask and depth to encoded bytes (b"" for no depth);
+    `with_blend` adds the sample's blending mode."""
     placement = row.placement
     features: Dict[str, FeatureValue] = {
         "id": placement.sample_id.encode(),
@@ -144,6 +161,8 @@ def sample_example(
         "scale": float(placement.scale),
         "depth_encoding": depth_encoding.encode(),
     }
+    if with_blend:
+        features["blend"] = row.blend.encode()
     features.update({kind: images[kind] for kind in ("background", "overlay", "mask", "depth")})
     moments = {"background": background_moments, "overlay": row.moments["overlay"]}
     features.update({moments_feature(kind): flat_moments(moments[kind]) for kind in MOMENT_KINDS})

@@ -12,6 +12,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from fgbg.blend_modes import NONE
+
 # (pixel count, per-channel sums, per-channel sums of squares), as Python ints
 # so that merging is exact and independent of order.
 Moments = Tuple[int, Tuple[int, ...], Tuple[int, ...]]
@@ -95,6 +97,7 @@ class Composite:
     pair_key: str = ""
     depth: Optional[bytes] = None
     depth_precision: Optional[str] = None  # what the depth stage ran in
+    blend: str = NONE  # how the cut-out was blended in (fgbg/blend_modes.py)
     # Set when the mask is stored losslessly: its moments follow from the
     # array, so the writer need not decode the PNG again.
     mask_moments: Optional[Moments] = None
@@ -112,6 +115,7 @@ class SampleRow:
     depth_path: str  # '' when the build has no depth stage
     moments: Dict[str, Moments]
     depth_precision: Optional[str] = None  # what its depth map was made in
+    blend: str = NONE  # how its cut-out was blended in (fgbg/blend_modes.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,3 +135,4 @@ class WrittenPair:
     samples: int
     moments: Dict[str, Moments]  # per image kind, summed over the pair's samples
     depth_precisions: Tuple[str, ...] = ()  # what its depth maps were made in
+    blends: Tuple[Tuple[str, int], ...] = ()  # (blend mode, its samples), by mode

@@ -124,7 +124,9 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         found.pairs
         | "RemoveOutdatedRecords" >> RemoveOutdatedRecords(root)
         | "Compose"
-        >> ComposeSamples(foregrounds, config.inputs, config.placements, config.encoding)
+        >> ComposeSamples(
+            foregrounds, config.inputs, config.placements, config.encoding, config.blending
+        )
     )
     if config.depth:
         # Imported here: Beam's RunInference module imports PyTorch whenever
@@ -149,9 +151,11 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     )
     written = (recorded, found[RESUMED]) | "AllPairs" >> beam.Flatten()
 
-    split_counts = written | "WriteTables" >> WriteTables(root, config.csv_prefix)
+    split_counts = written | "WriteTables" >> WriteTables(
+        root, config.csv_prefix, config.blending.recorded
+    )
     records = written | "WriteTFRecords" >> WriteTFRecords(
-        root, config.records_per_shard, config.depth_encoding
+        root, config.records_per_shard, config.depth_encoding, config.blending.recorded
     )
     shards = records.shards
     scale, unit = config.depth_scale
@@ -191,9 +195,23 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         | "DepthPrecisions" >> beam.FlatMap(lambda pair: pair.depth_precisions)
         | "DistinctPrecisions" >> beam.Distinct()
     )
+    blends = (
+        written
+        | "BlendModes" >> beam.FlatMap(lambda pair: pair.blends)
+        | "SamplesPerBlend" >> beam.CombinePerKey(sum)
+    )
 
     def finish(
-        _, split_counts, shards, rejects, backgrounds, foregrounds, precisions, _stats, _transform
+        _,
+        split_counts,
+        shards,
+        rejects,
+        backgrounds,
+        foregrounds,
+        precisions,
+        blends,
+        _stats,
+        _transform,
     ):
         manifest = manifest_document(
             config,
@@ -203,6 +221,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
             backgrounds,
             foregrounds,
             precisions,
+            blends,
         )
         check_sample_count(manifest.counts)
         remove_stale_shards(root, shards)
@@ -220,6 +239,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
             beam.pvalue.AsSingleton(bg_count),
             beam.pvalue.AsSingleton(fg_count),
             beam.pvalue.AsList(precisions),
+            beam.pvalue.AsDict(blends),
             beam.pvalue.AsList(stats),
             beam.pvalue.AsList(transform_written),
         )

@@ -9,6 +9,7 @@ import dataclasses
 import posixpath
 from typing import Dict, Optional, Tuple
 
+from fgbg.blend_modes import GAUSSIAN, MOTION, NONE, parse_blend
 from fgbg.depth import families, maps, models
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.config import DepthConfig
@@ -21,6 +22,7 @@ from pipeline.options import (
     option_values,
     parse_size,
 )
+from transforms.blending import BlendConfig
 from transforms.compositing import EncodingConfig
 from transforms.inputs import InputConfig
 from transforms.placements import PlacementConfig, parse_scales
@@ -79,6 +81,7 @@ class BuildConfig:
     inputs: InputConfig
     placements: PlacementConfig
     encoding: EncodingConfig
+    blending: BlendConfig
     bg_quality: int
     depth: Optional[DepthConfig]  # None: a composites-only build
     depth_info: DepthInfo  # what the manifest says about depth
@@ -135,6 +138,7 @@ def build_config(
             mask_format=opts.mask_format,
             mask_quality=opts.mask_quality,
         ),
+        blending=blend_config(opts),
         bg_quality=opts.bg_quality,
         depth=depth,
         depth_info=depth_info(opts, checkpoint),
@@ -163,6 +167,30 @@ def sample_shaping_values(
     )
     if checkpoint:
         values["depth_weights_sha256"] = checkpoint.weights_sha256
+    values.update(blend_shaping_values(blend_config(opts)))
+    return values
+
+
+def blend_config(opts: FgbgOptions) -> BlendConfig:
+    return BlendConfig(
+        modes=parse_blend(opts.blend),
+        seed=opts.seed,
+        sigma=opts.blend_sigma,
+        motion_length=opts.blend_motion_length,
+    )
+
+
+def blend_shaping_values(config: BlendConfig) -> Dict[str, object]:
+    """The blending settings that shape samples: none with --blend none, so
+    outputs built before --blend stay valid; each mode's setting only when
+    that mode is drawn, so changing an unused one remakes nothing."""
+    if config.modes == (NONE,):
+        return {}
+    values: Dict[str, object] = {"blend": ",".join(config.modes)}
+    if GAUSSIAN in config.modes:
+        values["blend_sigma"] = config.sigma
+    if MOTION in config.modes:
+        values["blend_motion_length"] = config.motion_length
     return values
 
 

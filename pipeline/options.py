@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from fgbg.beam_compat import declared_options, options_parser
+from fgbg.blend_modes import MIXED, MODES, NONE, parse_blend
 from fgbg.depth import checkpoints, maps, models
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.images import JPEG_QUALITY
@@ -115,6 +116,31 @@ class FgbgOptions(PipelineOptions):
             default=0,
             help="Run seed: with the sample's identity it fixes every random draw. "
             "Default: %(default)s.",
+        )
+        generation.add_argument(
+            "--blend",
+            default=NONE,
+            help=f"How each cut-out meets its background: {', '.join(MODES)}, or {MIXED} "
+            "(each sample draws one of them from the run seed), or a comma list to draw "
+            "among, e.g. gaussian,poisson. none is the hard alpha paste; gaussian "
+            "feathers the alpha (--blend_sigma); poisson clones the object seamlessly "
+            "(OpenCV, normal gradients); motion smears it along a line "
+            "(--blend_motion_length). The mask stays the cut-out's. Cost per mode: "
+            "BENCHMARKS.md, 'Blending'. Default: %(default)s.",
+        )
+        generation.add_argument(
+            "--blend_sigma",
+            type=float,
+            default=2.0,
+            help="Standard deviation in pixels of --blend gaussian's feather. "
+            "Default: %(default)s.",
+        )
+        generation.add_argument(
+            "--blend_motion_length",
+            type=int,
+            default=7,
+            help="Length in pixels (odd) of --blend motion's blur line; each sample "
+            "draws its direction. Default: %(default)s.",
         )
         generation.add_argument(
             "--val_fraction",
@@ -422,6 +448,8 @@ OPTION_RANGES: Tuple[Tuple[str, Callable[[float], bool], str], ...] = (
     ("max_reject_fraction", *_FRACTION),
     ("size", *_at_least(8)),
     ("placements_per_scale", *_at_least(1)),
+    ("blend_sigma", *_POSITIVE),
+    ("blend_motion_length", (lambda value: value >= 3 and value % 2 == 1), "odd and >= 3"),
     ("val_fraction", *_FRACTION),
     ("test_fraction", *_FRACTION),
     ("bg_quality", *_QUALITY),
@@ -455,6 +483,10 @@ def check_options(opts: FgbgOptions) -> Optional[Checkpoint]:
         parse_scales(opts.scales)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    try:
+        parse_blend(opts.blend)
+    except ValueError as error:
+        raise UsageError(f"--blend {opts.blend}: {error}") from None
     return _check_depth_options(opts)
 
 

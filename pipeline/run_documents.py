@@ -12,11 +12,12 @@ import dataclasses
 import datetime
 import sys
 from importlib import metadata
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
 from fgbg import layout
+from fgbg.blend_modes import NONE as NO_BLEND
 from fgbg.depth.models import NONE
 from fgbg.documents import Counts, DepthInfo, Files, Manifest, RejectedFile, Timings
 from fgbg.timing import NAMESPACE
@@ -31,6 +32,7 @@ PACKAGES = (
     "tf_keras",
     "tensorflow-transform",
     "google-cloud-storage",
+    "opencv-python-headless",  # --blend's blurs and seamless cloning
 )
 
 
@@ -56,9 +58,11 @@ def manifest_document(
     backgrounds: int,
     foregrounds: int,
     depth_precisions: Sequence[str] = (),
+    blends: Optional[Dict[str, int]] = None,
 ) -> Manifest:
     """manifest.json's record; `depth_precisions` are those the depth maps
-    were made in (one, unless workers of a build differed in hardware)."""
+    were made in (one, unless workers of a build differed in hardware),
+    `blends` the samples each blending mode made."""
     return Manifest(
         dataset="fgbg",
         seed=config.seed,
@@ -74,6 +78,7 @@ def manifest_document(
             input_files=config.run.input_files,
             rejected=len(rejects),
             tfrecord_shards=len(shards),
+            samples_per_blend=dict(sorted((blends or {}).items())),
         ),
         rejects=[RejectedFile(path=reject.path, reason=reject.reason) for reject in rejects],
         depth=ran_in(config.depth_info, depth_precisions),
@@ -161,6 +166,9 @@ def summary(manifest: Manifest, timings: Timings, output: str) -> str:
         f"  rejected: {counts.rejected} input files (see {layout.REJECTS_CSV})",
         f"  depth:    {manifest.depth.model}",
     ]
+    blends = counts.samples_per_blend
+    if set(blends) - {NO_BLEND}:
+        lines.append(f"  blend:    {', '.join(f'{k} {v}' for k, v in blends.items())}")
     for reject in manifest.rejects[:10]:
         lines.append(f"  reject: {reject.path}: {reject.reason}")
     if manifest.depth.warning:

@@ -25,6 +25,7 @@ def imported_state(code: str) -> dict:
         "print(json.dumps({'beam': any(m.startswith('apache_beam') for m in sys.modules),\n"
         "                  'run_inference': 'apache_beam.ml.inference.base' in sys.modules,\n"
         "                  'tensorflow': 'tensorflow' in sys.modules,\n"
+        "                  'opencv': 'cv2' in sys.modules,\n"
         "                  'environ_changed': sorted(k for k in set(before) | set(os.environ)\n"
         "                                            if before.get(k) != os.environ.get(k))}))\n"
     )
@@ -40,6 +41,7 @@ def test_the_training_reader_imports_neither_beam_nor_tensorflow():
         "beam": False,
         "run_inference": False,
         "tensorflow": False,
+        "opencv": False,
         "environ_changed": [],
     }
 
@@ -63,7 +65,7 @@ def test_a_graph_without_depth_or_tft_imports_neither_tensorflow_nor_run_inferen
     """Beam's RunInference module imports PyTorch whenever it is installed,
     costing every worker process memory (BENCHMARKS.md "Compositing"); a
     build without depth never needs it, and one without TFT either never
-    needs TensorFlow."""
+    needs TensorFlow. Nor does a build with --blend none load OpenCV."""
     state = imported_state(
         "from apache_beam.options.pipeline_options import PipelineOptions\n"
         "from pipeline import build\n"
@@ -75,4 +77,4 @@ def test_a_graph_without_depth_or_tft_imports_neither_tensorflow_nor_run_inferen
         "import apache_beam as beam\n"
         "build.build_graph(beam.Pipeline(), config)"
     )
-    assert not state["run_inference"] and not state["tensorflow"]
+    assert not state["run_inference"] and not state["tensorflow"] and not state["opencv"]

@@ -3,25 +3,35 @@
 `CrossPairs` makes the cross of backgrounds and foregrounds with the (small)
 foreground collection as a side input, then reshuffles the pairs so that a
 runner can spread them over all workers. `ComposeSamples` makes each pair's
-samples in one call, resizing the foreground once per (flip, scale); the
-pairs it gets are those still to make (transforms/pairs.py skips the rest).
+samples in one call, resizing the foreground once per (flip, scale) and
+blending each sample as its draw says (transforms/blending.py); the pairs it
+gets are those still to make (transforms/pairs.py skips the rest).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Dict, Iterable, Iterator, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
 from PIL import Image
 
+from fgbg.blend_modes import GAUSSIAN, MOTION, NONE, POISSON
 from fgbg.images import encode_jpeg, encode_png
 from fgbg.moments import binary_moments
 from fgbg.storage import read_file
 from fgbg.timing import stage_timer, timed_items
 from fgbg.types import Background, Composite, Foreground, Pair
+from transforms.blending import (
+    Blend,
+    BlendConfig,
+    draw_blend,
+    feathered,
+    motion_blurred,
+    poisson_clone,
+)
 from transforms.inputs import InputConfig, load_background
 from transforms.placements import PlacementConfig, pair_placements, scaled_size
 
@@ -78,6 +88,41 @@ def alpha_composite(background: np.ndarray, rgba: np.ndarray, x: int, y: int) ->
     return out
 
 
+def composite_clipped(background: np.ndarray, rgba: np.ndarray, x: int, y: int) -> np.ndarray:
+    """`alpha_composite` of a cut-out that may reach past the background's
+    edges (a blurred one grows by its blur's reach); what lies outside is cut."""
+    height, width = background.shape[:2]
+    left, top = max(x, 0), max(y, 0)
+    right = min(x + rgba.shape[1], width)
+    bottom = min(y + rgba.shape[0], height)
+    inside = rgba[top - y : bottom - y, left - x : right - x]
+    return alpha_composite(background, inside, left, top)
+
+
+def blend_composite(
+    background: np.ndarray,
+    rgba: np.ndarray,
+    mask: np.ndarray,
+    x: int,
+    y: int,
+    blend: Blend,
+    config: Optional[BlendConfig],
+) -> np.ndarray:
+    """The cut-out (`rgba`, its binary `mask`) over `background` at (x, y),
+    blended as `blend` says with `config`'s settings (none needs none);
+    mode none is `alpha_composite` itself."""
+    if blend.mode == GAUSSIAN:
+        grown, pad = feathered(rgba, config.sigma)
+        return composite_clipped(background, grown, x - pad, y - pad)
+    if blend.mode == MOTION:
+        grown, pad = motion_blurred(rgba, config.motion_length, blend.angle)
+        return composite_clipped(background, grown, x - pad, y - pad)
+    pasted = alpha_composite(background, rgba, x, y)
+    if blend.mode == POISSON:
+        return poisson_clone(pasted, background, mask, x, y)
+    return pasted
+
+
 def place_mask(mask: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
     """A size x size 0/255 image with the mask at (x, y)."""
     canvas = np.zeros((size, size), np.uint8)
@@ -98,8 +143,10 @@ def compose_pair(
     placement_config: PlacementConfig,
     encoding: EncodingConfig,
     key: str,
+    blending: Optional[BlendConfig] = None,
 ) -> Iterator[Composite]:
-    """All samples of one pair, in number order."""
+    """All samples of one pair, in number order; without `blending`, every
+    sample is a hard paste (mode none)."""
     cutouts: Dict[Tuple[bool, float], Tuple[np.ndarray, np.ndarray]] = {}
     mirrored = mirror(foreground) if placement_config.mirror else None
     height, width = foreground.mask.shape
@@ -113,7 +160,8 @@ def compose_pair(
                 rgba, mask, scaled_size(width, height, placement.scale)
             )
         rgba, mask = cutouts[variant]
-        overlay = alpha_composite(image, rgba, placement.x, placement.y)
+        blend = draw_blend(blending, placement) if blending else Blend(NONE)
+        overlay = blend_composite(image, rgba, mask, placement.x, placement.y, blend, blending)
         full_mask = place_mask(mask, placement.x, placement.y, placement_config.size)
         lossless = encoding.mask_format == "png"
         yield Composite(
@@ -123,6 +171,7 @@ def compose_pair(
             overlay_encoded=encode_jpeg(overlay, encoding.overlay_quality),
             mask_encoded=encode_mask(full_mask, encoding),
             pair_key=key,
+            blend=blend.mode,
             mask_moments=binary_moments(int(np.count_nonzero(mask)), full_mask.size)
             if lossless
             else None,
@@ -147,11 +196,16 @@ class _ComposePair(beam.DoFn):
     _MIN_CACHED_BACKGROUNDS = 4
 
     def __init__(
-        self, input_config: InputConfig, placement_config: PlacementConfig, encoding: EncodingConfig
+        self,
+        input_config: InputConfig,
+        placement_config: PlacementConfig,
+        encoding: EncodingConfig,
+        blending: Optional[BlendConfig],
     ):
         self._input_config = input_config
         self._placement_config = placement_config
         self._encoding = encoding
+        self._blending = blending
         self._samples = beam.metrics.Metrics.counter("compositing", "samples")
         self._timer = stage_timer("compositing")
 
@@ -179,6 +233,7 @@ class _ComposePair(beam.DoFn):
             self._placement_config,
             self._encoding,
             pair.key,
+            self._blending,
         )
         for composite in timed_items(made, self._timer):
             self._samples.inc()
@@ -203,7 +258,8 @@ class CrossPairs(beam.PTransform):
 
 
 class ComposeSamples(beam.PTransform):
-    """`Pair`s -> every `Composite` of every pair, in number order per pair."""
+    """`Pair`s -> every `Composite` of every pair, in number order per pair,
+    each blended as `blending` draws (None: every one a hard paste)."""
 
     def __init__(
         self,
@@ -211,16 +267,20 @@ class ComposeSamples(beam.PTransform):
         input_config: InputConfig,
         placement_config: PlacementConfig,
         encoding: EncodingConfig,
+        blending: Optional[BlendConfig] = None,
     ):
         super().__init__()
         self._foregrounds = foregrounds
         self._input_config = input_config
         self._placement_config = placement_config
         self._encoding = encoding
+        self._blending = blending
 
     def expand(self, pairs):
         by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
         return pairs | "Compose" >> beam.ParDo(
-            _ComposePair(self._input_config, self._placement_config, self._encoding),
+            _ComposePair(
+                self._input_config, self._placement_config, self._encoding, self._blending
+            ),
             beam.pvalue.AsDict(by_stem),
         )

@@ -116,6 +116,7 @@ class _WriteSample(beam.DoFn):
             depth_path=files["depth"][0] if "depth" in files else "",
             moments=moments,
             depth_precision=composite.depth_precision,
+            blend=composite.blend,
         )
 
 

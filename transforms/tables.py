@@ -58,6 +58,13 @@ SAMPLE_COLUMNS = (
     "mask_coverage",
     "depth_mean",
 )
+# Last, and only in builds with a --blend other than none, so that builds
+# with --blend none write exactly the table they wrote before it.
+BLEND_COLUMN = "blend"
+
+
+def sample_columns(with_blend: bool) -> Tuple[str, ...]:
+    return SAMPLE_COLUMNS + ((BLEND_COLUMN,) if with_blend else ())
 
 
 def image_mean(row: SampleRow, kind: str) -> str:
@@ -74,9 +81,9 @@ def mask_coverage(row: SampleRow) -> str:
     return f"{sums[0] / 255 / count:.6f}"
 
 
-def sample_table_rows(rows: Sequence[SampleRow]) -> List[List[object]]:
+def sample_table_rows(rows: Sequence[SampleRow], with_blend: bool = False) -> List[List[object]]:
     """samples.csv rows; the per-image means let reports plot histograms
-    without reopening every image."""
+    without reopening every image; `with_blend` adds each sample's mode."""
     table: List[List[object]] = []
     for row in rows:
         p = row.placement
@@ -100,6 +107,7 @@ def sample_table_rows(rows: Sequence[SampleRow]) -> List[List[object]]:
                 image_mean(row, "overlay"),
                 mask_coverage(row),
                 image_mean(row, "depth"),
+                *((row.blend,) if with_blend else ()),
             ]
         )
     return table
@@ -136,9 +144,10 @@ class _WriteTables(beam.DoFn):
     """Streams both CSVs, a pair at a time in table order, from the pairs'
     records: memory holds the list of pair handles and one pair's rows."""
 
-    def __init__(self, root: str, prefix: str):
+    def __init__(self, root: str, prefix: str, with_blend: bool):
         self._root = root
         self._prefix = prefix
+        self._with_blend = with_blend
         self._timer = stage_timer("tables")
 
     def process(self, pairs: List[WrittenPair]) -> Iterator[Dict[str, int]]:
@@ -148,28 +157,29 @@ class _WriteTables(beam.DoFn):
             streamed_file(layout.resolve(self._root, layout.LABEL_CSV)) as label,
             streamed_file(layout.resolve(self._root, layout.SAMPLES_CSV)) as samples,
         ):
-            samples.write(render_csv((), header=SAMPLE_COLUMNS))
+            samples.write(render_csv((), header=sample_columns(self._with_blend)))
             for rows in pair_rows(self._root, ordered):
                 label.write(
                     render_csv(label_rows(rows, self._prefix), delimiter=";", quote_all=True)
                 )
-                samples.write(render_csv(sample_table_rows(rows)))
+                samples.write(render_csv(sample_table_rows(rows, self._with_blend)))
         yield split_counts(ordered)
 
 
 class WriteTables(beam.PTransform):
     """WrittenPair -> label_data.csv (the original's format) and samples.csv,
     sorted by background, foreground and number; outputs the sample count per
-    split."""
+    split. With `with_blend` samples.csv says each sample's blending mode."""
 
-    def __init__(self, root: str, prefix: str):
+    def __init__(self, root: str, prefix: str, with_blend: bool = False):
         super().__init__()
         self._root = root
         self._prefix = prefix
+        self._with_blend = with_blend
 
     def expand(self, pairs):
         return (
             pairs
             | "GatherPairs" >> beam.combiners.ToList()
-            | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix))
+            | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix, self._with_blend))
         )

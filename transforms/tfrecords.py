@@ -68,9 +68,10 @@ class _WriteShard(beam.DoFn):
     shard's summed pixel moments, for the normalisation analysis. Memory holds one
     shard; each background is read and measured once per shard."""
 
-    def __init__(self, root: str, depth_encoding: str):
+    def __init__(self, root: str, depth_encoding: str, with_blend: bool):
         self._root = root
         self._depth_encoding = depth_encoding
+        self._with_blend = with_blend
         # The sample's own files, read back in this order for each record.
         self._sample_files = ("overlay", "mask") + (("depth",) if depth_encoding != "none" else ())
         self._timer = stage_timer("tfrecords")
@@ -112,7 +113,9 @@ class _WriteShard(beam.DoFn):
                 add_to_totals(totals, "overlay", row.moments["overlay"])
                 shard_file.write(
                     frame_record(
-                        sample_example(row, payload, self._depth_encoding, background_moments)
+                        sample_example(
+                            row, payload, self._depth_encoding, background_moments, self._with_blend
+                        )
                     )
                 )
         return relative, totals
@@ -126,13 +129,18 @@ class WriteTFRecords(beam.PTransform):
 
     Whole pairs go to a shard (plan_shards), so the shuffle carries one small
     handle per pair; within a shard the records are in a stable mixed order.
+    With `with_blend` each record says its sample's blending mode (a build
+    with --blend none writes the records it wrote before --blend).
     """
 
-    def __init__(self, root: str, records_per_shard: int, depth_encoding: str):
+    def __init__(
+        self, root: str, records_per_shard: int, depth_encoding: str, with_blend: bool = False
+    ):
         super().__init__()
         self._root = root
         self._records_per_shard = records_per_shard
         self._depth_encoding = depth_encoding
+        self._with_blend = with_blend
 
     def expand(self, pairs):
         records_per_shard = self._records_per_shard
@@ -152,9 +160,9 @@ class WriteTFRecords(beam.PTransform):
             )
             | "GroupShard" >> beam.GroupByKey()
             | "WriteShard"
-            >> beam.ParDo(_WriteShard(self._root, self._depth_encoding)).with_outputs(
-                EXAMPLES, main="shards"
-            )
+            >> beam.ParDo(
+                _WriteShard(self._root, self._depth_encoding, self._with_blend)
+            ).with_outputs(EXAMPLES, main="shards")
         )
 
 

@@ -5,7 +5,9 @@ shows it: a grid of samples (background | overlay | mask outlined on the
 overlay | colour-mapped depth with its scale bar), histograms of per-sample
 brightness, foreground coverage and depth, the per-channel mean/std table,
 counts per split, rejected inputs, the depth model (a red banner when its
-maps are not real depth), options, versions and time per stage.
+maps are not real depth), options, versions and time per stage; a build
+that blends (--blend) also shows its samples per mode and one example of
+each mode side by side.
 
 One module per job: dataset.py reads the built dataset back, grid.py draws
 samples.png, charts.py the histograms, page.py fills the page's template and
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from fgbg import layout
 from fgbg.report.dataset import DEFAULT_ROWS, load_dataset
-from fgbg.report.grid import png_bytes, render_grid
+from fgbg.report.grid import png_bytes, render_blends, render_grid
 from fgbg.report.page import report_html
 from fgbg.storage import write_file
 
@@ -30,8 +32,10 @@ def write_report(output: str, rows: int = DEFAULT_ROWS) -> None:
     dataset = load_dataset(output, rows)
     chosen = dataset.table.chosen
     grid_png = png_bytes(render_grid(dataset, chosen))
+    examples = dataset.table.blend_examples
+    blends_png = png_bytes(render_blends(dataset, examples)) if examples else None
     write_file(layout.resolve(dataset.root, layout.SAMPLES_PNG), grid_png)
     write_file(
         layout.resolve(dataset.root, layout.REPORT_HTML),
-        report_html(dataset, chosen, grid_png).encode("utf-8"),
+        report_html(dataset, chosen, grid_png, blends_png).encode("utf-8"),
     )

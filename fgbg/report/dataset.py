@@ -14,13 +14,14 @@ import csv
 import dataclasses
 import heapq
 import io
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from fgbg import layout
+from fgbg.blend_modes import MODES
 from fgbg.documents import Manifest, Stats, Timings, read_manifest, read_stats, read_timings
 from fgbg.hashing import stable_hash
 from fgbg.layout import natural_key
@@ -47,6 +48,9 @@ class SampleTable:
     depth_mean: np.ndarray  # empty when the build has no depth
     backgrounds_per_split: Dict[str, int]
     chosen: List[Dict[str, str]]
+    # One sample per --blend mode, for builds whose table says the mode
+    # (mode -> row, in fgbg.blend_modes.MODES order); empty otherwise.
+    blend_examples: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +85,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
         column: array.array("d") for column in ("overlay_mean", "mask_coverage", "depth_mean")
     }
     backgrounds: Dict[str, set] = {}
+    blends = BlendExamples(seed)
     total = 0
 
     def counted(rows: Iterable[Dict[str, str]]) -> Iterator[Dict[str, str]]:
@@ -91,6 +96,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
                 if row[column]:
                     column_values.append(float(row[column]))
             backgrounds.setdefault(row["split"], set()).add(row["bg"])
+            blends.add(row)
             yield row
 
     chosen = choose_samples(counted(rows), seed, count)
@@ -98,11 +104,41 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
         count=total,
         chosen=chosen,
         backgrounds_per_split={split: len(names) for split, names in backgrounds.items()},
+        blend_examples=blends.examples(),
         **{
             column: np.frombuffer(column_values, dtype=np.float64)
             for column, column_values in values.items()
         },
     )
+
+
+class BlendExamples:
+    """The report's example of each blending mode, picked while samples.csv
+    streams past: per mode, the sample ranked first by a stable hash of
+    (seed, its pair), then its number. Ranking pairs first makes every mode
+    show the same background and foreground wherever that pair has a sample
+    of each mode, so the modes compare side by side."""
+
+    def __init__(self, seed: int):
+        self._seed = seed
+        self._best: Dict[str, Tuple[Tuple[int, int], Dict[str, str]]] = {}
+
+    def add(self, row: Dict[str, str]) -> None:
+        mode = row.get("blend")
+        if not mode:
+            return
+        rank = (stable_hash("blend", self._seed, row["bg"], row["fg"]), int(row["number"]))
+        if mode not in self._best or rank < self._best[mode][0]:
+            self._best[mode] = rank, row
+
+    def examples(self) -> Dict[str, Dict[str, str]]:
+        return {mode: self._best[mode][1] for mode in ordered_modes(self._best)}
+
+
+def ordered_modes(modes: Iterable[str]) -> List[str]:
+    """Modes in fgbg.blend_modes.MODES order, any others after them."""
+    modes = list(modes)
+    return [mode for mode in MODES if mode in modes] + sorted(set(modes) - set(MODES))
 
 
 def read_samples(root: str, seed: int, count: int) -> SampleTable:

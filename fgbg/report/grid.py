@@ -102,7 +102,8 @@ def placeholder_tile(text: str, tile: int = TILE) -> Image.Image:
 
 def caption(row: Dict[str, str]) -> str:
     flip = " · mirrored" if row["flip"] == "1" else ""
-    return f"{row['id']} · {row['split']} · scale {row['scale']}{flip}"
+    blend = f" · {row['blend']}" if row.get("blend") else ""
+    return f"{row['id']} · {row['split']} · scale {row['scale']}{flip}{blend}"
 
 
 def grid_size(rows: int, depth: bool) -> Tuple[int, int]:
@@ -151,6 +152,68 @@ def row_tiles(dataset: Dataset, row: Dict[str, str]) -> List[Image.Image]:
     with_bar.paste(color_bar(TILE, low_label, high_label), (TILE + GAP, 0))
     tiles.append(with_bar)
     return tiles
+
+
+# The blending comparison: each close-up is a ZOOM_SIDE-pixel square of the
+# overlay around a point of the object's edge, enlarged to a tile.
+ZOOM_SIDE = TILE // 3
+BLEND_ROWS = ("overlay", "edge close-up")
+
+
+def edge_point(mask: np.ndarray, row: Dict[str, str]) -> Tuple[int, int]:
+    """(x, y) of a point on the object's outline: the first mask pixel from
+    the left on the middle row of its placed box (the box's centre when that
+    row holds none)."""
+    x, y, w, h = (int(row[key]) for key in ("x", "y", "w", "h"))
+    middle = min(y + h // 2, mask.shape[0] - 1)
+    inside = np.flatnonzero(mask[middle, x : x + w] >= 128)
+    return (x + int(inside[0]) if inside.size else x + w // 2), middle
+
+
+def edge_close_up(overlay: Image.Image, mask: Image.Image, row: Dict[str, str]) -> Image.Image:
+    """The overlay around a point of the object's edge, enlarged without
+    smoothing (each pixel a block), so a seam or a feather is visible."""
+    x, y = edge_point(np.asarray(mask.convert("L")), row)
+    width, height = overlay.size
+    left = min(max(x - ZOOM_SIDE // 2, 0), max(width - ZOOM_SIDE, 0))
+    top = min(max(y - ZOOM_SIDE // 2, 0), max(height - ZOOM_SIDE, 0))
+    window = overlay.convert("RGB").crop((left, top, left + ZOOM_SIDE, top + ZOOM_SIDE))
+    return window.resize((TILE, TILE), Image.NEAREST)
+
+
+def blend_grid_size(modes: int) -> Tuple[int, int]:
+    """(width, height) of the blending comparison: a column per mode."""
+    width = 2 * MARGIN + modes * TILE + (modes - 1) * GAP
+    height = 2 * MARGIN + HEADER_HEIGHT + len(BLEND_ROWS) * (TILE + GAP) + CAPTION_HEIGHT
+    return width, height
+
+
+def render_blends(dataset: Dataset, examples: Dict[str, Dict[str, str]]) -> Image.Image:
+    """One example per blending mode side by side: its overlay above, a
+    close-up of the object's edge below, its sample id under them."""
+    canvas = Image.new("RGB", blend_grid_size(len(examples)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for column, (mode, row) in enumerate(examples.items()):
+        left = MARGIN + column * (TILE + GAP)
+        draw.text(
+            (left + TILE // 2, MARGIN + HEADER_HEIGHT // 2),
+            mode,
+            fill=INK_RGB,
+            font=font(14),
+            anchor="mm",
+        )
+        overlay = read_image(dataset.root, row["overlay_path"])
+        mask = read_image(dataset.root, row["mask_path"])
+        top = MARGIN + HEADER_HEIGHT
+        canvas.paste(fit_tile(overlay), (left, top))
+        canvas.paste(edge_close_up(overlay, mask, row), (left, top + TILE + GAP))
+        draw.text(
+            (left, top + len(BLEND_ROWS) * (TILE + GAP)),
+            row["id"],
+            fill=(91, 100, 117),
+            font=font(11),
+        )
+    return canvas
 
 
 def png_bytes(image: Image.Image) -> bytes:

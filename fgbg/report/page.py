@@ -24,8 +24,8 @@ from fgbg.documents import ChannelStats, Stats, Timings
 from fgbg.images import CHANNELS
 from fgbg.records import MOMENT_KINDS
 from fgbg.report.charts import histograms
-from fgbg.report.dataset import Dataset
-from fgbg.report.grid import grid_size
+from fgbg.report.dataset import Dataset, ordered_modes
+from fgbg.report.grid import blend_grid_size, grid_size
 from fgbg.report.palette import ACCENT_RGB, BANNER_RGB, INK_RGB, hex_color
 
 MAX_REJECT_ROWS = 200
@@ -193,6 +193,28 @@ def grid(dataset: Dataset, chosen: Sequence[Dict[str, str]], grid_png: bytes) ->
     }
 
 
+def blending(dataset: Dataset, blends_png: Optional[bytes]) -> Optional[Dict[str, object]]:
+    """The blending section: samples per mode (manifest.json) and the image
+    of one example per mode; None for builds that did not blend (--blend
+    none, or built before --blend)."""
+    counts = dataset.manifest.counts.samples_per_blend
+    examples = dataset.table.blend_examples
+    if not examples or not counts or blends_png is None:
+        return None
+    total = sum(counts.values())
+    width, height = blend_grid_size(len(examples))
+    return {
+        "rows": [
+            [mode, f"{counts[mode]:,}", f"{100 * counts[mode] / total:.1f}%"]
+            for mode in ordered_modes(counts)
+        ],
+        "width": width,
+        "height": height,
+        "uri": data_uri("image/png", blends_png),
+        "option": display_value(dataset.manifest.options.get("blend")),
+    }
+
+
 def rejects(dataset: Dataset) -> Dict[str, object]:
     """The first MAX_REJECT_ROWS rejected inputs; rejects.csv lists them all."""
     listed = dataset.manifest.rejects
@@ -204,8 +226,14 @@ def rejects(dataset: Dataset) -> Dict[str, object]:
     }
 
 
-def report_html(dataset: Dataset, chosen: Sequence[Dict[str, str]], grid_png: bytes) -> str:
-    """The whole page, every value escaped."""
+def report_html(
+    dataset: Dataset,
+    chosen: Sequence[Dict[str, str]],
+    grid_png: bytes,
+    blends_png: Optional[bytes] = None,
+) -> str:
+    """The whole page, every value escaped; `blends_png` is the blending
+    comparison (grid.render_blends) of a build that blended."""
     manifest = dataset.manifest
     notes = dataset.stats.notes
     depth = manifest.depth.to_json()
@@ -241,6 +269,7 @@ def report_html(dataset: Dataset, chosen: Sequence[Dict[str, str]], grid_png: by
             "normalization": normalization(dataset.stats),
         },
         rejects=rejects(dataset),
+        blending=blending(dataset, blends_png),
         option_rows=[
             [f"--{name}", display_value(manifest.options[name])]
             for name in sorted(manifest.options)
