@@ -1,18 +1,11 @@
-"""How Beam's local runner serves the depth model, by name, for the
-benchmarks that compare the ways (bench_serving.py, bench_depth_gpu.py),
-and the depth stage alone in a pipeline of demo composites.
-
-A configuration is `KIND[:N][/device_resize]`:
-- in_process: one worker in the launching process, which holds the model;
-- threads:N: N worker threads in the launching process, sharing its model
-  (Beam's multi-threaded direct running mode);
-- processes:N: N worker processes, a model each;
-- shared:N: N worker processes calling one model per machine
-  (--depth_share_model: Beam's share_model_across_processes), batches and
-  maps through shared memory (fgbg/depth/shared_memory.py);
-- shared_pickle:N: the same, batches and maps pickled through Beam's proxy
-  (how --depth_share_model served before shared memory, for comparison).
-`/device_resize` adds --depth_resize_on_device.
+"""How Beam's local runner serves the depth model, by name, for
+bench_serving.py and bench_depth_gpu.py, and the depth stage alone in a
+pipeline of demo composites. A configuration is `KIND[:N][/device_resize]`:
+in_process (one worker in the launching process); threads:N (worker threads
+sharing its model); processes:N (worker processes, a model each); shared:N
+(worker processes calling one model per machine, --depth_share_model, batches
+and maps through shared memory); shared_pickle:N (the same through Beam's
+pickling proxy, for comparison). `/device_resize` adds --depth_resize_on_device.
 """
 
 from __future__ import annotations
