@@ -6,13 +6,11 @@ turns them into vCPU-hours, worker-hours and a cost at Dataflow list prices,
 with the arithmetic shown; the model (k: a worker vCPU's CPU time against
 this machine's cores, assumed; e: the share of worker time on samples) is
 docs/running-on-gcp.md's "Cost and time for the full 400K build". Depth:
---depth_cpu_s_per_image for CPU workers (BENCHMARKS.md, "Cost projection"),
-or, for one GPU per worker, the model's --depth_images_per_s and the serving
-CPU per image (bench_serving.py): the GPU and the vCPUs work at once, so a
-worker's hours are the larger of theirs. --pricing flexrs takes
-FLEXRS_DISCOUNT off vCPU and memory (queueing and preemption rework not
-included). Dataflow bills vCPUs and memory the same whatever the machine
-family; check https://cloud.google.com/dataflow/pricing before quoting.
+--depth_cpu_s_per_image for CPU workers, or for a GPU per worker the model's
+--depth_images_per_s and the serving CPU per image (bench_serving.py): a
+worker's hours are then the larger of its GPU's and its vCPUs'. --pricing
+flexrs takes FLEXRS_DISCOUNT off vCPU and memory. Check the prices at
+https://cloud.google.com/dataflow/pricing before quoting.
 
     python bench/project_dataflow.py --samples 400000
 """
