@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build a dataset on this machine with all cores. With no arguments: the demo
+# Build a dataset on this machine (a local build runs one worker per core). With no arguments: the demo
 # dataset from demo/inputs into demo/output. Any argument passes through to
 # `python -m pipeline.build` and overrides the demo's choice of the same option.
 #
@@ -56,5 +56,4 @@ python -m pipeline.build \
   --output demo/output \
   --placements_per_scale 1 \
   ${depth[@]+"${depth[@]}"} ${gpu[@]+"${gpu[@]}"} \
-  --runner FnApiRunner --direct_num_workers 0 --direct_running_mode multi_processing \
   "$@"

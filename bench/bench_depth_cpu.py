@@ -23,7 +23,12 @@ network, the authors' post-processing. Paths:
   instead of PIL's Lanczos (its error is mostly the resampling's);
 - OpenVINO fp32 / bf16: the Keras model converted in-process with
   `openvino.convert_model` (measured only when openvino is installed: it is
-  not a dependency of fgbg).
+  not a dependency of fgbg);
+- da-small-224 / da-small-518: another model, Depth Anything V2 Small
+  (its full architecture with seeded weights, fgbg/depth/seeded_checkpoints.py),
+  through the same handler on PyTorch at a 224 or 518 square input, its
+  maps post-processed to the dataset size: its cost, not its error (no
+  error columns: it is not DenseDepth).
 
 Reported per path: CPU seconds per image (the process's own, over the timed
 batches after a warm-up batch), wall images/s, the process's peak RSS, and
@@ -71,11 +76,20 @@ PATHS = (
     "torch-fp32-device-resize",
     "openvino-fp32",
     "openvino-bf16",
+    "da-small-224",
+    "da-small-518",
+)
+DEPTH_ANYTHING = "da-small-"  # the paths of Depth Anything V2 Small, by input side
+# Writes its seeded checkpoint, in a child: this process never imports PyTorch.
+WRITE_SMALL = (
+    "import sys; from fgbg.depth import seeded_checkpoints as s; s.write(sys.argv[1], 'small')"
 )
 BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decoder
 
 
-def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+def batch_step(
+    path: str, size, batch_size: int, checkpoint: str = ""
+) -> Callable[[np.ndarray], np.ndarray]:
     """The path's whole batch step: uint8 composites -> post-processed depth.
 
     A path is runtime-precision-variants: "written" runs the network as
@@ -83,12 +97,23 @@ def batch_step(path: str, size, batch_size: int) -> Callable[[np.ndarray], np.nd
     "xla" and "device-resize" are described in the module docstring.
     """
     from fgbg.depth import maps
+    from transforms.depth import DepthModelHandler
 
+    if path.startswith(DEPTH_ANYTHING):
+        from fgbg.depth import checkpoints
+
+        side = int(path[len(DEPTH_ANYTHING) :])
+        config = dataclasses.replace(
+            workload.depth_config((side, side), batch_size, runtime="torch", device="cpu"),
+            model=checkpoint,
+            checkpoint=checkpoints.describe(checkpoint),
+        )
+        handler = DepthModelHandler(config)
+        model = handler.load_model()
+        return lambda batch: np.stack(handler.run_inference(list(batch), model))
     runtime, precision, *rest = path.split("-", 2)
     variants = rest[0] if rest else ""  # e.g. "written-1thread": tested with `in`
     if runtime in ("tf", "torch"):
-        from transforms.depth import DepthModelHandler
-
         config = workload.depth_config(
             size, batch_size, precision, "torch" if runtime == "torch" else "tensorflow", "auto"
         )
@@ -161,12 +186,12 @@ def as_written(runtime: str, model, precision: str, xla: bool = False):
     return written
 
 
-def worker(path: str, images_file: str, out_file: str, size: str, batch_size: int) -> None:
+def worker(path: str, images_file: str, out_file: str, size: str, batch_size: int, checkpoint: str):
     """Child: build the path, warm it up on one batch, time the rest."""
     from pipeline.options import parse_size
 
     images = np.load(images_file)
-    step = batch_step(path, parse_size(size), batch_size)
+    step = batch_step(path, parse_size(size), batch_size, checkpoint)
     step(images[:batch_size])
     wall, cpu = time.perf_counter(), common.own_cpu_s()
     depth = np.concatenate(
@@ -191,6 +216,7 @@ def run_path(path: str, images_file: str, folder: str, args) -> Dict:
     out_file = os.path.join(folder, f"{path}.npy")
     command = [sys.executable, __file__, "--worker", path, "--images_file", images_file]
     command += ["--out_file", out_file, "--size", args.size, "--batch_size", str(args.batch_size)]
+    command += ["--checkpoint", os.path.join(folder, "da-small")]
     common.wait_for_quiet_cpu(args.max_busy)
     busy, own = common.machine_busy_s(), common.children_cpu_s()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -210,7 +236,7 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
             rows.append([result["path"], "-", "-", "-", "-", "-", "-", result["skipped"]])
             continue
         cpu = result["cpu_s"] / result["images"]
-        error = result["error"]
+        error = result.get("error")
         rows.append(
             [
                 result["path"],
@@ -218,8 +244,8 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
                 f"{cpu / (baseline['cpu_s'] / baseline['images']):.2f}x",
                 f"{result['images'] / result['wall_s']:.2f}",
                 f"{result['peak_rss_mb']:.0f}",
-                f"{error['max_m']:.4f} / {error['mean_m']:.5f}",
-                f"{100 * error['within_1_level']:.2f}% / {error['max_levels']}",
+                f"{error['max_m']:.4f} / {error['mean_m']:.5f}" if error else "-",
+                f"{100 * error['within_1_level']:.2f}% / {error['max_levels']}" if error else "-",
                 f"{result['others_cpu_s']:.1f}",
             ]
         )
@@ -259,9 +285,17 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--images_file", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out_file", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.images_file, args.out_file, args.size, args.batch_size)
+        worker(
+            args.worker,
+            args.images_file,
+            args.out_file,
+            args.size,
+            args.batch_size,
+            args.checkpoint,
+        )
         return 0
     paths = args.paths.split(",")
     if BASELINE not in paths:
@@ -269,6 +303,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-cpu-") as folder:
         images_file = os.path.join(folder, "composites.npy")
         np.save(images_file, workload.demo_composites(args.images))
+        if any(path.startswith(DEPTH_ANYTHING) for path in paths):
+            checkpoint = [os.path.join(folder, "da-small")]
+            subprocess.run([sys.executable, "-c", WRITE_SMALL, *checkpoint], check=True, cwd=ROOT)
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = []
         for path in paths:
@@ -276,8 +313,9 @@ def main(argv=None) -> int:
             results.append(run_path(path, images_file, folder, args))
         reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
         for result in results:
-            if "depth_file" in result:
-                result["error"] = common.depth_errors(np.load(result.pop("depth_file")), reference)
+            depth_file = result.pop("depth_file", None)
+            if depth_file and not result["path"].startswith(DEPTH_ANYTHING):
+                result["error"] = common.depth_errors(np.load(depth_file), reference)
                 result["size"] = args.size
     argv_used = sys.argv if argv is None else [__file__, *argv]
     common.save(args.name, report(results, argv_used, load), results)

@@ -1,41 +1,23 @@
 """Depth at GPU speed (issue 13): every figure from one invocation, on
-whatever device the torch runtime sees, written as JSON and a table after
-each measurement, so a run cut short still reports what it measured.
+whatever device the torch runtime sees, saved after each measurement so a
+run cut short still reports what it measured.
 
---measurements lists them in the order they run (most telling first):
-- model: the torch runtime's network alone (`DepthModel.predict` on inputs
-  already resized to the network size), at --precision and --batch_size;
-  variants: model=written and model=low_resolution (that decoder on any
-  device; the runtime picks the low-resolution one on a CPU, the network as
-  written on a GPU), model=compiled (`torch.compile`, its compile time
-  reported apart), model=batch:N (another batch size), model=fp32 / bf16 /
-  tf32 (another precision; tf32 is fp32 with TensorFloat-32 allowed, which
-  the runtime's fp32 forbids);
-- baseline: what the original did, in the same run: a plain fp32 loop over
-  batches of 60 (PIL Lanczos resize on the CPU, the network in fp32 with no
-  autocast and no channels_last, the authors' post-processing, a min-max
-  JPEG per map);
-- precision_error: --precision (or precision_error=tf32 etc.) against
-  fp32 on the demo composites, in metres and in stored min-max grey levels;
-- stage=CONFIG: the depth stage inside a Beam pipeline (sample numbers ->
-  demo composites -> `EstimateDepth`), images/s over the run less the
-  model load;
-- build=CONFIG: the whole build (`python -m pipeline.build`: compose, depth,
-  every write) with `--depth_runtime torch`, samples/s over its wall time,
-  with its CPU time and per-stage timings. The stage and the builds run the
-  pipeline's default precision, auto (what the device runs natively and
-  the accuracy rule allows), not --precision.
+--measurements, in the order they run (most telling first):
+- model: the runtime's network alone (`DepthModel.predict` on inputs already
+  at the network size); variants model=written / low_resolution (that
+  decoder), compiled (`torch.compile`), batch:N, fp32 / bf16 / tf32 / fp16;
+- baseline: the original's plain fp32 loop over batches of 60 (PIL Lanczos
+  on the CPU, no autocast, the authors' post-processing, a min-max JPEG each);
+- precision_error[=P]: --precision (or P) against fp32 on demo composites;
+- stage=CONFIG: `EstimateDepth` in a Beam pipeline of demo composites,
+  images/s less the model load;
+- build=CONFIG: `python -m pipeline.build` with `--depth_runtime torch`,
+  samples/s over its wall time. Stages and builds run precision auto.
 
-A CONFIG names how Beam's local runner runs the graph: `in_process` (one
-worker in the launching process), `threads:N` (N worker threads in it,
-sharing its one model), `processes:N` (N worker processes, a
-model each) or `shared:N` (N worker processes calling one model per
-machine, `--depth_share_model`); `/device_resize` after it adds
-`--depth_resize_on_device` (e.g. `shared:16/device_resize`). Each
-measurement runs in a process of its own, so GPU memory and peak RSS are its
-own. Where `nvidia-smi` exists, GPU utilisation and memory are sampled
-during each. If the first measurement fails, the run stops there: the
-others need the same network.
+A CONFIG (bench/serving_configs.py) names how Beam's local runner serves the
+model, e.g. `shared:16/device_resize`. Each measurement runs in a process of
+its own (its own GPU memory and peak RSS), with nvidia-smi sampled where it
+exists. If the first measurement fails, the run stops there.
 
     python bench/bench_depth_gpu.py --name depth_gpu            # the GPU machine
     python bench/bench_depth_gpu.py --tiny --name depth_gpu_tiny  # any CPU (CI)
@@ -45,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
@@ -271,7 +252,7 @@ def child(args) -> None:
     # its start-up, as a build's does.
     measured.setdefault("cpu_s", common.tree_cpu_s() - cpu)
     measured["peak_rss_mb"] = common.own_peak_rss_mb()
-    print("RESULT " + json.dumps(measured), flush=True)
+    common.print_result(measured)
 
 
 # --- the parent: runs each child, the builds, and reports -----------------------------
@@ -287,8 +268,7 @@ def run_child(args, measurement: str, folder: Path) -> Dict:
             common.run_measured(command, log, timeout_s=args.timeout_s)
     except RuntimeError as error:
         return {"measurement": measurement, "failed": str(error)[-2000:]}
-    lines = [line for line in log.read_text().splitlines() if line.startswith("RESULT ")]
-    measured = json.loads(lines[-1][len("RESULT ") :])
+    measured = common.child_result(log)
     return {"measurement": measurement, **measured, **gpu.summary(measured.get("timed_window"))}
 
 
@@ -388,10 +368,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--backgrounds", type=int, default=25)
     parser.add_argument("--foregrounds", type=int, default=10)
     parser.add_argument("--build_flags", default="", help="more flags for every build")
-    parser.add_argument("--name", default="depth_gpu")
-    parser.add_argument(
-        "--results", type=Path, default=common.RESULTS, help="folder for the results"
-    )
+    common.add_output_options(parser, "depth_gpu")
     parser.add_argument(
         "--predictions",
         type=Path,

@@ -1,25 +1,16 @@
 """Depth precision: the rule (fgbg/depth/precision_rule.py) for each
-precision this machine runs, on several weight seeds and input sets, for
-both encodings at two dataset sizes; the evidence behind
-fgbg/depth/precision.py's MEETS_RULE.
+precision this machine runs, on several weight seeds and input sets, both
+encodings, two dataset sizes: the evidence behind MEETS_RULE in
+fgbg/depth/precision.py.
 
 Each (runtime, precision, seed) runs in a process of its own (TensorFlow's
-bf16 is a process-wide graph option) and makes the post-processed depth of
-every input set through the depth stage's handler (Lanczos to the network
-size, the network, the authors' post-processing). Each candidate is judged
-against its own runtime's fp32 maps of the same images. Input sets, each
-composited by the pipeline's own functions with the demo cut-outs:
-
-- demo: the six painted demo scenes;
-- tests: the test suite's synthetic backgrounds (smooth gradients) and
-  cut-outs (soft ellipses);
-- photos: photographs bundled with scikit-image (astronaut, coffee,
-  chelsea, rocket; `pip install scikit-image`; skipped without it).
-
-The weights are DenseDepth's architecture with seeded random weights, the
-last layer scaled so depth spans a room's range (--depth_range_m; as built,
-seeded outputs sit around zero, where depth = 1000 / output flips sign), or
-the published nyu.h5 with --depth_weights (not available here: never run).
+bf16 is process-wide) and makes every set's depth through the stage's
+handler; each candidate is judged against its runtime's fp32 maps. Sets,
+composited by the pipeline's functions with the demo cut-outs: demo (the
+painted scenes), tests (the test suite's synthetic backgrounds), photos
+(scikit-image's astronaut, coffee, chelsea, rocket; skipped without it).
+Weights: seeded DenseDepth, the last layer scaled so depth spans a room's
+range (--depth_range_m), or the published nyu.h5 (--depth_weights).
 
     python bench/bench_precision.py --images 3 --name precision
 """
@@ -247,15 +238,8 @@ def report(results: List[Dict], argv: List[str], sets: Dict[str, int], args) -> 
                 f"{sum(v['passes'] for v in verdicts)}/{len(verdicts)}",
             ]
         )
-    headers = [
-        "candidate",
-        "encoding",
-        "dataset size",
-        "worst difference from fp32's written maps",
-        "its budget",
-        "worst at",
-        "seeds x sets passing",
-    ]
+    headers = "candidate | encoding | dataset size | worst difference from fp32's written "
+    headers += "maps | its budget | worst at | seeds x sets passing"
     described = ", ".join(f"{name} ({count} composites)" for name, count in sets.items())
     return (
         common.header(argv)
@@ -316,10 +300,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--affine", type=lambda text: tuple(map(float, text.split(","))), help=argparse.SUPPRESS
     )
-    parser.add_argument("--name", default="precision")
-    parser.add_argument(
-        "--results", type=Path, default=common.RESULTS, help="folder for the results"
-    )
+    common.add_output_options(parser, "precision")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed_of_worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sets_file", default=None, help=argparse.SUPPRESS)

@@ -1,20 +1,14 @@
 """How well each way of serving the depth model feeds a device, measured on
 any CPU with a device stand-in (bench/standin.py) in place of the network.
 
-Two measurements per configuration (bench/serving_configs.py names them):
-- serving: the depth stage alone, on demo composites, with a stand-in so
-  fast it never waits; its CPU seconds less those of a control pipeline that
-  makes and encodes the same composites without serving, per image, split
-  into the process that owns the model (the CPU its serving threads spent,
-  from the stand-in's log) and the workers (the rest). The owner's share is
-  the ceiling: the images per second one core can serve.
-- build: whole builds (`pipeline.build`, every stage and write) with the
-  stand-in serving `factor` x the depth-off build's samples/s, for each
-  --factors; efficiency is the build's samples/s over the stand-in's rate
-  (1.0: the device never waited), beside the stand-in's busy share.
-
-The depth-off build is the default local build (every core, no depth) of the
-same inputs, run first in the same session.
+Per configuration (bench/serving_configs.py names them):
+- serving: the depth stage alone with a stand-in too fast to wait, its CPU
+  less a control's that makes and encodes the same composites, per image;
+  the owner's share (the model's serving threads, from the stand-in's log)
+  gives the ceiling: images per second one core can serve;
+- build: whole builds with the stand-in at each --factors x the depth-off
+  build's samples/s (the default local build of the same inputs, run first);
+  efficiency is samples/s over the stand-in's rate, beside its busy share.
 
     python bench/bench_serving.py --name serving            # BENCHMARKS.md's figures
     python bench/bench_serving.py --tiny --name serving_tiny  # any CPU in a minute (CI)
@@ -106,8 +100,8 @@ def build_child(args, pipeline_args: Sequence[str]) -> Dict:
     made_by_options = build_config.depth_config
     loader = standin_loader(args.rate, Path(args.folder))
 
-    def with_standin(opts):
-        depth = serving_configs.depth_config_for(made_by_options(opts), args.config)
+    def with_standin(opts, checkpoint=None):
+        depth = serving_configs.depth_config_for(made_by_options(opts, checkpoint), args.config)
         return dataclasses.replace(depth, loader=loader)
 
     # The benchmark's own process: its builds' depth stage gets the stand-in.
@@ -141,8 +135,7 @@ def run_child(args, child: str, config: str, folder: Path, extra: Sequence[str] 
     measured = common.run_measured(
         command, folder / "child.log", env=child_env(), timeout_s=args.timeout_s
     )
-    lines = (folder / "child.log").read_text().splitlines()
-    result = json.loads([line for line in lines if line.startswith("RESULT ")][-1][7:])
+    result = common.child_result(folder / "child.log")
     return {**measured, **result, "calls": standin.read_calls(folder / "device.log")}
 
 
@@ -253,14 +246,8 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
         "model, its serving threads where other processes call it; ceiling: 1000 / owner "
         "ms):",
         common.table(
-            [
-                "configuration",
-                "serving ms/image",
-                "workers ms/image",
-                "owner ms/image",
-                "ceiling images/s",
-                "stage images/s",
-            ],
+            "configuration | serving ms/image | workers ms/image | owner ms/image | "
+            "ceiling images/s | stage images/s",
             rows,
         ),
     ]
@@ -269,15 +256,9 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
             f"Whole builds of {depth_off['samples']} samples; depth off: "
             f"{depth_off['samples_s']:.3g} samples/s ({depth_off['wall_s']:.1f} s):",
             common.table(
-                [
-                    "configuration",
-                    "stand-in rate (x depth off = images/s)",
-                    "samples/s",
-                    "efficiency",
-                    "device busy while depth ran",
-                    "depth's share of the wall time",
-                    "wall s",
-                ],
+                "configuration | stand-in rate (x depth off = images/s) | samples/s | "
+                "efficiency | device busy while depth ran | depth's share of the wall time | "
+                "wall s",
                 build_rows,
             ),
         ]
@@ -286,10 +267,7 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
 
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="serving", help="result file name")
-    parser.add_argument(
-        "--results", type=Path, default=common.RESULTS, help="folder for the results"
-    )
+    common.add_output_options(parser, "serving")
     parser.add_argument("--tiny", action="store_true", help="a run any CPU finishes in a minute")
     parser.add_argument("--configs", default="in_process,threads:8,shared_pickle:4,shared:4")
     parser.add_argument("--build_configs", default="in_process,threads:8,shared_pickle:4,shared:4")
@@ -324,7 +302,7 @@ def main(argv=None) -> int:
             result = build_child(args, args.pipeline)
         else:
             result = stage_child(args)
-        print("RESULT " + json.dumps(result), flush=True)
+        common.print_result(result)
         return 0
     configs = serving_configs.config_names(args.configs)
     build_configs = serving_configs.config_names(args.build_configs)

@@ -1,10 +1,6 @@
-"""Shared bench helpers: the pipeline subprocess, the process-tree
-memory/CPU monitor, CPU-time helpers, waiting for a quiet machine, and
-markdown output (the inputs benchmarks run on are bench/workload.py's).
-
-Not a test module: the `bench/*.py` scripts import it (run them from the
-repository root as `python bench/<name>.py`).
-"""
+"""Shared bench helpers: measured subprocesses (the process tree's CPU and
+memory), CPU-time helpers, waiting for a quiet machine, results on disk
+(the inputs benchmarks run on are bench/workload.py's)."""
 
 from __future__ import annotations
 
@@ -60,30 +56,23 @@ def process_tree(root: int) -> List[int]:
     return tree
 
 
-def _rss_and_cpu(pid: int):
-    """(resident bytes, user+system CPU seconds) of one process, or None."""
+def _rss(pid: int) -> int:
+    """Resident bytes of one process (0 once it has gone)."""
     try:
         with open(f"/proc/{pid}/statm") as handle:
-            rss = int(handle.read().split()[1]) * PAGE
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return rss, (int(fields[11]) + int(fields[12])) / TICKS
+            return int(handle.read().split()[1]) * PAGE
     except (OSError, IndexError, ValueError):
-        return None
+        return 0
 
 
 class TreeMonitor:
     """Polls a process and all its descendants (psutil is not installed):
-    the peak of the summed RSS over the tree, and the largest single RSS."""
+    the peak of the summed RSS over the tree."""
 
     def __init__(self, pid: int, interval_s: float = 0.1):
         self._pid = pid
         self._interval_s = interval_s
         self.peak_rss = 0
-        self.peak_single_rss = 0
-        self.peak_root_rss = 0
-        self.max_processes = 0
-        self._cpu_by_pid: Dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -95,25 +84,10 @@ class TreeMonitor:
         self._stop.set()
         self._thread.join()
 
-    @property
-    def cpu_s(self) -> float:
-        """CPU seconds of every process seen, as last polled."""
-        return sum(self._cpu_by_pid.values())
-
     def _loop(self) -> None:
         while not self._stop.is_set():
-            samples = []
-            for pid in process_tree(self._pid):
-                sample = _rss_and_cpu(pid)
-                if sample:
-                    samples.append(sample)
-                    self._cpu_by_pid[pid] = sample[1]
-                    if pid == self._pid:
-                        self.peak_root_rss = max(self.peak_root_rss, sample[0])
-            if samples:
-                self.peak_rss = max(self.peak_rss, sum(s[0] for s in samples))
-                self.peak_single_rss = max(self.peak_single_rss, max(s[0] for s in samples))
-                self.max_processes = max(self.max_processes, len(samples))
+            rss = sum(_rss(pid) for pid in process_tree(self._pid))
+            self.peak_rss = max(self.peak_rss, rss)
             self._stop.wait(self._interval_s)
 
 
@@ -137,17 +111,6 @@ def tree_cpu_s() -> float:
 def own_peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_s_per_call(step: Callable[[], object], repeats: int, warmups: int = 1) -> float:
-    """This process's CPU seconds per call of `step`, after `warmups` untimed
-    calls (graph tracing and first-call allocations stay out of the figure)."""
-    for _ in range(warmups):
-        step()
-    started = own_cpu_s()
-    for _ in range(repeats):
-        step()
-    return (own_cpu_s() - started) / repeats
 
 
 def run_measured(
@@ -196,10 +159,6 @@ def run_measured(
         # other jobs' CPU during the run: when it is not ~0 the run was disturbed
         "others_cpu_s": max(0.0, machine_busy_s() - machine_before - cpu),
         "peak_rss_mb": monitor.peak_rss / 2**20,
-        "peak_single_rss_mb": monitor.peak_single_rss / 2**20,
-        "peak_root_rss_mb": monitor.peak_root_rss / 2**20,
-        "processes": monitor.max_processes,
-        "polled_cpu_s": monitor.cpu_s,
     }
 
 
@@ -227,14 +186,8 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 # --- the pipeline -----------------------------------------------------------------------
 
-ALL_CORES = (
-    "--runner",
-    "FnApiRunner",
-    "--direct_num_workers",
-    "0",
-    "--direct_running_mode",
-    "multi_processing",
-)
+# The local runner by name; a build's default workers (one process per core).
+LOCAL_RUNNER = ("--runner", "FnApiRunner")
 
 
 def pipeline_command(
@@ -257,21 +210,11 @@ def pipeline_command(
         "--no_resume",
         "--progress_interval_s",
         "60",
-        *ALL_CORES,
+        *LOCAL_RUNNER,
     ]
     if not tft:
         command.append("--no_tft")
     return command + list(extra)
-
-
-def export_tree(ref: str, folder: Path) -> Path:
-    """The repository's files at git `ref`, under `folder` (no git state changes)."""
-    folder.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", ref], cwd=ROOT, check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
 
 
 def run_pipeline(
@@ -279,20 +222,15 @@ def run_pipeline(
     output: Path,
     tft: bool = False,
     extra: Sequence[str] = (),
-    tree: Optional[Path] = None,
     timeout_s: Optional[float] = None,
 ) -> Dict[str, object]:
-    """One build in a fresh output folder; measurements plus timings.json.
-    `tree`: run another copy of the code (see export_tree) instead of this one."""
+    """One build in a fresh output folder; measurements plus timings.json."""
     if output.exists():
         shutil.rmtree(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     log = output.parent / f"{output.name}.log"
-    env = None
-    if tree is not None:
-        env = dict(os.environ, PYTHONPATH=str(tree))
     command = pipeline_command(globs, output, tft, extra)
-    measured = run_measured(command, log, env=env, cwd=tree, timeout_s=timeout_s)
+    measured = run_measured(command, log, timeout_s=timeout_s)
     timings = json.loads((output / "timings.json").read_text())
     manifest = json.loads((output / "manifest.json").read_text())
     measured.update(
@@ -306,13 +244,6 @@ def machine_busy_s() -> float:
     with open("/proc/stat") as handle:
         values = [int(v) for v in handle.readline().split()[1:8]]
     return (sum(values) - values[3] - values[4]) / TICKS  # less idle and iowait
-
-
-def busy_cores(window_s: float = 3.0) -> float:
-    """Cores' worth of CPU busy over the next `window_s`, machine-wide."""
-    before = machine_busy_s()
-    time.sleep(window_s)
-    return (machine_busy_s() - before) / window_s
 
 
 # Measure only when other jobs use fewer cores than this; rerun a measurement
@@ -343,7 +274,9 @@ def wait_for_quiet_cpu(max_busy: float = MAX_BUSY, timeout_s: float = 1800.0) ->
     (measured over 3 s); returns the busy cores when measuring starts."""
     deadline = time.monotonic() + timeout_s
     while True:
-        busy = busy_cores()
+        before = machine_busy_s()
+        time.sleep(3.0)
+        busy = (machine_busy_s() - before) / 3.0
         if busy < max_busy or time.monotonic() > deadline:
             return busy
         print(
@@ -400,14 +333,11 @@ def marginal_ms(full: float, one: float, n_full: int, n_one: int) -> float:
 def machine() -> str:
     cores = os.cpu_count()
     memory_gb = os.sysconf("SC_PHYS_PAGES") * PAGE / 2**30
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info: List[str] = []
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    cpu = names[0] if names else "unknown CPU"
     return (
         f"{cores} cores ({cpu}), {memory_gb:.0f} GB RAM, {gpus()}, "
         f"Python {platform.python_version()}"
@@ -418,12 +348,8 @@ def gpus() -> str:
     """The GPUs nvidia-smi lists, or "no GPU"."""
     if not shutil.which("nvidia-smi"):
         return "no GPU"
-    listed = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+    listed = subprocess.run(query, capture_output=True, text=True, check=False)
     names = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
     return ", ".join(names) if listed.returncode == 0 and names else "no GPU"
 
@@ -434,10 +360,31 @@ def header(argv: Sequence[str], load: Optional[float] = None) -> str:
     return text + (f"; other jobs' CPU at start: {load:.2f} cores" if load is not None else "")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def table(headers, rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table; `headers` a sequence or one string "a | b | c"."""
+    headers = headers.split(" | ") if isinstance(headers, str) else headers
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+RESULT = "RESULT "  # a child measurement's last line: RESULT <json>
+
+
+def print_result(result: Dict) -> None:
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def child_result(log: Path) -> Dict:
+    """The result a child measurement printed last in its log."""
+    lines = [line for line in log.read_text().splitlines() if line.startswith(RESULT)]
+    return json.loads(lines[-1][len(RESULT) :])
+
+
+def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """--name and --results: where common.save writes."""
+    parser.add_argument("--name", default=name, help="results file name, less .md/.json")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
 
 
 def save(name: str, markdown: str, data: object, folder: Path = RESULTS) -> None:

@@ -28,9 +28,7 @@ def report(
     argv: Sequence[str],
     predictions: Optional[Dict[str, float]] = None,
 ) -> str:
-    """The results as markdown; a build's row says what the device stand-in
-    predicted for it (bench/bench_serving.py at the model-alone rate, same
-    machine) where `predictions` has its configuration."""
+    """The results as markdown, each build beside the stand-in's prediction."""
     predictions = predictions or {}
     baseline = next((r for r in results if r["measurement"] == "baseline"), {})
     reference = rate(baseline, "images") if baseline else None
@@ -58,17 +56,8 @@ def report(
                 _predicted_cell(result, per_s, predictions),
             ]
         )
-    headers = [
-        "measurement",
-        "rate",
-        "vs baseline",
-        "CPU s per item",
-        "peak RSS MB (measuring process)",
-        "GPU",
-        "start (s)",
-        "items",
-        "stand-in predicted",
-    ]
+    headers = "measurement | rate | vs baseline | CPU s per item | peak RSS MB (measuring "
+    headers += "process) | GPU | start (s) | items | stand-in predicted"
     failures = "".join(
         f"\n\n{r['measurement']} failed:\n\n```\n{r['failed']}\n```"
         for r in results

@@ -22,11 +22,8 @@ def parse_gpu_sample(line: str) -> List[float]:
 
 
 class GpuSampler:
-    """Samples GPU utilisation (%) and memory (MiB) with nvidia-smi every
-    0.2 s while a measurement runs; records nothing where there is none.
-    `summary(window)` keeps the samples inside a measurement's timed loop:
-    over the whole child, start-up (imports, weights, warm-up) would dilute
-    the busy share."""
+    """GPU utilisation (%) and memory (MiB) from nvidia-smi every 0.2 s;
+    `summary(window)` keeps a timed loop's samples (start-up would dilute)."""
 
     def __init__(self):
         self.samples: List[List[float]] = []

@@ -1,41 +1,16 @@
 """Projection: the full 400K build on Dataflow, from CPU seconds measured here.
 
-Reads bench/results/compositing_pairs.json (written by bench_compositing.py) and
-turns the measured CPU seconds per sample into vCPU-hours, worker-hours and
-a cost at Dataflow batch list prices, with the arithmetic shown. The model is
-the one of docs/running-on-gcp.md ("Cost and time for the full 400K build"):
-
-    c   = measured CPU s per sample of the composites-only build: the whole
-          process tree's CPU, marginal (the one-pair build's fixed cost taken
-          off), so it includes Beam's own per-element overhead
-    t   = TFT's extra CPU s per sample (measured when bench_compositing ran
-          with --tft), 0 otherwise
-    k   = CPU time of a worker vCPU relative to this machine's cores (assumed:
-          1.5 for N1, 1.0 for C3D, whose Genoa cores have the bfloat16 units
-          of this machine's; neither measured)
-    e   = fraction of worker time spent on samples (assumed 0.8)
-    vCPU-hours   = N x (c + t) x k / 3600 / e
-    worker-hours = vCPU-hours / vCPUs per worker
-    cost         = worker-hours x (vCPUs x $/vCPU-h + GB x $/GB-h + disk GB x $/GB-h)
-
---pricing flexrs prices the job as a FlexRS job (run_dataflow.sh --flexrs,
-the Composer DAG's default): worker vCPU and memory at FLEXRS_DISCOUNT below
-the batch prices, disk at the same price; the queueing delay (up to 6 hours)
-is not in the wall time, nor is work redone after a preemption.
-
-Depth is measured by bench/bench_depth_cores.py (bench/results/depth_cores.md)
-and bench/bench_depth_cpu.py; pass their figures with --depth_cpu_s_per_image
-(CPU workers) to fold them in. For GPU workers (one GPU each), pass the
-model's images/s on that GPU (--depth_images_per_s) and the CPU seconds per
-image its serving costs the workers (--serving_cpu_s_per_image, from
-bench/bench_serving.py): a worker's GPU and vCPUs work at the same time, so
-its hours are the larger of the GPU's and the vCPUs'. --gpu_hour prices the
-GPU; without it the cost is given without the GPU. Prices: Dataflow batch
-list prices for us-central1 as of writing: check
-https://cloud.google.com/dataflow/pricing before quoting them. Dataflow bills
-worker vCPUs and memory the same whatever the machine family ("Billing is
-independent of the machine type family", Google's "Configure Dataflow worker
-VMs", 2026-04-14), so a C3D worker costs what an N1 worker of its size does.
+Reads bench_compositing.py's result (c: the composites-only build's marginal
+CPU s per sample, whole process tree; t: TFT's extra CPU s per sample) and
+turns them into vCPU-hours, worker-hours and a cost at Dataflow list prices,
+with the arithmetic shown; the model (k: a worker vCPU's CPU time against
+this machine's cores, assumed; e: the share of worker time on samples) is
+docs/running-on-gcp.md's "Cost and time for the full 400K build". Depth:
+--depth_cpu_s_per_image for CPU workers, or for a GPU per worker the model's
+--depth_images_per_s and the serving CPU per image (bench_serving.py): a
+worker's hours are then the larger of its GPU's and its vCPUs'. --pricing
+flexrs takes FLEXRS_DISCOUNT off vCPU and memory. Check the prices at
+https://cloud.google.com/dataflow/pricing before quoting.
 
     python bench/project_dataflow.py --samples 400000
 """

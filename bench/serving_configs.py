@@ -1,19 +1,12 @@
-"""How Beam's local runner serves the depth model, by name, for the
-benchmarks that compare the ways (bench_serving.py, bench_depth_gpu.py),
-and the depth stage alone in a pipeline of demo composites.
-
-A configuration is `KIND[:N][/device_resize]`:
-- in_process: one worker in the launching process, which holds the model;
-- threads:N: N worker threads in the launching process, sharing its model
-  (Beam's multi-threaded direct running mode);
-- processes:N: N worker processes, a model each;
-- shared:N: N worker processes calling one model per machine
-  (--depth_share_model: Beam's share_model_across_processes), batches and
-  maps through shared memory (fgbg/depth/shared_memory.py);
-- shared_pickle:N: the same, batches and maps pickled through Beam's proxy
-  (how --depth_share_model served before shared memory, for comparison).
-`/device_resize` adds --depth_resize_on_device.
-"""
+"""How Beam's local runner serves the depth model, by name, for
+bench_serving.py and bench_depth_gpu.py, and the depth stage alone in a
+pipeline of demo composites. A configuration is `KIND[:N][/device_resize]`:
+default (no worker flags: a build runs one process per core); in_process
+(one worker in the launching process); threads:N (worker threads sharing its
+model); processes:N (worker processes, a model each); shared:N (processes
+calling one model per machine, --depth_share_model, through shared memory);
+shared_pickle:N (the same through Beam's pickling proxy, for comparison).
+`/device_resize` adds --depth_resize_on_device."""
 
 from __future__ import annotations
 
@@ -48,6 +41,8 @@ def serving(config: str) -> Serving:
     if variant not in ("", DEVICE_RESIZE):
         raise ValueError(f"unknown variant {variant!r} in {config!r}: only /{DEVICE_RESIZE}")
     fgbg = [RESIZE_ON_DEVICE] if variant else []
+    if kind == "default" and not count:
+        return Serving([], fgbg, {})
     if kind == "in_process" and not count:
         return Serving(["--direct_running_mode=in_memory", "--direct_num_workers=1"], fgbg, {})
     if kind == "threads" and count.isdigit():
@@ -60,7 +55,7 @@ def serving(config: str) -> Serving:
         fields = {"share_model": True, "shared_memory": kind == "shared"}
         return Serving(beam, [SHARE_MODEL, *fgbg], fields)
     raise ValueError(
-        f"unknown configuration {config!r}: in_process, threads:N, processes:N, "
+        f"unknown configuration {config!r}: default, in_process, threads:N, processes:N, "
         "shared:N or shared_pickle:N"
     )
 

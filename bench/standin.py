@@ -1,19 +1,12 @@
 """A device stand-in: the depth runtime's contract with a forward pass that
-occupies a machine-wide "device" for `batch / rate` seconds without using a
-CPU, so that how a build serves its model can be measured on any machine.
+holds a machine-wide "device" for `batch / rate` seconds without using a
+CPU, so how a build serves its model can be measured on any machine. A
+benchmark tool, not a product option: a benchmark hands `load_standin` to
+`DepthConfig.loader`; everything around the forward pass is the project's.
 
-It is a benchmark tool, not a product option: a benchmark hands
-`load_standin` (with `functools.partial`) to the depth stage's
-`DepthConfig.loader`, and everything around the forward pass stays the
-project's code (batching, carrying composites to the model and maps back,
-encoding, writes).
-
-Each forward pass holds an exclusive `flock` on one file, so every process
-of the machine takes turns as they would on one GPU, and sleeps (no CPU,
-no GIL) for the batch's time. Each pass appends one line to a log
-(`DeviceCall`): which process and thread ran it, when the device was held,
-and that thread's CPU seconds so far, from which `bench/bench_serving.py`
-computes the device's busy share and the serving cost of the model's owner.
+Each pass holds an exclusive `flock` on one file (every process takes turns,
+as on one GPU), sleeps for the batch's time, and logs a `DeviceCall`, from
+which bench_serving.py computes the busy share and the owner's serving CPU.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""What benchmarks run on: the pipeline's defaults (of whichever tree is
-first on the path), photo-like inputs of the original's shape, and demo
-composites made by the pipeline's own functions.
-
-Not a test module: the `bench/*.py` scripts import it (run them from the
-repository root as `python bench/<name>.py`).
-"""
+"""What benchmarks run on: the pipeline's defaults, photo-like inputs of the
+original's shape, and demo composites made by the pipeline's own functions."""
 
 from __future__ import annotations
 
@@ -25,8 +20,7 @@ BG_QUALITY = 90
 
 
 def build_defaults() -> "FgbgOptions":
-    """The pipeline's options with nothing given (of whichever tree is first
-    on the path), so benchmarks measure what a default build does."""
+    """The pipeline's options with nothing given: what a default build does."""
     from pipeline.options import FgbgOptions, model_input_size
 
     options = FgbgOptions([])
@@ -76,14 +70,10 @@ def depth_config(
 
 
 def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:
-    """Photo-like inputs of the original's shape, under `folder`.
-
-    Backgrounds: `backgrounds` distinct 640x480 JPEGs (quality 90), made from
-    the six painted demo scenes (resized, then shifted and mirrored per index
-    so no two files are the same). Foregrounds: the five demo cut-outs (RGBA,
-    longest side 150) under new names, with their masks where the demo has
-    one. Returns the three globs `python -m pipeline.build` takes.
-    """
+    """Photo-like inputs of the original's shape, under `folder`: distinct
+    640x480 JPEG backgrounds (q90) from the painted demo scenes (resized,
+    shifted and mirrored per index), the demo cut-outs (RGBA, longest side
+    150) under new names with their masks. The globs pipeline.build takes."""
     bg_dir, fg_dir, mask_dir = folder / "bg", folder / "fg", folder / "fg_mask"
     for directory in (bg_dir, fg_dir, mask_dir):
         directory.mkdir(parents=True, exist_ok=True)

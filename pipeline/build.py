@@ -64,6 +64,12 @@ from pipeline.dataflow import (
     without_unset_flexrs_goal,
     write_dry_run_job,
 )
+from pipeline.local_workers import (
+    LOCAL_RUNNERS,
+    apply_workers,
+    available_cores,
+    local_workers,
+)
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
 from pipeline.run_documents import (
     check_sample_count,
@@ -91,7 +97,6 @@ from transforms.stats import ComputeStats, stats_document
 from transforms.tables import WriteTables
 from transforms.tfrecords import EXAMPLES, WriteTFRecords, remove_stale_shards
 
-LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TOO_MANY_REJECTS = 3
@@ -284,6 +289,10 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
         )
     started = utc_now()
     local = runner in LOCAL_RUNNERS
+    if local and test_pipeline is None:
+        workers = local_workers(flags, available_cores())
+        if workers.by_default:
+            apply_workers(options, workers)
     if is_dataflow(runner):
         apply_worker_defaults(options)
         problem = flexrs_problem(options)
@@ -399,7 +408,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"{PipelineOptions(argv).view_as(DebugOptions).dataflow_job_file}"
         )
         return 0
-    print(summary(manifest, read_timings(opts.output.rstrip("/")), opts.output))
+    workers = local_workers(argv, available_cores())
+    print(summary(manifest, read_timings(opts.output.rstrip("/")), opts.output, workers))
     if too_many_rejects(manifest, opts.max_reject_fraction):
         print(
             f"error: more than --max_reject_fraction={opts.max_reject_fraction} of the "

@@ -375,9 +375,9 @@ def help_parser() -> argparse.ArgumentParser:
         description="Build a foreground/background composite dataset with masks, depth "
         "maps, CSVs, TFRecords and statistics.",
         epilog="Any Apache Beam option is accepted too, e.g. --runner DataflowRunner, "
-        "--direct_num_workers 0 --direct_running_mode multi_processing "
-        "(all local cores), --project/--region/--temp_location for Dataflow. "
-        "Local runs default to the FnApiRunner (the DirectRunner's engine).",
+        "--project/--region/--temp_location for Dataflow. Local runs default to the "
+        "FnApiRunner (the DirectRunner's engine) with one worker process per core; "
+        "--direct_num_workers N or --direct_running_mode in_memory overrides that.",
     )
     FgbgOptions._add_argparse_args(parser)
     return parser

@@ -23,6 +23,7 @@ from fgbg.documents import Counts, DepthInfo, Files, Manifest, RejectedFile, Tim
 from fgbg.timing import NAMESPACE
 from fgbg.types import Reject
 from pipeline.config import BuildConfig
+from pipeline.local_workers import Workers
 
 PACKAGES = (
     "apache-beam",
@@ -151,8 +152,11 @@ def too_many_rejects(manifest: Manifest, max_fraction: float) -> bool:
     return inputs > 0 and manifest.counts.rejected / inputs > max_fraction
 
 
-def summary(manifest: Manifest, timings: Timings, output: str) -> str:
-    """The one-screen report printed at the end of a run."""
+def summary(
+    manifest: Manifest, timings: Timings, output: str, workers: Optional[Workers] = None
+) -> str:
+    """The one-screen report printed at the end of a run; `workers` those of
+    a local run (None on a remote runner)."""
     counts = manifest.counts
     lines = [
         f"fgbg: {counts.samples} samples "
@@ -169,6 +173,8 @@ def summary(manifest: Manifest, timings: Timings, output: str) -> str:
     blends = counts.samples_per_blend
     if set(blends) - {NO_BLEND}:
         lines.append(f"  blend:    {', '.join(f'{k} {v}' for k, v in blends.items())}")
+    if workers:
+        lines.append(f"  workers:  {workers.describe()}")
     for reject in manifest.rejects[:10]:
         lines.append(f"  reject: {reject.path}: {reject.reason}")
     if manifest.depth.warning:

@@ -20,7 +20,11 @@ from typing import Dict, Iterator, List, Optional
 import numpy as np
 from PIL import Image, ImageDraw
 
-LOCAL_RUNNER = ["--runner=FnApiRunner"]
+# Tests build in their own process, as they did before a build's default
+# became one worker process per core (pipeline/local_workers.py); a test that
+# names workers itself overrides it, later flags winning.
+IN_PROCESS = "--direct_running_mode=in_memory"
+LOCAL_RUNNER = ["--runner=FnApiRunner", IN_PROCESS]
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -70,3 +70,14 @@ def test_the_serving_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     assert build["rate"] == pytest.approx(2 * depth_off["samples_s"])
     assert 0 < build["efficiency"] and 0 < build["device_busy_in_depth"] <= 1
     assert "| shared:2 |" in (tmp_path / "tiny.md").read_text()
+
+
+def test_the_default_configuration_names_no_workers_and_in_process_names_beams_default():
+    from bench import serving_configs
+
+    assert serving_configs.runner_flags("default") == []
+    assert serving_configs.runner_flags("default/device_resize") == ["--depth_resize_on_device"]
+    assert serving_configs.serving("in_process").beam == [
+        "--direct_running_mode=in_memory",
+        "--direct_num_workers=1",
+    ]

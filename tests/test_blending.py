@@ -459,15 +459,15 @@ def test_the_edge_close_up_is_centred_on_the_objects_outline():
 
 
 @pytest.mark.bench
-def test_the_compositing_bench_prices_every_mode_against_none(tmp_path):
-    from bench import bench_compositing, workload
+def test_the_blending_bench_prices_every_mode_against_none(tmp_path):
+    from bench import bench_blending, workload
 
     globs = workload.make_inputs(tmp_path / "in", 1, 1)
-    costs = bench_compositing.blend_costs(globs, rounds=1)
+    costs = bench_blending.blend_costs(globs, rounds=1)
     assert list(costs) == [*MODES, MIXED]
     assert {cost["samples"] for cost in costs.values()} == {40}
     assert all(cost["cpu_ms"] > 0 and cost["wall_ms"] > 0 for cost in costs.values())
-    table = bench_compositing.blend_markdown(costs, 1)
+    table = bench_blending.blend_markdown(costs, 1)
     assert "| poisson | 40 |" in table and "| none | 40 |" in table
 
 

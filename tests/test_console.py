@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.console import is_chatter
-from tests.helpers import small_build_args
+from pipeline.local_workers import available_cores
+from tests.helpers import IN_PROCESS, small_build_args
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -45,8 +46,13 @@ def build_output(args) -> str:
 
 @pytest.mark.e2e
 def test_a_run_is_quiet_unless_verbose(tmp_path, inputs):
-    quiet = build_output(small_build_args(inputs, tmp_path / "quiet", *MULTI_PROCESS, tft=True))
+    """Also the workers' line: the quiet run names no workers (one process
+    per core), the loud one names two."""
+    default = small_build_args(inputs, tmp_path / "quiet", tft=True)
+    quiet = build_output([arg for arg in default if arg != IN_PROCESS])
     assert "fgbg: 32 samples" in quiet
+    cores = available_cores()
+    assert f"  workers:  {cores} process{'es' if cores > 1 else ''} (one per core)\n" in quiet
     lines = quiet.splitlines(keepends=True)
     assert not [line for line in lines if is_chatter(line.encode())]
     assert "Setting to DenseTensor" not in quiet and "Worker: " not in quiet
@@ -56,5 +62,6 @@ def test_a_run_is_quiet_unless_verbose(tmp_path, inputs):
         small_build_args(inputs, tmp_path / "loud", *MULTI_PROCESS, "--verbose", tft=True)
     )
     assert "fgbg: 32 samples" in loud
+    assert "  workers:  2 processes\n" in loud
     assert "Setting to DenseTensor" in loud and "Worker: " in loud
     assert [line for line in loud.splitlines(keepends=True) if is_chatter(line.encode())]
