@@ -42,8 +42,8 @@ DEVICES = (AUTO, CPU, CUDA)
 PRECISIONS = (AUTO, FP32, BF16, FP16, TF32)
 
 TORCH_KERAS_FILE_MESSAGE = (
-    "--depth_runtime torch runs DenseDepth only (--depth_model densedepth or "
-    "untrained); a Keras model file needs --depth_runtime tensorflow"
+    "--depth_runtime torch runs DenseDepth (--depth_model densedepth or untrained) "
+    "and transformers checkpoints; a Keras model file needs --depth_runtime tensorflow"
 )
 
 UNTRAINED_WARNING = (
