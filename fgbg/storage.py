@@ -56,19 +56,21 @@ class StorageError(Exception):
 def storage_error(action: str, path: str, error: BaseException) -> StorageError:
     """`cannot <action> <path>: <reason>`, the reason without Python's
     `[Errno n]` prefix or a repeat of the path, and in our words where the
-    storage never answered (`unreachable_reason`)."""
+    storage never answered (`failing_storage_reason`)."""
     if isinstance(error, OSError) and error.strerror:
         reason = error.strerror
     else:
-        reason = unreachable_reason(error) or str(error)
+        reason = failing_storage_reason(error) or str(error)
     return StorageError(f"cannot {action} {path}: {reason or type(error).__name__}")
 
 
-def unreachable_reason(error: BaseException) -> str:
-    """Why a remote request failed when the storage never gave an answer
-    that says why (it went away, or stayed away longer than the client
-    retries), else ''. The client's own text names no object and, from
-    Beam's batch operations, is an AttributeError on a missing answer."""
+def failing_storage_reason(error: BaseException) -> str:
+    """Why a remote request failed when the storage itself failed: it gave
+    no answer that says why (it went away, or stayed away longer than the
+    client retries), or a batch operation still failed when the retries
+    ended; else '' (an answer such as 403 or 404 says why). The client's
+    own text names no object and, from Beam's batch operations, is an
+    AttributeError on a missing answer."""
     from google.api_core.exceptions import GoogleAPICallError, RetryError
 
     if isinstance(error, RetryError):
@@ -76,7 +78,7 @@ def unreachable_reason(error: BaseException) -> str:
         return f"the storage did not answer within the client's retries{cause}"
     if isinstance(error, BeamIOError):
         causes = (error.exception_details or {}).values()
-        return next(filter(None, (unreachable_reason(cause) for cause in causes)), "")
+        return next(filter(None, (_batch_reason(cause) for cause in causes)), "")
     if isinstance(error, AttributeError):  # Beam's batch request got no answers
         return "the storage did not answer within the client's retries"
     if isinstance(error, GoogleAPICallError):  # an answer: 403, 404, ...
@@ -84,6 +86,15 @@ def unreachable_reason(error: BaseException) -> str:
     if isinstance(error, OSError) or type(error).__module__.startswith(("urllib3", "google.auth")):
         return f"the storage did not answer ({type(error).__name__})"
     return ""
+
+
+def _batch_reason(cause: object) -> str:
+    """Why one file of a Beam batch operation failed: an exception, or the
+    HTTP status the storage still answered when the client's retries
+    ended."""
+    if isinstance(cause, int):
+        return f"the storage still answered HTTP {cause} when the client's retries ended"
+    return failing_storage_reason(cause) if isinstance(cause, BaseException) else ""
 
 
 @contextlib.contextmanager
@@ -155,7 +166,7 @@ def streamed_file(path: str) -> Iterator[BinaryIO]:
             yield handle
         FileSystems.rename([temporary], [path])
     except BaseException as error:
-        if is_local(path) or not unreachable_reason(error):
+        if is_local(path) or not failing_storage_reason(error):
             with contextlib.suppress(Exception):
                 delete_files([temporary])
         if _is_storage_failure(error, path):
@@ -267,7 +278,7 @@ def delete_files(paths: Sequence[str]) -> None:
         try:
             FileSystems.delete([literal_pattern(path) for path in paths])
         except BeamIOError as error:
-            if unreachable_reason(error):
+            if failing_storage_reason(error):
                 raise
             still_there = [path for path in paths if FileSystems.exists(path)]
             if still_there:
