@@ -73,6 +73,8 @@ def failing_storage_reason(error: BaseException) -> str:
     AttributeError on a missing answer."""
     from google.api_core.exceptions import GoogleAPICallError, RetryError
 
+    if isinstance(error, StorageError):  # raised for another file already
+        return failing_storage_reason(error.__cause__) if error.__cause__ else ""
     if isinstance(error, RetryError):
         cause = f" (last: {type(error.cause).__name__})" if error.cause else ""
         return f"the storage did not answer within the client's retries{cause}"
