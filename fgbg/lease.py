@@ -40,6 +40,10 @@ from fgbg import layout
 from fgbg.storage import is_local, storage_error, write_file
 
 RENEWALS_PER_STALE_TIME = 5
+# After a failed build the lease is released within this share of the
+# storage client's retry window: the failure may be storage that stopped
+# answering, and the build must not wait out the whole window again.
+RELEASE_AFTER_FAILURE_SHARE = 0.1
 _READ_ATTEMPTS = 5
 LOG = logging.getLogger(__name__)
 
@@ -180,7 +184,7 @@ class _LocalStore:
             write_file(self.path, data)
             return data
 
-    def delete(self, expected: bytes) -> None:
+    def delete(self, expected: bytes, patience: float = 1.0) -> None:
         with self._locked():
             if self._read()[1] == expected:
                 os.remove(self.path)
@@ -204,14 +208,16 @@ class _GcsStore:
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
         for _ in range(_READ_ATTEMPTS):
-            blob = self._blob.bucket.get_blob(self._blob.name, retry=self._retry)
-            if blob is None:
-                return None, None
-            generation = blob.generation  # a download resets it from its headers
             try:
+                blob = self._blob.bucket.get_blob(self._blob.name, retry=self._retry)
+                if blob is None:
+                    return None, None
+                generation = blob.generation  # a download resets it from its headers
                 data = blob.download_as_bytes(if_generation_match=generation, retry=self._retry)
             except (NotFound, PreconditionFailed):
                 continue  # replaced or deleted between the two requests
+            except Exception as error:
+                raise storage_error("read", self.path, error) from error
             return data, generation
         raise LeaseHeldError(
             f"{self.path}: the lease changed {_READ_ATTEMPTS} times while it was read: "
@@ -230,13 +236,22 @@ class _GcsStore:
             )
         except PreconditionFailed as error:
             raise _Changed() from error
+        except Exception as error:
+            raise storage_error("write", self.path, error) from error
         return self._blob.generation
 
-    def delete(self, expected: int) -> None:
+    def delete(self, expected: int, patience: float = 1.0) -> None:
+        """Delete the lease if it is still generation `expected`, retrying
+        for `patience` times the client's retry window."""
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
-        with contextlib.suppress(NotFound, PreconditionFailed):
-            self._blob.delete(if_generation_match=expected, retry=self._retry)
+        retry = self._retry.with_timeout(self._retry.timeout * patience)
+        try:
+            self._blob.delete(if_generation_match=expected, retry=retry)
+        except (NotFound, PreconditionFailed):
+            return
+        except Exception as error:
+            raise storage_error("delete", self.path, error) from error
 
 
 def lease_store(output: str, pipeline_options):
@@ -288,14 +303,19 @@ class Lease:
         self._renewer.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
+        """Release the lease. After a failure a renewal in flight is not
+        waited for, and the release retries only briefly: the failure may
+        be storage that stopped answering (the generation precondition
+        keeps a late renewal from bringing the lease back)."""
+        failed = exc_type is not None
         self._stop.set()
-        if self._renewer:
+        if self._renewer and not failed:
             self._renewer.join()
         if self.lost is not None:
             return
         try:
-            self._store.delete(self._token)
+            self._store.delete(self._token, 1.0 if not failed else RELEASE_AFTER_FAILURE_SHARE)
         except Exception as error:  # never hide why the build ended
             LOG.warning(
                 "could not delete the lease %s (%s); it goes stale in %g s",
@@ -377,6 +397,8 @@ class Lease:
         except _Changed:
             token = self._token_if_ours(record)
             if token is None:
+                if self._stop.is_set():  # released meanwhile, by this build
+                    return False
                 self.lost = self._holder()
                 LOG.error("lost the lease %s: %s", self.path, self.lost)
                 return False

@@ -26,8 +26,10 @@ A pair's files live through these steps:
   when every sample of the build is written;
 - read rows back: once a pair's rows are all there under its key
   (`unrecorded_rows`), by the count or by a rerun after a kill;
-- record: the row files are deleted, the record written, and whatever else
-  the pair's folder holds removed (`record_pair`);
+- record: the record is written, then the row files and whatever else the
+  pair's folder holds removed (`record_pair`); a second attempt of the same
+  work (a retried or duplicated bundle) finds the record and only finishes
+  the removals (`recorded_rows`, `finish_recording`);
 - read records: the tables and shards read a recorded pair's rows
   (`pair_rows`), and pass it on as a small handle (`written_pair`).
 
@@ -50,7 +52,6 @@ from fgbg.moments import add_to_totals
 from fgbg.storage import (
     TEMPORARY_SUFFIX,
     delete_files,
-    exists,
     list_folder,
     read_file,
     read_files,
@@ -155,21 +156,13 @@ def write_sample_row(root: str, key: str, row: SampleRow) -> None:
     )
 
 
-def _delete_sample_rows(root: str, rows: Sequence[SampleRow]) -> None:
-    """Delete a recorded pair's row files, and locally their folder."""
-    delete_files([sample_row_path(root, row.placement) for row in rows])
-    if rows:
-        remove_empty_folder(
-            layout.resolve(root, f"{layout.pair_folder(rows[0].placement)}/{SAMPLE_ROWS}")
-        )
-
-
 def unrecorded_rows(
     root: str, bg_stem: str, fg_stem: str, key: str, expected: int, precision: Optional[str]
 ) -> Optional[List[SampleRow]]:
     """The rows of a pair whose `expected` samples were all written under
     `key`, with depth made in `precision`, by a build that stopped before
-    recording it, in number order; None otherwise. Row files of other keys
+    recording it, in number order; None otherwise (also when another
+    attempt of the same work is recording it at this moment). Row files of other keys
     or precisions (an earlier build with other options or hardware) and
     unreadable ones do not count."""
     folder = layout.resolve(root, f"{bg_stem}/{fg_stem}/{SAMPLE_ROWS}")
@@ -177,7 +170,9 @@ def unrecorded_rows(
     if len(names) < expected:
         return None
     rows: Dict[int, SampleRow] = {}
-    for data in read_files([layout.resolve(folder, name) for name in names]):
+    # A row file deleted since the listing (another attempt recorded the
+    # pair meanwhile) reads as empty, and so does not count.
+    for data in read_files([layout.resolve(folder, name) for name in names], missing=b""):
         try:
             document = json.loads(data)
             row = row_from_dict(document["row"])
@@ -199,11 +194,8 @@ def read_record(root: str, bg_stem: str, fg_stem: str) -> Optional[Tuple[str, Li
     """The pair's recorded key and rows; None when there is no record, or one
     that cannot be read or parsed (it counts as absent: the pair is simply
     made again)."""
-    path = record_path(root, bg_stem, fg_stem)
-    if not exists(path):
-        return None
     try:
-        return parse_record(read_file(path))
+        return parse_record(read_file(record_path(root, bg_stem, fg_stem)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -246,14 +238,43 @@ def record_pair(
     root: str, key: str, rows: List[SampleRow], model: Optional[Dict[str, str]] = None
 ) -> None:
     """Record a pair whose rows are all written (`unrecorded_rows`), then
-    remove whatever else its folder holds.
+    remove its row files and whatever else its folder holds.
 
-    Row files go first: a kill between the two steps then leaves neither,
-    and the pair is made again, never a record beside row files that a
-    later run would have to clean up."""
-    _delete_sample_rows(root, rows)
+    The record goes first, so that at every point the pair's rows are in
+    its record or its row files: an attempt stopped anywhere, or a second
+    attempt at the same time, leaves what the next attempt records or
+    finishes (`recorded_rows`, `finish_recording`), and a build stopped
+    between the steps leaves row files that its rerun removes when it
+    resumes the pair."""
     write_pair_record(root, key, rows, model)
+    finish_recording(root, rows)
+
+
+def finish_recording(root: str, rows: Sequence[SampleRow]) -> None:
+    """The steps after a recorded pair's record is written: delete its row
+    files (also those a duplicate attempt wrote after the record) and
+    whatever else its folder holds (row files are not among the files it
+    keeps). Repeating them is harmless."""
     _remove_stale_files(root, rows)
+    remove_empty_folder(
+        layout.resolve(root, f"{layout.pair_folder(rows[0].placement)}/{SAMPLE_ROWS}")
+    )
+
+
+def recorded_rows(
+    root: str, bg_stem: str, fg_stem: str, key: str, expected: int, precision: Optional[str]
+) -> Optional[List[SampleRow]]:
+    """The rows of a pair already recorded with `key` and all `expected`
+    samples in `precision` (by an earlier attempt of the same work), else
+    None."""
+    return finished_rows(read_record(root, bg_stem, fg_stem), key, expected, precision)
+
+
+def has_leftover_rows(root: str, bg_stem: str, fg_stem: str) -> bool:
+    """Whether a recorded pair still has row files: its build stopped
+    between writing the record and deleting them, or a duplicate attempt
+    wrote one after the record."""
+    return bool(list_folder(layout.resolve(root, f"{bg_stem}/{fg_stem}/{SAMPLE_ROWS}")))
 
 
 def _remove_stale_files(root: str, rows: Sequence[SampleRow]) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import posixpath
 import shutil
 import tempfile
 import uuid
-from typing import Any, BinaryIO, Deque, Dict, Iterator, List, Sequence
+from typing import Any, BinaryIO, Deque, Dict, Iterator, List, Optional, Sequence
 
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -54,9 +55,62 @@ class StorageError(Exception):
 
 def storage_error(action: str, path: str, error: BaseException) -> StorageError:
     """`cannot <action> <path>: <reason>`, the reason without Python's
-    `[Errno n]` prefix or a repeat of the path."""
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    `[Errno n]` prefix or a repeat of the path, and in our words where the
+    storage never answered (`failing_storage_reason`)."""
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        reason = failing_storage_reason(error) or str(error)
     return StorageError(f"cannot {action} {path}: {reason or type(error).__name__}")
+
+
+def failing_storage_reason(error: BaseException) -> str:
+    """Why a remote request failed when the storage itself failed: it gave
+    no answer that says why (it went away, or stayed away longer than the
+    client retries), or a batch operation still failed when the retries
+    ended; else '' (an answer such as 403 or 404 says why). The client's
+    own text names no object and, from Beam's batch operations, is an
+    AttributeError on a missing answer."""
+    from google.api_core.exceptions import GoogleAPICallError, RetryError
+
+    if isinstance(error, StorageError):  # raised for another file already
+        return failing_storage_reason(error.__cause__) if error.__cause__ else ""
+    if isinstance(error, RetryError):
+        cause = f" (last: {type(error.cause).__name__})" if error.cause else ""
+        return f"the storage did not answer within the client's retries{cause}"
+    if isinstance(error, BeamIOError):
+        causes = (error.exception_details or {}).values()
+        return next(filter(None, (_batch_reason(cause) for cause in causes)), "")
+    if isinstance(error, AttributeError):  # Beam's batch request got no answers
+        return "the storage did not answer within the client's retries"
+    if isinstance(error, GoogleAPICallError):  # an answer: 403, 404, ...
+        return ""
+    if isinstance(error, OSError) or type(error).__module__.startswith(("urllib3", "google.auth")):
+        return f"the storage did not answer ({type(error).__name__})"
+    return ""
+
+
+def _batch_reason(cause: object) -> str:
+    """Why one file of a Beam batch operation failed: an exception, or the
+    HTTP status the storage still answered when the client's retries
+    ended."""
+    if isinstance(cause, int):
+        return f"the storage still answered HTTP {cause} when the client's retries ended"
+    return failing_storage_reason(cause) if isinstance(cause, BaseException) else ""
+
+
+@contextlib.contextmanager
+def remote_failures(action: str, path: str) -> Iterator[None]:
+    """Raise a remote storage failure inside the block as StorageError
+    naming `path`, so a build that fails says which object it could not
+    reach; local errors, StorageError and FileNotFoundError pass as they
+    are."""
+    try:
+        yield
+    except Exception as error:
+        if is_local(path) or isinstance(error, (StorageError, FileNotFoundError)):
+            raise
+        raise storage_error(action, path, error) from error
 
 
 def _is_storage_failure(error: BaseException, path: str) -> bool:
@@ -102,7 +156,10 @@ def streamed_file(path: str) -> Iterator[BinaryIO]:
     place when the block ends without an error (on gs:// too, where closing
     an upload would otherwise publish whatever was written before a
     failure); on an error the temporary file is removed, and a storage
-    failure is raised as StorageError naming `path`."""
+    failure is raised as StorageError naming `path`. Storage that stopped
+    answering is not asked again to remove it: that would wait out the
+    client's retries a second time, and the next build removes it
+    (`remove_stale_temporaries`)."""
     temporary = temporary_path(path)
     try:
         if is_local(path):
@@ -111,9 +168,9 @@ def streamed_file(path: str) -> Iterator[BinaryIO]:
             yield handle
         FileSystems.rename([temporary], [path])
     except BaseException as error:
-        with contextlib.suppress(Exception):
-            if FileSystems.exists(temporary):
-                FileSystems.delete([temporary])
+        if is_local(path) or not failing_storage_reason(error):
+            with contextlib.suppress(Exception):
+                delete_files([temporary])
         if _is_storage_failure(error, path):
             raise storage_error("write", path, error) from error
         raise
@@ -136,21 +193,33 @@ def read_file(path: str) -> bytes:
         raise storage_error("read", path, error) from error
 
 
-def read_files(paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[bytes]:
-    """Each file's bytes, in the order given. On object stores, where every
-    read waits tens of milliseconds for its first byte, up to `window` reads
-    run ahead in threads; local files are simply read one after another."""
+def read_files(
+    paths: Sequence[str], window: int = READ_AHEAD, missing: Optional[bytes] = None
+) -> Iterator[bytes]:
+    """Each file's bytes, in the order given; `missing` for a file that is
+    not there, when given (else FileNotFoundError). On object stores, where
+    every read waits tens of milliseconds for its first byte, up to `window`
+    reads run ahead in threads; local files are simply read one after
+    another."""
+    read = read_file if missing is None else functools.partial(_read_if_there, missing=missing)
     if not paths or is_local(paths[0]):
-        yield from map(read_file, paths)
+        yield from map(read, paths)
         return
     with concurrent.futures.ThreadPoolExecutor(window) as pool:
         pending: Deque[concurrent.futures.Future] = collections.deque()
         for path in paths:
-            pending.append(pool.submit(read_file, path))
+            pending.append(pool.submit(read, path))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _read_if_there(path: str, missing: bytes) -> bytes:
+    try:
+        return read_file(path)
+    except FileNotFoundError:
+        return missing
 
 
 def literal_pattern(path: str) -> str:
@@ -171,7 +240,8 @@ def list_folder(path: str) -> List[str]:
             for parent, _, names in os.walk(folder)
             for name in names
         ]
-    found = FileSystems.match([f"{literal_pattern(folder)}/**"])[0].metadata_list
+    with remote_failures("list", folder):
+        found = FileSystems.match([f"{literal_pattern(folder)}/**"])[0].metadata_list
     names = (metadata.path[len(folder) + 1 :] for metadata in found)
     return [name for name in names if name and not name.endswith("/")]
 
@@ -206,12 +276,15 @@ def delete_files(paths: Sequence[str]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
         return
-    try:
-        FileSystems.delete([literal_pattern(path) for path in paths])
-    except BeamIOError:
-        still_there = [path for path in paths if FileSystems.exists(path)]
-        if still_there:
-            raise
+    with remote_failures("delete", paths[0]):
+        try:
+            FileSystems.delete([literal_pattern(path) for path in paths])
+        except BeamIOError as error:
+            if failing_storage_reason(error):
+                raise
+            still_there = [path for path in paths if FileSystems.exists(path)]
+            if still_there:
+                raise
 
 
 def remove_empty_folder(path: str) -> None:
@@ -234,17 +307,34 @@ def read_json(root: str, relative: str) -> Dict[str, Any]:
 
 def match_files(pattern: str) -> List[str]:
     """Sorted paths matching a local or gs:// glob."""
-    matches = FileSystems.match([pattern])[0].metadata_list
+    with remote_failures("list", pattern):
+        matches = FileSystems.match([pattern])[0].metadata_list
     return sorted(metadata.path for metadata in matches)
 
 
 def exists(path: str) -> bool:
-    return FileSystems.exists(path)
+    with remote_failures("read", path):
+        return FileSystems.exists(path)
 
 
-def remove_stale_temporaries(root: str) -> int:
-    """Delete temporary files a killed local run left behind; returns how many."""
-    if not is_local(root) or not os.path.isdir(root):
+def remove_stale_temporaries(root: str, remote_folders: Sequence[str] = ("",)) -> int:
+    """Delete temporary files a killed or failed run left behind; returns
+    how many. Locally every folder under `root` is searched; on object
+    stores only `remote_folders` (relative to `root`), since listing a
+    whole dataset costs a request per thousand objects and only
+    `streamed_file` leaves temporaries there."""
+    if not is_local(root):
+        found = [
+            path
+            for folder in remote_folders
+            for path in match_files(
+                f"{literal_pattern(layout.resolve(root, folder) if folder else root)}"
+                f"/.*{TEMPORARY_SUFFIX}"
+            )
+        ]
+        delete_files(found)
+        return len(found)
+    if not os.path.isdir(root):
         return 0
     removed = 0
     for folder, _, names in os.walk(root):
@@ -272,10 +362,10 @@ def local_copy(uri: str) -> Iterator[str]:
     root = uri.rstrip("/")
     with tempfile.TemporaryDirectory(prefix="fgbg-copy-") as folder:
         local = os.path.join(folder, posixpath.basename(root))
-        if FileSystems.exists(FileSystems.join(root, "saved_model.pb")):
+        if exists(FileSystems.join(root, "saved_model.pb")):
             for relative in list_folder(root):
                 copy_to_local(f"{root}/{relative}", os.path.join(local, relative))
-        elif FileSystems.exists(root):
+        elif exists(root):
             copy_to_local(root, local)
         else:
             raise FileNotFoundError(uri)

@@ -323,7 +323,9 @@ def _build(
     dry_run = lease is None
     output = opts.output.rstrip("/")
     if not dry_run:
-        remove_stale_temporaries(output)
+        # Streamed files (the tables at the root, the shards) are the only
+        # ones written under a temporary name on object stores.
+        remove_stale_temporaries(output, ("", layout.TFRECORD_DIR))
     progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if local else None
     scratch = tempfile.mkdtemp(prefix="fgbg-tft-") if local or dry_run else None
     tft_temp_dir = scratch or FileSystems.join(

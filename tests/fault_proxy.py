@@ -1,11 +1,16 @@
 """A fault-injecting HTTP proxy on loopback, put in front of the GCS
 emulator so that builds meet flaky object storage for real: for a share of
-requests it answers 503, resets the connection, or answers late; and it can
-refuse every request for one object (403), as a bucket does to an object
-its caller may not read.
+requests it answers 503, resets the connection, or answers late; or it
+forwards the request, lets the emulator act, and then loses the answer
+(drops the connection, or resets it), so the client retries something that
+already happened; it can refuse every request for one object (403), as a
+bucket does to an object its caller may not read; and it can stop
+answering altogether (every connection reset, nothing forwarded), as
+storage that never comes back.
 
-Faults are drawn from a seeded generator, one draw per request; the share
-and the refused object can be changed while it runs.
+Faults are drawn from a seeded generator, one draw per request; the share,
+the refused object and whether storage is down can be changed while it
+runs. Each request is counted by its kind (`kind_of`), and so is each fault.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from typing import Dict, Sequence
 from urllib.parse import urlsplit
 
 FAULTS = ("503", "reset", "slow")
+# Forwarded to the emulator, which acts on them; then the answer is lost.
+LOST_ANSWERS = ("answer_dropped", "answer_reset")
 # Hop-by-hop headers are the proxy's own business; bodies are relayed whole,
 # so their length is set afresh.
 _NOT_RELAYED = {"connection", "keep-alive", "transfer-encoding", "content-length"}
@@ -36,8 +44,8 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
 class FaultProxy:
     """`with FaultProxy(upstream, fault_share=0.1) as proxy:` then point
-    clients at `proxy.url`. `seen` counts requests, `injected` faults by
-    kind."""
+    clients at `proxy.url`. `seen` counts requests, `kinds` them by kind,
+    `injected` faults by fault, `lost` lost answers by request kind."""
 
     def __init__(
         self,
@@ -46,17 +54,24 @@ class FaultProxy:
         seed: int = 0,
         faults: Sequence[str] = FAULTS,
         slow_s: float = 1.5,
+        lost_every: int = 0,
     ):
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname, parts.port)
         self.fault_share = fault_share
         self.refused = ""  # a path fragment, e.g. "inputs%2Fbg%2Fbg2.jpg"
+        self.down = False
+        self.down_at = ""  # stop answering for good at the first request of this kind
+        self.went_down = 0.0  # time.monotonic() when it went down
+        self._lost_every = lost_every
         self._faults = tuple(faults)
         self._slow_s = slow_s
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self.seen = 0
         self.injected: Dict[str, int] = {fault: 0 for fault in self._faults}
+        self.kinds: Counter = Counter()  # requests by kind
+        self.lost: Counter = Counter()  # lost answers by request kind
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -70,14 +85,29 @@ class FaultProxy:
         self._server.server_close()
         self._thread.join()
 
-    def draw(self) -> str:
-        """The fault for the next request, or '' for none."""
+    def draw(self, kind: str) -> str:
+        """The fault for the next request, of `kind`, or '' for none;
+        "down" once storage is down. With `lost_every` n, the answers of the
+        first request of each kind and of every n-th after it are lost
+        (dropped and reset in turn), so every kind the client sends meets a
+        lost answer however few of it there are."""
         with self._lock:
             self.seen += 1
+            self.kinds[kind] += 1
+            if self.down_at and kind == self.down_at and not self.down:
+                self.down, self.went_down = True, time.monotonic()
+            if self.down:
+                return "down"
+            if self._lost_every and self.kinds[kind] % self._lost_every == 1 % self._lost_every:
+                fault = LOST_ANSWERS[sum(self.lost.values()) % len(LOST_ANSWERS)]
+                self.lost[kind] += 1
+                return fault
             if self._random.random() >= self.fault_share:
                 return ""
             fault = self._random.choice(self._faults)
             self.injected[fault] += 1
+            if fault in LOST_ANSWERS:
+                self.lost[kind] += 1
             return fault
 
     def forward(self, method: str, path: str, headers, body: bytes):
@@ -104,8 +134,8 @@ class FaultProxy:
                 if proxy.refused and proxy.refused in self.path:
                     self._answer(403, "Forbidden", [], _error_body(403))
                     return
-                fault = proxy.draw()
-                if fault == "reset":
+                fault = proxy.draw(kind_of(self.command, self.path, body))
+                if fault in ("reset", "down"):
                     self._reset()
                     return
                 if fault == "503":
@@ -120,6 +150,12 @@ class FaultProxy:
                     return
                 if fault == "slow":
                     time.sleep(proxy._slow_s)
+                if fault == "answer_reset":
+                    self._reset()
+                    return
+                if fault == "answer_dropped":  # closed without a word
+                    self.close_connection = True
+                    return
                 self._answer(status, reason, headers, answer)
 
             def _answer(self, status: int, reason: str, headers, body: bytes) -> None:
@@ -144,6 +180,27 @@ class FaultProxy:
                 """Quiet: the test reads the counters instead."""
 
         return Handler
+
+
+def kind_of(method: str, path: str, body: bytes) -> str:
+    """What a GCS JSON API request does: write, compose, copy, delete, list,
+    read, or batch (several deletes or copies in one request, named by
+    what they hold: "batch:delete", "batch:copy")."""
+    route = urlsplit(path).path
+    if route.startswith("/batch/"):
+        inner = body.decode("latin-1")
+        return "batch:" + ("copy" if "/copyTo/" in inner or "/rewriteTo/" in inner else "delete")
+    if route.endswith("/compose"):
+        return "compose"
+    if "/copyTo/" in route or "/rewriteTo/" in route:
+        return "copy"
+    if method == "DELETE":
+        return "delete"
+    if method in ("POST", "PUT", "PATCH"):
+        return "write"
+    if route.rstrip("/").endswith("/o"):
+        return "list"
+    return "read"
 
 
 def _error_body(status: int) -> bytes:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -237,6 +237,39 @@ def honour_generation_preconditions(monkeypatch) -> None:
                 monkeypatch.setitem(
                     handlers, method, checked(handler, lambda r: r.params["object_id"])
                 )
+
+
+def answer_repeated_upload_completions(monkeypatch) -> None:
+    """Make the emulator answer a repeat of a resumable upload's last chunk
+    as GCS does: the session of a finished upload answers 200 with the
+    object it made. gcp-storage-emulator forgets the session and answers
+    404, so a client whose answer to the last chunk was lost (it retries,
+    as it should) would fail. This extends the test server, not the code
+    under test."""
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    finished: Dict[str, Tuple[str, str]] = {}  # upload id -> (bucket, object name)
+
+    def upload_partial(request, response, storage, *args, **kwargs):
+        upload_id = request.query.get("upload_id")[0]
+        if upload_id in finished:
+            response.json(storage.get_file_obj(*finished[upload_id]))
+            return None
+        try:
+            session = storage.get_resumable_file_obj(upload_id)
+        except NotFound:
+            session = None
+        answer = objects.upload_partial(request, response, storage, *args, **kwargs)
+        if session is not None and upload_id not in storage.resumable:
+            finished[upload_id] = (session["bucket"], session["name"])
+        return answer
+
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is objects.upload_partial:
+                monkeypatch.setitem(handlers, method, upload_partial)
 
 
 def small_build_args(

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from apache_beam.internal.gcp import auth
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from fgbg import layout
@@ -24,6 +25,7 @@ from fgbg.lease import (
     lease_store,
     utc_now,
 )
+from tests.fault_proxy import FaultProxy
 from tests.helpers import emulated_bucket, honour_generation_preconditions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,6 +123,7 @@ def test_a_lease_left_by_a_dead_local_build_of_this_host_is_taken_without_force(
 # process that has exited (which a local build may take over: a dead owner).
 RACER = """
 import sys
+from apache_beam.internal.gcp import auth
 from apache_beam.options.pipeline_options import PipelineOptions
 from fgbg.lease import Lease, LeaseHeldError, lease_store
 store = lease_store(sys.argv[1], PipelineOptions([]))
@@ -184,3 +187,37 @@ def test_an_unreadable_lease_is_refused_naming_it_and_taken_with_force(output):
         lease(output).acquire()
     with lease(output, force=True):
         assert read_lease(output)["pid"] == os.getpid()
+
+
+@pytest.mark.gcs
+def test_the_lease_stays_correct_when_answers_are_lost(monkeypatch):
+    """The first and every third request of each kind reach the storage,
+    which acts, and their answers are lost (tests/fault_proxy.py): the
+    client repeats a take, renewal, takeover or release that already
+    happened, and the generation preconditions turn each repeat into a 412
+    or 404 that the lease reads as its own earlier success."""
+    monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
+    honour_generation_preconditions(monkeypatch)
+    with emulated_bucket(monkeypatch, BUCKET):
+        with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], 0.0, lost_every=3) as proxy:
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+            output = f"gs://{BUCKET}/datasets/v1"
+            with lease(output) as first:
+                for _ in range(3):
+                    assert first.renew()
+                with pytest.raises(LeaseHeldError, match="another build is writing"):
+                    lease(output, force=True).acquire()
+                first.check_held()
+            assert read_lease(output) is None
+
+            stale = lease(output, stale_after_s=30)
+            stale.acquire()
+            taker = lease(output, force=True, clock=later(60))
+            taker.acquire()
+            assert not stale.renew()
+            with pytest.raises(LeaseLostError):
+                stale.check_held()
+            assert read_lease(output)["run_id"] == json.loads(taker._record.to_bytes())["run_id"]
+            taker.__exit__(None, None, None)
+            assert read_lease(output) is None
+            assert {"write", "read", "delete"} <= set(proxy.lost), proxy.lost

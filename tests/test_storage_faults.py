@@ -1,28 +1,40 @@
 """Flaky object storage, for real: whole builds from and to gs:// through a
 fault-injecting proxy in front of the GCS emulator (tests/fault_proxy.py),
-and through an emulator that is stopped mid-build and started again. A
-build either completes with exactly the files of an undisturbed build
-(the storage clients retry) or fails naming the object, and the rerun
-resumes to the identical dataset."""
+and through an emulator that is stopped mid-build and started again; answers
+lost after the storage acted; storage that never comes back. A build either
+completes with exactly the files of an undisturbed build (the storage
+clients retry) or fails naming the object, and the rerun resumes to the
+identical dataset."""
 
 import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from apache_beam.internal.gcp import auth
+from apache_beam.io.gcp.gcsio_retry import DEFAULT_RETRY_WITH_THROTTLING_COUNTER
+from google.cloud.storage.retry import DEFAULT_RETRY
 
+from fgbg.storage import TEMPORARY_SUFFIX
 from pipeline import build
 from tests.fault_proxy import FaultProxy
 from tests.helpers import (
+    answer_repeated_upload_completions,
     comparable,
     download_tree,
     emulator,
+    honour_generation_preconditions,
     make_inputs,
     small_build_args,
     upload_tree,
 )
+from tests.test_faults import assert_nothing_half_written
+
+REPO = Path(__file__).resolve().parents[1]
 
 BUCKET = "fgbg-flaky"
 GS = f"gs://{BUCKET}"
@@ -120,3 +132,91 @@ def test_an_object_the_storage_refuses_fails_the_build_naming_it_and_a_rerun_res
         proxy.refused = ""
         build.run(args)
         assert built(bucket, tmp_path, "refused") == clean
+
+
+def test_answers_lost_after_the_storage_acted_are_retried_to_exactly_the_undisturbed_files(
+    tmp_path, monkeypatch, storage
+):
+    """The proxy forwards every request, and loses the answer of the first
+    request of each kind and of every 50th after it (2%): the emulator
+    wrote, copied, deleted or listed, and the client, told nothing, asks
+    again. The emulator answers the repeats as GCS does (a finished
+    upload's session answers with its object; the lease's generation
+    preconditions)."""
+    _, bucket, clean = storage
+    for policy in (DEFAULT_RETRY, DEFAULT_RETRY_WITH_THROTTLING_COUNTER):
+        monkeypatch.setattr(policy, "_initial", 0.1)  # the first retry's wait, 1 s by default
+    answer_repeated_upload_completions(monkeypatch)
+    honour_generation_preconditions(monkeypatch)
+    with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], 0.0, lost_every=50) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        build.run(small_build_args(INPUTS, f"{GS}/datasets/v1", *SIZE))
+        sent = set(proxy.kinds)
+        assert {"write", "read", "list", "delete", "batch:delete", "batch:copy"} <= sent
+        assert set(proxy.lost) == sent, (proxy.kinds, proxy.lost)
+        assert built(bucket, tmp_path, "lost") == clean
+
+
+# Shortens the storage clients' retry window (Beam's GCS client and the
+# lease's) in the build process: both retry objects are shared by every
+# request, including those that take them as a default argument.
+SHORT_RETRIES = """
+from apache_beam.internal.gcp import auth
+from apache_beam.io.gcp.gcsio_retry import DEFAULT_RETRY_WITH_THROTTLING_COUNTER
+from google.cloud.storage.retry import DEFAULT_RETRY
+from apache_beam.io.gcp import gcsio_retry
+from google.cloud.storage import retry
+
+auth.get_service_credentials = lambda options: None
+for policy in (retry.DEFAULT_RETRY, gcsio_retry.DEFAULT_RETRY_WITH_THROTTLING_COUNTER):
+    policy._timeout = {seconds}
+"""
+RETRY_WINDOW_S = 4.0
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING) ")  # progress, warnings
+
+
+def test_storage_that_never_comes_back_fails_the_build_within_the_retry_window_naming_the_path(
+    tmp_path, monkeypatch, storage
+):
+    """The storage stops answering for good (every connection reset) when
+    the build renames its first streamed file (a table or shard, through a
+    batch copy): the build, in a process of its own with the clients'
+    retry window shortened, fails within about one window with the
+    project's one-line error naming the object, and no traceback; what it
+    left under final names is whole; once the storage is back the rerun
+    resumes to the identical dataset, its temporaries gone."""
+    _, bucket, clean = storage
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    (settings / "sitecustomize.py").write_text(SHORT_RETRIES.format(seconds=RETRY_WINDOW_S))
+    args = small_build_args(INPUTS, f"{GS}/datasets/v1", *SIZE)
+    with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], 0.0) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        proxy.down_at = "batch:copy"
+        failing = subprocess.run(
+            [sys.executable, "-m", "pipeline.build", *args],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": f"{settings}{os.pathsep}{REPO}"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        ended = time.monotonic()
+        assert failing.returncode == build.EXIT_FAILED, failing.stderr
+        assert proxy.down and ended - proxy.went_down < 3 * RETRY_WINDOW_S, ended - proxy.went_down
+        assert "Traceback" not in failing.stderr
+        said = [line for line in failing.stderr.splitlines() if not LOG_LINE.match(line)]
+        assert said[0].startswith(f"error: the build failed: cannot write {GS}/datasets/v1/")
+        assert "the storage did not answer within the client's retries" in said[0]
+        assert said[1:] == [
+            "Finished pairs are kept: fix the cause and rerun the same command to resume "
+            "(--verbose shows the traceback)."
+        ]
+
+        proxy.down_at, proxy.down = "", False  # the storage is back
+        failed = tmp_path / "failed" / "v1"
+        download_tree(bucket, "datasets/v1", failed)
+        assert [path for path in failed.rglob("*") if path.name.endswith(TEMPORARY_SUFFIX)]
+        assert_nothing_half_written(failed, killed=True)
+        build.run(args)
+        assert built(bucket, tmp_path, "resumed") == clean

@@ -231,3 +231,35 @@ def test_list_folder_gives_paths_relative_to_the_folder(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert sorted(list_folder(str(tmp_path / "bg1" / "fg_1"))) == [".pair.json", "mask/1.png"]
     assert list_folder(str(tmp_path / "nothing")) == []
+
+
+def test_a_storage_failure_names_the_path_in_the_projects_words():
+    """What a build prints when storage fails: the path, and why in one
+    line; the client's text only where the storage answered (a 403 says
+    why), never where it gave no answer."""
+    import requests
+    from apache_beam.io.filesystem import BeamIOError
+    from google.api_core.exceptions import Forbidden, RetryError
+
+    from fgbg.storage import storage_error
+
+    path = "gs://b/d/samples.csv"
+    gave_up = RetryError("Timeout of 120.0s exceeded", requests.ConnectionError("reset"))
+    assert str(storage_error("write", path, gave_up)) == (
+        f"cannot write {path}: the storage did not answer within the client's retries "
+        "(last: ConnectionError)"
+    )
+    no_answers = AttributeError("'NoneType' object has no attribute 'status_code'")
+    assert str(storage_error("write", path, no_answers)) == (
+        f"cannot write {path}: the storage did not answer within the client's retries"
+    )
+    batch = BeamIOError("Rename operation failed", {("a.tmp", path): 503})
+    assert str(storage_error("write", path, batch)) == (
+        f"cannot write {path}: the storage still answered HTTP 503 when the client's retries ended"
+    )
+    assert str(storage_error("read", path, Forbidden("no access"))) == (
+        f"cannot read {path}: 403 no access"
+    )
+    assert str(storage_error("write", "/out/x", OSError(28, "No space left on device"))) == (
+        "cannot write /out/x: No space left on device"
+    )

@@ -33,11 +33,14 @@ from fgbg import layout
 from fgbg.depth import precision
 from fgbg.depth.config import DepthConfig
 from fgbg.pair_records import (
+    finish_recording,
     finished_rows,
+    has_leftover_rows,
     is_outdated,
     pair_key,
     read_record,
     record_pair,
+    recorded_rows,
     remove_outdated_record,
     unrecorded_rows,
     write_sample_row,
@@ -83,6 +86,8 @@ class _SkipFinishedPair(beam.DoFn):
         if self._resume:
             rows = finished_rows(recorded, key, self._samples_per_pair, self._precision)
             if rows is not None:
+                if has_leftover_rows(self._root, background.stem, fg_stem):
+                    finish_recording(self._root, rows)
                 self._resumed.inc()
                 yield beam.pvalue.TaggedOutput(RESUMED, written_pair(rows))
                 return
@@ -106,7 +111,7 @@ class SkipFinishedPairs(beam.PTransform):
     RemoveOutdatedRecords), a `WrittenPair` for each pair finished earlier
     (RESUMED), and (pair, (key, samples)) for each pair written but not
     recorded earlier (UNRECORDED). Reads records and row files; deletes
-    nothing.
+    only row files left beside a finished pair's record (`has_leftover_rows`).
 
     `fingerprint` hashes the options that shape samples; `depth` (None for
     a composites-only build) says which precision depth will run in; with
@@ -216,7 +221,9 @@ class _CountPairSamples(beam.CombineFn):
 class _RecordPair(beam.DoFn):
     """Records a pair whose samples are all written, from its samples' row
     files, and removes whatever else its folder holds (`record_pair`);
-    outputs its `WrittenPair`."""
+    outputs its `WrittenPair`. A pair an earlier attempt recorded is only
+    finished (`finish_recording`), so a retried bundle makes the same
+    files."""
 
     def __init__(self, root: str, samples_per_pair: int, depth: Optional[DepthConfig]):
         self._root = root
@@ -240,6 +247,15 @@ class _RecordPair(beam.DoFn):
             )
         with timed(self._timer):
             rows = unrecorded_rows(self._root, bg_stem, fg_stem, key, samples, self._precision)
+            if rows is not None:
+                record_pair(self._root, key, rows, self._model)
+            else:
+                # An earlier attempt of this work (a retried or duplicated
+                # bundle) recorded the pair, and may have been stopped
+                # before it removed the row files.
+                rows = recorded_rows(self._root, bg_stem, fg_stem, key, samples, self._precision)
+                if rows is not None:
+                    finish_recording(self._root, rows)
             if rows is None:
                 made_in = f" with depth made in {self._precision}" if self._precision else ""
                 raise RuntimeError(
@@ -247,7 +263,6 @@ class _RecordPair(beam.DoFn):
                     f"are not all under {layout.resolve(self._root, bg_stem)}{made_in}; was "
                     "the output changed during the build, or do its workers differ in hardware?"
                 )
-            record_pair(self._root, key, rows, self._model)
         yield written_pair(rows)
 
 

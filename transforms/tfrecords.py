@@ -9,14 +9,13 @@ import math
 from typing import Dict, Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from fgbg import layout
 from fgbg.hashing import stable_hash
 from fgbg.moments import add_to_totals, encoded_moments
 from fgbg.pair_records import pair_rows
 from fgbg.records import frame_record, moments_example, sample_example
-from fgbg.storage import match_files, read_file, read_files, streamed_file
+from fgbg.storage import delete_files, match_files, read_file, read_files, streamed_file
 from fgbg.timing import stage_timer, timed
 from fgbg.types import Moments, SampleRow, WrittenPair
 from transforms.tables import pair_order
@@ -172,5 +171,4 @@ def remove_stale_shards(root: str, keep: Iterable[str]) -> None:
     wanted = {layout.resolve(root, relative) for relative in keep}
     existing = match_files(layout.resolve(root, f"{layout.TFRECORD_DIR}/*"))
     stale = [path for path in existing if path not in wanted]
-    if stale:
-        FileSystems.delete(stale)
+    delete_files(stale)
