@@ -194,11 +194,7 @@ def markdown(runs: Dict[str, Dict], result: Dict[str, object]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = common.doc_parser(__doc__)
     parser.add_argument("--backgrounds", type=int, default=10)
     parser.add_argument("--foregrounds", type=int, default=10)
     parser.add_argument("--tft", action="store_true", help="also the default build (TFT on)")

@@ -186,12 +186,12 @@ def as_written(runtime: str, model, precision: str, xla: bool = False):
     return written
 
 
-def worker(path: str, images_file: str, out_file: str, size: str, batch_size: int, checkpoint: str):
+def worker(args) -> None:
     """Child: build the path, warm it up on one batch, time the rest."""
     from pipeline.options import parse_size
 
-    images = np.load(images_file)
-    step = batch_step(path, parse_size(size), batch_size, checkpoint)
+    images, batch_size = np.load(args.images_file), args.batch_size
+    step = batch_step(args.worker, parse_size(args.size), batch_size, args.checkpoint)
     step(images[:batch_size])
     wall, cpu = time.perf_counter(), common.own_cpu_s()
     depth = np.concatenate(
@@ -203,7 +203,7 @@ def worker(path: str, images_file: str, out_file: str, size: str, batch_size: in
         "cpu_s": common.own_cpu_s() - cpu,
         "peak_rss_mb": common.own_peak_rss_mb(),
     }
-    np.save(out_file, depth)
+    np.save(args.out_file, depth)
     print(json.dumps(result), flush=True)
 
 
@@ -269,11 +269,7 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = common.doc_parser(__doc__)
     parser.add_argument("--size", default=DEFAULTS.depth_input_size, help="network input WxH")
     parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
     parser.add_argument(
@@ -288,14 +284,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(
-            args.worker,
-            args.images_file,
-            args.out_file,
-            args.size,
-            args.batch_size,
-            args.checkpoint,
-        )
+        worker(args)
         return 0
     paths = args.paths.split(",")
     if BASELINE not in paths:

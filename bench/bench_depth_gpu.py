@@ -343,11 +343,7 @@ def environment(args) -> Dict:
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = common.doc_parser(__doc__)
     parser.add_argument(
         "--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}"
     )

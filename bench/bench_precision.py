@@ -271,11 +271,7 @@ def _cell(encoding: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = common.doc_parser(__doc__)
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated weight seeds")
     parser.add_argument("--images", type=int, default=4, help="composites per input set")

@@ -117,21 +117,9 @@ def run_child(args, child: str, config: str, folder: Path, extra: Sequence[str] 
     """One child measurement in a fresh process tree: its wall and CPU
     seconds (every Beam worker included), its result, and the stand-in's log."""
     folder.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        child,
-        "--config",
-        config,
-        "--folder",
-        str(folder),
-        "--images",
-        str(args.images),
-        "--distinct",
-        str(args.distinct),
-        *extra,
-    ]
+    command = [sys.executable, __file__, "--child", child, "--config", config]
+    command += ["--folder", str(folder), "--images", str(args.images)]
+    command += ["--distinct", str(args.distinct), *extra]
     measured = common.run_measured(
         command, folder / "child.log", env=child_env(), timeout_s=args.timeout_s
     )

@@ -193,25 +193,9 @@ LOCAL_RUNNER = ("--runner", "FnApiRunner")
 def pipeline_command(
     globs: Dict[str, str], output: Path, tft: bool = False, extra: Sequence[str] = ()
 ) -> List[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline.build",
-        "--bg",
-        globs["bg"],
-        "--fg",
-        globs["fg"],
-        "--fg_mask",
-        globs["fg_mask"],
-        "--output",
-        str(output),
-        "--depth_model",
-        "none",
-        "--no_resume",
-        "--progress_interval_s",
-        "60",
-        *LOCAL_RUNNER,
-    ]
+    command = [sys.executable, "-m", "pipeline.build", "--bg", globs["bg"], "--fg", globs["fg"]]
+    command += ["--fg_mask", globs["fg_mask"], "--output", str(output), "--depth_model", "none"]
+    command += ["--no_resume", "--progress_interval_s", "60", *LOCAL_RUNNER]
     if not tft:
         command.append("--no_tft")
     return command + list(extra)
@@ -379,6 +363,14 @@ def child_result(log: Path) -> Dict:
     """The result a child measurement printed last in its log."""
     lines = [line for line in log.read_text().splitlines() if line.startswith(RESULT)]
     return json.loads(lines[-1][len(RESULT) :])
+
+
+def doc_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring's first paragraph the description, the rest the epilog."""
+    first, _, rest = doc.partition("\n\n")
+    return argparse.ArgumentParser(
+        description=first, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=rest
+    )
 
 
 def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
