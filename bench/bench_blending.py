@@ -108,14 +108,7 @@ def blend_markdown(costs: Dict[str, Dict[str, float]], rounds: int) -> str:
         f"Blending (--blend): compose_pair per mode, in this process, median of {rounds} "
         "alternating rounds (resize, blend, overlay JPEG + mask PNG; no writes):\n\n"
         + common.table(
-            (
-                "--blend",
-                "samples",
-                "CPU ms/sample",
-                "wall ms/sample",
-                "CPU vs none, ms",
-                "CPU / none",
-            ),
+            "--blend | samples | CPU ms/sample | wall ms/sample | CPU vs none, ms | CPU / none",
             rows,
         )
     )
@@ -126,7 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backgrounds", type=int, default=2)
     parser.add_argument("--foregrounds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5, help="each mode once per round")
-    parser.add_argument("--name", default="compositing_blend", help="bench/results/<name>.md|json")
+    common.add_output_options(parser, "compositing_blend")
     common.add_quiet_options(parser, retries=False)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fgbg-blend-") as scratch:
@@ -135,7 +128,12 @@ def main(argv=None) -> int:
         costs = blend_costs(globs, args.rounds)
     argv_used = sys.argv if argv is None else [__file__, *argv]
     text = common.header(argv_used, load) + "\n\n" + blend_markdown(costs, args.rounds)
-    common.save(args.name, text, {"blends": costs, "load_at_start": load, "cores": os.cpu_count()})
+    common.save(
+        args.name,
+        text,
+        {"blends": costs, "load_at_start": load, "cores": os.cpu_count()},
+        args.results,
+    )
     return 0
 
 

@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         return 0
 
     def measure(label: str, step) -> Dict:
-        print(f"[bench] {label}", file=sys.stderr, flush=True)
+        common.say(f"{label}")
         return common.quietly(step, max_busy=args.max_busy, retries=args.retries)
 
     with tempfile.TemporaryDirectory(prefix="fgbg-bench-") as folder:

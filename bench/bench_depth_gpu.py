@@ -117,11 +117,7 @@ def overlays(count: int) -> List[np.ndarray]:
 def timed_loop(step, items: Sequence) -> Dict:
     """`step(item)` for each item: wall and CPU seconds, the results, and
     the wall-clock window the GPU sampler keeps."""
-    cpu, started, window = (
-        common.tree_cpu_s(),
-        time.perf_counter(),
-        [time.time()],
-    )
+    cpu, started, window = common.tree_cpu_s(), time.perf_counter(), [time.time()]
     results = [step(item) for item in items]
     return {
         "timed_window": window + [time.time()],
@@ -176,12 +172,7 @@ def measure_precision_error(args, precision: str = "") -> Dict:
 
     def depth(precision: str) -> np.ndarray:
         model = torch_runtime.DepthModel(network, device, precision)
-        raw = np.concatenate(
-            [
-                model.predict(batch[i : i + args.batch_size])
-                for i in range(0, len(batch), args.batch_size)
-            ]
-        )
+        raw = np.concatenate([model.predict(b) for b in common.batches(batch, args.batch_size)])
         return maps.postprocess(raw)[..., 0]
 
     precision = precision or config.precision
@@ -201,10 +192,7 @@ def measure_baseline(args) -> Dict:
     config = depth_config(args)
     device = torch_runtime.resolve_device(config.device)
     network = torch_densedepth.build_densedepth(config.seed).to(device)
-    images = overlays(args.images)
-    batches = [
-        images[start : start + BASELINE_BATCH] for start in range(0, len(images), BASELINE_BATCH)
-    ]
+    batches = common.batches(overlays(args.images), BASELINE_BATCH)
 
     def one_batch(batch: Sequence[np.ndarray]) -> int:
         inputs = torch.from_numpy(maps.preprocess(np.stack(batch), config.input_size))
@@ -220,12 +208,8 @@ def measure_baseline(args) -> Dict:
 
 def measure_stage(args, config_name: str) -> Dict:
     """EstimateDepth in a Beam pipeline on the local runner, as configured."""
-    return serving_configs.run_stage(
-        config_name,
-        depth_config(args, config_name, models.AUTO),
-        args.images,
-        DISTINCT_COMPOSITES,
-    )
+    depth = depth_config(args, config_name, models.AUTO)
+    return serving_configs.run_stage(config_name, depth, args.images, DISTINCT_COMPOSITES)
 
 
 def _device_memory(device) -> Dict:
@@ -288,14 +272,10 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
         *args.build_flags.split(),
     ]
     measurement = f"build={config_name}"
+    output = folder / config_name.replace(":", "_").replace("/", "_")
     try:
         with gpu_sampler.GpuSampler() as gpu:
-            measured = common.run_pipeline(
-                globs,
-                folder / config_name.replace(":", "_").replace("/", "_"),
-                extra=extra,
-                timeout_s=args.timeout_s,
-            )
+            measured = common.run_pipeline(globs, output, extra=extra, timeout_s=args.timeout_s)
     except RuntimeError as error:
         return {"measurement": measurement, "failed": str(error)[-2000:]}
     return {"measurement": measurement, **measured, **gpu.summary()}
@@ -374,14 +354,9 @@ def parse_args(argv) -> argparse.Namespace:
     if parser.parse_args(argv).tiny:  # TINY's sizes become the defaults; options still win
         parser.set_defaults(**TINY)
     args = parser.parse_args(argv)
-    args.forwarded = [
-        f"--device={args.device}",
-        f"--precision={args.precision}",
-        f"--batch_size={args.batch_size}",
-        f"--images={args.images}",
-        f"--input_size={args.input_size}",
-        *(["--compile"] if args.compile else []),
-    ]
+    forwarded = ("device", "precision", "batch_size", "images", "input_size")
+    args.forwarded = [f"--{name}={getattr(args, name)}" for name in forwarded]
+    args.forwarded += ["--compile"] if args.compile else []
     return args
 
 
@@ -412,7 +387,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
         globs: Dict[str, str] = {}
         for measurement in measurements:
-            print(f"[bench] {measurement}", file=sys.stderr, flush=True)
+            common.say(f"{measurement}")
             kind, _, config = measurement.partition("=")
             if kind != "build":
                 record(run_child(args, measurement, Path(folder)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -79,11 +80,7 @@ def worker(path: str, seed: int, sets_file: str, out_file: str, args) -> None:
     # resolution (fgbg/depth/precision.py) would refuse.
     model = "densedepth" if args.depth_weights else "untrained"
     config = dataclasses.replace(
-        config,
-        model=model,
-        weights=args.depth_weights,
-        seed=seed,
-        loader=runtime_model(precision),
+        config, model=model, weights=args.depth_weights, seed=seed, loader=runtime_model(precision)
     )
     handler = DepthModelHandler(config)
     model = handler.load_model()
@@ -94,13 +91,8 @@ def worker(path: str, seed: int, sets_file: str, out_file: str, args) -> None:
     rescale_last_layer(model, *affine)
     depth = {"_affine": np.array(affine, np.float64)}
     for name in sets.files:
-        images = sets[name]
-        depth[name] = np.concatenate(
-            [
-                np.stack(handler.run_inference(list(images[i : i + args.batch_size]), model))
-                for i in range(0, len(images), args.batch_size)
-            ]
-        )
+        batches = common.batches(sets[name], args.batch_size)
+        depth[name] = np.concatenate([handler.run_inference(list(b), model) for b in batches])
     np.savez(out_file, **depth)
 
 
@@ -161,9 +153,8 @@ def runtime_model(precision: str):
     return load
 
 
-def maps_of(
-    path: str, seed: int, sets_file: str, folder: str, args, affine=None
-) -> Dict[str, np.ndarray]:
+def maps_of(path: str, seed: int, sets_file: str, folder: str, args, affine=None):
+    """A worker's maps per input set, and the (scale, shift) they were made with."""
     out_file = os.path.join(folder, f"{path}-{seed}.npz")
     command = [sys.executable, __file__, "--worker", path, "--seed_of_worker", str(seed)]
     command += ["--sets_file", sets_file, "--out_file", out_file, "--device", args.device]
@@ -171,41 +162,39 @@ def maps_of(
     command += [f"--depth_range_m={args.depth_range_m}"]
     command += [f"--depth_weights={args.depth_weights}"] if args.depth_weights else []
     command += [] if affine is None else [f"--affine={affine[0]!r},{affine[1]!r}"]
-    print(f"[bench] {path} seed {seed}", file=sys.stderr, flush=True)
+    common.say(f"{path} seed {seed}")
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"{path} seed {seed} failed:\n{done.stderr[-3000:]}")
     loaded = np.load(out_file)
-    return {name: loaded[name] for name in loaded.files}
+    maps = {name: loaded[name] for name in loaded.files if name != "_affine"}
+    return maps, tuple(float(value) for value in loaded["_affine"])
 
 
 def judge_all(
-    reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], sides: Sequence[int]
+    reference: Dict[str, np.ndarray],
+    candidate: Dict[str, np.ndarray],
+    sides: Sequence[int],
+    seed: int,
 ) -> List[Dict]:
     """The rule per input set, encoding and dataset side."""
     from fgbg.depth import precision_rule
 
     verdicts = []
-    for name in reference:
-        for encoding in ENCODINGS:
-            for side in sides:
-                verdict = precision_rule.judge(
-                    list(reference[name]),
-                    list(candidate[name]),
-                    encoding,
-                    (side, side),
-                    DEFAULTS.depth_quality,
-                )
-                verdicts.append(
-                    {
-                        "set": name,
-                        "encoding": encoding,
-                        "side": side,
-                        "difference": dataclasses.asdict(verdict.difference),
-                        "budget": dataclasses.asdict(verdict.budget),
-                        "passes": verdict.passes,
-                    }
-                )
+    for name, encoding, side in itertools.product(reference, ENCODINGS, sides):
+        fp32, maps = list(reference[name]), list(candidate[name])
+        verdict = precision_rule.judge(fp32, maps, encoding, (side, side), DEFAULTS.depth_quality)
+        verdicts.append(
+            {
+                "set": name,
+                "encoding": encoding,
+                "side": side,
+                "seed": seed,
+                "difference": dataclasses.asdict(verdict.difference),
+                "budget": dataclasses.asdict(verdict.budget),
+                "passes": verdict.passes,
+            }
+        )
     return verdicts
 
 
@@ -318,24 +307,13 @@ def main(argv=None) -> int:
                 runtime = path.split("-")[0]
                 if runtime not in references:
                     references[runtime] = maps_of(f"{runtime}-fp32", seed, sets_file, folder, args)
-                reference = references[runtime]
-                affine = tuple(float(v) for v in reference["_affine"])
-                candidate = maps_of(path, seed, sets_file, folder, args, affine)
-                verdicts = judge_all(
-                    {k: v for k, v in reference.items() if k != "_affine"},
-                    {k: v for k, v in candidate.items() if k != "_affine"},
-                    sides,
-                )
-                for verdict in verdicts:
-                    verdict["seed"] = seed
+                reference, affine = references[runtime]
+                candidate, _ = maps_of(path, seed, sets_file, folder, args, affine)
+                verdicts = judge_all(reference, candidate, sides, seed)
                 results.append({"path": path, "seed": seed, "affine": affine, "verdicts": verdicts})
     argv_used = sys.argv if argv is None else [__file__, *argv]
-    merged = {}
-    for result in results:
-        merged.setdefault(result["path"], {"path": result["path"], "verdicts": []})
-        merged[result["path"]]["verdicts"] += result["verdicts"]
     counts = {name: len(images) for name, images in sets.items()}
-    markdown = report(list(merged.values()), argv_used, counts, args)
+    markdown = report(results, argv_used, counts, args)
     common.save(args.name, markdown, results, args.results)
     return 0
 

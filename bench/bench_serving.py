@@ -190,10 +190,7 @@ def measure_build(args, config: str, rate: float, globs: Dict[str, str], folder:
     return {
         "config": config,
         "rate": rate,
-        "samples": measured["samples"],
-        "wall_s": measured["wall_s"],
-        "cpu_s": measured["cpu_s"],
-        "others_cpu_s": measured["others_cpu_s"],
+        **{key: measured[key] for key in ("samples", "wall_s", "cpu_s", "others_cpu_s")},
         "samples_s": samples_s,
         "efficiency": samples_s / rate,
         "device_busy_in_depth": standin.busy_share(calls),
@@ -265,9 +262,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--foregrounds", type=int, default=20)
     parser.add_argument("--placements", type=int, default=5, help="per scale (40 samples/pair)")
     parser.add_argument("--factors", default="0.25,0.5,1", help="stand-in rates x depth-off")
-    parser.add_argument(
-        "--rates", default="", help="stand-in images/s for the builds, instead of --factors"
-    )
+    parser.add_argument("--rates", default="", help="stand-in images/s instead of --factors")
     parser.add_argument("--build_flags", default="", help="more pipeline flags for every build")
     parser.add_argument("--timeout_s", type=float, default=1800.0)
     parser.add_argument("--child", choices=["stage", "control", "build"], help=argparse.SUPPRESS)
@@ -286,11 +281,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.child:
-        if args.child == "build":
-            result = build_child(args, args.pipeline)
-        else:
-            result = stage_child(args)
-        common.print_result(result)
+        build = args.child == "build"
+        common.print_result(build_child(args, args.pipeline) if build else stage_child(args))
         return 0
     configs = serving_configs.config_names(args.configs)
     build_configs = serving_configs.config_names(args.build_configs)

@@ -263,11 +263,7 @@ def wait_for_quiet_cpu(max_busy: float = MAX_BUSY, timeout_s: float = 1800.0) ->
         busy = (machine_busy_s() - before) / 3.0
         if busy < max_busy or time.monotonic() > deadline:
             return busy
-        print(
-            f"[bench] waiting for a quiet CPU: {busy:.2f} cores busy >= {max_busy}",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"waiting for a quiet CPU: {busy:.2f} cores busy >= {max_busy}")
         time.sleep(5)
 
 
@@ -291,13 +287,18 @@ def quietly(
             best = result
         if disturbed <= tolerance:
             break
-        print(
-            f"[bench] disturbed: other jobs used {result['others_cpu_s']:.1f} CPU s "
-            f"meanwhile; again",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"disturbed: other jobs used {result['others_cpu_s']:.1f} CPU s meanwhile; again")
     return best
+
+
+def batches(items: Sequence, size: int) -> List:
+    """`items` in consecutive slices of `size` (the last one may be shorter)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def say(text: str) -> None:
+    """A bench script's progress line, on stderr (stdout carries results)."""
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 def per_sample_ms(seconds: float, samples: int) -> float:
