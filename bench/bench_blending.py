@@ -61,6 +61,7 @@ def blend_costs(globs: Dict[str, str], rounds: int) -> Dict[str, Dict[str, float
         )
     modes = (*MODES, MIXED)
     blendings = {mode: blend_config(FgbgOptions([f"--blend={mode}", "--seed=0"])) for mode in modes}
+    pair_config = (config.placements, config.encoding, "")  # compose_pair's, less the blend
     runs: Dict[str, List[Tuple[float, float, int]]] = {mode: [] for mode in modes}
     for _ in range(rounds):
         for mode in modes:
@@ -69,18 +70,10 @@ def blend_costs(globs: Dict[str, str], rounds: int) -> Dict[str, Dict[str, float
             for stem, image in backgrounds:
                 background = Background(stem, stem, "train", "")
                 for foreground in foregrounds:
-                    samples += sum(
-                        1
-                        for _ in compose_pair(
-                            background,
-                            image,
-                            foreground,
-                            config.placements,
-                            config.encoding,
-                            "",
-                            blendings[mode],
-                        )
+                    made = compose_pair(
+                        background, image, foreground, *pair_config, blendings[mode]
                     )
+                    samples += sum(1 for _ in made)
             runs[mode].append((time.process_time() - cpu, time.perf_counter() - wall, samples))
     costs = {}
     for mode, measured in runs.items():

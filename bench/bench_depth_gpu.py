@@ -96,13 +96,8 @@ def depth_config(args, config_name: str = "", precision: str = ""):
     --precision), served as `config_name` (bench/serving_configs.py) if given."""
     from pipeline.options import parse_size
 
-    config = workload.depth_config(
-        parse_size(args.input_size),
-        args.batch_size,
-        precision or args.precision,
-        "torch",
-        args.device,
-    )
+    size, precision = parse_size(args.input_size), precision or args.precision
+    config = workload.depth_config(size, args.batch_size, precision, "torch", args.device)
     config = dataclasses.replace(config, compile_model=args.compile)
     return serving_configs.depth_config_for(config, config_name) if config_name else config
 
@@ -150,13 +145,8 @@ def measure_model(args, variant: str = "") -> Dict:
     batches = max(1, args.images // batch_size)
     timed = timed_loop(lambda _: model.predict(batch), range(batches))
     del timed["results"]
-    return {
-        **timed,
-        "images": batches * batch_size,
-        "batch_size": batch_size,
-        "warm_up_s": warm_up,
-        **_device_memory(model.device),
-    }
+    info = {"images": batches * batch_size, "batch_size": batch_size, "warm_up_s": warm_up}
+    return {**timed, **info, **_device_memory(model.device)}
 
 
 def measure_precision_error(args, precision: str = "") -> Dict:
@@ -176,11 +166,8 @@ def measure_precision_error(args, precision: str = "") -> Dict:
         return maps.postprocess(raw)[..., 0]
 
     precision = precision or config.precision
-    return {
-        "images": len(images),
-        "precision": precision,
-        **common.depth_errors(depth(precision), depth(models.FP32)),
-    }
+    errors = common.depth_errors(depth(precision), depth(models.FP32))
+    return {"images": len(images), "precision": precision, **errors}
 
 
 def measure_baseline(args) -> Dict:
@@ -224,14 +211,11 @@ def child(args) -> None:
     """Run one measurement and print it as the last line of stdout."""
     cpu = common.tree_cpu_s()
     kind, _, variant = args.child.partition("=")
-    if kind == "model":
-        measured = measure_model(args, variant)
-    elif kind == "baseline":
+    measure = {"model": measure_model, "precision_error": measure_precision_error}.get(kind)
+    if kind == "baseline":
         measured = measure_baseline(args)
-    elif kind == "precision_error":
-        measured = measure_precision_error(args, variant)
     else:
-        measured = measure_stage(args, variant)
+        measured = (measure or measure_stage)(args, variant)
     # The model and the baseline time their loop; a stage's run includes
     # its start-up, as a build's does.
     measured.setdefault("cpu_s", common.tree_cpu_s() - cpu)
@@ -312,45 +296,36 @@ def environment(args) -> Dict:
         if device.type == models.CUDA
         else f"CPU ({os.cpu_count()} cores)"
     )
-    return {
-        "device": name,
-        "torch": torch.__version__,
-        "precision": args.precision,
-        "batch_size": args.batch_size,
-        "input_size": args.input_size,
-        "compile": args.compile,
-    }
+    fields = ("precision", "batch_size", "input_size", "compile")
+    return {"device": name, "torch": torch.__version__, **{f: getattr(args, f) for f in fields}}
 
 
 def parse_args(argv) -> argparse.Namespace:
     parser = common.doc_parser(__doc__)
-    parser.add_argument(
-        "--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}"
-    )
-    parser.add_argument("--device", default=models.AUTO, choices=models.DEVICES)
-    parser.add_argument("--precision", default=models.BF16, choices=PRECISIONS)
-    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
-    parser.add_argument("--images", type=int, default=2048, help="images per model/stage run")
-    parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}")
+    add("--device", default=models.AUTO, choices=models.DEVICES)
+    add("--precision", default=models.BF16, choices=PRECISIONS)
+    add("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
+    add("--images", type=int, default=2048, help="images per model/stage run")
+    add("--input_size", default=DEFAULTS.depth_input_size)
+    add("--compile", action="store_true", help="torch.compile the network")
+    add(
         "--measurements",
         default=",".join(MEASUREMENTS),
         help="comma-separated, run in this order (see above)",
     )
-    parser.add_argument(
-        "--timeout_s", type=float, default=240.0, help="longest one measurement may run"
-    )
-    parser.add_argument("--backgrounds", type=int, default=25)
-    parser.add_argument("--foregrounds", type=int, default=10)
-    parser.add_argument("--build_flags", default="", help="more flags for every build")
+    add("--timeout_s", type=float, default=240.0, help="longest one measurement may run")
+    add("--backgrounds", type=int, default=25)
+    add("--foregrounds", type=int, default=10)
+    add("--build_flags", default="", help="more flags for every build")
     common.add_output_options(parser, "depth_gpu")
-    parser.add_argument(
+    add(
         "--predictions",
         type=Path,
         help="a bench_serving.py result file whose builds predict this run's (gpu_machine.sh)",
     )
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    add("--child", default=None, help=argparse.SUPPRESS)
     if parser.parse_args(argv).tiny:  # TINY's sizes become the defaults; options still win
         parser.set_defaults(**TINY)
     args = parser.parse_args(argv)

@@ -63,14 +63,14 @@ def input_sets(folder: Path, count: int, names: Sequence[str]) -> Dict[str, np.n
     return {name: images for name, images in sets.items() if name in names}
 
 
-def worker(path: str, seed: int, sets_file: str, out_file: str, args) -> None:
+def worker(args) -> None:
     """Child: one runtime-precision at one weight seed, every input set. The
     fp32 child finds the scale and shift of the last layer that give its
     maps --depth_range_m and saves them; the others are given them."""
     from pipeline.options import parse_size
     from transforms.depth import DepthModelHandler
 
-    runtime, precision = path.split("-")
+    runtime, precision = args.worker.split("-")
     device = args.device if runtime == "torch" else "auto"
     config = workload.depth_config(
         parse_size(args.input_size), args.batch_size, precision, runtime, device
@@ -79,21 +79,20 @@ def worker(path: str, seed: int, sets_file: str, out_file: str, args) -> None:
     # for precisions this CPU only emulates too (fp16), which the stage's
     # resolution (fgbg/depth/precision.py) would refuse.
     model = "densedepth" if args.depth_weights else "untrained"
+    weights, seed = args.depth_weights, args.seed_of_worker
     config = dataclasses.replace(
-        config, model=model, weights=args.depth_weights, seed=seed, loader=runtime_model(precision)
+        config, model=model, weights=weights, seed=seed, loader=runtime_model(precision)
     )
     handler = DepthModelHandler(config)
     model = handler.load_model()
-    sets = np.load(sets_file)
-    affine = args.affine
-    if affine is None:
-        affine = output_affine(model, sets, config.input_size, args.depth_range_m)
+    sets = np.load(args.sets_file)
+    affine = args.affine or output_affine(model, sets, config.input_size, args.depth_range_m)
     rescale_last_layer(model, *affine)
     depth = {"_affine": np.array(affine, np.float64)}
     for name in sets.files:
         batches = common.batches(sets[name], args.batch_size)
         depth[name] = np.concatenate([handler.run_inference(list(b), model) for b in batches])
-    np.savez(out_file, **depth)
+    np.savez(args.out_file, **depth)
 
 
 def output_affine(model, sets, input_size, depth_range_m: str) -> Tuple[float, float]:
@@ -138,17 +137,14 @@ def runtime_model(precision: str):
     """A DepthConfig loader: its runtime's model in `precision`."""
 
     def load(config):
+        model = (config.model, config.weights, config.seed, precision)
         if config.runtime == "torch":
             from fgbg.depth import torch_runtime
 
-            return torch_runtime.load_depth_model(
-                config.model, config.weights, config.seed, precision, config.device
-            )
+            return torch_runtime.load_depth_model(*model, config.device)
         from fgbg.depth import tensorflow_runtime
 
-        return tensorflow_runtime.load_depth_model(
-            config.model, config.weights, config.seed, precision
-        )
+        return tensorflow_runtime.load_depth_model(*model)
 
     return load
 
@@ -215,18 +211,10 @@ def report(results: List[Dict], argv: List[str], sets: Dict[str, int], args) -> 
                 for k in ("mean", "p99")
             ),
         )
-        cell = _cell(encoding)
-        rows.append(
-            [
-                path,
-                encoding,
-                f"{side}x{side}",
-                cell(worst["difference"]),
-                cell(worst["budget"]),
-                f"{worst['set']}, seed {worst['seed']}",
-                f"{sum(v['passes'] for v in verdicts)}/{len(verdicts)}",
-            ]
-        )
+        cell, where = _cell(encoding), f"{worst['set']}, seed {worst['seed']}"
+        passing = f"{sum(v['passes'] for v in verdicts)}/{len(verdicts)}"
+        row = [path, encoding, f"{side}x{side}", cell(worst["difference"]), cell(worst["budget"])]
+        rows.append([*row, where, passing])
     headers = "candidate | encoding | dataset size | worst difference from fp32's written "
     headers += "maps | its budget | worst at | seeds x sets passing"
     described = ", ".join(f"{name} ({count} composites)" for name, count in sets.items())
@@ -292,7 +280,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out_file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.seed_of_worker, args.sets_file, args.out_file, args)
+        worker(args)
         return 0
     candidates = args.candidates.split(",")
     sides = [int(side) for side in args.sides.split(",")]

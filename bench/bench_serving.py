@@ -78,12 +78,8 @@ def stage_child(args) -> Dict:
     from pipeline.options import parse_size
 
     defaults = workload.build_defaults()
-    base = workload.depth_config(
-        parse_size(defaults.depth_input_size),
-        defaults.depth_gpu_batch_size,
-        runtime="torch",
-        device="cuda",
-    )
+    size, batch_size = parse_size(defaults.depth_input_size), defaults.depth_gpu_batch_size
+    base = workload.depth_config(size, batch_size, runtime="torch", device="cuda")
     depth = dataclasses.replace(
         serving_configs.depth_config_for(base, f"{args.config}/device_resize"),
         loader=standin_loader(FREE_RATE, Path(args.folder)),

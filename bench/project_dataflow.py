@@ -129,8 +129,7 @@ def main(argv=None) -> int:
         if t
         else "- t = not measured (bench_compositing.py --tft)",
         f"- assumed: k = {args.k} ({args.machine} vCPU vs this machine), e = {args.e} "
-        "(worker time on "
-        "samples), as in docs/running-on-gcp.md",
+        "(worker time on samples), as in docs/running-on-gcp.md",
         "",
         f"Prices: {args.pricing}"
         + (
@@ -142,8 +141,7 @@ def main(argv=None) -> int:
         + ".",
         "",
         f"$ per {args.machine} worker-hour = {vcpus} x ${args.vcpu_hour} + {gb} GB x "
-        f"${args.gb_hour} + {args.disk_gb:.0f} GB x ${args.disk_gb_hour} = "
-        f"**${worker_hour:.3f}**",
+        f"${args.gb_hour} + {args.disk_gb:.0f} GB x ${args.disk_gb_hour} = **${worker_hour:.3f}**",
         "",
     ]
     rows = []
