@@ -121,12 +121,8 @@ def main(argv=None) -> int:
         costs = blend_costs(globs, args.rounds)
     argv_used = sys.argv if argv is None else [__file__, *argv]
     text = common.header(argv_used, load) + "\n\n" + blend_markdown(costs, args.rounds)
-    common.save(
-        args.name,
-        text,
-        {"blends": costs, "load_at_start": load, "cores": os.cpu_count()},
-        args.results,
-    )
+    data = {"blends": costs, "load_at_start": load, "cores": os.cpu_count()}
+    common.save(args.name, text, data, args.results)
     return 0
 
 

@@ -211,7 +211,7 @@ def main(argv=None) -> int:
         return 0
 
     def measure(label: str, step) -> Dict:
-        common.say(f"{label}")
+        common.say(label)
         return common.quietly(step, max_busy=args.max_busy, retries=args.retries)
 
     with tempfile.TemporaryDirectory(prefix="fgbg-bench-") as folder:

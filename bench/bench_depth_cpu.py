@@ -289,7 +289,7 @@ def main(argv=None) -> int:
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = []
         for path in paths:
-            common.say(f"{path}")
+            common.say(path)
             results.append(run_path(path, images_file, folder, args))
         reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
         for result in results:

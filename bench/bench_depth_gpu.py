@@ -211,11 +211,11 @@ def child(args) -> None:
     """Run one measurement and print it as the last line of stdout."""
     cpu = common.tree_cpu_s()
     kind, _, variant = args.child.partition("=")
-    measure = {"model": measure_model, "precision_error": measure_precision_error}.get(kind)
     if kind == "baseline":
         measured = measure_baseline(args)
     else:
-        measured = (measure or measure_stage)(args, variant)
+        measure = {"model": measure_model, "precision_error": measure_precision_error}
+        measured = measure.get(kind, measure_stage)(args, variant)
     # The model and the baseline time their loop; a stage's run includes
     # its start-up, as a build's does.
     measured.setdefault("cpu_s", common.tree_cpu_s() - cpu)
@@ -362,7 +362,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
         globs: Dict[str, str] = {}
         for measurement in measurements:
-            common.say(f"{measurement}")
+            common.say(measurement)
             kind, _, config = measurement.partition("=")
             if kind != "build":
                 record(run_child(args, measurement, Path(folder)))

@@ -286,14 +286,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as scratch:
         folder = Path(scratch)
         serving = [measure_serving(args, c, folder / f"serving_{i}") for i, c in enumerate(configs)]
-        depth_off, builds = None, []
+        depth_off = None
         if build_configs:
             globs = workload.make_inputs(folder / "inputs", args.backgrounds, args.foregrounds)
             depth_off = measure_depth_off(args, globs, folder / "depth_off")
-        rates = []
-        if depth_off:
-            rates = [float(r) for r in args.rates.split(",")] if args.rates else []
-            rates = rates or [factor * depth_off["samples_s"] for factor in factors]
+        rates = [float(r) for r in args.rates.split(",")] if args.rates else []
+        if depth_off and not rates:
+            rates = [factor * depth_off["samples_s"] for factor in factors]
         builds = [
             measure_build(args, config, rate, globs, folder / f"build_{index}_{number}")
             for index, config in enumerate(build_configs)
