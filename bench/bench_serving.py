@@ -258,7 +258,9 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--foregrounds", type=int, default=20)
     parser.add_argument("--placements", type=int, default=5, help="per scale (40 samples/pair)")
     parser.add_argument("--factors", default="0.25,0.5,1", help="stand-in rates x depth-off")
-    parser.add_argument("--rates", default="", help="stand-in images/s instead of --factors")
+    parser.add_argument(
+        "--rates", default="", help="stand-in images/s for the builds, instead of --factors"
+    )
     parser.add_argument("--build_flags", default="", help="more pipeline flags for every build")
     parser.add_argument("--timeout_s", type=float, default=1800.0)
     parser.add_argument("--child", choices=["stage", "control", "build"], help=argparse.SUPPRESS)
