@@ -61,6 +61,7 @@ def blend_costs(globs: Dict[str, str], rounds: int) -> Dict[str, Dict[str, float
         )
     modes = (*MODES, MIXED)
     blendings = {mode: blend_config(FgbgOptions([f"--blend={mode}", "--seed=0"])) for mode in modes}
+    pair_config = (config.placements, config.encoding, "")  # compose_pair's, less the blend
     runs: Dict[str, List[Tuple[float, float, int]]] = {mode: [] for mode in modes}
     for _ in range(rounds):
         for mode in modes:
@@ -69,18 +70,10 @@ def blend_costs(globs: Dict[str, str], rounds: int) -> Dict[str, Dict[str, float
             for stem, image in backgrounds:
                 background = Background(stem, stem, "train", "")
                 for foreground in foregrounds:
-                    samples += sum(
-                        1
-                        for _ in compose_pair(
-                            background,
-                            image,
-                            foreground,
-                            config.placements,
-                            config.encoding,
-                            "",
-                            blendings[mode],
-                        )
+                    made = compose_pair(
+                        background, image, foreground, *pair_config, blendings[mode]
                     )
+                    samples += sum(1 for _ in made)
             runs[mode].append((time.process_time() - cpu, time.perf_counter() - wall, samples))
     costs = {}
     for mode, measured in runs.items():
@@ -108,14 +101,7 @@ def blend_markdown(costs: Dict[str, Dict[str, float]], rounds: int) -> str:
         f"Blending (--blend): compose_pair per mode, in this process, median of {rounds} "
         "alternating rounds (resize, blend, overlay JPEG + mask PNG; no writes):\n\n"
         + common.table(
-            (
-                "--blend",
-                "samples",
-                "CPU ms/sample",
-                "wall ms/sample",
-                "CPU vs none, ms",
-                "CPU / none",
-            ),
+            "--blend | samples | CPU ms/sample | wall ms/sample | CPU vs none, ms | CPU / none",
             rows,
         )
     )
@@ -126,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backgrounds", type=int, default=2)
     parser.add_argument("--foregrounds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5, help="each mode once per round")
-    parser.add_argument("--name", default="compositing_blend", help="bench/results/<name>.md|json")
+    common.add_output_options(parser, "compositing_blend")
     common.add_quiet_options(parser, retries=False)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fgbg-blend-") as scratch:
@@ -135,7 +121,8 @@ def main(argv=None) -> int:
         costs = blend_costs(globs, args.rounds)
     argv_used = sys.argv if argv is None else [__file__, *argv]
     text = common.header(argv_used, load) + "\n\n" + blend_markdown(costs, args.rounds)
-    common.save(args.name, text, {"blends": costs, "load_at_start": load, "cores": os.cpu_count()})
+    data = {"blends": costs, "load_at_start": load, "cores": os.cpu_count()}
+    common.save(args.name, text, data, args.results)
     return 0
 
 

@@ -44,6 +44,7 @@ from bench import common, workload  # noqa: E402
 SIZE = 224
 RATIOS = (1.0, 0.8, 0.6, 0.4)
 PLACEMENTS = 5
+KINDS = ("overlay", "mask")  # the images written per sample
 
 
 def notebook_foreground(path: str, mask_dir: str):
@@ -68,7 +69,7 @@ def notebook_build(globs: Dict[str, str], output: str) -> None:
         for fg_path in sorted(glob.glob(globs["fg"])):
             fg_image, mask_image = notebook_foreground(fg_path, mask_dir)
             pair_dir = os.path.join(output, bg_stem, Path(fg_path).stem)
-            for kind in ("overlay", "mask"):
+            for kind in KINDS:
                 os.makedirs(os.path.join(pair_dir, kind), exist_ok=True)
             number = 0
             for _flip in range(2):
@@ -84,9 +85,7 @@ def notebook_build(globs: Dict[str, str], output: str) -> None:
                         overlay.paste(fg_small, (x, y), fg_small)
                         mask = Image.new("L", (SIZE, SIZE))
                         mask.paste(mask_small, (x, y), mask_small)
-                        paths = [
-                            os.path.join(pair_dir, k, f"{number}.jpg") for k in ("overlay", "mask")
-                        ]
+                        paths = [os.path.join(pair_dir, k, f"{number}.jpg") for k in KINDS]
                         overlay.save(paths[0], quality=50)
                         mask.save(paths[1], quality=50)
                         depth = os.path.join(pair_dir, "depth", f"{number}.jpg")
@@ -99,7 +98,7 @@ def notebook_build(globs: Dict[str, str], output: str) -> None:
 
 def notebook_stats_pass(output: str) -> None:
     """The original's mean/std notebook over the written overlays and masks."""
-    for kind in ("overlay", "mask"):
+    for kind in KINDS:
         pixels = [np.asarray(Image.open(p)) for p in glob.glob(f"{output}/*/*/{kind}/*.jpg")]
         means = [image.mean(axis=(0, 1)) for image in pixels]
         stds = [image.std(axis=(0, 1)) for image in pixels]
@@ -194,11 +193,7 @@ def markdown(runs: Dict[str, Dict], result: Dict[str, object]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = common.doc_parser(__doc__)
     parser.add_argument("--backgrounds", type=int, default=10)
     parser.add_argument("--foregrounds", type=int, default=10)
     parser.add_argument("--tft", action="store_true", help="also the default build (TFT on)")
@@ -216,7 +211,7 @@ def main(argv=None) -> int:
         return 0
 
     def measure(label: str, step) -> Dict:
-        print(f"[bench] {label}", file=sys.stderr, flush=True)
+        common.say(label)
         return common.quietly(step, max_busy=args.max_busy, retries=args.retries)
 
     with tempfile.TemporaryDirectory(prefix="fgbg-bench-") as folder:

@@ -186,24 +186,22 @@ def as_written(runtime: str, model, precision: str, xla: bool = False):
     return written
 
 
-def worker(path: str, images_file: str, out_file: str, size: str, batch_size: int, checkpoint: str):
+def worker(args) -> None:
     """Child: build the path, warm it up on one batch, time the rest."""
     from pipeline.options import parse_size
 
-    images = np.load(images_file)
-    step = batch_step(path, parse_size(size), batch_size, checkpoint)
+    images, batch_size = np.load(args.images_file), args.batch_size
+    step = batch_step(args.worker, parse_size(args.size), batch_size, args.checkpoint)
     step(images[:batch_size])
     wall, cpu = time.perf_counter(), common.own_cpu_s()
-    depth = np.concatenate(
-        [step(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
-    )
+    depth = np.concatenate([step(batch) for batch in common.batches(images, batch_size)])
     result = {
         "images": len(images),
         "wall_s": time.perf_counter() - wall,
         "cpu_s": common.own_cpu_s() - cpu,
         "peak_rss_mb": common.own_peak_rss_mb(),
     }
-    np.save(out_file, depth)
+    np.save(args.out_file, depth)
     print(json.dumps(result), flush=True)
 
 
@@ -249,16 +247,9 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
                 f"{result['others_cpu_s']:.1f}",
             ]
         )
-    headers = [
-        "path",
-        "CPU s per image",
-        f"vs {BASELINE}",
-        "images/s (wall)",
-        "peak RSS MB",
-        "error vs fp32, m (max / mean)",
-        "min-max grey within 1 level / max levels",
-        "other CPU s meanwhile",
-    ]
+    headers = f"path | CPU s per image | vs {BASELINE} | images/s (wall) | peak RSS MB | "
+    headers += "error vs fp32, m (max / mean) | min-max grey within 1 level / max levels | "
+    headers += "other CPU s meanwhile"
     return (
         common.header(argv, load)
         + f"\n\n{baseline['images']} composites of the demo inputs, network input "
@@ -269,18 +260,14 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = common.doc_parser(__doc__)
     parser.add_argument("--size", default=DEFAULTS.depth_input_size, help="network input WxH")
     parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
     parser.add_argument(
         "--images", type=int, default=8, help="timed images per path (after a warm-up batch)"
     )
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated paths")
-    parser.add_argument("--name", default="depth_cpu")
+    common.add_output_options(parser, "depth_cpu")
     common.add_quiet_options(parser, retries=False)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--images_file", default=None, help=argparse.SUPPRESS)
@@ -288,14 +275,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(
-            args.worker,
-            args.images_file,
-            args.out_file,
-            args.size,
-            args.batch_size,
-            args.checkpoint,
-        )
+        worker(args)
         return 0
     paths = args.paths.split(",")
     if BASELINE not in paths:
@@ -309,7 +289,7 @@ def main(argv=None) -> int:
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = []
         for path in paths:
-            print(f"[bench] {path}", file=sys.stderr, flush=True)
+            common.say(path)
             results.append(run_path(path, images_file, folder, args))
         reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
         for result in results:
@@ -318,7 +298,7 @@ def main(argv=None) -> int:
                 result["error"] = common.depth_errors(np.load(depth_file), reference)
                 result["size"] = args.size
     argv_used = sys.argv if argv is None else [__file__, *argv]
-    common.save(args.name, report(results, argv_used, load), results)
+    common.save(args.name, report(results, argv_used, load), results, args.results)
     return 0
 
 

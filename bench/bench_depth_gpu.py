@@ -96,13 +96,8 @@ def depth_config(args, config_name: str = "", precision: str = ""):
     --precision), served as `config_name` (bench/serving_configs.py) if given."""
     from pipeline.options import parse_size
 
-    config = workload.depth_config(
-        parse_size(args.input_size),
-        args.batch_size,
-        precision or args.precision,
-        "torch",
-        args.device,
-    )
+    size, precision = parse_size(args.input_size), precision or args.precision
+    config = workload.depth_config(size, args.batch_size, precision, "torch", args.device)
     config = dataclasses.replace(config, compile_model=args.compile)
     return serving_configs.depth_config_for(config, config_name) if config_name else config
 
@@ -117,11 +112,7 @@ def overlays(count: int) -> List[np.ndarray]:
 def timed_loop(step, items: Sequence) -> Dict:
     """`step(item)` for each item: wall and CPU seconds, the results, and
     the wall-clock window the GPU sampler keeps."""
-    cpu, started, window = (
-        common.tree_cpu_s(),
-        time.perf_counter(),
-        [time.time()],
-    )
+    cpu, started, window = common.tree_cpu_s(), time.perf_counter(), [time.time()]
     results = [step(item) for item in items]
     return {
         "timed_window": window + [time.time()],
@@ -154,13 +145,8 @@ def measure_model(args, variant: str = "") -> Dict:
     batches = max(1, args.images // batch_size)
     timed = timed_loop(lambda _: model.predict(batch), range(batches))
     del timed["results"]
-    return {
-        **timed,
-        "images": batches * batch_size,
-        "batch_size": batch_size,
-        "warm_up_s": warm_up,
-        **_device_memory(model.device),
-    }
+    info = {"images": batches * batch_size, "batch_size": batch_size, "warm_up_s": warm_up}
+    return {**timed, **info, **_device_memory(model.device)}
 
 
 def measure_precision_error(args, precision: str = "") -> Dict:
@@ -176,20 +162,12 @@ def measure_precision_error(args, precision: str = "") -> Dict:
 
     def depth(precision: str) -> np.ndarray:
         model = torch_runtime.DepthModel(network, device, precision)
-        raw = np.concatenate(
-            [
-                model.predict(batch[i : i + args.batch_size])
-                for i in range(0, len(batch), args.batch_size)
-            ]
-        )
+        raw = np.concatenate([model.predict(b) for b in common.batches(batch, args.batch_size)])
         return maps.postprocess(raw)[..., 0]
 
     precision = precision or config.precision
-    return {
-        "images": len(images),
-        "precision": precision,
-        **common.depth_errors(depth(precision), depth(models.FP32)),
-    }
+    errors = common.depth_errors(depth(precision), depth(models.FP32))
+    return {"images": len(images), "precision": precision, **errors}
 
 
 def measure_baseline(args) -> Dict:
@@ -201,10 +179,7 @@ def measure_baseline(args) -> Dict:
     config = depth_config(args)
     device = torch_runtime.resolve_device(config.device)
     network = torch_densedepth.build_densedepth(config.seed).to(device)
-    images = overlays(args.images)
-    batches = [
-        images[start : start + BASELINE_BATCH] for start in range(0, len(images), BASELINE_BATCH)
-    ]
+    batches = common.batches(overlays(args.images), BASELINE_BATCH)
 
     def one_batch(batch: Sequence[np.ndarray]) -> int:
         inputs = torch.from_numpy(maps.preprocess(np.stack(batch), config.input_size))
@@ -220,12 +195,8 @@ def measure_baseline(args) -> Dict:
 
 def measure_stage(args, config_name: str) -> Dict:
     """EstimateDepth in a Beam pipeline on the local runner, as configured."""
-    return serving_configs.run_stage(
-        config_name,
-        depth_config(args, config_name, models.AUTO),
-        args.images,
-        DISTINCT_COMPOSITES,
-    )
+    depth = depth_config(args, config_name, models.AUTO)
+    return serving_configs.run_stage(config_name, depth, args.images, DISTINCT_COMPOSITES)
 
 
 def _device_memory(device) -> Dict:
@@ -240,14 +211,11 @@ def child(args) -> None:
     """Run one measurement and print it as the last line of stdout."""
     cpu = common.tree_cpu_s()
     kind, _, variant = args.child.partition("=")
-    if kind == "model":
-        measured = measure_model(args, variant)
-    elif kind == "baseline":
+    if kind == "baseline":
         measured = measure_baseline(args)
-    elif kind == "precision_error":
-        measured = measure_precision_error(args, variant)
     else:
-        measured = measure_stage(args, variant)
+        measure = {"model": measure_model, "precision_error": measure_precision_error}
+        measured = measure.get(kind, measure_stage)(args, variant)
     # The model and the baseline time their loop; a stage's run includes
     # its start-up, as a build's does.
     measured.setdefault("cpu_s", common.tree_cpu_s() - cpu)
@@ -288,14 +256,10 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
         *args.build_flags.split(),
     ]
     measurement = f"build={config_name}"
+    output = folder / config_name.replace(":", "_").replace("/", "_")
     try:
         with gpu_sampler.GpuSampler() as gpu:
-            measured = common.run_pipeline(
-                globs,
-                folder / config_name.replace(":", "_").replace("/", "_"),
-                extra=extra,
-                timeout_s=args.timeout_s,
-            )
+            measured = common.run_pipeline(globs, output, extra=extra, timeout_s=args.timeout_s)
     except RuntimeError as error:
         return {"measurement": measurement, "failed": str(error)[-2000:]}
     return {"measurement": measurement, **measured, **gpu.summary()}
@@ -332,60 +296,42 @@ def environment(args) -> Dict:
         if device.type == models.CUDA
         else f"CPU ({os.cpu_count()} cores)"
     )
-    return {
-        "device": name,
-        "torch": torch.__version__,
-        "precision": args.precision,
-        "batch_size": args.batch_size,
-        "input_size": args.input_size,
-        "compile": args.compile,
-    }
+    fields = ("precision", "batch_size", "input_size", "compile")
+    return {"device": name, "torch": torch.__version__, **{f: getattr(args, f) for f in fields}}
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    parser.add_argument(
-        "--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}"
-    )
-    parser.add_argument("--device", default=models.AUTO, choices=models.DEVICES)
-    parser.add_argument("--precision", default=models.BF16, choices=PRECISIONS)
-    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
-    parser.add_argument("--images", type=int, default=2048, help="images per model/stage run")
-    parser.add_argument("--input_size", default=DEFAULTS.depth_input_size)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument(
+    parser = common.doc_parser(__doc__)
+    add = parser.add_argument
+    add("--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}")
+    add("--device", default=models.AUTO, choices=models.DEVICES)
+    add("--precision", default=models.BF16, choices=PRECISIONS)
+    add("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
+    add("--images", type=int, default=2048, help="images per model/stage run")
+    add("--input_size", default=DEFAULTS.depth_input_size)
+    add("--compile", action="store_true", help="torch.compile the network")
+    add(
         "--measurements",
         default=",".join(MEASUREMENTS),
         help="comma-separated, run in this order (see above)",
     )
-    parser.add_argument(
-        "--timeout_s", type=float, default=240.0, help="longest one measurement may run"
-    )
-    parser.add_argument("--backgrounds", type=int, default=25)
-    parser.add_argument("--foregrounds", type=int, default=10)
-    parser.add_argument("--build_flags", default="", help="more flags for every build")
+    add("--timeout_s", type=float, default=240.0, help="longest one measurement may run")
+    add("--backgrounds", type=int, default=25)
+    add("--foregrounds", type=int, default=10)
+    add("--build_flags", default="", help="more flags for every build")
     common.add_output_options(parser, "depth_gpu")
-    parser.add_argument(
+    add(
         "--predictions",
         type=Path,
         help="a bench_serving.py result file whose builds predict this run's (gpu_machine.sh)",
     )
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    add("--child", default=None, help=argparse.SUPPRESS)
     if parser.parse_args(argv).tiny:  # TINY's sizes become the defaults; options still win
         parser.set_defaults(**TINY)
     args = parser.parse_args(argv)
-    args.forwarded = [
-        f"--device={args.device}",
-        f"--precision={args.precision}",
-        f"--batch_size={args.batch_size}",
-        f"--images={args.images}",
-        f"--input_size={args.input_size}",
-        *(["--compile"] if args.compile else []),
-    ]
+    forwarded = ("device", "precision", "batch_size", "images", "input_size")
+    args.forwarded = [f"--{name}={getattr(args, name)}" for name in forwarded]
+    args.forwarded += ["--compile"] if args.compile else []
     return args
 
 
@@ -416,7 +362,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
         globs: Dict[str, str] = {}
         for measurement in measurements:
-            print(f"[bench] {measurement}", file=sys.stderr, flush=True)
+            common.say(measurement)
             kind, _, config = measurement.partition("=")
             if kind != "build":
                 record(run_child(args, measurement, Path(folder)))

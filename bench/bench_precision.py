@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -62,14 +63,14 @@ def input_sets(folder: Path, count: int, names: Sequence[str]) -> Dict[str, np.n
     return {name: images for name, images in sets.items() if name in names}
 
 
-def worker(path: str, seed: int, sets_file: str, out_file: str, args) -> None:
+def worker(args) -> None:
     """Child: one runtime-precision at one weight seed, every input set. The
     fp32 child finds the scale and shift of the last layer that give its
     maps --depth_range_m and saves them; the others are given them."""
     from pipeline.options import parse_size
     from transforms.depth import DepthModelHandler
 
-    runtime, precision = path.split("-")
+    runtime, precision = args.worker.split("-")
     device = args.device if runtime == "torch" else "auto"
     config = workload.depth_config(
         parse_size(args.input_size), args.batch_size, precision, runtime, device
@@ -78,30 +79,20 @@ def worker(path: str, seed: int, sets_file: str, out_file: str, args) -> None:
     # for precisions this CPU only emulates too (fp16), which the stage's
     # resolution (fgbg/depth/precision.py) would refuse.
     model = "densedepth" if args.depth_weights else "untrained"
+    weights, seed = args.depth_weights, args.seed_of_worker
     config = dataclasses.replace(
-        config,
-        model=model,
-        weights=args.depth_weights,
-        seed=seed,
-        loader=runtime_model(precision),
+        config, model=model, weights=weights, seed=seed, loader=runtime_model(precision)
     )
     handler = DepthModelHandler(config)
     model = handler.load_model()
-    sets = np.load(sets_file)
-    affine = args.affine
-    if affine is None:
-        affine = output_affine(model, sets, config.input_size, args.depth_range_m)
+    sets = np.load(args.sets_file)
+    affine = args.affine or output_affine(model, sets, config.input_size, args.depth_range_m)
     rescale_last_layer(model, *affine)
     depth = {"_affine": np.array(affine, np.float64)}
     for name in sets.files:
-        images = sets[name]
-        depth[name] = np.concatenate(
-            [
-                np.stack(handler.run_inference(list(images[i : i + args.batch_size]), model))
-                for i in range(0, len(images), args.batch_size)
-            ]
-        )
-    np.savez(out_file, **depth)
+        batches = common.batches(sets[name], args.batch_size)
+        depth[name] = np.concatenate([handler.run_inference(list(b), model) for b in batches])
+    np.savez(args.out_file, **depth)
 
 
 def output_affine(model, sets, input_size, depth_range_m: str) -> Tuple[float, float]:
@@ -146,24 +137,20 @@ def runtime_model(precision: str):
     """A DepthConfig loader: its runtime's model in `precision`."""
 
     def load(config):
+        model = (config.model, config.weights, config.seed, precision)
         if config.runtime == "torch":
             from fgbg.depth import torch_runtime
 
-            return torch_runtime.load_depth_model(
-                config.model, config.weights, config.seed, precision, config.device
-            )
+            return torch_runtime.load_depth_model(*model, config.device)
         from fgbg.depth import tensorflow_runtime
 
-        return tensorflow_runtime.load_depth_model(
-            config.model, config.weights, config.seed, precision
-        )
+        return tensorflow_runtime.load_depth_model(*model)
 
     return load
 
 
-def maps_of(
-    path: str, seed: int, sets_file: str, folder: str, args, affine=None
-) -> Dict[str, np.ndarray]:
+def maps_of(path: str, seed: int, sets_file: str, folder: str, args, affine=None):
+    """A worker's maps per input set, and the (scale, shift) they were made with."""
     out_file = os.path.join(folder, f"{path}-{seed}.npz")
     command = [sys.executable, __file__, "--worker", path, "--seed_of_worker", str(seed)]
     command += ["--sets_file", sets_file, "--out_file", out_file, "--device", args.device]
@@ -171,41 +158,39 @@ def maps_of(
     command += [f"--depth_range_m={args.depth_range_m}"]
     command += [f"--depth_weights={args.depth_weights}"] if args.depth_weights else []
     command += [] if affine is None else [f"--affine={affine[0]!r},{affine[1]!r}"]
-    print(f"[bench] {path} seed {seed}", file=sys.stderr, flush=True)
+    common.say(f"{path} seed {seed}")
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"{path} seed {seed} failed:\n{done.stderr[-3000:]}")
     loaded = np.load(out_file)
-    return {name: loaded[name] for name in loaded.files}
+    maps = {name: loaded[name] for name in loaded.files if name != "_affine"}
+    return maps, tuple(float(value) for value in loaded["_affine"])
 
 
 def judge_all(
-    reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], sides: Sequence[int]
+    reference: Dict[str, np.ndarray],
+    candidate: Dict[str, np.ndarray],
+    sides: Sequence[int],
+    seed: int,
 ) -> List[Dict]:
     """The rule per input set, encoding and dataset side."""
     from fgbg.depth import precision_rule
 
     verdicts = []
-    for name in reference:
-        for encoding in ENCODINGS:
-            for side in sides:
-                verdict = precision_rule.judge(
-                    list(reference[name]),
-                    list(candidate[name]),
-                    encoding,
-                    (side, side),
-                    DEFAULTS.depth_quality,
-                )
-                verdicts.append(
-                    {
-                        "set": name,
-                        "encoding": encoding,
-                        "side": side,
-                        "difference": dataclasses.asdict(verdict.difference),
-                        "budget": dataclasses.asdict(verdict.budget),
-                        "passes": verdict.passes,
-                    }
-                )
+    for name, encoding, side in itertools.product(reference, ENCODINGS, sides):
+        fp32, maps = list(reference[name]), list(candidate[name])
+        verdict = precision_rule.judge(fp32, maps, encoding, (side, side), DEFAULTS.depth_quality)
+        verdicts.append(
+            {
+                "set": name,
+                "encoding": encoding,
+                "side": side,
+                "seed": seed,
+                "difference": dataclasses.asdict(verdict.difference),
+                "budget": dataclasses.asdict(verdict.budget),
+                "passes": verdict.passes,
+            }
+        )
     return verdicts
 
 
@@ -226,18 +211,10 @@ def report(results: List[Dict], argv: List[str], sets: Dict[str, int], args) -> 
                 for k in ("mean", "p99")
             ),
         )
-        cell = _cell(encoding)
-        rows.append(
-            [
-                path,
-                encoding,
-                f"{side}x{side}",
-                cell(worst["difference"]),
-                cell(worst["budget"]),
-                f"{worst['set']}, seed {worst['seed']}",
-                f"{sum(v['passes'] for v in verdicts)}/{len(verdicts)}",
-            ]
-        )
+        cell, where = _cell(encoding), f"{worst['set']}, seed {worst['seed']}"
+        passing = f"{sum(v['passes'] for v in verdicts)}/{len(verdicts)}"
+        row = [path, encoding, f"{side}x{side}", cell(worst["difference"]), cell(worst["budget"])]
+        rows.append([*row, where, passing])
     headers = "candidate | encoding | dataset size | worst difference from fp32's written "
     headers += "maps | its budget | worst at | seeds x sets passing"
     described = ", ".join(f"{name} ({count} composites)" for name, count in sets.items())
@@ -271,11 +248,7 @@ def _cell(encoding: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = common.doc_parser(__doc__)
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated weight seeds")
     parser.add_argument("--images", type=int, default=4, help="composites per input set")
@@ -307,7 +280,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out_file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.seed_of_worker, args.sets_file, args.out_file, args)
+        worker(args)
         return 0
     candidates = args.candidates.split(",")
     sides = [int(side) for side in args.sides.split(",")]
@@ -322,24 +295,13 @@ def main(argv=None) -> int:
                 runtime = path.split("-")[0]
                 if runtime not in references:
                     references[runtime] = maps_of(f"{runtime}-fp32", seed, sets_file, folder, args)
-                reference = references[runtime]
-                affine = tuple(float(v) for v in reference["_affine"])
-                candidate = maps_of(path, seed, sets_file, folder, args, affine)
-                verdicts = judge_all(
-                    {k: v for k, v in reference.items() if k != "_affine"},
-                    {k: v for k, v in candidate.items() if k != "_affine"},
-                    sides,
-                )
-                for verdict in verdicts:
-                    verdict["seed"] = seed
+                reference, affine = references[runtime]
+                candidate, _ = maps_of(path, seed, sets_file, folder, args, affine)
+                verdicts = judge_all(reference, candidate, sides, seed)
                 results.append({"path": path, "seed": seed, "affine": affine, "verdicts": verdicts})
     argv_used = sys.argv if argv is None else [__file__, *argv]
-    merged = {}
-    for result in results:
-        merged.setdefault(result["path"], {"path": result["path"], "verdicts": []})
-        merged[result["path"]]["verdicts"] += result["verdicts"]
     counts = {name: len(images) for name, images in sets.items()}
-    markdown = report(list(merged.values()), argv_used, counts, args)
+    markdown = report(results, argv_used, counts, args)
     common.save(args.name, markdown, results, args.results)
     return 0
 

@@ -78,12 +78,8 @@ def stage_child(args) -> Dict:
     from pipeline.options import parse_size
 
     defaults = workload.build_defaults()
-    base = workload.depth_config(
-        parse_size(defaults.depth_input_size),
-        defaults.depth_gpu_batch_size,
-        runtime="torch",
-        device="cuda",
-    )
+    size, batch_size = parse_size(defaults.depth_input_size), defaults.depth_gpu_batch_size
+    base = workload.depth_config(size, batch_size, runtime="torch", device="cuda")
     depth = dataclasses.replace(
         serving_configs.depth_config_for(base, f"{args.config}/device_resize"),
         loader=standin_loader(FREE_RATE, Path(args.folder)),
@@ -117,21 +113,9 @@ def run_child(args, child: str, config: str, folder: Path, extra: Sequence[str] 
     """One child measurement in a fresh process tree: its wall and CPU
     seconds (every Beam worker included), its result, and the stand-in's log."""
     folder.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        child,
-        "--config",
-        config,
-        "--folder",
-        str(folder),
-        "--images",
-        str(args.images),
-        "--distinct",
-        str(args.distinct),
-        *extra,
-    ]
+    command = [sys.executable, __file__, "--child", child, "--config", config]
+    command += ["--folder", str(folder), "--images", str(args.images)]
+    command += ["--distinct", str(args.distinct), *extra]
     measured = common.run_measured(
         command, folder / "child.log", env=child_env(), timeout_s=args.timeout_s
     )
@@ -202,10 +186,7 @@ def measure_build(args, config: str, rate: float, globs: Dict[str, str], folder:
     return {
         "config": config,
         "rate": rate,
-        "samples": measured["samples"],
-        "wall_s": measured["wall_s"],
-        "cpu_s": measured["cpu_s"],
-        "others_cpu_s": measured["others_cpu_s"],
+        **{key: measured[key] for key in ("samples", "wall_s", "cpu_s", "others_cpu_s")},
         "samples_s": samples_s,
         "efficiency": samples_s / rate,
         "device_busy_in_depth": standin.busy_share(calls),
@@ -298,11 +279,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.child:
-        if args.child == "build":
-            result = build_child(args, args.pipeline)
-        else:
-            result = stage_child(args)
-        common.print_result(result)
+        build = args.child == "build"
+        common.print_result(build_child(args, args.pipeline) if build else stage_child(args))
         return 0
     configs = serving_configs.config_names(args.configs)
     build_configs = serving_configs.config_names(args.build_configs)
@@ -310,14 +288,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as scratch:
         folder = Path(scratch)
         serving = [measure_serving(args, c, folder / f"serving_{i}") for i, c in enumerate(configs)]
-        depth_off, builds = None, []
+        depth_off = None
         if build_configs:
             globs = workload.make_inputs(folder / "inputs", args.backgrounds, args.foregrounds)
             depth_off = measure_depth_off(args, globs, folder / "depth_off")
-        rates = []
-        if depth_off:
-            rates = [float(r) for r in args.rates.split(",")] if args.rates else []
-            rates = rates or [factor * depth_off["samples_s"] for factor in factors]
+        rates = [float(r) for r in args.rates.split(",")] if args.rates else []
+        if depth_off and not rates:
+            rates = [factor * depth_off["samples_s"] for factor in factors]
         builds = [
             measure_build(args, config, rate, globs, folder / f"build_{index}_{number}")
             for index, config in enumerate(build_configs)

@@ -193,25 +193,9 @@ LOCAL_RUNNER = ("--runner", "FnApiRunner")
 def pipeline_command(
     globs: Dict[str, str], output: Path, tft: bool = False, extra: Sequence[str] = ()
 ) -> List[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline.build",
-        "--bg",
-        globs["bg"],
-        "--fg",
-        globs["fg"],
-        "--fg_mask",
-        globs["fg_mask"],
-        "--output",
-        str(output),
-        "--depth_model",
-        "none",
-        "--no_resume",
-        "--progress_interval_s",
-        "60",
-        *LOCAL_RUNNER,
-    ]
+    command = [sys.executable, "-m", "pipeline.build", "--bg", globs["bg"], "--fg", globs["fg"]]
+    command += ["--fg_mask", globs["fg_mask"], "--output", str(output), "--depth_model", "none"]
+    command += ["--no_resume", "--progress_interval_s", "60", *LOCAL_RUNNER]
     if not tft:
         command.append("--no_tft")
     return command + list(extra)
@@ -279,11 +263,7 @@ def wait_for_quiet_cpu(max_busy: float = MAX_BUSY, timeout_s: float = 1800.0) ->
         busy = (machine_busy_s() - before) / 3.0
         if busy < max_busy or time.monotonic() > deadline:
             return busy
-        print(
-            f"[bench] waiting for a quiet CPU: {busy:.2f} cores busy >= {max_busy}",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"waiting for a quiet CPU: {busy:.2f} cores busy >= {max_busy}")
         time.sleep(5)
 
 
@@ -307,13 +287,18 @@ def quietly(
             best = result
         if disturbed <= tolerance:
             break
-        print(
-            f"[bench] disturbed: other jobs used {result['others_cpu_s']:.1f} CPU s "
-            f"meanwhile; again",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"disturbed: other jobs used {result['others_cpu_s']:.1f} CPU s meanwhile; again")
     return best
+
+
+def batches(items: Sequence, size: int) -> List:
+    """`items` in consecutive slices of `size` (the last one may be shorter)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def say(text: str) -> None:
+    """A bench script's progress line, on stderr (stdout carries results)."""
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 def per_sample_ms(seconds: float, samples: int) -> float:
@@ -379,6 +364,14 @@ def child_result(log: Path) -> Dict:
     """The result a child measurement printed last in its log."""
     lines = [line for line in log.read_text().splitlines() if line.startswith(RESULT)]
     return json.loads(lines[-1][len(RESULT) :])
+
+
+def doc_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring's first paragraph the description, the rest the epilog."""
+    first, _, rest = doc.partition("\n\n")
+    return argparse.ArgumentParser(
+        description=first, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=rest
+    )
 
 
 def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:

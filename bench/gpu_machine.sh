@@ -5,9 +5,9 @@
 # then run through the device tool, carrying .whl:
 #   bash bench/gpu_machine.sh [bench_depth_gpu.py options]
 # First the model alone and the precision rule on the GPU; then the device
-# stand-in at the model's rate predicts each
-# build configuration on this machine's CPUs (bench/bench_serving.py); then
-# every measurement, most telling first, each build beside its prediction.
+# stand-in at the model's rate predicts each build configuration on this
+# machine's CPUs (bench/bench_serving.py); then every measurement, most
+# telling first, each build beside its prediction.
 # Each is saved as it ends, so a run cut short by the device's time limit
 # still returns what it measured; if the network itself fails, the run stops
 # at once. Results land in $OUT (the device tool's folder that comes back)

@@ -17,7 +17,6 @@ https://cloud.google.com/dataflow/pricing before quoting.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -49,75 +48,59 @@ MACHINES = {  # vCPUs, GB
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    parser.add_argument("--samples", type=int, default=400_000)
-    parser.add_argument("--results", default=str(common.RESULTS / "compositing_pairs.json"))
-    parser.add_argument(
+    parser = common.doc_parser(__doc__)
+    add = parser.add_argument
+    add("--samples", type=int, default=400_000)
+    add("--results", default=str(common.RESULTS / "compositing_pairs.json"))
+    add(
         "--machine",
         default=DEFAULT_MACHINE_TYPE,
         choices=sorted(MACHINES),
         help="worker type (default: the pipeline's Dataflow default)",
     )
-    parser.add_argument(
+    add(
         "--k",
         type=float,
         default=1.5,
         help="a worker vCPU's CPU time relative to this machine's cores (1.5: N1)",
     )
-    parser.add_argument(
-        "--e", type=float, default=0.8, help="fraction of worker time spent on samples"
-    )
-    parser.add_argument(
+    add("--e", type=float, default=0.8, help="fraction of worker time spent on samples")
+    add(
         "--pricing",
         choices=("batch", "flexrs"),
         default="batch",
         help="batch workers, or a FlexRS job's discounted vCPU and memory",
     )
-    parser.add_argument(
-        "--vcpu_hour", type=float, default=None, help="$ per vCPU-hour (default: --pricing's)"
-    )
-    parser.add_argument(
-        "--gb_hour", type=float, default=None, help="$ per GB-hour (default: --pricing's)"
-    )
-    parser.add_argument("--disk_gb", type=float, default=25, help="disk GB per worker")
-    parser.add_argument(
+    add("--vcpu_hour", type=float, default=None, help="$ per vCPU-hour (default: --pricing's)")
+    add("--gb_hour", type=float, default=None, help="$ per GB-hour (default: --pricing's)")
+    add("--disk_gb", type=float, default=25, help="disk GB per worker")
+    add(
         "--disk_gb_hour",
         type=float,
         default=0.000054,
         help="$ per GB-hour of standard persistent disk",
     )
-    parser.add_argument(
+    add(
         "--workers",
         type=int,
         default=DEFAULT_MAX_NUM_WORKERS,
         help="for the wall-time line (default: the pipeline's worker cap)",
     )
-    parser.add_argument(
+    add(
         "--depth_cpu_s_per_image",
         type=float,
         default=None,
         help="measured DenseDepth CPU s per image (bench/results/depth_cores.md)",
     )
-    parser.add_argument(
-        "--depth_images_per_s",
-        type=float,
-        default=None,
-        help="measured DenseDepth images/s on one GPU",
-    )
-    parser.add_argument(
+    add("--depth_images_per_s", type=float, help="measured DenseDepth images/s on one GPU")
+    add(
         "--serving_cpu_s_per_image",
         type=float,
         default=0.0,
         help="the workers' CPU s per image to serve a shared GPU model (bench_serving.py)",
     )
-    parser.add_argument(
-        "--gpu_hour", type=float, default=None, help="$ per GPU-hour (none: cost without it)"
-    )
-    parser.add_argument("--name", default="projection")
+    add("--gpu_hour", type=float, default=None, help="$ per GPU-hour (none: cost without it)")
+    add("--name", default="projection")
     args = parser.parse_args(argv)
     factor = 1 - FLEXRS_DISCOUNT if args.pricing == "flexrs" else 1.0
     if args.vcpu_hour is None:
@@ -146,8 +129,7 @@ def main(argv=None) -> int:
         if t
         else "- t = not measured (bench_compositing.py --tft)",
         f"- assumed: k = {args.k} ({args.machine} vCPU vs this machine), e = {args.e} "
-        "(worker time on "
-        "samples), as in docs/running-on-gcp.md",
+        "(worker time on samples), as in docs/running-on-gcp.md",
         "",
         f"Prices: {args.pricing}"
         + (
@@ -159,8 +141,7 @@ def main(argv=None) -> int:
         + ".",
         "",
         f"$ per {args.machine} worker-hour = {vcpus} x ${args.vcpu_hour} + {gb} GB x "
-        f"${args.gb_hour} + {args.disk_gb:.0f} GB x ${args.disk_gb_hour} = "
-        f"**${worker_hour:.3f}**",
+        f"${args.gb_hour} + {args.disk_gb:.0f} GB x ${args.disk_gb_hour} = **${worker_hour:.3f}**",
         "",
     ]
     rows = []

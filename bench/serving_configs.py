@@ -21,7 +21,6 @@ from bench import standin, workload
 DEVICE_RESIZE = "device_resize"
 SHARE_MODEL = "--depth_share_model"
 RESIZE_ON_DEVICE = "--depth_resize_on_device"
-FGBG_FLAGS = (SHARE_MODEL, RESIZE_ON_DEVICE)  # the rest of a configuration's flags are Beam's
 SHARED_KINDS = ("shared", "shared_pickle")
 
 

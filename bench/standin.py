@@ -99,14 +99,11 @@ def read_calls(log_path: Path) -> List[DeviceCall]:
     """The forward passes a stand-in logged, in order of their start."""
     if not log_path.exists():
         return []
-    calls = []
-    for line in log_path.read_text().splitlines():
-        pid, thread, start, end, images, thread_cpu = line.split()
-        calls.append(
-            DeviceCall(
-                int(pid), int(thread), float(start), float(end), int(images), float(thread_cpu)
-            )
-        )
+    types = (int, int, float, float, int, float)  # DeviceCall's fields
+    calls = [
+        DeviceCall(*(kind(field) for kind, field in zip(types, line.split())))
+        for line in log_path.read_text().splitlines()
+    ]
     return sorted(calls, key=lambda call: call.start)
 
 

@@ -74,7 +74,8 @@ def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, s
     640x480 JPEG backgrounds (q90) from the painted demo scenes (resized,
     shifted and mirrored per index), the demo cut-outs (RGBA, longest side
     150) under new names with their masks. The globs pipeline.build takes."""
-    bg_dir, fg_dir, mask_dir = folder / "bg", folder / "fg", folder / "fg_mask"
+    patterns = {"bg": "*.jpg", "fg": "*.png", "fg_mask": "*.png"}  # the returned globs'
+    bg_dir, fg_dir, mask_dir = (folder / kind for kind in patterns)
     for directory in (bg_dir, fg_dir, mask_dir):
         directory.mkdir(parents=True, exist_ok=True)
     scenes = [
@@ -97,11 +98,7 @@ def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, s
         mask = DEMO / "fg_mask" / f"mask_{source.name}"
         if mask.exists():
             shutil.copyfile(mask, mask_dir / f"mask_{name}")
-    return {
-        "bg": str(bg_dir / "*.jpg"),
-        "fg": str(fg_dir / "*.png"),
-        "fg_mask": str(mask_dir / "*.png"),
-    }
+    return {kind: str(folder / kind / pattern) for kind, pattern in patterns.items()}
 
 
 def demo_composites(count: int) -> np.ndarray:
