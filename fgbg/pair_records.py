@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import posixpath
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from fgbg import layout
@@ -229,6 +230,21 @@ def remove_outdated_record(root: str, bg_stem: str, fg_stem: str) -> None:
     through the remake never leaves a record that a later run would reuse
     over a mix of old and new files."""
     delete_files([record_path(root, bg_stem, fg_stem)])
+
+
+def remove_pair(root: str, bg_stem: str, fg_stem: str) -> None:
+    """Delete everything of a pair that the build no longer makes (its
+    foreground is held out of its background's split, or no longer is):
+    the record first, so that a build killed half-way never leaves a record
+    over missing files, then every other file in the pair's folder."""
+    delete_files([record_path(root, bg_stem, fg_stem)])
+    folder = layout.resolve(root, f"{bg_stem}/{fg_stem}")
+    names = list_folder(folder)
+    delete_files([layout.resolve(folder, name) for name in names])
+    for subfolder in sorted({posixpath.dirname(name) for name in names}, reverse=True):
+        if subfolder:
+            remove_empty_folder(layout.resolve(folder, subfolder))
+    remove_empty_folder(folder)
 
 
 def record_pair(root: str, key: str, rows: List[SampleRow]) -> None:

@@ -3,8 +3,10 @@
 The graph, as the data flows:
 
   backgrounds ─ read, check, resize ─ write bg/ ─┐
-  foregrounds (+ masks) ─ read, check ─ side input ┴ cross
-    ─ skip finished pairs ─ remove outdated records
+  foregrounds (+ masks) ─ read, check ─ side input ┤
+  every accepted name ─ the split plan (side input) ┴ cross
+    ─ (pairs the plan does not make: removed) ─ skip finished pairs
+    ─ remove outdated records
     ─ compose ─ [depth] ─ write overlay/mask/depth, one sample at a time
     ─ write the sample's row ─ count samples per pair
     ─ record the pair, remove stale files ─ one handle per pair
@@ -86,6 +88,7 @@ from transforms.pairs import (
     WriteSampleRows,
 )
 from transforms.rejects import WriteRejects
+from transforms.splits import PlanSplits, RemoveExcludedPairs, SplitMoments, planned_pairs
 from transforms.stats import ComputeStats, stats_document
 from transforms.tables import WriteTables
 from transforms.tfrecords import EXAMPLES, WriteTFRecords, remove_stale_shards
@@ -105,19 +108,17 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         config.fg, config.fg_mask, config.inputs
     )
     written_bgs = prepared | "WriteBackgrounds" >> WriteBackgrounds(root, config.bg_quality)
+    plan = (written_bgs.backgrounds, foregrounds) | "PlanSplits" >> PlanSplits(config.splits)
+    pairs, excluded = written_bgs.backgrounds | "CrossPairs" >> CrossPairs(plan)
+    removed = excluded | "RemoveExcludedPairs" >> RemoveExcludedPairs(root)
 
-    found = (
-        written_bgs.backgrounds
-        | "CrossPairs" >> CrossPairs(foregrounds)
-        | "SkipFinishedPairs"
-        >> SkipFinishedPairs(
-            root,
-            foregrounds,
-            config.fingerprint,
-            config.placements.samples_per_pair,
-            config.resume,
-            config.depth,
-        )
+    found = pairs | "SkipFinishedPairs" >> SkipFinishedPairs(
+        root,
+        foregrounds,
+        config.fingerprint,
+        config.placements.samples_per_pair,
+        config.resume,
+        config.depth,
     )
     composites = (
         found.pairs
@@ -169,8 +170,9 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     sample_moments = written | "SampleMoments" >> beam.FlatMap(
         lambda pair: (((pair.split, kind), moments) for kind, moments in pair.moments.items())
     )
+    background_moments = written_bgs[MOMENTS] | "BackgroundMomentsBySplit" >> SplitMoments(plan)
     stats = (
-        (written_bgs[MOMENTS], sample_moments)
+        (background_moments, sample_moments)
         | "AllMoments" >> beam.Flatten()
         | "Stats" >> ComputeStats()
         | "WriteStats"
@@ -182,25 +184,19 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteRejects(root)
     )
-    bg_count = written_bgs.backgrounds | "CountBackgrounds" >> beam.combiners.Count.Globally()
-    fg_count = foregrounds | "CountForegrounds" >> beam.combiners.Count.Globally()
-
     precisions = (
         written
         | "DepthPrecisions" >> beam.FlatMap(lambda pair: pair.depth_precisions)
         | "DistinctPrecisions" >> beam.Distinct()
     )
 
-    def finish(
-        _, split_counts, shards, rejects, backgrounds, foregrounds, precisions, _stats, _transform
-    ):
+    def finish(_, split_counts, shards, rejects, plan, precisions, _stats, _transform, _removed):
         manifest = manifest_document(
             config,
             split_counts[0] if split_counts else {},
             shards,
             rejects[0] if rejects else [],
-            backgrounds,
-            foregrounds,
+            plan,
             precisions,
         )
         check_sample_count(manifest.counts)
@@ -216,11 +212,11 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
             beam.pvalue.AsList(split_counts),
             beam.pvalue.AsList(shards),
             beam.pvalue.AsList(rejects),
-            beam.pvalue.AsSingleton(bg_count),
-            beam.pvalue.AsSingleton(fg_count),
+            beam.pvalue.AsSingleton(plan),
             beam.pvalue.AsList(precisions),
             beam.pvalue.AsList(stats),
             beam.pvalue.AsList(transform_written),
+            beam.pvalue.AsList(removed),
         )
     )
 
@@ -313,8 +309,7 @@ def _build(
         clock = time.monotonic()
         if progress_dir:
             expected = (
-                input_files["backgrounds"]
-                * input_files["foregrounds"]
+                planned_pairs(input_files["backgrounds"], input_files["foregrounds"], config.splits)
                 * config.placements.samples_per_pair
             )
             with (
