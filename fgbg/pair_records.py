@@ -30,6 +30,9 @@ A pair's files live through these steps:
   the pair's folder holds removed (`record_pair`);
 - read records: the tables and shards read a recorded pair's rows
   (`pair_rows`), and pass it on as a small handle (`written_pair`).
+- remove: a pair the split options no longer make (its foreground held
+  out of its background's split) loses its record, then its files
+  (`remove_pair`).
 
 A killed run thus loses at most the pairs in flight, and adding inputs
 computes only the new pairs.

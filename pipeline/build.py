@@ -2,10 +2,10 @@
 
 The graph, as the data flows:
 
-  backgrounds ─ read, check, resize ─ write bg/ ─┐
+  backgrounds ─ read, check, resize ─ write bg/ ───┐
   foregrounds (+ masks) ─ read, check ─ side input ┤
-  every accepted name ─ the split plan (side input) ┴ cross
-    ─ (pairs the plan does not make: removed) ─ skip finished pairs
+  every accepted name ─ split plan (side input) ───┴ cross
+    ─ (pairs the plan leaves out: removed) ─ skip finished pairs
     ─ remove outdated records
     ─ compose ─ [depth] ─ write overlay/mask/depth, one sample at a time
     ─ write the sample's row ─ count samples per pair

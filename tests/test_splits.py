@@ -1,13 +1,19 @@
 """Splits (transforms/splits.py): exact fractions, held-out foregrounds,
 stable membership; the plan as a Beam stage on TestPipeline."""
 
+import csv
+import json
+
 import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from fgbg.training_data import read_tfrecords
 from fgbg.types import UNASSIGNED, Background, Foreground
+from pipeline import build
+from tests.helpers import comparable, make_inputs, small_build_args, timings
 from transforms.compositing import CrossPairs
 from transforms.splits import (
     SPLITS,
@@ -31,6 +37,7 @@ from transforms.splits import (
 # many others to another split (bench/split_moves.py measures it).
 MOST_MOVED_BY_ONE_BACKGROUND = 2
 MOST_MOVED_BY_ONE_FOREGROUND = 1
+SAMPLES_PER_PAIR = 8  # small_build_args: 2 flips x 2 scales x 2 placements
 NO_PIXELS = np.zeros((1, 1), np.uint8)  # the plan reads foregrounds' names only
 
 
@@ -204,3 +211,73 @@ def test_the_plan_stage_assigns_splits_and_excludes_mixed_pairs():
             label="excluded",
         )
     assert expected.foregrounds_of(TEST) == [held]
+
+
+def read_samples(root) -> list:
+    with open(root / "samples.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.e2e
+def test_held_out_foregrounds_are_seen_by_test_alone_and_a_resume_follows_the_options(tmp_path):
+    inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=4)
+    output = tmp_path / "out"
+    fractions = ("--val_fraction=0.25", "--test_fraction=0.25")
+    held_args = small_build_args(inputs, output, *fractions, "--test_foreground_fraction=0.25")
+    manifest = build.run(held_args)
+
+    members = manifest.splits.members
+    held = set(manifest.splits.held_out_foregrounds)
+    assert [len(members[split].backgrounds) for split in (TRAIN, VAL, TEST)] == [2, 1, 1]
+    assert len(held) == 1 and set(members[TEST].foregrounds) == held
+    assert not held & (set(members[TRAIN].foregrounds) | set(members[VAL].foregrounds))
+    assert manifest.counts.pairs == 3 * 3 + 1 * 1
+    assert manifest.counts.samples == manifest.counts.pairs * SAMPLES_PER_PAIR
+    rows = read_samples(output)
+    assert len(rows) == manifest.counts.samples
+    for row in rows:
+        assert (row["fg"] in held) == (row["split"] == TEST)
+        assert row["bg"] in members[row["split"]].backgrounds
+    for split in SPLITS:
+        listed = [row for row in rows if row["split"] == split]
+        assert len(listed) == members[split].samples == manifest.counts.samples_per_split[split]
+        assert {row["fg"] for row in listed} == set(members[split].foregrounds)
+    stats = json.loads((output / "stats.json").read_text())
+    assert sorted(stats["splits"]) == sorted(SPLITS)
+    test_ids = {
+        record["id"].numpy().decode() for record in read_tfrecords(str(output / "tfrecords/test-*"))
+    }
+    assert {sample_id.split("/")[1] for sample_id in test_ids} == held
+    report = (output / "report.html").read_text()
+    assert "1 of 4 foregrounds are held out for test" in report
+    assert "10 pairs (80 samples), not 4 x 4 = 16 (128 samples)" in report
+    first = comparable(output)
+
+    # Without held-out foregrounds: the 6 pairs it left out are made, no other.
+    build.run(small_build_args(inputs, output, *fractions))
+    assert timings(output)["compositing.pairs"] == 6
+    assert timings(output)["compositing.pairs_resumed"] == 10
+    # Held out again: nothing is made, and those 6 pairs' files are removed.
+    build.run(held_args)
+    counters = timings(output)
+    assert counters.get("compositing.pairs", 0) == 0 and counters["compositing.pairs_excluded"] == 6
+    assert comparable(output) == first
+
+
+@pytest.mark.e2e
+def test_other_fractions_remake_only_the_pairs_whose_split_changed(tmp_path):
+    inputs = make_inputs(tmp_path / "in", backgrounds=5, foregrounds=2)
+    output = tmp_path / "out"
+    build.run(small_build_args(inputs, output, "--val_fraction=0.2", "--test_fraction=0.2"))
+    build.run(small_build_args(inputs, output, "--val_fraction=0.4", "--test_fraction=0.2"))
+    stems = [f"bg{i}" for i in range(1, 6)]
+    changed = moved(assign_splits(stems, 0, 0.2, 0.2), assign_splits(stems, 0, 0.4, 0.2))
+    assert changed == 1  # val grows by one, taken from train's end
+    assert timings(output)["compositing.pairs"] == changed * 2
+    assert timings(output)["compositing.pairs_resumed"] == 10 - changed * 2
+    rows = read_samples(output)
+    assert {split: len({r["bg"] for r in rows if r["split"] == split}) for split in SPLITS} == {
+        TRAIN: 2,
+        VAL: 2,
+        TEST: 1,
+    }

@@ -39,7 +39,8 @@ class ReportError(ValueError):
 class SampleTable:
     """What the report takes from samples.csv, gathered in one streaming pass:
     per-sample values as float arrays (8 bytes each, not a dict per row),
-    background counts per split and the rows chosen for the grid."""
+    background and foreground counts per split and the rows chosen for the
+    grid."""
 
     count: int
     overlay_mean: np.ndarray
@@ -47,6 +48,7 @@ class SampleTable:
     depth_mean: np.ndarray  # empty when the build has no depth
     backgrounds_per_split: Dict[str, int]
     chosen: List[Dict[str, str]]
+    foregrounds_per_split: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
         column: array.array("d") for column in ("overlay_mean", "mask_coverage", "depth_mean")
     }
     backgrounds: Dict[str, set] = {}
+    foregrounds: Dict[str, set] = {}
     total = 0
 
     def counted(rows: Iterable[Dict[str, str]]) -> Iterator[Dict[str, str]]:
@@ -91,6 +94,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
                 if row[column]:
                     column_values.append(float(row[column]))
             backgrounds.setdefault(row["split"], set()).add(row["bg"])
+            foregrounds.setdefault(row["split"], set()).add(row["fg"])
             yield row
 
     chosen = choose_samples(counted(rows), seed, count)
@@ -98,6 +102,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
         count=total,
         chosen=chosen,
         backgrounds_per_split={split: len(names) for split, names in backgrounds.items()},
+        foregrounds_per_split={split: len(names) for split, names in foregrounds.items()},
         **{
             column: np.frombuffer(column_values, dtype=np.float64)
             for column, column_values in values.items()
