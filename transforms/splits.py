@@ -176,8 +176,9 @@ def plan_note(plan: SplitPlan, samples_per_pair: int) -> str:
     sizes = ", ".join(f"{split} {len(plan.backgrounds_of(split))}" for split in SPLITS)
     lines = [
         f"Backgrounds per split ({sizes}): round(fraction x {len(plan.backgrounds)} "
-        "accepted backgrounds), chosen by rank of a hash of the run seed and their "
-        "names; no background is in two splits."
+        "accepted backgrounds), at least one for a positive fraction when there are "
+        "enough, chosen by rank of a hash of the run seed and their names; no "
+        "background is in two splits."
     ]
     if plan.holds_out:
         count, kept = len(plan.foregrounds), len(plan.foregrounds_of(TRAIN))
