@@ -257,3 +257,7 @@ def test_a_sample_shortfall_stops_the_manifest():
         RuntimeError, match=r"\(3 backgrounds x 2 foregrounds\) x 8 per pair = 48; manifest not"
     ):
         check_sample_count(dataclasses.replace(counts, samples=40))
+    held_out = dataclasses.replace(counts, samples=40, pairs=5)  # a plan that makes 5 pairs
+    check_sample_count(held_out)
+    with pytest.raises(RuntimeError, match=r"5 pairs \(3 backgrounds x 2 foregrounds, less held"):
+        check_sample_count(dataclasses.replace(held_out, samples=48))
