@@ -34,11 +34,47 @@ class Counts:
     # Samples per --blend mode (fgbg/blend_modes.py); empty in datasets
     # built before --blend, whose samples were all mode none.
     samples_per_blend: Dict[str, int] = dataclasses.field(default_factory=dict)
+    # The pairs the split plan makes: fewer than backgrounds x foregrounds
+    # when foregrounds are held out for test. None in datasets built before.
+    pairs: Optional[int] = None
 
     @property
     def expected_samples(self) -> int:
-        """Backgrounds x foregrounds x samples per pair: what the tables must list."""
-        return self.backgrounds * self.foregrounds * self.samples_per_pair
+        """The pairs made x samples per pair: what the tables must list."""
+        pairs = self.backgrounds * self.foregrounds if self.pairs is None else self.pairs
+        return pairs * self.samples_per_pair
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitMembers:
+    """One split's backgrounds and foregrounds (sorted names), the pairs
+    they make and the samples the tables list."""
+
+    backgrounds: List[str]
+    foregrounds: List[str]
+    pairs: int
+    samples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """manifest.json's `splits`: each split's members, the foregrounds held
+    out for test, and a sentence on how the splits were drawn and why the
+    samples may be fewer than backgrounds x foregrounds x samples per pair."""
+
+    members: Dict[str, SplitMembers]
+    held_out_foregrounds: List[str]
+    note: str
+
+    @classmethod
+    def from_json(cls, document: Json) -> "Splits":
+        return cls(
+            members={
+                split: SplitMembers(**members) for split, members in document["members"].items()
+            },
+            held_out_foregrounds=document["held_out_foregrounds"],
+            note=document["note"],
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +156,13 @@ class Manifest:
     files: Files
     options: Dict[str, Any]
     versions: Dict[str, str]
+    splits: Optional[Splits] = None  # None in datasets built before it was recorded
 
     def to_json(self) -> Json:
         document = dataclasses.asdict(self)
         document["depth"] = self.depth.to_json()
+        if self.splits is None:
+            del document["splits"]
         return document
 
     @classmethod
@@ -135,6 +174,7 @@ class Manifest:
                 "rejects": [RejectedFile(**reject) for reject in document["rejects"]],
                 "depth": DepthInfo(**document["depth"]),
                 "files": Files(**document["files"]),
+                "splits": Splits.from_json(document["splits"]) if "splits" in document else None,
             }
         )
 

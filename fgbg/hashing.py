@@ -22,11 +22,6 @@ def stable_hash(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
-def stable_unit_interval(*parts: object) -> float:
-    """A number in [0, 1) that depends only on the parts."""
-    return stable_hash(*parts) / 2.0**64
-
-
 def rng_for(*parts: object) -> np.random.Generator:
     """A numpy generator seeded from the parts, e.g. (run seed, bg, fg, number)."""
     return np.random.default_rng(stable_hash(*parts))

@@ -32,6 +32,9 @@ A pair's files live through these steps:
   the removals (`recorded_rows`, `finish_recording`);
 - read records: the tables and shards read a recorded pair's rows
   (`pair_rows`), and pass it on as a small handle (`written_pair`).
+- remove: a pair the split options no longer make (its foreground held
+  out of its background's split) loses its record, then its files
+  (`remove_pair`).
 
 A killed run thus loses at most the pairs in flight, and adding inputs
 computes only the new pairs.
@@ -42,6 +45,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import posixpath
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from fgbg import layout
@@ -232,6 +236,21 @@ def remove_outdated_record(root: str, bg_stem: str, fg_stem: str) -> None:
     through the remake never leaves a record that a later run would reuse
     over a mix of old and new files."""
     delete_files([record_path(root, bg_stem, fg_stem)])
+
+
+def remove_pair(root: str, bg_stem: str, fg_stem: str) -> None:
+    """Delete everything of a pair that the build no longer makes (its
+    foreground is held out of its background's split, or no longer is):
+    the record first, so that a build killed half-way never leaves a record
+    over missing files, then every other file in the pair's folder."""
+    delete_files([record_path(root, bg_stem, fg_stem)])
+    folder = layout.resolve(root, f"{bg_stem}/{fg_stem}")
+    names = list_folder(folder)
+    delete_files([layout.resolve(folder, name) for name in names])
+    for subfolder in sorted({posixpath.dirname(name) for name in names}, reverse=True):
+        if subfolder:
+            remove_empty_folder(layout.resolve(folder, subfolder))
+    remove_empty_folder(folder)
 
 
 def record_pair(

@@ -27,6 +27,9 @@ class Reject:
     reason: str
 
 
+UNASSIGNED = ""  # a background's split until every background is known
+
+
 @dataclasses.dataclass(frozen=True)
 class Background:
     """A checked background. Its pixels are not carried: each stage that needs
@@ -34,7 +37,7 @@ class Background:
 
     stem: str
     source: str
-    split: str
+    split: str  # UNASSIGNED until transforms/splits.py assigns it
     digest: str  # of the file's bytes: a changed file invalidates its samples
 
 

@@ -2,9 +2,11 @@
 
 The graph, as the data flows:
 
-  backgrounds ─ read, check, resize ─ write bg/ ─┐
-  foregrounds (+ masks) ─ read, check ─ side input ┴ cross
-    ─ skip finished pairs ─ remove outdated records
+  backgrounds ─ read, check, resize ─ write bg/ ───┐
+  foregrounds (+ masks) ─ read, check ─ side input ┤
+  every accepted name ─ split plan (side input) ───┴ cross
+    ─ (pairs the plan leaves out: removed) ─ skip finished pairs
+    ─ remove outdated records
     ─ compose ─ [depth] ─ write overlay/mask/depth, one sample at a time
     ─ write the sample's row ─ count samples per pair
     ─ record the pair, remove stale files ─ one handle per pair
@@ -93,6 +95,7 @@ from transforms.pairs import (
     WriteSampleRows,
 )
 from transforms.rejects import WriteRejects
+from transforms.splits import PlanSplits, RemoveExcludedPairs, SplitMoments, planned_pairs
 from transforms.stats import ComputeStats, stats_document
 from transforms.tables import WriteTables
 from transforms.tfrecords import EXAMPLES, WriteTFRecords, remove_stale_shards
@@ -111,19 +114,17 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         config.fg, config.fg_mask, config.inputs
     )
     written_bgs = prepared | "WriteBackgrounds" >> WriteBackgrounds(root, config.bg_quality)
+    plan = (written_bgs.backgrounds, foregrounds) | "PlanSplits" >> PlanSplits(config.splits)
+    pairs, excluded = written_bgs.backgrounds | "CrossPairs" >> CrossPairs(plan)
+    removed = excluded | "RemoveExcludedPairs" >> RemoveExcludedPairs(root)
 
-    found = (
-        written_bgs.backgrounds
-        | "CrossPairs" >> CrossPairs(foregrounds)
-        | "SkipFinishedPairs"
-        >> SkipFinishedPairs(
-            root,
-            foregrounds,
-            config.fingerprint,
-            config.placements.samples_per_pair,
-            config.resume,
-            config.depth,
-        )
+    found = pairs | "SkipFinishedPairs" >> SkipFinishedPairs(
+        root,
+        foregrounds,
+        config.fingerprint,
+        config.placements.samples_per_pair,
+        config.resume,
+        config.depth,
     )
     composites = (
         found.pairs
@@ -179,8 +180,9 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     sample_moments = written | "SampleMoments" >> beam.FlatMap(
         lambda pair: (((pair.split, kind), moments) for kind, moments in pair.moments.items())
     )
+    background_moments = written_bgs[MOMENTS] | "BackgroundMomentsBySplit" >> SplitMoments(plan)
     stats = (
-        (written_bgs[MOMENTS], sample_moments)
+        (background_moments, sample_moments)
         | "AllMoments" >> beam.Flatten()
         | "Stats" >> ComputeStats()
         | "WriteStats"
@@ -192,9 +194,6 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteRejects(root)
     )
-    bg_count = written_bgs.backgrounds | "CountBackgrounds" >> beam.combiners.Count.Globally()
-    fg_count = foregrounds | "CountForegrounds" >> beam.combiners.Count.Globally()
-
     precisions = (
         written
         | "DepthPrecisions" >> beam.FlatMap(lambda pair: pair.depth_precisions)
@@ -207,24 +206,14 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     )
 
     def finish(
-        _,
-        split_counts,
-        shards,
-        rejects,
-        backgrounds,
-        foregrounds,
-        precisions,
-        blends,
-        _stats,
-        _transform,
+        _, split_counts, shards, rejects, plan, precisions, blends, _stats, _transform, _removed
     ):
         manifest = manifest_document(
             config,
             split_counts[0] if split_counts else {},
             shards,
             rejects[0] if rejects else [],
-            backgrounds,
-            foregrounds,
+            plan,
             precisions,
             blends,
         )
@@ -241,12 +230,12 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
             beam.pvalue.AsList(split_counts),
             beam.pvalue.AsList(shards),
             beam.pvalue.AsList(rejects),
-            beam.pvalue.AsSingleton(bg_count),
-            beam.pvalue.AsSingleton(fg_count),
+            beam.pvalue.AsSingleton(plan),
             beam.pvalue.AsList(precisions),
             beam.pvalue.AsDict(blends),
             beam.pvalue.AsList(stats),
             beam.pvalue.AsList(transform_written),
+            beam.pvalue.AsList(removed),
         )
     )
 
@@ -350,8 +339,7 @@ def _build(
         clock = time.monotonic()
         if progress_dir:
             expected = (
-                input_files["backgrounds"]
-                * input_files["foregrounds"]
+                planned_pairs(input_files["backgrounds"], input_files["foregrounds"], config.splits)
                 * config.placements.samples_per_pair
             )
             with (

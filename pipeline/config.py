@@ -26,9 +26,14 @@ from transforms.blending import BlendConfig
 from transforms.compositing import EncodingConfig
 from transforms.inputs import InputConfig
 from transforms.placements import PlacementConfig, parse_scales
+from transforms.splits import SplitConfig
 
 # The options that decide what a sample's files contain. A finished pair is
 # reused by a rerun only when these (and its input files) are unchanged.
+# The split options are not among them: a pair's key holds its background's
+# split (fgbg/pair_records.py), so other fractions remake only the pairs
+# whose split changed, and pairs the plan no longer makes are removed
+# (transforms/splits.py).
 SAMPLE_SHAPING_OPTIONS = (
     "seed",
     "size",
@@ -36,8 +41,6 @@ SAMPLE_SHAPING_OPTIONS = (
     "placements_per_scale",
     "mirror",
     "mask_threshold",
-    "val_fraction",
-    "test_fraction",
     "overlay_quality",
     "mask_format",
     "mask_quality",
@@ -79,6 +82,7 @@ class BuildConfig:
     csv_prefix: str  # prefix of label_data.csv's paths
     seed: int
     inputs: InputConfig
+    splits: SplitConfig
     placements: PlacementConfig
     encoding: EncodingConfig
     blending: BlendConfig
@@ -123,8 +127,12 @@ def build_config(
             max_input_pixels=opts.max_input_pixels,
             min_background_side=opts.min_background_side,
             mask_threshold=opts.mask_threshold,
+        ),
+        splits=SplitConfig(
+            seed=opts.seed,
             val_fraction=opts.val_fraction,
             test_fraction=opts.test_fraction,
+            test_foreground_fraction=opts.test_foreground_fraction,
         ),
         placements=PlacementConfig(
             seed=opts.seed,

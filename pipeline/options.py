@@ -10,6 +10,7 @@ accepted alongside.
 from __future__ import annotations
 
 import argparse
+import fractions
 import importlib.util
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -146,14 +147,25 @@ class FgbgOptions(PipelineOptions):
             "--val_fraction",
             type=float,
             default=0.1,
-            help="Fraction of backgrounds (with all their samples) in the val split. "
-            "Default: %(default)s.",
+            help="Fraction of backgrounds (with all their samples) in the val split: "
+            "exactly round(fraction x backgrounds), at least one when positive "
+            "(README, 'What a build writes'). Default: %(default)s.",
         )
         generation.add_argument(
             "--test_fraction",
             type=float,
             default=0.1,
-            help="Fraction of backgrounds in the test split. Default: %(default)s.",
+            help="Fraction of backgrounds in the test split, counted the same way; "
+            "val and test together must leave train some. Default: %(default)s.",
+        )
+        generation.add_argument(
+            "--test_foreground_fraction",
+            type=float,
+            default=0.0,
+            help="Fraction of foregrounds held out for the test split: test backgrounds "
+            "get only these, train and val never see them, and pairs that would mix "
+            "them are not made, so a model is tested on unseen objects. 0 pairs every "
+            "background with every foreground. Default: %(default)s.",
         )
 
         encoding = parser.add_argument_group("encoding")
@@ -452,6 +464,7 @@ OPTION_RANGES: Tuple[Tuple[str, Callable[[float], bool], str], ...] = (
     ("blend_motion_length", (lambda value: value >= 3 and value % 2 == 1), "odd and >= 3"),
     ("val_fraction", *_FRACTION),
     ("test_fraction", *_FRACTION),
+    ("test_foreground_fraction", *_FRACTION),
     ("bg_quality", *_QUALITY),
     ("overlay_quality", *_QUALITY),
     ("mask_quality", *_QUALITY),
@@ -477,8 +490,7 @@ def check_options(opts: FgbgOptions) -> Optional[Checkpoint]:
     for name, valid, expected in OPTION_RANGES:
         if not valid(getattr(opts, name)):
             raise UsageError(f"--{name} must be {expected}, got {getattr(opts, name)}")
-    if opts.val_fraction + opts.test_fraction > 1:
-        raise UsageError("--val_fraction and --test_fraction must sum to at most 1")
+    _check_split_options(opts)
     try:
         parse_scales(opts.scales)
     except ValueError as error:
@@ -488,6 +500,30 @@ def check_options(opts: FgbgOptions) -> Optional[Checkpoint]:
     except ValueError as error:
         raise UsageError(f"--blend {opts.blend}: {error}") from None
     return _check_depth_options(opts)
+
+
+def _check_split_options(opts: FgbgOptions) -> None:
+    """Fractions that leave train backgrounds and foregrounds, and held-out
+    foregrounds only with a test split to show them in; summed exactly, as
+    the splits are counted (transforms/splits.py), so 0.7 + 0.3 is 1."""
+    held_back = fractions.Fraction(str(opts.val_fraction)) + fractions.Fraction(
+        str(opts.test_fraction)
+    )
+    if held_back >= 1:
+        raise UsageError(
+            f"--val_fraction {opts.val_fraction} and --test_fraction {opts.test_fraction} "
+            "must sum to less than 1: they would leave the train split empty"
+        )
+    if opts.test_foreground_fraction >= 1:
+        raise UsageError(
+            "--test_foreground_fraction must be less than 1: it would leave train and val "
+            "no foreground"
+        )
+    if opts.test_foreground_fraction > 0 and opts.test_fraction == 0:
+        raise UsageError(
+            "--test_foreground_fraction holds foregrounds out for the test split, "
+            "and --test_fraction 0 makes none"
+        )
 
 
 def _check_depth_options(opts: FgbgOptions) -> Optional[Checkpoint]:

@@ -19,11 +19,21 @@ from apache_beam.metrics.metric import MetricsFilter
 from fgbg import layout
 from fgbg.blend_modes import NONE as NO_BLEND
 from fgbg.depth.models import NONE
-from fgbg.documents import Counts, DepthInfo, Files, Manifest, RejectedFile, Timings
+from fgbg.documents import (
+    Counts,
+    DepthInfo,
+    Files,
+    Manifest,
+    RejectedFile,
+    SplitMembers,
+    Splits,
+    Timings,
+)
 from fgbg.timing import NAMESPACE
 from fgbg.types import Reject
 from pipeline.config import BuildConfig
 from pipeline.local_workers import Workers
+from transforms.splits import SPLITS, SplitPlan, plan_note
 
 PACKAGES = (
     "apache-beam",
@@ -56,14 +66,14 @@ def manifest_document(
     split_counts: Dict[str, int],
     shards: List[str],
     rejects: Sequence[Reject],
-    backgrounds: int,
-    foregrounds: int,
+    plan: SplitPlan,
     depth_precisions: Sequence[str] = (),
     blends: Optional[Dict[str, int]] = None,
 ) -> Manifest:
-    """manifest.json's record; `depth_precisions` are those the depth maps
-    were made in (one, unless workers of a build differed in hardware),
-    `blends` the samples each blending mode made."""
+    """manifest.json's record; `plan` is the build's split plan,
+    `depth_precisions` are those the depth maps were made in (one, unless
+    workers of a build differed in hardware), `blends` the samples each
+    blending mode made."""
     return Manifest(
         dataset="fgbg",
         seed=config.seed,
@@ -73,13 +83,14 @@ def manifest_document(
         counts=Counts(
             samples=sum(split_counts.values()),
             samples_per_split=dict(sorted(split_counts.items())),
-            backgrounds=backgrounds,
-            foregrounds=foregrounds,
+            backgrounds=len(plan.backgrounds),
+            foregrounds=len(plan.foregrounds),
             samples_per_pair=config.placements.samples_per_pair,
             input_files=config.run.input_files,
             rejected=len(rejects),
             tfrecord_shards=len(shards),
             samples_per_blend=dict(sorted((blends or {}).items())),
+            pairs=plan.pairs,
         ),
         rejects=[RejectedFile(path=reject.path, reason=reject.reason) for reject in rejects],
         depth=ran_in(config.depth_info, depth_precisions),
@@ -93,6 +104,25 @@ def manifest_document(
         ),
         options=config.options,
         versions=package_versions(),
+        splits=splits_record(plan, split_counts, config.placements.samples_per_pair),
+    )
+
+
+def splits_record(plan: SplitPlan, split_counts: Dict[str, int], samples_per_pair: int) -> Splits:
+    """manifest.json's `splits`: each split's members from the plan, its
+    samples from the tables (samples.csv's split column)."""
+    return Splits(
+        members={
+            split: SplitMembers(
+                backgrounds=plan.backgrounds_of(split),
+                foregrounds=plan.foregrounds_of(split),
+                pairs=plan.pairs_of(split),
+                samples=split_counts.get(split, 0),
+            )
+            for split in SPLITS
+        },
+        held_out_foregrounds=sorted(plan.held_out),
+        note=plan_note(plan, samples_per_pair),
     )
 
 
@@ -110,10 +140,12 @@ def check_sample_count(counts: Counts) -> None:
     were lost between compositing and the tables, so no manifest vouches for
     the dataset."""
     if counts.samples != counts.expected_samples:
+        pairs = counts.expected_samples // counts.samples_per_pair
+        fewer = "" if pairs == counts.backgrounds * counts.foregrounds else ", less held-out pairs"
         raise RuntimeError(
-            f"the tables list {counts.samples} samples, but {counts.backgrounds} "
-            f"backgrounds x {counts.foregrounds} foregrounds x "
-            f"{counts.samples_per_pair} per pair = {counts.expected_samples}; "
+            f"the tables list {counts.samples} samples, but the build's {pairs} pairs "
+            f"({counts.backgrounds} backgrounds x {counts.foregrounds} foregrounds{fewer}) "
+            f"x {counts.samples_per_pair} per pair = {counts.expected_samples}; "
             "manifest not written"
         )
 
@@ -175,6 +207,12 @@ def summary(
         lines.append(f"  blend:    {', '.join(f'{k} {v}' for k, v in blends.items())}")
     if workers:
         lines.append(f"  workers:  {workers.describe()}")
+    if manifest.splits and manifest.splits.held_out_foregrounds:
+        lines.append(
+            f"  splits:   {len(manifest.splits.held_out_foregrounds)} foregrounds held out "
+            f"for test; {counts.pairs} pairs made, not "
+            f"{counts.backgrounds} x {counts.foregrounds} (manifest.json, splits)"
+        )
     for reject in manifest.rejects[:10]:
         lines.append(f"  reject: {reject.path}: {reject.reason}")
     if manifest.depth.warning:

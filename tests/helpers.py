@@ -44,17 +44,19 @@ def run_bench(script: str, results: Path, *args: str, timeout: float) -> dict:
 
 # Inputs and placements small enough for stage tests on TestPipeline.
 def small_input_config():
-    """An InputConfig for 48-pixel samples, half the backgrounds in val."""
+    """An InputConfig for 48-pixel samples."""
     from transforms.inputs import InputConfig
 
     return InputConfig(
-        size=48,
-        max_input_pixels=1_000_000,
-        min_background_side=16,
-        mask_threshold=0,
-        val_fraction=0.5,
-        test_fraction=0.0,
+        size=48, max_input_pixels=1_000_000, min_background_side=16, mask_threshold=0
     )
+
+
+def small_split_config():
+    """A SplitConfig with half the backgrounds in val, none in test."""
+    from transforms.splits import SplitConfig
+
+    return SplitConfig(seed=3, val_fraction=0.5, test_fraction=0.0)
 
 
 def small_placements():
@@ -121,17 +123,20 @@ def make_inputs(
 def pairs_to_make(
     backgrounds, foregrounds, resume_root: Optional[str] = None, samples_per_pair: int = 0
 ):
-    """Every (background, foreground) `Pair`, keyed with an empty options
-    fingerprint; with `resume_root`, through the resume step over that
-    output instead (transforms/pairs.py)."""
+    """Every (background, foreground) `Pair`, its background's split from
+    `small_split_config`, keyed with an empty options fingerprint; with
+    `resume_root`, through the resume step over that output instead
+    (transforms/pairs.py)."""
     import apache_beam as beam
 
     from fgbg.pair_records import pair_key
     from fgbg.types import Pair
     from transforms.compositing import CrossPairs
     from transforms.pairs import RemoveOutdatedRecords, SkipFinishedPairs
+    from transforms.splits import PlanSplits
 
-    crossed = backgrounds | CrossPairs(foregrounds)
+    plan = (backgrounds, foregrounds) | "PlanSplits" >> PlanSplits(small_split_config())
+    crossed, _ = backgrounds | CrossPairs(plan)
     if resume_root:
         found = crossed | SkipFinishedPairs(
             resume_root, foregrounds, "", samples_per_pair, resume=True

@@ -214,7 +214,12 @@ def test_bad_options_fail_fast_with_the_option_named(tmp_path, inputs):
         ("--progress_interval_s=0", "--progress_interval_s must be > 0, got 0.0"),
         ("--max_reject_fraction=-1", "--max_reject_fraction must be in 0..1, got -1.0"),
         ("--tft_batch_size=0", "--tft_batch_size must be >= 1, got 0"),
-        ("--val_fraction=0.6 --test_fraction=0.6", "must sum to at most 1"),
+        ("--val_fraction=-0.1", "--val_fraction must be in 0..1, got -0.1"),
+        ("--test_foreground_fraction=-0.5", "--test_foreground_fraction must be in 0..1"),
+        ("--val_fraction=0.6 --test_fraction=0.6", "would leave the train split empty"),
+        ("--val_fraction=0.7 --test_fraction=0.3", "would leave the train split empty"),
+        ("--test_foreground_fraction=1", "would leave train and val no foreground"),
+        ("--test_foreground_fraction=0.2 --test_fraction=0", "--test_fraction 0 makes none"),
         (
             "--depth_model=untrained --depth_batch_size=2 --depth_min_batch_size=4",
             "--depth_min_batch_size must be at most",
@@ -248,5 +253,11 @@ def test_a_sample_shortfall_stops_the_manifest():
         tfrecord_shards=1,
     )
     check_sample_count(counts)
-    with pytest.raises(RuntimeError, match=r"2 foregrounds x 8 per pair = 48; manifest not"):
+    with pytest.raises(
+        RuntimeError, match=r"\(3 backgrounds x 2 foregrounds\) x 8 per pair = 48; manifest not"
+    ):
         check_sample_count(dataclasses.replace(counts, samples=40))
+    held_out = dataclasses.replace(counts, samples=40, pairs=5)  # a plan that makes 5 pairs
+    check_sample_count(held_out)
+    with pytest.raises(RuntimeError, match=r"5 pairs \(3 backgrounds x 2 foregrounds, less held"):
+        check_sample_count(dataclasses.replace(held_out, samples=48))

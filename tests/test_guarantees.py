@@ -27,6 +27,7 @@ from tests.helpers import (
     small_build_args,
     timings,
 )
+from transforms.splits import assign_splits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,17 +101,23 @@ def test_pairs_written_but_not_yet_recorded_survive_a_kill(tmp_path):
 
 
 def test_added_inputs_compute_only_new_pairs(tmp_path):
+    """Only the new pairs, and those of a background that the added one
+    moves to another split (splits are exact fractions: 2 backgrounds are
+    train 1, test 1 at val and test 0.3; 3 are one each)."""
     inputs = make_inputs(tmp_path / "in", backgrounds=2, foregrounds=2)
     output = tmp_path / "grown" / "out"
     build.run(small_build_args(inputs, output))
-    old_sample = output / "bg1" / "fg_1" / "overlay" / "1.jpg"
+    before = assign_splits(["bg1", "bg2"], 0, 0.3, 0.3)
+    after = assign_splits(["bg1", "bg2", "bg3"], 0, 0.3, 0.3)
+    (kept,) = [stem for stem in before if before[stem] == after[stem]]
+    old_sample = output / kept / "fg_1" / "overlay" / "1.jpg"
     stamp = old_sample.stat().st_mtime_ns
     make_background(tmp_path / "in" / "bg" / "bg3.jpg", seed=3)
     make_foreground(tmp_path / "in" / "fg" / "fg_3.png", seed=7)
     build.run(small_build_args(inputs, output))
     counters = timings(output)
-    assert counters["compositing.pairs_resumed"] == 4
-    assert counters["compositing.pairs"] == 5
+    assert counters["compositing.pairs_resumed"] == 2  # the kept background's
+    assert counters["compositing.pairs"] == 5 + 2  # new pairs, the moved background's
     assert old_sample.stat().st_mtime_ns == stamp
     fresh = tmp_path / "fresh" / "out"
     build.run(small_build_args(inputs, fresh))

@@ -10,7 +10,6 @@ from fgbg import layout
 from transforms.inputs import (
     InputConfig,
     InputError,
-    assign_split,
     build_foreground,
     check_stem,
     keep_first,
@@ -24,8 +23,6 @@ CONFIG = InputConfig(
     max_input_pixels=1_000_000,
     min_background_side=8,
     mask_threshold=0,
-    val_fraction=0.2,
-    test_fraction=0.2,
 )
 
 
@@ -148,12 +145,6 @@ def test_background_names_cannot_take_the_datasets_own_names():
             check_stem(stem, layout.ROOT_NAMES)
     check_stem("bg1", layout.ROOT_NAMES)
     check_stem("tfrecords", ())
-
-
-def test_split_depends_only_on_background_name():
-    splits = [assign_split(f"bg{i}", 0.2, 0.2) for i in range(500)]
-    assert splits == [assign_split(f"bg{i}", 0.2, 0.2) for i in range(500)]
-    assert 60 < splits.count("test") < 140 and 60 < splits.count("val") < 140
 
 
 def test_mask_names_and_duplicates():

@@ -8,6 +8,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
+from fgbg import layout
 from fgbg.pair_records import (
     finished_rows,
     is_outdated,
@@ -15,15 +16,18 @@ from fgbg.pair_records import (
     parse_record,
     read_record,
     record_pair,
+    remove_pair,
     row_to_dict,
     unrecorded_rows,
     write_pair_record,
     write_sample_row,
     written_pair,
 )
+from fgbg.storage import list_folder, write_file
 from fgbg.types import Placement, SampleRow
 from tests.helpers import (
     compose_inputs,
+    emulated_bucket,
     make_inputs,
     small_build_args,
     small_input_config,
@@ -200,3 +204,32 @@ def test_a_remake_killed_half_way_is_not_reused_later(tmp_path):
     build.run(small_build_args(inputs, output))
     timings = json.loads((output / "timings.json").read_text())
     assert timings["counters"]["compositing.pairs"] == 1
+
+
+PAIR_FILES = (".pair.json", "overlay/1.jpg", "mask/1.png", ".rows/2.json")
+
+
+def write_pair_files(root: str, pair: str) -> None:
+    for name in PAIR_FILES:
+        write_file(layout.resolve(root, f"{pair}/{name}"), b"x")
+
+
+def check_remove_pair(root: str) -> None:
+    """A pair's every file goes; a pair whose name starts the same stays."""
+    write_pair_files(root, "bg1/fg_1")
+    write_pair_files(root, "bg1/fg_10")
+    remove_pair(root, "bg1", "fg_1")
+    assert list_folder(layout.resolve(root, "bg1/fg_1")) == []
+    assert sorted(list_folder(layout.resolve(root, "bg1/fg_10"))) == sorted(PAIR_FILES)
+    remove_pair(root, "bg1", "fg_1")  # nothing left: not an error
+
+
+def test_remove_pair_deletes_a_pairs_files_and_folders(tmp_path):
+    check_remove_pair(str(tmp_path))
+    assert sorted(path.name for path in (tmp_path / "bg1").iterdir()) == ["fg_10"]
+
+
+@pytest.mark.gcs
+def test_remove_pair_deletes_a_pairs_objects_in_a_bucket(monkeypatch):
+    with emulated_bucket(monkeypatch, "fgbg-remove-pair"):
+        check_remove_pair("gs://fgbg-remove-pair/out")

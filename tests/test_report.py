@@ -97,8 +97,9 @@ def test_choose_samples_is_seeded_stable_and_in_id_order():
 def test_summarize_samples_streams_the_table_into_values_and_a_pick():
     rows = [
         {
-            "id": f"bg{i % 4}/fg/{i}",
+            "id": f"bg{i % 4}/fg{i % 3}/{i}",
             "bg": f"bg{i % 4}",
+            "fg": f"fg{i % 3}",
             "split": "val" if i % 4 == 3 else "train",
             "overlay_mean": f"{i}.5",
             "mask_coverage": "0.25",
@@ -111,6 +112,7 @@ def test_summarize_samples_streams_the_table_into_values_and_a_pick():
     assert table.overlay_mean.tolist() == [i + 0.5 for i in range(30)]
     assert table.mask_coverage.tolist() == [0.25] * 30 and len(table.depth_mean) == 0
     assert table.backgrounds_per_split == {"train": 3, "val": 1}
+    assert table.foregrounds_per_split == {"train": 3, "val": 3}
     assert table.chosen == choose_samples(rows, seed=1, count=5)
 
 

@@ -39,8 +39,8 @@ pytestmark = [pytest.mark.e2e]
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    """A tiny build with 'minmax' depth; val 0.25 puts bg2 in train and bg1,
-    bg3 in val (splits hash the names), so train differs from the whole."""
+    """A tiny build with 'minmax' depth; val 0.25 of 3 backgrounds puts one
+    in val and two in train, so train differs from the whole."""
     root = tmp_path_factory.mktemp("torch")
     inputs = make_inputs(root / "inputs", backgrounds=3, foregrounds=2)
     output = root / "out"
@@ -50,8 +50,10 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def metric_dataset(tmp_path_factory) -> Path:
-    """A build with 'metric' depth and no train split: bg1 hashes into test,
-    bg2 and bg3 into val, so both splits set the normalisation."""
+    """A build with 'metric' depth, read as one built before splits were
+    exact, whose 3 backgrounds could all hash into val and test: its
+    stats.json says those two set the normalisation (no build has an empty
+    train split now: --val_fraction and --test_fraction must leave one)."""
     root = tmp_path_factory.mktemp("torch_metric")
     inputs = make_inputs(root / "inputs", backgrounds=3, foregrounds=1)
     output = root / "out"
@@ -61,10 +63,14 @@ def metric_dataset(tmp_path_factory) -> Path:
             output,
             *DEPTH,
             "--depth_encoding=metric",
-            "--val_fraction=0.79",
-            "--test_fraction=0.21",
+            "--val_fraction=0.34",
+            "--test_fraction=0.33",
         )
     )
+    stats_path = output / layout.STATS_JSON
+    stats = json.loads(stats_path.read_text())
+    stats["notes"]["normalisation_splits"] = ["test", "val"]
+    stats_path.write_text(json.dumps(stats))
     return output
 
 
@@ -113,7 +119,7 @@ def test_importing_the_reader_imports_neither_beam_nor_tensorflow():
 def test_items_are_model_ready_chw_tensors_of_the_files_on_disk(dataset):
     train = SplitDataset(str(dataset), "train")
     rows = sample_rows(dataset, "train")
-    assert len(train) == len(rows) == 16
+    assert len(train) == len(rows) == 32  # 2 train backgrounds x 2 foregrounds x 8
     inputs, targets = train[3]
     shapes = {name: (tuple(t.shape), t.dtype) for name, t in {**inputs, **targets}.items()}
     assert shapes == {
@@ -162,7 +168,7 @@ def test_pooled_numbers_are_those_of_the_splits_pixels_together():
     np.testing.assert_allclose(pooled.std, together.std(axis=0), rtol=1e-10)
 
 
-def test_a_build_without_a_train_split_uses_every_split_and_metric_depth(metric_dataset):
+def test_a_dataset_normalised_without_train_pools_its_splits_and_metric_depth(metric_dataset):
     stats = json.loads((metric_dataset / layout.STATS_JSON).read_text())
     assert stats["notes"]["normalisation_splits"] == ["test", "val"]
     splits = {name: SplitDataset(str(metric_dataset), name) for name in ("test", "val")}
@@ -218,7 +224,7 @@ def test_a_small_model_trains_through_a_dataloader(dataset):
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(8):
+    for _ in range(4):  # 4 batches of 8 each: 16 steps
         for inputs, targets in loader:
             mask, depth = model(inputs["background"], inputs["overlay"])
             loss = torch.nn.functional.binary_cross_entropy_with_logits(

@@ -28,7 +28,7 @@ def dataset(tmp_path_factory) -> Path:
     model_path = root / "tiny_depth.h5"
     tiny_depth_model().save(str(model_path))
     output = root / "out"
-    # val 0.25 puts bg2 in train and bg1, bg3 in val (splits hash the names).
+    # val 0.25 of 3 backgrounds: one in val, two in train.
     build.run(
         small_build_args(
             inputs,

@@ -16,8 +16,6 @@ CONFIG = InputConfig(
     max_input_pixels=1_000_000,
     min_background_side=16,
     mask_threshold=0,
-    val_fraction=0.0,
-    test_fraction=0.0,
 )
 
 

@@ -1,18 +1,20 @@
 """Compositing: every (background, foreground) pair -> its overlays and masks.
 
-`CrossPairs` makes the cross of backgrounds and foregrounds with the (small)
-foreground collection as a side input, then reshuffles the pairs so that a
-runner can spread them over all workers. `ComposeSamples` makes each pair's
-samples in one call, resizing the foreground once per (flip, scale) and
-blending each sample as its draw says (transforms/blending.py); the pairs it
-gets are those still to make (transforms/pairs.py skips the rest).
+`CrossPairs` makes the pairs the split plan (transforms/splits.py, a side
+input) asks for: every background with every foreground, or with the
+foregrounds of its split when some are held out for test; it then
+reshuffles the pairs so that a runner can spread them over all workers.
+`ComposeSamples` makes each pair's samples in one call, resizing the
+foreground once per (flip, scale) and blending each sample as its draw says
+(transforms/blending.py); the pairs it gets are those still to make
+(transforms/pairs.py skips the rest).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -34,6 +36,7 @@ from transforms.blending import (
 )
 from transforms.inputs import InputConfig, load_background
 from transforms.placements import PlacementConfig, pair_placements, scaled_size
+from transforms.splits import EXCLUDED, SplitPlan, plan_pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,14 +181,6 @@ def compose_pair(
         )
 
 
-class _CrossWithForegrounds(beam.DoFn):
-    def process(
-        self, background: Background, foreground_stems: Iterable[str]
-    ) -> Iterator[Tuple[Background, str]]:
-        for stem in sorted(foreground_stems):
-            yield background, stem
-
-
 class _ComposePair(beam.DoFn):
     """Makes a pair's samples; keeps recently used backgrounds decoded and
     resized, up to a fixed memory budget (not a count that grows with the
@@ -241,20 +236,27 @@ class _ComposePair(beam.DoFn):
 
 
 class CrossPairs(beam.PTransform):
-    """Backgrounds x foregrounds -> (Background, foreground stem) for every
-    pair, reshuffled so that a runner spreads the pairs over its workers."""
+    """Backgrounds (split not yet assigned) x the `SplitPlan` -> (pairs,
+    excluded): (Background with its split, foreground stem) for every pair
+    the plan makes, reshuffled so that a runner spreads the pairs over its
+    workers, and (background stem, foreground stem) for every pair it does
+    not (a foreground held out of the background's split,
+    transforms/splits.py)."""
 
-    def __init__(self, foregrounds):
+    def __init__(self, plan):
         super().__init__()
-        self._foregrounds = foregrounds
+        self._plan = plan
 
     def expand(self, backgrounds):
-        stems = self._foregrounds | "ForegroundStems" >> beam.Map(lambda fg: fg.stem)
-        return (
-            backgrounds
-            | "Cross" >> beam.ParDo(_CrossWithForegrounds(), beam.pvalue.AsIter(stems))
-            | "SpreadPairs" >> beam.Reshuffle()
-        )
+        def cross(background: Background, plan: SplitPlan) -> Iterator:
+            return plan_pairs(
+                dataclasses.replace(background, split=plan.split_of(background.stem)), plan
+            )
+
+        crossed = backgrounds | "Cross" >> beam.FlatMap(
+            cross, beam.pvalue.AsSingleton(self._plan)
+        ).with_outputs(EXCLUDED, main="pairs")
+        return crossed.pairs | "SpreadPairs" >> beam.Reshuffle(), crossed[EXCLUDED]
 
 
 class ComposeSamples(beam.PTransform):

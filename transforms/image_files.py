@@ -27,7 +27,9 @@ MOMENTS = "moments"
 
 class WriteBackgrounds(beam.PTransform):
     """(Background, image) -> Background, after writing bg/<stem>.jpg; the
-    written image's ((split, "background"), moments) go to the MOMENTS output."""
+    written image's ((background name, "background"), moments) go to the
+    MOMENTS output (its split is known once every background is:
+    transforms/splits.py)."""
 
     def __init__(self, root: str, quality: int):
         super().__init__()
@@ -52,7 +54,7 @@ class _WriteBackground(beam.DoFn):
             encoded = encode_jpeg(image, self._quality)
             write_file(layout.resolve(self._root, layout.background_path(background.stem)), encoded)
         yield beam.pvalue.TaggedOutput(
-            MOMENTS, ((background.split, "background"), encoded_moments(encoded))
+            MOMENTS, ((background.stem, "background"), encoded_moments(encoded))
         )
         yield background
 

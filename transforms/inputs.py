@@ -20,9 +20,9 @@ from apache_beam.io import fileio
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fgbg import layout
-from fgbg.hashing import content_digest, stable_unit_interval
+from fgbg.hashing import content_digest
 from fgbg.storage import GLOB_CHARACTERS, read_file
-from fgbg.types import Background, Foreground, Reject
+from fgbg.types import UNASSIGNED, Background, Foreground, Reject
 
 REJECTS = "rejects"
 MASK_PREFIX = "mask_"
@@ -42,8 +42,6 @@ class InputConfig:
     max_input_pixels: int
     min_background_side: int
     mask_threshold: int
-    val_fraction: float
-    test_fraction: float
 
 
 def file_name(path: str) -> str:
@@ -218,16 +216,6 @@ def build_foreground(
     )
 
 
-def assign_split(bg_stem: str, val_fraction: float, test_fraction: float) -> str:
-    """train/val/test from the background's name alone: no background leaks."""
-    point = stable_unit_interval("split", bg_stem)
-    if point < test_fraction:
-        return "test"
-    if point < test_fraction + val_fraction:
-        return "val"
-    return "train"
-
-
 def mask_key(path: str) -> Optional[str]:
     """`mask_fg_1.png` -> 'fg_1'; None when the name does not follow the rule."""
     name = file_name(path)
@@ -299,8 +287,9 @@ class _ResolveBackgrounds(beam.DoFn):
 
 
 class _PrepareBackground(beam.DoFn):
-    """Check a background and assign its split; the image itself is reloaded
-    where it is used, so that no stage holds every background at once."""
+    """Check a background; its split waits for every background's name
+    (transforms/splits.py). The image itself is reloaded where it is used,
+    so that no stage holds every background at once."""
 
     def __init__(self, config: InputConfig):
         self._config = config
@@ -316,9 +305,10 @@ class _PrepareBackground(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(path, str(error)))
             return
         self._accepted.inc()
-        stem = file_stem(path)
-        split = assign_split(stem, self._config.val_fraction, self._config.test_fraction)
-        yield Background(stem=stem, source=path, split=split, digest=content_digest(data)), image
+        background = Background(
+            stem=file_stem(path), source=path, split=UNASSIGNED, digest=content_digest(data)
+        )
+        yield background, image
 
 
 class ReadBackgrounds(beam.PTransform):

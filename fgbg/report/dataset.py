@@ -40,7 +40,8 @@ class ReportError(ValueError):
 class SampleTable:
     """What the report takes from samples.csv, gathered in one streaming pass:
     per-sample values as float arrays (8 bytes each, not a dict per row),
-    background counts per split and the rows chosen for the grid."""
+    background and foreground counts per split and the rows chosen for the
+    grid."""
 
     count: int
     overlay_mean: np.ndarray
@@ -51,6 +52,7 @@ class SampleTable:
     # One sample per --blend mode, for builds whose table says the mode
     # (mode -> row, in fgbg.blend_modes.MODES order); empty otherwise.
     blend_examples: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
+    foregrounds_per_split: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
     }
     backgrounds: Dict[str, set] = {}
     blends = BlendExamples(seed)
+    foregrounds: Dict[str, set] = {}
     total = 0
 
     def counted(rows: Iterable[Dict[str, str]]) -> Iterator[Dict[str, str]]:
@@ -97,6 +100,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
                     column_values.append(float(row[column]))
             backgrounds.setdefault(row["split"], set()).add(row["bg"])
             blends.add(row)
+            foregrounds.setdefault(row["split"], set()).add(row["fg"])
             yield row
 
     chosen = choose_samples(counted(rows), seed, count)
@@ -105,6 +109,7 @@ def summarize_samples(rows: Iterable[Dict[str, str]], seed: int, count: int) -> 
         chosen=chosen,
         backgrounds_per_split={split: len(names) for split, names in backgrounds.items()},
         blend_examples=blends.examples(),
+        foregrounds_per_split={split: len(names) for split, names in foregrounds.items()},
         **{
             column: np.frombuffer(column_values, dtype=np.float64)
             for column, column_values in values.items()

@@ -131,14 +131,33 @@ def ordered(keys: Iterable[str], order: Sequence[str]) -> List[str]:
 
 
 def split_rows(dataset: Dataset) -> List[List[object]]:
+    """Samples, backgrounds and foregrounds per split, from samples.csv; the
+    total's foregrounds are the build's (a foreground held out for test is
+    in one split only)."""
     per_split = dataset.manifest.counts.samples_per_split
     backgrounds = dataset.table.backgrounds_per_split
+    foregrounds = dataset.table.foregrounds_per_split
     rows: List[List[object]] = [
-        [split, f"{per_split[split]:,}", backgrounds.get(split, 0)]
+        [split, f"{per_split[split]:,}", backgrounds.get(split, 0), foregrounds.get(split, 0)]
         for split in ordered(per_split, SPLIT_ORDER)
     ]
-    rows.append(["total", f"{sum(per_split.values()):,}", sum(backgrounds.values())])
+    rows.append(
+        [
+            "total",
+            f"{sum(per_split.values()):,}",
+            sum(backgrounds.values()),
+            dataset.manifest.counts.foregrounds,
+        ]
+    )
     return rows
+
+
+def split_note(dataset: Dataset) -> str:
+    """How the splits were drawn and, with held-out foregrounds, why the
+    samples are fewer than backgrounds x foregrounds x samples per pair
+    (the manifest's note; '' for datasets built before it was recorded)."""
+    splits = dataset.manifest.splits
+    return splits.note if splits else ""
 
 
 def stage_rows(timings: Timings) -> List[Tuple[str, str, str]]:
@@ -256,6 +275,7 @@ def report_html(
             for title, svg in histograms(dataset)
         ],
         split_rows=split_rows(dataset),
+        split_note=split_note(dataset),
         depth_rows=[[key, display_value(depth[key])] for key in sorted(depth)],
         timings={"wall": f"{dataset.timings.wall_s:.2f}", "stages": stage_rows(dataset.timings)}
         if dataset.timings
