@@ -44,7 +44,7 @@ from tests.helpers import (  # noqa: E402
     timings,
     upload_tree,
 )
-from transforms.depth import DepthModelHandler, EstimateDepth  # noqa: E402
+from transforms.depth import DepthModelHandler, EstimateDepth, encode_depth  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -148,6 +148,36 @@ def test_maps_come_back_at_the_dataset_size_by_bicubic_interpolation(relative):
     np.testing.assert_allclose(maps_, expected.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["relative", "metric"])
+def test_maps_equal_what_transformers_own_pipeline_computes(kind, relative, outdoor):
+    """The stage's maps before encoding are transformers' pipeline("depth-
+    estimation") on the same composites (the processor's own size, CPU), and
+    the written files follow from them as the map's content says."""
+    from transformers import pipeline
+
+    folder = relative if kind == "relative" else outdoor
+    encoding = "minmax" if kind == "relative" else "metric"
+    config = da_config(folder, input_size=(518, 518), encoding=encoding, out_size=(64, 64))
+    handler = DepthModelHandler(config)
+    composites = random_overlays(2, 64, seed=6)
+    ours = np.stack(handler.run_inference(composites, handler.load_model()))
+    estimator = pipeline("depth-estimation", model=folder, device="cpu")
+    outputs = estimator([Image.fromarray(image) for image in composites])
+    theirs = np.stack([output["predicted_depth"].numpy() for output in outputs])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * float(np.abs(theirs).max()))
+
+    encoded, _ = encode_depth(ours[0], config)
+    written = np.asarray(Image.open(io.BytesIO(encoded)), dtype=np.float32)
+    if kind == "relative":  # bright is far: the min-max of the negated disparity
+        negated = maps.encode_minmax(-theirs[0], config.out_size, config.jpeg_quality)
+        expected = np.asarray(Image.open(io.BytesIO(negated)), dtype=np.float32)
+        assert np.abs(written - expected).max() <= 1
+        assert np.corrcoef(written.ravel(), -theirs[0].ravel())[0, 1] > 0.9
+    else:  # metres, within the stored step (2 mm up to 80 m)
+        step = 1 / config.checkpoint.content.stored_per_metre
+        np.testing.assert_allclose(written * step, np.clip(theirs[0], 0, 80), atol=step)
+
+
 def test_a_disparity_map_is_stored_bright_where_far():
     disparity = np.tile(np.linspace(1.0, 5.0, 16, dtype=np.float32), (16, 1))  # right is near
     content = maps.MapContent(quantity=maps.DISPARITY, metric=False)
@@ -227,6 +257,34 @@ def test_the_stage_encodes_every_composite_as_a_minmax_jpeg(relative):
             )
         )
         assert_that(described, equal_to([(n, "JPEG", "fp32") for n in (1, 2, 3)]))
+
+
+@pytest.mark.e2e
+@pytest.mark.processes
+@pytest.mark.parametrize("share_model", [False, True], ids=["model_per_process", "shared_model"])
+def test_a_model_shared_across_processes_writes_the_same_bytes(relative, share_model):
+    """Two worker processes; with share_model one holds the checkpoint and the
+    other hands it batches through shared memory. Every CPU batch is filled,
+    so the bytes are those of the model called here, batch by batch."""
+    config = da_config(relative, batch_size=2, min_batch_size=1, share_model=share_model)
+    composites = [make_composite(n + 1, o) for n, o in enumerate(random_overlays(6, 32, seed=7))]
+    alone = DepthModelHandler(da_config(relative, batch_size=2, min_batch_size=1))
+    model = alone.load_model()
+    expected = [
+        (c.placement.number, encode_depth(alone.run_inference([c.overlay], model)[0], config)[0])
+        for c in composites
+    ]
+    options = beam.options.pipeline_options.PipelineOptions(
+        ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    )
+    with beam.Pipeline(options=options) as p:
+        made = (
+            p
+            | beam.Create(composites)
+            | EstimateDepth(config)
+            | beam.Map(lambda c: (c.placement.number, c.depth))
+        )
+        assert_that(made, equal_to(expected))
 
 
 def build_args(inputs, output, model: str, *extra: str):
