@@ -112,6 +112,17 @@ def test_pickled_weights_are_refused_with_the_reason(relative, tmp_path):
         check_options(options(f"--depth_model={folder}"))
 
 
+def test_unloadable_weights_are_a_load_error_naming_the_checkpoint(relative, tmp_path):
+    folder = tmp_path / "truncated"
+    folder.mkdir()
+    for name in (checkpoints.CONFIG, checkpoints.PROCESSOR, checkpoints.WEIGHTS):
+        (folder / name).write_bytes(Path(relative, name).read_bytes())
+    weights = folder / checkpoints.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(models.ModelLoadError, match=f"{folder}: transformers could not load"):
+        DepthModelHandler(da_config(str(folder))).load_model()
+
+
 def test_a_relative_checkpoint_cannot_make_metric_maps(relative, capsys):
     argv = ["--bg=b/*", "--fg=f/*", "--output=o", f"--depth_model={relative}"]
     assert build.main([*argv, "--depth_encoding=metric"]) == build.EXIT_USAGE

@@ -22,6 +22,7 @@ from transformers.utils import logging as transformers_logging
 
 from fgbg.depth import checkpoints
 from fgbg.depth.checkpoints import Checkpoint
+from fgbg.depth.models import ModelLoadError
 from fgbg.depth.torch_runtime import (
     check_weights_are_finite,
     composites_on_device,
@@ -118,9 +119,16 @@ def load_depth_model(
     transformers_logging.disable_progress_bar()
     target = resolve_device(device)
     with checkpoints.local_folder(checkpoint) as folder:
-        network = AutoModelForDepthEstimation.from_pretrained(
-            folder, use_safetensors=True, dtype=torch.float32
-        )
+        try:
+            network = AutoModelForDepthEstimation.from_pretrained(
+                folder, use_safetensors=True, dtype=torch.float32
+            )
+        except Exception as error:  # transformers' and safetensors' many ways to refuse a file
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ModelLoadError(
+                f"{checkpoint.source}: transformers could not load it as a depth-estimation "
+                f"model ({reason})"
+            ) from error
     check_weights_are_finite(network, checkpoint.source)
     return DepthModel(
         network,
