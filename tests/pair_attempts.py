@@ -12,6 +12,7 @@ module's."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pickle
 import sys
 import time
@@ -23,12 +24,18 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from fgbg import pair_records
 from fgbg.types import Background, Composite, Foreground
-from tests.helpers import compose_inputs, small_input_config, small_placements
+from tests.helpers import (
+    compose_inputs,
+    small_input_config,
+    small_placements,
+    small_split_config,
+)
 from transforms import image_files
 from transforms.compositing import EncodingConfig
 from transforms.image_files import _WriteSample
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
 from transforms.pairs import _CountPairSamples, _RecordPair, _WriteSampleRow
+from transforms.splits import plan_splits
 
 STAGES = ("samples", "rows", "record")
 MASK_FORMAT = "png"
@@ -79,7 +86,12 @@ def pair_inputs(inputs: Dict[str, str]) -> Tuple[Dict[str, Background], Dict[str
         lambda p: (p | ReadBackgrounds(inputs["bg"], config))[0] | beam.Map(lambda item: item[0])
     )
     foregrounds = _made_by(lambda p: (p | ReadForegrounds(inputs["fg"], None, config))[0])
-    return {bg.stem: bg for bg in backgrounds}, {fg.stem: fg for fg in foregrounds}
+    # Each background with the split the composites were made in (their pair key holds it).
+    plan = plan_splits(small_split_config(), [bg.stem for bg in backgrounds], [])
+    return (
+        {bg.stem: dataclasses.replace(bg, split=plan.split_of(bg.stem)) for bg in backgrounds},
+        {fg.stem: fg for fg in foregrounds},
+    )
 
 
 def run_attempt(root: str, bundle: Sequence[Composite], first_stage: str = STAGES[0]) -> None:
