@@ -34,7 +34,7 @@ from transforms.splits import (
 )
 
 # README, "What a build writes": adding one background moves at most this
-# many others to another split (bench/split_moves.py measures it).
+# many others to another split (scripts/split_moves.py measures it).
 MOST_MOVED_BY_ONE_BACKGROUND = 2
 MOST_MOVED_BY_ONE_FOREGROUND = 1
 SAMPLES_PER_PAIR = 8  # small_build_args: 2 flips x 2 scales x 2 placements

@@ -10,7 +10,7 @@ from its own hash, as fgbg did before, gave a 100-background build 4 test
 backgrounds instead of 10. Ranking keeps membership stable as inputs grow:
 adding one background moves at most two others, adding one foreground at
 most one other in or out of the held-out set (README, "What a build
-writes"; bench/split_moves.py measures it).
+writes"; scripts/split_moves.py measures it).
 
 `--test_foreground_fraction` holds that share of the foregrounds, ranked
 the same way, for the test split: test backgrounds are paired with the

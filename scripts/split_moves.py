@@ -7,7 +7,7 @@ the same for held-out foregrounds (--test_foreground_fraction). Printed per
 fraction setting: the worst and the mean count. README ("What a build
 writes") quotes the worst.
 
-    python bench/split_moves.py --max_n 400 --seeds 5
+    python scripts/split_moves.py --max_n 400 --seeds 5
 """
 
 from __future__ import annotations
