@@ -542,7 +542,7 @@ def _check_depth_options(opts: FgbgOptions) -> Optional[Checkpoint]:
         )
     if opts.depth_model == models.PUBLISHED and not opts.depth_weights:
         raise UsageError(models.MISSING_WEIGHTS_MESSAGE)
-    _check_depth_runtime(opts)
+    _check_depth_runtime(opts, checkpoint is not None)
     if opts.depth_model != models.PUBLISHED and opts.depth_weights:
         raise UsageError(
             f"--depth_weights is for --depth_model densedepth only; "
@@ -594,8 +594,9 @@ def checked_checkpoint(opts: FgbgOptions) -> Optional[Checkpoint]:
     return checkpoint
 
 
-def _check_depth_runtime(opts: FgbgOptions) -> None:
-    """The torch runtime's needs, told before a worker starts."""
+def _check_depth_runtime(opts: FgbgOptions, checkpoint: bool) -> None:
+    """The torch runtime's needs, told before a worker starts; `checkpoint`:
+    --depth_model names a transformers checkpoint."""
     if opts.depth_runtime != models.TORCH:
         if opts.depth_device != models.AUTO or opts.depth_compile or opts.depth_resize_on_device:
             raise UsageError(
@@ -613,7 +614,6 @@ def _check_depth_runtime(opts: FgbgOptions) -> None:
             f"--depth_precision {opts.depth_precision} needs a GPU; --depth_device cpu "
             "runs auto, fp32 or bf16"
         )
-    checkpoint = checkpoints.is_checkpoint(opts.depth_model)
     if opts.depth_model not in (models.PUBLISHED, models.UNTRAINED) and not checkpoint:
         raise UsageError(models.TORCH_KERAS_FILE_MESSAGE)
     runner = opts.view_as(StandardOptions).runner or ""

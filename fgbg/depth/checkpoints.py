@@ -118,25 +118,20 @@ def is_checkpoint(model: str) -> bool:
         return False
     if FileSystems.exists(FileSystems.join(model.rstrip("/"), CONFIG)):
         return True
-    return (
-        is_local(model)
-        and not os.path.exists(model)
-        and bool(_HUB_ID.match(model))
-        and not model.endswith(_KERAS_SUFFIXES)
-    )
+    return is_hub_id(model) and not model.endswith(_KERAS_SUFFIXES)
 
 
 def is_hub_id(model: str) -> bool:
+    """Whether `model` reads as a Hub id (owner/name) and is no local path."""
     return is_local(model) and not os.path.exists(model) and bool(_HUB_ID.match(model))
 
 
 def missing_message(model: str, reason: str) -> str:
     """The error for a checkpoint that is not there, with the one command
     that fetches it."""
-    hub_id = model if is_hub_id(model) else SMALL
-    fetch = f"hf download {hub_id}"
-    if not is_hub_id(model):
-        fetch += f" --local-dir {model}"
+    fetch = (
+        f"hf download {model}" if is_hub_id(model) else f"hf download {SMALL} --local-dir {model}"
+    )
     return (
         f"--depth_model {model}: no transformers checkpoint there ({reason}). "
         f"Fetch it where the network allows with: {fetch}"
