@@ -276,15 +276,30 @@ def delete_files(paths: Sequence[str]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
         return
-    with remote_failures("delete", paths[0]):
-        try:
-            FileSystems.delete([literal_pattern(path) for path in paths])
-        except BeamIOError as error:
-            if failing_storage_reason(error):
-                raise
-            still_there = [path for path in paths if FileSystems.exists(path)]
-            if still_there:
-                raise
+    # One path a call: Beam's GCS delete looks each path up before deleting
+    # it and stops at the first lookup that finds the object gone, so in one
+    # call a file another attempt deleted meanwhile would keep the rest.
+    # Beam sends a request per path either way.
+    for path in paths:
+        with remote_failures("delete", path):
+            try:
+                FileSystems.delete([literal_pattern(path)])
+            except BeamIOError as error:
+                if not _was_gone(error):
+                    raise
+
+
+def _was_gone(error: BaseException) -> bool:
+    """Whether a remote operation failed only because its object was not
+    there (Beam's BeamIOError holds the client's NotFound per path)."""
+    from google.api_core.exceptions import NotFound
+
+    if isinstance(error, BeamIOError):
+        causes = list((error.exception_details or {}).values())
+        return bool(causes) and all(
+            isinstance(cause, BaseException) and _was_gone(cause) for cause in causes
+        )
+    return isinstance(error, (NotFound, FileNotFoundError))
 
 
 def remove_empty_folder(path: str) -> None:

@@ -6,7 +6,8 @@ forwards the request, lets the emulator act, and then loses the answer
 already happened; it can refuse every request for one object (403), as a
 bucket does to an object its caller may not read; and it can stop
 answering altogether (every connection reset, nothing forwarded), as
-storage that never comes back.
+storage that never comes back. A hook can also make another client act on
+the storage just before a request goes on, to land a race at its instant.
 
 Faults are drawn from a seeded generator, one draw per request; the share,
 the refused object and whether storage is down can be changed while it
@@ -24,7 +25,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from typing import Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 from urllib.parse import urlsplit
 
 FAULTS = ("503", "reset", "slow")
@@ -62,6 +63,9 @@ class FaultProxy:
         self.refused = ""  # a path fragment, e.g. "inputs%2Fbg%2Fbg2.jpg"
         self.down = False
         self.down_at = ""  # stop answering for good at the first request of this kind
+        # Called with (kind, path) before a request is forwarded: another
+        # client's action, made to land at that very moment.
+        self.before_forward: Optional[Callable[[str, str], None]] = None
         self.went_down = 0.0  # time.monotonic() when it went down
         self._lost_every = lost_every
         self._faults = tuple(faults)
@@ -134,13 +138,16 @@ class FaultProxy:
                 if proxy.refused and proxy.refused in self.path:
                     self._answer(403, "Forbidden", [], _error_body(403))
                     return
-                fault = proxy.draw(kind_of(self.command, self.path, body))
+                kind = kind_of(self.command, self.path, body)
+                fault = proxy.draw(kind)
                 if fault in ("reset", "down"):
                     self._reset()
                     return
                 if fault == "503":
                     self._answer(503, "Service Unavailable", [], _error_body(503))
                     return
+                if proxy.before_forward is not None:
+                    proxy.before_forward(kind, self.path)
                 try:
                     status, reason, headers, answer = proxy.forward(
                         self.command, self.path, self.headers.items(), body

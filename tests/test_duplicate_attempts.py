@@ -6,6 +6,7 @@ lost worker, sometimes while the first attempt still writes: one attempt
 after another that was stopped at any storage operation, and two attempts
 at the same time in two processes; local and gs:// (the GCS emulator)."""
 
+import os
 import pickle
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 from apache_beam.internal.gcp import auth
 
 from fgbg.pair_records import PAIR_RECORD, SAMPLE_ROWS
-from fgbg.storage import TEMPORARY_SUFFIX
+from fgbg.storage import TEMPORARY_SUFFIX, delete_files
+from tests.fault_proxy import FaultProxy
 from tests.helpers import all_files, emulated_bucket, make_inputs
 from tests.pair_attempts import (
     SAMPLES_PER_PAIR,
@@ -149,20 +151,14 @@ def attempt_process(root: str, bundle_file: Path, ready: Path, go: Path) -> subp
 
 @pytest.mark.processes
 def test_two_attempts_at_the_same_time_in_two_processes_make_one_attempts_files(
-    outputs, bundle, tmp_path, request
+    outputs, bundle, tmp_path
 ):
     """Two processes run the same bundle at the same instant (each made
     ready, then both released), one in the bundle's order and one in
     reverse, so that one records a pair while the other still writes it.
 
-    Known race on gs:// (2 of 3 CI runs, 2026-12-06): one attempt's row-file
-    delete can meet a row file the other attempt is still writing, and
-    fails with StorageError; marked as an expected failure there until it is
-    fixed (closing note of 2026-12-06)."""
-    if outputs.root("x").startswith("gs://"):
-        request.applymarker(
-            pytest.mark.xfail(reason="known race of concurrent attempts on gs://", strict=False)
-        )
+    On gs:// both attempts delete the same row files; a deletion that
+    meets a file the other just deleted is the race of the next test."""
     run_attempt(outputs.root("undisturbed"), bundle)
     go = tmp_path / "go"
     processes = []
@@ -181,3 +177,29 @@ def test_two_attempts_at_the_same_time_in_two_processes_make_one_attempts_files(
         error = process.communicate(timeout=120)[1].decode()
         assert process.returncode == 0, error
     assert_one_attempts_files(outputs.files("twice"), outputs.files("undisturbed"))
+
+
+@pytest.mark.gcs
+def test_files_another_attempt_deletes_during_a_deletion_leave_none_of_them(monkeypatch):
+    """Beam's GCS delete looks a file up twice (exists, then its metadata)
+    before deleting it; when another attempt deletes it in between, the
+    deletion still removes every file it was given, and says nothing."""
+    monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
+    names = [f"pair/.rows/{n}.json" for n in range(1, 4)]
+    with emulated_bucket(monkeypatch, BUCKET) as bucket:
+        for name in names:
+            bucket.blob(name).upload_from_string(b"{}")
+        reads = []
+
+        def other_attempt_deletes(kind: str, path: str) -> None:
+            if kind == "read" and "2.json" in path:
+                reads.append(path)
+                if len(reads) == 2:  # between the lookup and the metadata
+                    bucket.blob(names[1]).delete()
+
+        with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], fault_share=0.0) as proxy:
+            proxy.before_forward = other_attempt_deletes
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+            delete_files([f"gs://{BUCKET}/{name}" for name in names])
+        assert len(reads) >= 2, "the other attempt never deleted between the two reads"
+        assert list(bucket.list_blobs(prefix="pair/")) == []
