@@ -80,10 +80,6 @@ PATHS = (
     "da-small-518",
 )
 DEPTH_ANYTHING = "da-small-"  # the paths of Depth Anything V2 Small, by input side
-# Writes its seeded checkpoint, in a child: this process never imports PyTorch.
-WRITE_SMALL = (
-    "import sys; from fgbg.depth import seeded_checkpoints as s; s.write(sys.argv[1], 'small')"
-)
 BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decoder
 
 
@@ -100,13 +96,10 @@ def batch_step(
     from transforms.depth import DepthModelHandler
 
     if path.startswith(DEPTH_ANYTHING):
-        from fgbg.depth import checkpoints
-
         side = int(path[len(DEPTH_ANYTHING) :])
-        config = dataclasses.replace(
+        config = workload.with_checkpoint(
             workload.depth_config((side, side), batch_size, runtime="torch", device="cpu"),
-            model=checkpoint,
-            checkpoint=checkpoints.describe(checkpoint),
+            checkpoint,
         )
         handler = DepthModelHandler(config)
         model = handler.load_model()
@@ -284,8 +277,7 @@ def main(argv=None) -> int:
         images_file = os.path.join(folder, "composites.npy")
         np.save(images_file, workload.demo_composites(args.images))
         if any(path.startswith(DEPTH_ANYTHING) for path in paths):
-            checkpoint = [os.path.join(folder, "da-small")]
-            subprocess.run([sys.executable, "-c", WRITE_SMALL, *checkpoint], check=True, cwd=ROOT)
+            workload.depth_anything_small(Path(folder))
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = []
         for path in paths:

@@ -14,6 +14,10 @@ run cut short still reports what it measured.
 - build=CONFIG: `python -m pipeline.build` with `--depth_runtime torch`,
   samples/s over its wall time. Stages and builds run precision auto.
 
+--model da-small measures Depth Anything V2 Small instead of DenseDepth
+(its architecture with seeded weights, through transformers): the model,
+its variants of precision, batch and compile, stages and builds.
+
 A CONFIG (bench/serving_configs.py) names how Beam's local runner serves the
 model, e.g. `shared:16/device_resize`. Each measurement runs in a process of
 its own (its own GPU memory and peak RSS), with nvidia-smi sampled where it
@@ -40,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import common, depth_gpu_report, gpu_sampler, serving_configs, workload  # noqa: E402
-from fgbg.depth import models  # noqa: E402
+from fgbg.depth import families, models  # noqa: E402
 
 DEFAULTS = workload.build_defaults()
 BASELINE_BATCH = 60  # the original notebook's batch size
@@ -99,6 +103,8 @@ def depth_config(args, config_name: str = "", precision: str = ""):
     size, precision = parse_size(args.input_size), precision or args.precision
     config = workload.depth_config(size, args.batch_size, precision, "torch", args.device)
     config = dataclasses.replace(config, compile_model=args.compile)
+    if args.checkpoint:
+        config = workload.with_checkpoint(config, args.checkpoint)
     return serving_configs.depth_config_for(config, config_name) if config_name else config
 
 
@@ -128,18 +134,24 @@ def timed_loop(step, items: Sequence) -> Dict:
 def measure_model(args, variant: str = "") -> Dict:
     """The network alone, on inputs already at the network size: the
     runtime's default path on the device, or a variant (see the module's doc)."""
-    from fgbg.depth import maps, torch_runtime
+    from fgbg.depth import torch_runtime
 
     config = depth_config(args)
     batch_size = int(variant.split(":", 1)[1]) if variant.startswith("batch:") else args.batch_size
-    model = torch_runtime.DepthModel(
-        torch_runtime.load_network("untrained", None, config.seed),
-        torch_runtime.resolve_device(config.device),
-        variant if variant in PRECISIONS else config.precision,
-        compile_model=config.compile_model or variant == "compiled",
-        low_resolution_decoder=DECODERS.get(variant),
+    precision = variant if variant in PRECISIONS else config.precision
+    depth = families.family(
+        dataclasses.replace(config, compile_model=config.compile_model or variant == "compiled")
     )
-    batch = np.stack([maps.preprocess(o, config.input_size) for o in overlays(batch_size)])
+    if variant in DECODERS:  # DenseDepth only (check_measurement)
+        model = torch_runtime.DepthModel(
+            torch_runtime.load_network(workload.DENSEDEPTH, None, config.seed),
+            torch_runtime.resolve_device(config.device),
+            precision,
+            low_resolution_decoder=DECODERS[variant],
+        )
+    else:
+        model = depth.load(precision)
+    batch = depth.preprocess(np.stack(overlays(batch_size)))
     # two warm-up calls: cuDNN's algorithm search, torch.compile's first call
     warm_up = timed_loop(lambda _: model.predict(batch), range(2))["wall_s"]
     batches = max(1, args.images // batch_size)
@@ -243,7 +255,7 @@ def run_child(args, measurement: str, folder: Path) -> Dict:
 def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Dict:
     """One whole build with the torch runtime, as configured."""
     extra = [
-        "--depth_model=untrained",
+        f"--depth_model={args.checkpoint or workload.DENSEDEPTH}",
         "--depth_runtime=torch",
         f"--depth_device={args.device}",
         f"--depth_precision={models.AUTO}",
@@ -265,10 +277,14 @@ def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Di
     return {"measurement": measurement, **measured, **gpu.summary()}
 
 
-def check_measurement(name: str) -> None:
-    """Refuse a misspelt measurement before any runs (not after the GPU
-    time is spent)."""
+def check_measurement(name: str, model: str) -> None:
+    """Refuse a misspelt measurement, or one `model` has no part in, before
+    any runs (not after the GPU time is spent)."""
     kind, _, variant = name.partition("=")
+    if model != workload.DENSEDEPTH and (
+        kind in ("baseline", "precision_error") or variant in DECODERS
+    ):
+        raise ValueError(f"{name!r} measures DenseDepth, not --model {model}")
     if kind == "model":
         batch = variant.startswith("batch:") and variant[len("batch:") :].isdigit()
         if not (batch or variant in ("", "compiled", *DECODERS, *PRECISIONS)):
@@ -296,7 +312,7 @@ def environment(args) -> Dict:
         if device.type == models.CUDA
         else f"CPU ({os.cpu_count()} cores)"
     )
-    fields = ("precision", "batch_size", "input_size", "compile")
+    fields = ("model", "precision", "batch_size", "input_size", "compile")
     return {"device": name, "torch": torch.__version__, **{f: getattr(args, f) for f in fields}}
 
 
@@ -304,6 +320,12 @@ def parse_args(argv) -> argparse.Namespace:
     parser = common.doc_parser(__doc__)
     add = parser.add_argument
     add("--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}")
+    add(
+        "--model",
+        default=workload.DENSEDEPTH,
+        choices=tuple(workload.MODELS),
+        help="the network",
+    )
     add("--device", default=models.AUTO, choices=models.DEVICES)
     add("--precision", default=models.BF16, choices=PRECISIONS)
     add("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
@@ -326,10 +348,11 @@ def parse_args(argv) -> argparse.Namespace:
         help="a bench_serving.py result file whose builds predict this run's (gpu_machine.sh)",
     )
     add("--child", default=None, help=argparse.SUPPRESS)
+    add("--checkpoint", default="", help=argparse.SUPPRESS)  # da-small's folder, for children
     if parser.parse_args(argv).tiny:  # TINY's sizes become the defaults; options still win
         parser.set_defaults(**TINY)
     args = parser.parse_args(argv)
-    forwarded = ("device", "precision", "batch_size", "images", "input_size")
+    forwarded = ("model", "device", "precision", "batch_size", "images", "input_size")
     args.forwarded = [f"--{name}={getattr(args, name)}" for name in forwarded]
     args.forwarded += ["--compile"] if args.compile else []
     return args
@@ -342,7 +365,7 @@ def main(argv=None) -> int:
         return 0
     measurements = [m for m in args.measurements.split(",") if m]
     for measurement in measurements:
-        check_measurement(measurement)
+        check_measurement(measurement, args.model)
     predictions = depth_gpu_report.load_predictions(args.predictions)
     env = environment(args)
     argv_used = sys.argv if argv is None else [__file__, *argv]
@@ -360,6 +383,9 @@ def main(argv=None) -> int:
         )
 
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
+        if args.model == workload.DEPTH_ANYTHING:
+            args.checkpoint = workload.depth_anything_small(Path(folder))
+            args.forwarded.append(f"--checkpoint={args.checkpoint}")
         globs: Dict[str, str] = {}
         for measurement in measurements:
             common.say(measurement)

@@ -1,7 +1,9 @@
 """How well each way of serving the depth model feeds a device, measured on
 any CPU with a device stand-in (bench/standin.py) in place of the network.
 
-Per configuration (bench/serving_configs.py names them):
+Per configuration (bench/serving_configs.py names them), DenseDepth's
+preprocessing and post-processing around the stand-in (--model da-small:
+Depth Anything V2 Small's, builds only):
 - serving: the depth stage alone with a stand-in too fast to wait, its CPU
   less a control's that makes and encodes the same composites, per image;
   the owner's share (the model's serving threads, from the stand-in's log)
@@ -33,14 +35,10 @@ from bench import common, serving_configs, standin, workload  # noqa: E402
 
 # A stand-in this fast never makes the stage wait: what is left is serving.
 FREE_RATE = 1e6
-# The build's depth flags: the torch runtime on a GPU, whose network the
-# stand-in replaces (so nothing imports torch), composites resized "on the device".
-STANDIN_BUILD_FLAGS = (
-    "--depth_model=untrained",
-    "--depth_runtime=torch",
-    "--depth_device=cuda",
-    "--depth_resize_on_device",
-)
+# The build's depth flags besides the model: the torch runtime on a GPU,
+# whose network the stand-in replaces (so DenseDepth's builds never import
+# torch), composites resized "on the device".
+STANDIN_BUILD_FLAGS = ("--depth_runtime=torch", "--depth_device=cuda", "--depth_resize_on_device")
 
 TINY = {
     "configs": "in_process,shared:2",
@@ -177,7 +175,9 @@ def measure_depth_off(args, globs: Dict[str, str], folder: Path) -> Dict:
 
 def measure_build(args, config: str, rate: float, globs: Dict[str, str], folder: Path) -> Dict:
     """A whole build served as `config` with the stand-in at `rate` images/s."""
-    flags = [*STANDIN_BUILD_FLAGS, *serving_configs.runner_flags(config)]
+    model = [f"--depth_model={args.checkpoint or workload.DENSEDEPTH}"]
+    model += [f"--depth_input_size={args.input_size}"] if args.input_size else []
+    flags = [*model, *STANDIN_BUILD_FLAGS, *serving_configs.runner_flags(config)]
     build = pipeline_args(globs, folder / "output", args, flags)
     measured = run_child(args, "build", config, folder, ["--rate", str(rate), "--", *build])
     calls = measured.pop("calls")
@@ -249,7 +249,12 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_output_options(parser, "serving")
-    parser.add_argument("--tiny", action="store_true", help="a run any CPU finishes in a minute")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a run any CPU finishes in a minute (options win)"
+    )
+    add = parser.add_argument
+    add("--model", default=workload.DENSEDEPTH, choices=tuple(workload.MODELS), help="the network")
+    add("--input_size", default="", help="the depth builds' network input (default: the model's)")
     parser.add_argument("--configs", default="in_process,threads:8,shared_pickle:4,shared:4")
     parser.add_argument("--build_configs", default="in_process,threads:8,shared_pickle:4,shared:4")
     parser.add_argument("--images", type=int, default=2000, help="serving: images per stage run")
@@ -267,10 +272,9 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    if parser.parse_known_args(argv)[0].tiny:  # TINY's sizes become the defaults
+        parser.set_defaults(**TINY)
     args, pipeline = parser.parse_known_args(argv)
-    if args.tiny:
-        for key, value in TINY.items():
-            setattr(args, key, value)
     args.pipeline = [flag for flag in pipeline if flag != "--"]
     return args
 
@@ -283,10 +287,14 @@ def main(argv=None) -> int:
         common.print_result(build_child(args, args.pipeline) if build else stage_child(args))
         return 0
     configs = serving_configs.config_names(args.configs)
+    if configs and args.model != workload.DENSEDEPTH:
+        raise ValueError(f"--configs measure DenseDepth's stage; --model {args.model}: builds only")
     build_configs = serving_configs.config_names(args.build_configs)
     factors = [float(factor) for factor in args.factors.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as scratch:
         folder = Path(scratch)
+        model = args.model == workload.DEPTH_ANYTHING
+        args.checkpoint = workload.depth_anything_small(folder) if model else ""
         serving = [measure_serving(args, c, folder / f"serving_{i}") for i, c in enumerate(configs)]
         depth_off = None
         if build_configs:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from bench import common
+from bench import common, workload
 
 
 def _kind(result: Dict) -> str:
@@ -65,11 +65,12 @@ def report(
     )
     return (
         common.header(argv)
-        + f"\n\nDevice: {environment['device']}; torch {environment['torch']}; "
+        + f"\n\nModel: {workload.MODELS[environment['model']]}, seeded untrained weights (the real "
+        + f"architecture). Device: {environment['device']}; torch {environment['torch']}; "
         + f"precision {environment['precision']}, batch {environment['batch_size']}, "
         + f"network input {environment['input_size']}"
         + (", torch.compile" if environment["compile"] else "")
-        + ". Seeded untrained weights (the real architecture).\n\n"
+        + ".\n\n"
         + common.table(headers, rows)
         + "".join(_error_line(r) for r in errors)
         + failures

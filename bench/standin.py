@@ -40,10 +40,11 @@ class StandInDevice:
     pretend device that serves `rate` images per second, one batch at a time
     machine-wide."""
 
-    def __init__(self, rate: float, lock_path: str, log_path: str):
+    def __init__(self, rate: float, lock_path: str, log_path: str, full_size: bool = False):
         if rate <= 0:
             raise ValueError(f"the stand-in's rate must be positive, not {rate}")
         self._rate = rate
+        self._full_size = full_size
         self._lock_path = lock_path
         self._log_path = log_path
 
@@ -66,7 +67,7 @@ class StandInDevice:
             end = time.time()
             fcntl.flock(lock, fcntl.LOCK_UN)
         self._log(DeviceCall(os.getpid(), threading.get_ident(), start, end, count, thread_cpu))
-        return raw_maps(count, size)
+        return raw_maps(count, size, self._full_size)
 
     def _log(self, call: DeviceCall) -> None:
         line = " ".join(repr(value) for value in call) + "\n"
@@ -78,21 +79,23 @@ class StandInDevice:
             os.close(descriptor)
 
 
-def raw_maps(count: int, size: Tuple[int, int]) -> np.ndarray:
+def raw_maps(count: int, size: Tuple[int, int], full_size: bool = False) -> np.ndarray:
     """(count, H/2, W/2, 1) float32 raw output in DenseDepth's range (a
-    vertical ramp), a new array per call as a device-to-host copy would be."""
-    height, width = size[0] // OUTPUT_STRIDE, size[1] // OUTPUT_STRIDE
-    ramp = np.linspace(1.0, 100.0, height, dtype=np.float32)[:, None, None]
-    maps = np.empty((count, height, width, 1), dtype=np.float32)
+    vertical ramp), a new array per call as a device-to-host copy would be;
+    `full_size`: (count, H, W), as a transformers depth head returns it."""
+    stride = 1 if full_size else OUTPUT_STRIDE
+    height, width = size[0] // stride, size[1] // stride
+    ramp = np.linspace(1.0, 100.0, height, dtype=np.float32)[:, None]
+    maps = np.empty((count, height, width), dtype=np.float32)
     maps[:] = ramp
-    return maps
+    return maps if full_size else maps[..., None]
 
 
 def load_standin(config, *, rate: float, lock_path: str, log_path: str) -> StandInDevice:
     """`DepthConfig.loader` for the stand-in (bind the keywords with
-    `functools.partial`); the stage's configuration is not needed."""
-    del config
-    return StandInDevice(rate, lock_path, log_path)
+    `functools.partial`); the stage's configuration says only the shape of
+    the raw output (a transformers checkpoint's is the input's)."""
+    return StandInDevice(rate, lock_path, log_path, full_size=config.checkpoint is not None)
 
 
 def read_calls(log_path: Path) -> List[DeviceCall]:

@@ -3,7 +3,10 @@ original's shape, and demo composites made by the pipeline's own functions."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
 
@@ -17,6 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo" / "inputs"
 BG_SIZE = (640, 480)  # the original's photos were ordinary camera-sized JPEGs
 BG_QUALITY = 90
+# The benchmarks' --model: each network's architecture with seeded weights.
+DENSEDEPTH, DEPTH_ANYTHING = "untrained", "da-small"
+MODELS = {DENSEDEPTH: "DenseDepth", DEPTH_ANYTHING: "Depth Anything V2 Small"}
+# Written in a child, so that the benchmark's own process never imports PyTorch.
+_WRITE_SMALL = (
+    "import sys; from fgbg.depth import seeded_checkpoints as s; s.write(sys.argv[1], 'small')"
+)
 
 
 def build_defaults() -> "FgbgOptions":
@@ -67,6 +77,22 @@ def depth_config(
         runtime=runtime,
         device=device,
     )
+
+
+def depth_anything_small(folder: Path) -> str:
+    """Depth Anything V2 Small's full architecture with seeded weights (the
+    cost does not depend on them), written as a checkpoint folder under
+    `folder` (fgbg/depth/seeded_checkpoints.py); its path."""
+    path = str(Path(folder) / "da-small")
+    subprocess.run([sys.executable, "-c", _WRITE_SMALL, path], check=True, cwd=ROOT)
+    return path
+
+
+def with_checkpoint(config, folder: str):
+    """`config` (a DepthConfig) running the transformers checkpoint in `folder`."""
+    from fgbg.depth import checkpoints
+
+    return dataclasses.replace(config, model=folder, checkpoint=checkpoints.describe(folder))
 
 
 def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:

@@ -63,6 +63,24 @@ def test_the_gpu_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     assert "2.0 samples/s (measured " in build_row  # beside the stand-in's prediction
 
 
+@pytest.mark.bench
+def test_the_gpu_benchmark_measures_depth_anything_alone_and_in_a_build(tmp_path):
+    """gpu_machine.sh's Depth Anything V2 Small steps, at a tiny size."""
+    data = run_bench(
+        "bench_depth_gpu.py",
+        tmp_path,
+        *("--tiny", "--model", "da-small", "--input_size", "56x56"),
+        *("--measurements", "model,model=fp32,build=in_process"),
+        timeout=600,
+    )
+    results = {r["measurement"]: r for r in data["results"]}
+    assert not [name for name, r in results.items() if "failed" in r]
+    assert results["model"]["images"] >= 8 and results["model=fp32"]["wall_s"] > 0
+    assert results["build=in_process"]["samples"] == 4
+    assert data["environment"]["model"] == "da-small"
+    assert "Model: Depth Anything V2 Small" in (tmp_path / "tiny.md").read_text()
+
+
 @pytest.mark.processes
 def test_a_misspelt_measurement_is_refused_before_anything_runs(tmp_path):
     done = subprocess.run(
@@ -75,6 +93,15 @@ def test_a_misspelt_measurement_is_refused_before_anything_runs(tmp_path):
     )
     assert done.returncode != 0 and "unknown model variant in 'model=writen'" in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_densedepths_own_measurements_are_refused_for_depth_anything():
+    from bench import bench_depth_gpu
+
+    for name in ("baseline", "precision_error", "model=written"):
+        with pytest.raises(ValueError, match="measures DenseDepth"):
+            bench_depth_gpu.check_measurement(name, "da-small")
+    bench_depth_gpu.check_measurement("model=bf16", "da-small")
 
 
 def test_gpu_samples_keep_nvidia_smis_own_time():

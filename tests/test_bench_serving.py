@@ -41,6 +41,9 @@ def test_the_stand_ins_maps_have_the_networks_shape():
     assert np.isfinite(maps).all() and maps.min() > 0
     with pytest.raises(ValueError, match="rate"):
         standin.StandInDevice(0, "/tmp/unused.lock", "/dev/null")
+    head = standin.StandInDevice(1e6, "/tmp/unused.lock", "/dev/null", full_size=True)
+    maps = head.predict_composites(np.zeros((3, 224, 224, 3), np.uint8), (518, 518))
+    assert maps.shape == (3, 518, 518)  # a transformers depth head's: the input's size
 
 
 def test_owner_cpu_counts_each_serving_thread_once_at_its_latest():
@@ -70,6 +73,18 @@ def test_the_serving_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     assert build["rate"] == pytest.approx(2 * depth_off["samples_s"])
     assert 0 < build["efficiency"] and 0 < build["device_busy_in_depth"] <= 1
     assert "| shared:2 |" in (tmp_path / "tiny.md").read_text()
+
+
+@pytest.mark.bench
+@pytest.mark.e2e
+def test_the_serving_benchmark_builds_with_depth_anythings_processing_around_the_stand_in(
+    tmp_path,
+):
+    args = ("--tiny", "--model", "da-small", "--configs", "", "--input_size", "56")
+    data = run_bench("bench_serving.py", tmp_path, *args, timeout=900)
+    (build,) = data["builds"]
+    assert build["samples"] == data["depth_off"]["samples"] == 4
+    assert build["images_served"] == build["samples"]
 
 
 def test_the_default_configuration_names_no_workers_and_in_process_names_beams_default():

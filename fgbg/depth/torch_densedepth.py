@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -203,6 +202,8 @@ def load_published_weights(path: str) -> DenseDepth:
     layer name, checked as the TensorFlow loader checks it
     (`weight_layout.match_weights`): only arrays are read, nothing in the
     file is deserialised, and any mismatch fails naming the layer."""
+    import h5py  # only here: seeded weights and other families read no HDF5 file
+
     network = build_densedepth()
     with h5py.File(path, "r") as h5:
         matched = match_weights(weights_group(h5, path), network.layout(), path)

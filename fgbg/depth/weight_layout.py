@@ -3,15 +3,19 @@ runtimes: the architecture's numbers, the HDF5 weight-file layout and its
 checks, and the seeded weights of --depth_model untrained.
 
 numpy and h5py only, so the PyTorch runtime loads nyu.h5 without
-TensorFlow, and both runtimes refuse a mismatched file with the same words.
+TensorFlow, and both runtimes refuse a mismatched file with the same words;
+h5py only for its types, so that a runtime that reads no HDF5 file (the
+seeded weights, a transformers checkpoint) runs without it.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    import h5py
 
 from fgbg.depth.models import ModelLoadError
 
