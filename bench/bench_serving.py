@@ -2,8 +2,8 @@
 any CPU with a device stand-in (bench/standin.py) in place of the network.
 
 Per configuration (bench/serving_configs.py names them), DenseDepth's
-preprocessing and post-processing around the stand-in (--model da-small:
-Depth Anything V2 Small's, builds only):
+preprocessing and post-processing around the stand-in (builds also with
+--models da-small: Depth Anything V2 Small's):
 - serving: the depth stage alone with a stand-in too fast to wait, its CPU
   less a control's that makes and encodes the same composites, per image;
   the owner's share (the model's serving threads, from the stand-in's log)
@@ -173,17 +173,21 @@ def measure_depth_off(args, globs: Dict[str, str], folder: Path) -> Dict:
     return {**measured, "samples": samples, "samples_s": samples / measured["wall_s"]}
 
 
-def measure_build(args, config: str, rate: float, globs: Dict[str, str], folder: Path) -> Dict:
-    """A whole build served as `config` with the stand-in at `rate` images/s."""
-    model = [f"--depth_model={args.checkpoint or workload.DENSEDEPTH}"]
-    model += [f"--depth_input_size={args.input_size}"] if args.input_size else []
-    flags = [*model, *STANDIN_BUILD_FLAGS, *serving_configs.runner_flags(config)]
+def measure_build(
+    args, model: str, config: str, rate: float, globs: Dict[str, str], folder: Path
+) -> Dict:
+    """A whole build of `model` (a --depth_model) served as `config` with
+    the stand-in at `rate` images/s."""
+    depth = [f"--depth_model={model}"]
+    depth += [f"--depth_input_size={args.input_size}"] if args.input_size else []
+    flags = [*depth, *STANDIN_BUILD_FLAGS, *serving_configs.runner_flags(config)]
     build = pipeline_args(globs, folder / "output", args, flags)
     measured = run_child(args, "build", config, folder, ["--rate", str(rate), "--", *build])
     calls = measured.pop("calls")
     samples_s = measured["samples"] / measured["wall_s"]
     window = (calls[-1].end - calls[0].start) if calls else 0.0
     return {
+        "model": workload.DEPTH_ANYTHING if model != workload.DENSEDEPTH else model,
         "config": config,
         "rate": rate,
         **{key: measured[key] for key in ("samples", "wall_s", "cpu_s", "others_cpu_s")},
@@ -210,6 +214,7 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
     ]
     build_rows = [
         [
+            workload.MODELS[b.get("model", workload.DENSEDEPTH)],
             b["config"],
             f"{b['rate'] / depth_off['samples_s']:.2f}x = {b['rate']:.3g}",
             f"{b['samples_s']:.3g}",
@@ -237,7 +242,7 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
             f"Whole builds of {depth_off['samples']} samples; depth off: "
             f"{depth_off['samples_s']:.3g} samples/s ({depth_off['wall_s']:.1f} s):",
             common.table(
-                "configuration | stand-in rate (x depth off = images/s) | samples/s | "
+                "model | configuration | stand-in rate (x depth off = images/s) | samples/s | "
                 "efficiency | device busy while depth ran | depth's share of the wall time | "
                 "wall s",
                 build_rows,
@@ -253,7 +258,7 @@ def parse_args(argv) -> argparse.Namespace:
         "--tiny", action="store_true", help="a run any CPU finishes in a minute (options win)"
     )
     add = parser.add_argument
-    add("--model", default=workload.DENSEDEPTH, choices=tuple(workload.MODELS), help="the network")
+    add("--models", default=workload.DENSEDEPTH, help=f"builds': of {', '.join(workload.MODELS)}")
     add("--input_size", default="", help="the depth builds' network input (default: the model's)")
     parser.add_argument("--configs", default="in_process,threads:8,shared_pickle:4,shared:4")
     parser.add_argument("--build_configs", default="in_process,threads:8,shared_pickle:4,shared:4")
@@ -287,14 +292,16 @@ def main(argv=None) -> int:
         common.print_result(build_child(args, args.pipeline) if build else stage_child(args))
         return 0
     configs = serving_configs.config_names(args.configs)
-    if configs and args.model != workload.DENSEDEPTH:
-        raise ValueError(f"--configs measure DenseDepth's stage; --model {args.model}: builds only")
+    models = args.models.split(",")
+    if set(models) - set(workload.MODELS):
+        raise ValueError(f"--models: {args.models!r}, not of {', '.join(workload.MODELS)}")
     build_configs = serving_configs.config_names(args.build_configs)
     factors = [float(factor) for factor in args.factors.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as scratch:
         folder = Path(scratch)
-        model = args.model == workload.DEPTH_ANYTHING
-        args.checkpoint = workload.depth_anything_small(folder) if model else ""
+        if workload.DEPTH_ANYTHING in models:  # its folder is the builds' --depth_model
+            checkpoint = workload.depth_anything_small(folder)
+            models = [checkpoint if m == workload.DEPTH_ANYTHING else m for m in models]
         serving = [measure_serving(args, c, folder / f"serving_{i}") for i, c in enumerate(configs)]
         depth_off = None
         if build_configs:
@@ -304,7 +311,8 @@ def main(argv=None) -> int:
         if depth_off and not rates:
             rates = [factor * depth_off["samples_s"] for factor in factors]
         builds = [
-            measure_build(args, config, rate, globs, folder / f"build_{index}_{number}")
+            measure_build(args, model, config, rate, globs, folder / f"build_{m}_{index}_{number}")
+            for m, model in enumerate(models)
             for index, config in enumerate(build_configs)
             for number, rate in enumerate(rates)
         ]

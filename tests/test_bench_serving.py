@@ -72,7 +72,7 @@ def test_the_serving_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
     assert build["images_served"] == build["samples"]  # every map came from the stand-in
     assert build["rate"] == pytest.approx(2 * depth_off["samples_s"])
     assert 0 < build["efficiency"] and 0 < build["device_busy_in_depth"] <= 1
-    assert "| shared:2 |" in (tmp_path / "tiny.md").read_text()
+    assert "| DenseDepth | shared:2 |" in (tmp_path / "tiny.md").read_text()
 
 
 @pytest.mark.bench
@@ -80,11 +80,12 @@ def test_the_serving_benchmark_runs_every_measurement_at_tiny_size(tmp_path):
 def test_the_serving_benchmark_builds_with_depth_anythings_processing_around_the_stand_in(
     tmp_path,
 ):
-    args = ("--tiny", "--model", "da-small", "--configs", "", "--input_size", "56")
+    args = ("--tiny", "--models", "da-small", "--configs", "", "--input_size", "56")
     data = run_bench("bench_serving.py", tmp_path, *args, timeout=900)
     (build,) = data["builds"]
-    assert build["samples"] == data["depth_off"]["samples"] == 4
+    assert build["model"] == "da-small" and build["samples"] == data["depth_off"]["samples"] == 4
     assert build["images_served"] == build["samples"]
+    assert "| Depth Anything V2 Small | shared:2 |" in (tmp_path / "tiny.md").read_text()
 
 
 def test_the_default_configuration_names_no_workers_and_in_process_names_beams_default():
