@@ -63,22 +63,10 @@ from bench import common, workload  # noqa: E402
 
 DEFAULTS = workload.build_defaults()
 PATHS = (
-    "tf-fp32-written",
-    "tf-fp32",
-    "tf-fp32-written-1thread",
-    "tf-fp32-written-xla",
-    "tf-bf16-written",
-    "tf-bf16",
-    "torch-fp32-written",
-    "torch-fp32",
-    "torch-fp32-1thread",
-    "torch-bf16",
-    "torch-fp32-device-resize",
-    "openvino-fp32",
-    "openvino-bf16",
-    "da-small-224",
-    "da-small-518",
-)
+    "tf-fp32-written,tf-fp32,tf-fp32-written-1thread,tf-fp32-written-xla,tf-bf16-written,"
+    "tf-bf16,torch-fp32-written,torch-fp32,torch-fp32-1thread,torch-bf16,"
+    "torch-fp32-device-resize,openvino-fp32,openvino-bf16,da-small-224,da-small-518"
+).split(",")
 DEPTH_ANYTHING = "da-small-"  # the paths of Depth Anything V2 Small, by input side
 BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decoder
 

@@ -74,24 +74,11 @@ PRECISIONS = tuple(p for p in models.PRECISIONS if p != models.AUTO)
 # The GPU machine's default order: what decides the targets first, so that a
 # run cut short by the machine's time limit still has them.
 MEASUREMENTS = (
-    "model",
-    "stage=shared:16/device_resize",
-    "build=shared:16/device_resize",
-    "build=threads:16/device_resize",
-    "model=fp16",
-    "model=compiled",
-    "model=fp32",
-    "model=tf32",
-    "precision_error=fp16",
-    "precision_error=tf32",
-    "stage=threads:16/device_resize",
-    "build=in_process/device_resize",
-    "stage=shared_pickle:16/device_resize",
-    "model=batch:64",
-    "model=batch:128",
-    "model=low_resolution",
-    "baseline",
-    "precision_error",
+    "model,stage=shared:16/device_resize,build=shared:16/device_resize,"
+    "build=threads:16/device_resize,model=fp16,model=compiled,model=fp32,model=tf32,"
+    "precision_error=fp16,precision_error=tf32,stage=threads:16/device_resize,"
+    "build=in_process/device_resize,stage=shared_pickle:16/device_resize,model=batch:64,"
+    "model=batch:128,model=low_resolution,baseline,precision_error"
 )
 
 
@@ -320,12 +307,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser = common.doc_parser(__doc__)
     add = parser.add_argument
     add("--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}")
-    add(
-        "--model",
-        default=workload.DENSEDEPTH,
-        choices=tuple(workload.MODELS),
-        help="the network",
-    )
+    add("--model", default=workload.DENSEDEPTH, choices=tuple(workload.MODELS), help="the network")
     add("--device", default=models.AUTO, choices=models.DEVICES)
     add("--precision", default=models.BF16, choices=PRECISIONS)
     add("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
@@ -334,7 +316,7 @@ def parse_args(argv) -> argparse.Namespace:
     add("--compile", action="store_true", help="torch.compile the network")
     add(
         "--measurements",
-        default=",".join(MEASUREMENTS),
+        default=MEASUREMENTS,
         help="comma-separated, run in this order (see above)",
     )
     add("--timeout_s", type=float, default=240.0, help="longest one measurement may run")
