@@ -241,19 +241,13 @@ def run_child(args, measurement: str, folder: Path) -> Dict:
 
 def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Dict:
     """One whole build with the torch runtime, as configured."""
-    extra = [
-        f"--depth_model={args.checkpoint or workload.DENSEDEPTH}",
-        "--depth_runtime=torch",
-        f"--depth_device={args.device}",
-        f"--depth_precision={models.AUTO}",
-        f"--depth_input_size={args.input_size}",
-        f"--depth_batch_size={args.batch_size}",
-        f"--depth_gpu_batch_size={args.batch_size}",
-        f"--depth_min_batch_size={args.batch_size}",
-        *(["--depth_compile"] if args.compile else []),
-        *serving_configs.runner_flags(config_name),
-        *args.build_flags.split(),
-    ]
+    extra = [f"--depth_model={args.checkpoint or workload.DENSEDEPTH}", "--depth_runtime=torch"]
+    extra += [f"--depth_device={args.device}", f"--depth_precision={models.AUTO}"]
+    batch_sizes = ("--depth_batch_size", "--depth_gpu_batch_size", "--depth_min_batch_size")
+    extra += [f"--depth_input_size={args.input_size}"]
+    extra += [f"{flag}={args.batch_size}" for flag in batch_sizes]
+    extra += ["--depth_compile"] if args.compile else []
+    extra += [*serving_configs.runner_flags(config_name), *args.build_flags.split()]
     measurement = f"build={config_name}"
     output = folder / config_name.replace(":", "_").replace("/", "_")
     try:
@@ -294,11 +288,8 @@ def environment(args) -> Dict:
     from fgbg.depth import torch_runtime
 
     device = torch_runtime.resolve_device(args.device)
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == models.CUDA
-        else f"CPU ({os.cpu_count()} cores)"
-    )
+    cuda = device.type == models.CUDA
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores)"
     fields = ("model", "precision", "batch_size", "input_size", "compile")
     return {"device": name, "torch": torch.__version__, **{f: getattr(args, f) for f in fields}}
 
@@ -356,13 +347,8 @@ def main(argv=None) -> int:
     def record(result: Dict) -> None:
         """Keep every figure so far on disk: a run cut short still reports."""
         results.append(result)
-        data = {"environment": env, "results": results}
-        common.save(
-            args.name,
-            depth_gpu_report.report(results, env, argv_used, predictions),
-            data,
-            args.results,
-        )
+        markdown = depth_gpu_report.report(results, env, argv_used, predictions)
+        common.save(args.name, markdown, {"environment": env, "results": results}, args.results)
 
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
         if args.model == workload.DEPTH_ANYTHING:
