@@ -161,18 +161,12 @@ LABELS = {
 
 
 def markdown(runs: Dict[str, Dict], result: Dict[str, object]) -> str:
+    shown = [(label, runs[name]) for name, label in LABELS.items() if name in runs]
     rows = [
-        [
-            label,
-            runs[name]["samples"],
-            f"{runs[name]['wall_s']:.1f}",
-            f"{runs[name]['samples'] / runs[name]['wall_s']:.0f}",
-            f"{common.per_sample_ms(runs[name]['cpu_s'], runs[name]['samples']):.2f}",
-            f"{runs[name]['peak_rss_mb']:.0f}",
-            f"{runs[name]['others_cpu_s']:.1f}",
-        ]
-        for name, label in LABELS.items()
-        if name in runs
+        [label, run["samples"], f"{run['wall_s']:.1f}", f"{run['samples'] / run['wall_s']:.0f}"]
+        + [f"{common.per_sample_ms(run['cpu_s'], run['samples']):.2f}"]
+        + [f"{run['peak_rss_mb']:.0f}", f"{run['others_cpu_s']:.1f}"]
+        for label, run in shown
     ]
     headers = ("run", "samples", "wall s", "samples/s", "CPU ms/sample", "peak RSS MB (tree)")
     text = [

@@ -63,22 +63,10 @@ from bench import common, workload  # noqa: E402
 
 DEFAULTS = workload.build_defaults()
 PATHS = (
-    "tf-fp32-written",
-    "tf-fp32",
-    "tf-fp32-written-1thread",
-    "tf-fp32-written-xla",
-    "tf-bf16-written",
-    "tf-bf16",
-    "torch-fp32-written",
-    "torch-fp32",
-    "torch-fp32-1thread",
-    "torch-bf16",
-    "torch-fp32-device-resize",
-    "openvino-fp32",
-    "openvino-bf16",
-    "da-small-224",
-    "da-small-518",
-)
+    "tf-fp32-written,tf-fp32,tf-fp32-written-1thread,tf-fp32-written-xla,tf-bf16-written,"
+    "tf-bf16,torch-fp32-written,torch-fp32,torch-fp32-1thread,torch-bf16,"
+    "torch-fp32-device-resize,openvino-fp32,openvino-bf16,da-small-224,da-small-518"
+).split(",")
 DEPTH_ANYTHING = "da-small-"  # the paths of Depth Anything V2 Small, by input side
 BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decoder
 
@@ -97,23 +85,19 @@ def batch_step(
 
     if path.startswith(DEPTH_ANYTHING):
         side = int(path[len(DEPTH_ANYTHING) :])
-        config = workload.with_checkpoint(
-            workload.depth_config((side, side), batch_size, runtime="torch", device="cpu"),
-            checkpoint,
-        )
+        config = workload.depth_config((side, side), batch_size, runtime="torch", device="cpu")
+        config = workload.with_checkpoint(config, checkpoint)
         handler = DepthModelHandler(config)
         model = handler.load_model()
         return lambda batch: np.stack(handler.run_inference(list(batch), model))
     runtime, precision, *rest = path.split("-", 2)
     variants = rest[0] if rest else ""  # e.g. "written-1thread": tested with `in`
     if runtime in ("tf", "torch"):
-        config = workload.depth_config(
-            size, batch_size, precision, "torch" if runtime == "torch" else "tensorflow", "auto"
-        )
+        name = "torch" if runtime == "torch" else "tensorflow"
+        config = workload.depth_config(size, batch_size, precision, name, "auto")
         if runtime == "torch":
-            config = dataclasses.replace(
-                config, device="cpu", resize_on_device="device-resize" in variants
-            )
+            resize = "device-resize" in variants
+            config = dataclasses.replace(config, device="cpu", resize_on_device=resize)
         set_threads(runtime, 1 if "1thread" in variants else None)
         handler = DepthModelHandler(config)
         model = handler.load_model()
@@ -200,6 +184,7 @@ def worker(args) -> None:
 
 def run_path(path: str, images_file: str, folder: str, args) -> Dict:
     """One path in its own process; skipped when its runtime is not installed."""
+    common.say(path)
     if path.startswith("openvino"):
         check = subprocess.run([sys.executable, "-c", "import openvino"], capture_output=True)
         if check.returncode:
@@ -254,18 +239,17 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
 
 def main(argv=None) -> int:
     parser = common.doc_parser(__doc__)
-    parser.add_argument("--size", default=DEFAULTS.depth_input_size, help="network input WxH")
-    parser.add_argument("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
-    parser.add_argument(
-        "--images", type=int, default=8, help="timed images per path (after a warm-up batch)"
-    )
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated paths")
+    add = parser.add_argument
+    add("--size", default=DEFAULTS.depth_input_size, help="network input WxH")
+    add("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
+    add("--images", type=int, default=8, help="timed images per path (after a warm-up batch)")
+    add("--paths", default=",".join(PATHS), help="comma-separated paths")
     common.add_output_options(parser, "depth_cpu")
     common.add_quiet_options(parser, retries=False)
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--images_file", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--out_file", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--checkpoint", default="", help=argparse.SUPPRESS)
+    add("--worker", default=None, help=argparse.SUPPRESS)
+    add("--images_file", default=None, help=argparse.SUPPRESS)
+    add("--out_file", default=None, help=argparse.SUPPRESS)
+    add("--checkpoint", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
@@ -279,10 +263,7 @@ def main(argv=None) -> int:
         if any(path.startswith(DEPTH_ANYTHING) for path in paths):
             workload.depth_anything_small(Path(folder))
         load = common.wait_for_quiet_cpu(args.max_busy)
-        results = []
-        for path in paths:
-            common.say(path)
-            results.append(run_path(path, images_file, folder, args))
+        results = [run_path(path, images_file, folder, args) for path in paths]
         reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
         for result in results:
             depth_file = result.pop("depth_file", None)

@@ -74,24 +74,11 @@ PRECISIONS = tuple(p for p in models.PRECISIONS if p != models.AUTO)
 # The GPU machine's default order: what decides the targets first, so that a
 # run cut short by the machine's time limit still has them.
 MEASUREMENTS = (
-    "model",
-    "stage=shared:16/device_resize",
-    "build=shared:16/device_resize",
-    "build=threads:16/device_resize",
-    "model=fp16",
-    "model=compiled",
-    "model=fp32",
-    "model=tf32",
-    "precision_error=fp16",
-    "precision_error=tf32",
-    "stage=threads:16/device_resize",
-    "build=in_process/device_resize",
-    "stage=shared_pickle:16/device_resize",
-    "model=batch:64",
-    "model=batch:128",
-    "model=low_resolution",
-    "baseline",
-    "precision_error",
+    "model,stage=shared:16/device_resize,build=shared:16/device_resize,"
+    "build=threads:16/device_resize,model=fp16,model=compiled,model=fp32,model=tf32,"
+    "precision_error=fp16,precision_error=tf32,stage=threads:16/device_resize,"
+    "build=in_process/device_resize,stage=shared_pickle:16/device_resize,model=batch:64,"
+    "model=batch:128,model=low_resolution,baseline,precision_error"
 )
 
 
@@ -254,19 +241,13 @@ def run_child(args, measurement: str, folder: Path) -> Dict:
 
 def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Dict:
     """One whole build with the torch runtime, as configured."""
-    extra = [
-        f"--depth_model={args.checkpoint or workload.DENSEDEPTH}",
-        "--depth_runtime=torch",
-        f"--depth_device={args.device}",
-        f"--depth_precision={models.AUTO}",
-        f"--depth_input_size={args.input_size}",
-        f"--depth_batch_size={args.batch_size}",
-        f"--depth_gpu_batch_size={args.batch_size}",
-        f"--depth_min_batch_size={args.batch_size}",
-        *(["--depth_compile"] if args.compile else []),
-        *serving_configs.runner_flags(config_name),
-        *args.build_flags.split(),
-    ]
+    extra = [f"--depth_model={args.checkpoint or workload.DENSEDEPTH}", "--depth_runtime=torch"]
+    extra += [f"--depth_device={args.device}", f"--depth_precision={models.AUTO}"]
+    batch_sizes = ("--depth_batch_size", "--depth_gpu_batch_size", "--depth_min_batch_size")
+    extra += [f"--depth_input_size={args.input_size}"]
+    extra += [f"{flag}={args.batch_size}" for flag in batch_sizes]
+    extra += ["--depth_compile"] if args.compile else []
+    extra += [*serving_configs.runner_flags(config_name), *args.build_flags.split()]
     measurement = f"build={config_name}"
     output = folder / config_name.replace(":", "_").replace("/", "_")
     try:
@@ -307,11 +288,8 @@ def environment(args) -> Dict:
     from fgbg.depth import torch_runtime
 
     device = torch_runtime.resolve_device(args.device)
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == models.CUDA
-        else f"CPU ({os.cpu_count()} cores)"
-    )
+    cuda = device.type == models.CUDA
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores)"
     fields = ("model", "precision", "batch_size", "input_size", "compile")
     return {"device": name, "torch": torch.__version__, **{f: getattr(args, f) for f in fields}}
 
@@ -320,12 +298,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser = common.doc_parser(__doc__)
     add = parser.add_argument
     add("--tiny", action="store_true", help=f"defaults of CI's size (options still apply): {TINY}")
-    add(
-        "--model",
-        default=workload.DENSEDEPTH,
-        choices=tuple(workload.MODELS),
-        help="the network",
-    )
+    add("--model", default=workload.DENSEDEPTH, choices=tuple(workload.MODELS), help="the network")
     add("--device", default=models.AUTO, choices=models.DEVICES)
     add("--precision", default=models.BF16, choices=PRECISIONS)
     add("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
@@ -334,7 +307,7 @@ def parse_args(argv) -> argparse.Namespace:
     add("--compile", action="store_true", help="torch.compile the network")
     add(
         "--measurements",
-        default=",".join(MEASUREMENTS),
+        default=MEASUREMENTS,
         help="comma-separated, run in this order (see above)",
     )
     add("--timeout_s", type=float, default=240.0, help="longest one measurement may run")
@@ -374,13 +347,8 @@ def main(argv=None) -> int:
     def record(result: Dict) -> None:
         """Keep every figure so far on disk: a run cut short still reports."""
         results.append(result)
-        data = {"environment": env, "results": results}
-        common.save(
-            args.name,
-            depth_gpu_report.report(results, env, argv_used, predictions),
-            data,
-            args.results,
-        )
+        markdown = depth_gpu_report.report(results, env, argv_used, predictions)
+        common.save(args.name, markdown, {"environment": env, "results": results}, args.results)
 
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-gpu-") as folder:
         if args.model == workload.DEPTH_ANYTHING:

@@ -180,17 +180,9 @@ def judge_all(
     for name, encoding, side in itertools.product(reference, ENCODINGS, sides):
         fp32, maps = list(reference[name]), list(candidate[name])
         verdict = precision_rule.judge(fp32, maps, encoding, (side, side), DEFAULTS.depth_quality)
-        verdicts.append(
-            {
-                "set": name,
-                "encoding": encoding,
-                "side": side,
-                "seed": seed,
-                "difference": dataclasses.asdict(verdict.difference),
-                "budget": dataclasses.asdict(verdict.budget),
-                "passes": verdict.passes,
-            }
-        )
+        where = {"set": name, "encoding": encoding, "side": side, "seed": seed}
+        found = {key: dataclasses.asdict(getattr(verdict, key)) for key in ("difference", "budget")}
+        verdicts.append({**where, **found, "passes": verdict.passes})
     return verdicts
 
 
@@ -222,9 +214,8 @@ def report(results: List[Dict], argv: List[str], sets: Dict[str, int], args) -> 
         common.header(argv)
         + f"\n\nInput sets: {described}; network input {args.input_size}; "
         + f"min-max JPEG quality {DEFAULTS.depth_quality}; {weights(args)}. "
-        + "minmax: grey levels, budget = fp32's "
-        + "written maps against their unencoded maps; metric: |difference| / depth, "
-        + "budget fixed.\n\n"
+        + "minmax: grey levels, budget = fp32's written maps against their unencoded maps; "
+        + "metric: |difference| / depth, budget fixed.\n\n"
         + common.table(headers, rows)
     )
 

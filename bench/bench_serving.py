@@ -114,10 +114,9 @@ def run_child(args, child: str, config: str, folder: Path, extra: Sequence[str] 
     command = [sys.executable, __file__, "--child", child, "--config", config]
     command += ["--folder", str(folder), "--images", str(args.images)]
     command += ["--distinct", str(args.distinct), *extra]
-    measured = common.run_measured(
-        command, folder / "child.log", env=child_env(), timeout_s=args.timeout_s
-    )
-    result = common.child_result(folder / "child.log")
+    log = folder / "child.log"
+    measured = common.run_measured(command, log, env=child_env(), timeout_s=args.timeout_s)
+    result = common.child_result(log)
     return {**measured, **result, "calls": standin.read_calls(folder / "device.log")}
 
 
@@ -202,14 +201,8 @@ def measure_build(
 
 def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], argv) -> str:
     rows = [
-        [
-            s["config"],
-            f"{s['serving_ms']:.3f}",
-            f"{s['worker_ms']:.3f}",
-            f"{s['owner_ms']:.3f}",
-            f"{s['ceiling_images_s']:,.0f}",
-            f"{s['stage_images_s']:.3g}",
-        ]
+        [s["config"], *(f"{s[key]:.3f}" for key in ("serving_ms", "worker_ms", "owner_ms"))]
+        + [f"{s['ceiling_images_s']:,.0f}", f"{s['stage_images_s']:.3g}"]
         for s in serving
     ]
     build_rows = [
@@ -254,29 +247,25 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_output_options(parser, "serving")
-    parser.add_argument(
-        "--tiny", action="store_true", help="a run any CPU finishes in a minute (options win)"
-    )
     add = parser.add_argument
+    add("--tiny", action="store_true", help="a run any CPU finishes in a minute (options win)")
     add("--models", default=workload.DENSEDEPTH, help=f"builds': of {', '.join(workload.MODELS)}")
     add("--input_size", default="", help="the depth builds' network input (default: the model's)")
-    parser.add_argument("--configs", default="in_process,threads:8,shared_pickle:4,shared:4")
-    parser.add_argument("--build_configs", default="in_process,threads:8,shared_pickle:4,shared:4")
-    parser.add_argument("--images", type=int, default=2000, help="serving: images per stage run")
-    parser.add_argument("--distinct", type=int, default=32, help="distinct demo composites")
-    parser.add_argument("--backgrounds", type=int, default=20)
-    parser.add_argument("--foregrounds", type=int, default=20)
-    parser.add_argument("--placements", type=int, default=5, help="per scale (40 samples/pair)")
-    parser.add_argument("--factors", default="0.25,0.5,1", help="stand-in rates x depth-off")
-    parser.add_argument(
-        "--rates", default="", help="stand-in images/s for the builds, instead of --factors"
-    )
-    parser.add_argument("--build_flags", default="", help="more pipeline flags for every build")
-    parser.add_argument("--timeout_s", type=float, default=1800.0)
-    parser.add_argument("--child", choices=["stage", "control", "build"], help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--folder", help=argparse.SUPPRESS)
-    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    add("--configs", default="in_process,threads:8,shared_pickle:4,shared:4")
+    add("--build_configs", default="in_process,threads:8,shared_pickle:4,shared:4")
+    add("--images", type=int, default=2000, help="serving: images per stage run")
+    add("--distinct", type=int, default=32, help="distinct demo composites")
+    add("--backgrounds", type=int, default=20)
+    add("--foregrounds", type=int, default=20)
+    add("--placements", type=int, default=5, help="per scale (40 samples/pair)")
+    add("--factors", default="0.25,0.5,1", help="stand-in rates x depth-off")
+    add("--rates", default="", help="stand-in images/s for the builds, instead of --factors")
+    add("--build_flags", default="", help="more pipeline flags for every build")
+    add("--timeout_s", type=float, default=1800.0)
+    add("--child", choices=["stage", "control", "build"], help=argparse.SUPPRESS)
+    add("--config", help=argparse.SUPPRESS)
+    add("--folder", help=argparse.SUPPRESS)
+    add("--rate", type=float, help=argparse.SUPPRESS)
     if parser.parse_known_args(argv)[0].tiny:  # TINY's sizes become the defaults
         parser.set_defaults(**TINY)
     args, pipeline = parser.parse_known_args(argv)
@@ -316,12 +305,9 @@ def main(argv=None) -> int:
             for index, config in enumerate(build_configs)
             for number, rate in enumerate(rates)
         ]
-    common.save(
-        args.name,
-        report(serving, depth_off, builds, ["bench/bench_serving.py", *argv]),
-        {"serving": serving, "depth_off": depth_off, "builds": builds},
-        folder=args.results,
-    )
+    markdown = report(serving, depth_off, builds, ["bench/bench_serving.py", *argv])
+    data = {"serving": serving, "depth_off": depth_off, "builds": builds}
+    common.save(args.name, markdown, data, folder=args.results)
     return 0
 
 

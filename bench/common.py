@@ -396,15 +396,11 @@ def depth_errors(depth: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
 
     size = (build_defaults().size,) * 2
     metres = np.abs(depth - reference) * maps.METRES_PER_DEPTH_UNIT
-    levels = np.concatenate(
-        [
-            np.abs(
-                np.asarray(maps.minmax_grey(one, size), np.int16)
-                - np.asarray(maps.minmax_grey(ref, size), np.int16)
-            ).ravel()
-            for one, ref in zip(depth, reference)
-        ]
-    )
+
+    def grey(depths: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(maps.minmax_grey(one, size), np.int16) for one in depths])
+
+    levels = np.abs(grey(depth) - grey(reference))
     return {
         "max_m": float(metres.max()),
         "mean_m": float(metres.mean()),

@@ -43,19 +43,11 @@ def report(
             rows.append([result["measurement"], "failed", *["-"] * 7])
             continue
         count = result[count_key]
-        rows.append(
-            [
-                result["measurement"],
-                f"{per_s:.1f} {count_key}/s",
-                f"{per_s / reference:.2f}x" if reference else "-",
-                f"{result['cpu_s'] / count:.3f}",
-                f"{result['peak_rss_mb']:.0f}",
-                _gpu_cell(result),
-                _start_cell(result),
-                f"{count}",
-                _predicted_cell(result, per_s, predictions),
-            ]
-        )
+        versus = f"{per_s / reference:.2f}x" if reference else "-"
+        cells = [f"{per_s:.1f} {count_key}/s", versus, f"{result['cpu_s'] / count:.3f}"]
+        cells += [f"{result['peak_rss_mb']:.0f}", _gpu_cell(result), _start_cell(result)]
+        predicted = _predicted_cell(result, per_s, predictions)
+        rows.append([result["measurement"], *cells, f"{count}", predicted])
     headers = "measurement | rate | vs baseline | CPU s per item | peak RSS MB (measuring "
     headers += "process) | GPU | start (s) | items | stand-in predicted"
     failures = "".join(

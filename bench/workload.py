@@ -137,8 +137,6 @@ def demo_composites(count: int) -> np.ndarray:
 def composites(backgrounds: Sequence[Path], foregrounds: Sequence[Path], count: int) -> np.ndarray:
     """`count` composites of these background and cut-out files (taken in
     turn), made by the pipeline's functions."""
-    import dataclasses
-
     from fgbg.types import Background
     from transforms.compositing import compose_pair
     from transforms.inputs import build_foreground, file_stem, load_background
