@@ -218,18 +218,18 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
         ]
         for b in builds
     ]
-    parts = [
-        f"## Serving the depth model, with a device stand-in\n\n{common.header(argv)}",
-        "Serving CPU per image (the stage less its control, "
-        f"{serving[0]['images'] if serving else 0} images; owner: the process that holds the "
-        "model, its serving threads where other processes call it; ceiling: 1000 / owner "
-        "ms):",
-        common.table(
-            "configuration | serving ms/image | workers ms/image | owner ms/image | "
-            "ceiling images/s | stage images/s",
-            rows,
-        ),
-    ]
+    parts = [f"## Serving the depth model, with a device stand-in\n\n{common.header(argv)}"]
+    if serving:
+        parts += [
+            f"Serving CPU per image (DenseDepth's stage less its control, {serving[0]['images']} "
+            "images; owner: the process that holds the model, its serving threads where other "
+            "processes call it; ceiling: 1000 / owner ms):",
+            common.table(
+                "configuration | serving ms/image | workers ms/image | owner ms/image | "
+                "ceiling images/s | stage images/s",
+                rows,
+            ),
+        ]
     if depth_off:
         parts += [
             f"Whole builds of {depth_off['samples']} samples; depth off: "
