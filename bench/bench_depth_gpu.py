@@ -241,7 +241,8 @@ def run_child(args, measurement: str, folder: Path) -> Dict:
 
 def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Dict:
     """One whole build with the torch runtime, as configured."""
-    extra = [f"--depth_model={args.checkpoint or workload.DENSEDEPTH}", "--depth_runtime=torch"]
+    extra = [f"--depth_model={workload.depth_model(args.model, args.checkpoint)}"]
+    extra += ["--depth_runtime=torch"]
     extra += [f"--depth_device={args.device}", f"--depth_precision={models.AUTO}"]
     batch_sizes = ("--depth_batch_size", "--depth_gpu_batch_size", "--depth_min_batch_size")
     extra += [f"--depth_input_size={args.input_size}"]

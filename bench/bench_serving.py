@@ -175,9 +175,9 @@ def measure_depth_off(args, globs: Dict[str, str], folder: Path) -> Dict:
 def measure_build(
     args, model: str, config: str, rate: float, globs: Dict[str, str], folder: Path
 ) -> Dict:
-    """A whole build of `model` (a --depth_model) served as `config` with
-    the stand-in at `rate` images/s."""
-    depth = [f"--depth_model={model}"]
+    """A whole build of `model` (of workload.MODELS) served as `config`
+    with the stand-in at `rate` images/s."""
+    depth = [f"--depth_model={workload.depth_model(model, args.checkpoint)}"]
     depth += [f"--depth_input_size={args.input_size}"] if args.input_size else []
     flags = [*depth, *STANDIN_BUILD_FLAGS, *serving_configs.runner_flags(config)]
     build = pipeline_args(globs, folder / "output", args, flags)
@@ -186,7 +186,7 @@ def measure_build(
     samples_s = measured["samples"] / measured["wall_s"]
     window = (calls[-1].end - calls[0].start) if calls else 0.0
     return {
-        "model": workload.DEPTH_ANYTHING if model != workload.DENSEDEPTH else model,
+        "model": model,
         "config": config,
         "rate": rate,
         **{key: measured[key] for key in ("samples", "wall_s", "cpu_s", "others_cpu_s")},
@@ -207,7 +207,7 @@ def report(serving: List[Dict], depth_off: Optional[Dict], builds: List[Dict], a
     ]
     build_rows = [
         [
-            workload.MODELS[b.get("model", workload.DENSEDEPTH)],
+            workload.MODELS[b["model"]],
             b["config"],
             f"{b['rate'] / depth_off['samples_s']:.2f}x = {b['rate']:.3g}",
             f"{b['samples_s']:.3g}",
@@ -288,9 +288,9 @@ def main(argv=None) -> int:
     factors = [float(factor) for factor in args.factors.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as scratch:
         folder = Path(scratch)
-        if workload.DEPTH_ANYTHING in models:  # its folder is the builds' --depth_model
-            checkpoint = workload.depth_anything_small(folder)
-            models = [checkpoint if m == workload.DEPTH_ANYTHING else m for m in models]
+        # Depth Anything's seeded checkpoint, written once for its builds.
+        wanted = workload.DEPTH_ANYTHING in models
+        args.checkpoint = workload.depth_anything_small(folder) if wanted else ""
         serving = [measure_serving(args, c, folder / f"serving_{i}") for i, c in enumerate(configs)]
         depth_off = None
         if build_configs:

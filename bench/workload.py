@@ -88,6 +88,12 @@ def depth_anything_small(folder: Path) -> str:
     return path
 
 
+def depth_model(model: str, checkpoint: str) -> str:
+    """A build's --depth_model for a benchmark's --model: DenseDepth's name,
+    or the folder `depth_anything_small` wrote (`checkpoint`)."""
+    return checkpoint if model == DEPTH_ANYTHING else model
+
+
 def with_checkpoint(config, folder: str):
     """`config` (a DepthConfig) running the transformers checkpoint in `folder`."""
     from fgbg.depth import checkpoints
