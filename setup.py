@@ -10,7 +10,15 @@ setuptools.setup(
     version="0.1.0",
     description="Foreground/background composites with masks and DenseDepth depth maps, "
     "built with Apache Beam",
-    packages=["pipeline", "transforms", "fgbg", "fgbg.depth", "fgbg.proto", "fgbg.report"],
+    packages=[
+        "pipeline",
+        "pipeline.options",
+        "transforms",
+        "fgbg",
+        "fgbg.depth",
+        "fgbg.proto",
+        "fgbg.report",
+    ],
     package_data={
         "fgbg.proto": ["*.proto", "README.md", "LICENSE"],
         "fgbg.report": ["templates/*"],

@@ -2,7 +2,7 @@
 
 compose_pair, the compositing stage's function (resize, blend, overlay
 JPEG + mask PNG; no writes), runs every pair of generated inputs once per
-mode (each with its options' defaults, pipeline/options.py), the modes
+mode (each with its options' defaults, pipeline/options/), the modes
 alternating within each of --rounds rounds so drifting load hits them
 alike; each mode's median round is reported, in CPU and wall ms per sample.
 
@@ -29,7 +29,7 @@ def blend_costs(globs: Dict[str, str], rounds: int) -> Dict[str, Dict[str, float
     """Per --blend mode (and mixed): CPU and wall ms per sample of
     compose_pair over every pair of `globs`, each mode's median round; the
     modes alternate within each round so drifting load hits them alike.
-    Each mode runs with its options' defaults (pipeline/options.py)."""
+    Each mode runs with its options' defaults (pipeline/options/)."""
     import statistics
     import time
 

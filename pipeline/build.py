@@ -39,7 +39,6 @@ from apache_beam.options.pipeline_options import (
     DebugOptions,
     GoogleCloudOptions,
     PipelineOptions,
-    StandardOptions,
 )
 
 from fgbg import layout
@@ -48,7 +47,6 @@ from fgbg.documents import (
     Manifest,
     read_manifest,
     read_timings,
-    write_manifest,
     write_stats,
     write_timings,
 )
@@ -71,11 +69,11 @@ from pipeline.local_workers import (
     apply_workers,
     available_cores,
     local_workers,
+    resolve_runner,
 )
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
 from pipeline.run_documents import (
-    check_sample_count,
-    manifest_document,
+    WriteManifest,
     summary,
     timings_document,
     too_many_rejects,
@@ -98,7 +96,7 @@ from transforms.rejects import WriteRejects
 from transforms.splits import PlanSplits, RemoveExcludedPairs, SplitMoments, planned_pairs
 from transforms.stats import ComputeStats, stats_document
 from transforms.tables import WriteTables
-from transforms.tfrecords import EXAMPLES, WriteTFRecords, remove_stale_shards
+from transforms.tfrecords import EXAMPLES, WriteTFRecords
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -205,48 +203,16 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         | "SamplesPerBlend" >> beam.CombinePerKey(sum)
     )
 
-    def finish(
-        _, split_counts, shards, rejects, plan, precisions, blends, _stats, _transform, _removed
-    ):
-        manifest = manifest_document(
-            config,
-            split_counts[0] if split_counts else {},
-            shards,
-            rejects[0] if rejects else [],
-            plan,
-            precisions,
-            blends,
-        )
-        check_sample_count(manifest.counts)
-        remove_stale_shards(root, shards)
-        write_manifest(root, manifest)
-
-    (
-        p
-        | "ManifestTrigger" >> beam.Create([None])
-        | "WriteManifest"
-        >> beam.Map(
-            finish,
-            beam.pvalue.AsList(split_counts),
-            beam.pvalue.AsList(shards),
-            beam.pvalue.AsList(rejects),
-            beam.pvalue.AsSingleton(plan),
-            beam.pvalue.AsList(precisions),
-            beam.pvalue.AsDict(blends),
-            beam.pvalue.AsList(stats),
-            beam.pvalue.AsList(transform_written),
-            beam.pvalue.AsList(removed),
-        )
+    p | "WriteManifest" >> WriteManifest(
+        config,
+        split_counts,
+        shards,
+        rejects,
+        plan,
+        precisions,
+        blends,
+        after=(stats, transform_written, removed),
     )
-
-
-def resolve_runner(options: PipelineOptions) -> str:
-    """Local runs use the FnApiRunner (the DirectRunner's engine) by name, so
-    offline machines skip the Prism download attempt."""
-    standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        standard.runner = "FnApiRunner"
-    return standard.runner.split(".")[-1]
 
 
 def count_matches(pattern: Optional[str]) -> int:

@@ -1,5 +1,5 @@
 """The build's configuration: every choice the graph makes, derived once from
-the checked options (pipeline/options.py) into typed records. The graph
+the checked options (pipeline/options/) into typed records. The graph
 (pipeline/build.py) reads this and nothing else.
 """
 

@@ -46,7 +46,7 @@ def names_workers(flags: Sequence[str]) -> bool:
 
 
 def is_local(runner: Optional[str]) -> bool:
-    """No runner means the local one (pipeline.build.resolve_runner)."""
+    """No runner means the local one (`resolve_runner`)."""
     return runner is None or runner.split(".")[-1] in LOCAL_RUNNERS
 
 
@@ -68,3 +68,12 @@ def apply_workers(options: PipelineOptions, workers: Workers) -> None:
     direct = options.view_as(DirectOptions)
     direct.direct_num_workers = workers.count
     direct.direct_running_mode = workers.mode
+
+
+def resolve_runner(options: PipelineOptions) -> str:
+    """Local runs use the FnApiRunner (the DirectRunner's engine) by name, so
+    offline machines skip the Prism download attempt."""
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "FnApiRunner"
+    return standard.runner.split(".")[-1]

@@ -14,7 +14,9 @@ import sys
 from importlib import metadata
 from typing import Dict, List, Optional, Sequence
 
+import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.pvalue import AsDict, AsList, AsSingleton, PBegin, PCollection
 
 from fgbg import layout
 from fgbg.blend_modes import NONE as NO_BLEND
@@ -28,12 +30,14 @@ from fgbg.documents import (
     SplitMembers,
     Splits,
     Timings,
+    write_manifest,
 )
 from fgbg.timing import NAMESPACE
 from fgbg.types import Reject
 from pipeline.config import BuildConfig
 from pipeline.local_workers import Workers
 from transforms.splits import SPLITS, SplitPlan, plan_note
+from transforms.tfrecords import remove_stale_shards
 
 PACKAGES = (
     "apache-beam",
@@ -106,6 +110,64 @@ def manifest_document(
         versions=package_versions(),
         splits=splits_record(plan, split_counts, config.placements.samples_per_pair),
     )
+
+
+class WriteManifest(beam.PTransform):
+    """manifest.json, written last: it waits for every output it describes
+    (`after`: the statistics, the normalisation graph, the pairs removed),
+    checks the sample count, and removes shards an earlier build left."""
+
+    def __init__(
+        self,
+        config: BuildConfig,
+        split_counts: PCollection,
+        shards: PCollection,
+        rejects: PCollection,
+        plan: PCollection,
+        precisions: PCollection,
+        blends: PCollection,
+        after: Sequence[PCollection],
+    ):
+        super().__init__()
+        self._config = config
+        self._inputs = (split_counts, shards, rejects, plan, precisions, blends)
+        self._after = after
+
+    def expand(self, begin: PBegin) -> PCollection:
+        split_counts, shards, rejects, plan, precisions, blends = self._inputs
+        return (
+            begin
+            | "ManifestTrigger" >> beam.Create([None])
+            | "WriteManifest"
+            >> beam.Map(
+                _write_manifest,
+                self._config,
+                AsList(split_counts),
+                AsList(shards),
+                AsList(rejects),
+                AsSingleton(plan),
+                AsList(precisions),
+                AsDict(blends),
+                *(AsList(waited) for waited in self._after),
+            )
+        )
+
+
+def _write_manifest(
+    _, config, split_counts, shards, rejects, plan, precisions, blends, *_after
+) -> None:
+    manifest = manifest_document(
+        config,
+        split_counts[0] if split_counts else {},
+        shards,
+        rejects[0] if rejects else [],
+        plan,
+        precisions,
+        blends,
+    )
+    check_sample_count(manifest.counts)
+    remove_stale_shards(config.output, shards)
+    write_manifest(config.output, manifest)
 
 
 def splits_record(plan: SplitPlan, split_counts: Dict[str, int], samples_per_pair: int) -> Splits:

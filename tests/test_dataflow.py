@@ -154,7 +154,8 @@ def test_the_staged_package_holds_every_package(tmp_path):
     for module in (
         "setup.py",
         "pipeline/build.py",
-        "pipeline/options.py",
+        "pipeline/options/__init__.py",
+        "pipeline/options/depth.py",
         "transforms/compositing.py",
         "transforms/depth.py",
         "transforms/normalization.py",

@@ -1,5 +1,5 @@
 """Every rule about option values is checked once, with the options, before
-any work (pipeline/options.py); the configuration derived from them is
+any work (pipeline/options/); the configuration derived from them is
 complete (pipeline/config.py)."""
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ EXCLUDED = "excluded"  # CrossPairs' output of the pairs a plan does not make
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-    """The split options (checked in pipeline/options.py) and the run seed."""
+    """The split options (checked in pipeline/options/) and the run seed."""
 
     seed: int
     val_fraction: float

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @dataclasses.dataclass(frozen=True)
 class DepthConfig:
     """Everything the depth stage (transforms/depth.py) needs, checked with
-    the options (pipeline/options.py) before it gets here.
+    the options (pipeline/options/) before it gets here.
 
     model: "densedepth", "untrained", a Keras model path (local/gs://), or a
         transformers checkpoint (a folder or a Hub id), which `checkpoint`
