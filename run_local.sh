@@ -33,7 +33,7 @@ fi
 # A GPU, where nvidia-smi sees one: the torch extra goes into .venv first if
 # it is missing (once; a few GB), then depth runs on the torch runtime, one
 # model on the GPU (in GPU-sized batches) that every worker process hands
-# uint8 composites through shared memory, resized there (README, "Depth on a
+# uint8 composites through shared memory, resized there (docs/gpu.md, "Depth on a
 # GPU", says why this configuration).
 # FGBG_GPU=0, or a --depth_runtime argument, keeps the GPU out of it.
 gpu=()

@@ -6,7 +6,7 @@ every stage after the writer reads a pair's rows from.
 
 A library, not a stage, because several stages and readers share these
 files: the stages of transforms/pairs.py decide when each step happens, in
-the order that keeps a killed build safe (README, Guarantees 2 and 3); this
+the order that keeps a killed build safe (docs/guarantees.md, Guarantees 2 and 3); this
 module decides where the files are and what they hold.
 
 A pair's files live through these steps:

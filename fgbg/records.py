@@ -199,7 +199,7 @@ def decode_exact(encoded, channels: int, dtype=None):
     """Decode a JPEG or PNG tensor as every other tool does.
 
     TensorFlow's default JPEG decoding (INTEGER_FAST) is biased darker than
-    libjpeg's accurate method, which Pillow (and so stats.json) uses (README,
+    libjpeg's accurate method, which Pillow (and so stats.json) uses (docs/training.md,
     "Training on the dataset"). INTEGER_ACCURATE matches Pillow exactly.
     16-bit PNGs need dtype tf.uint16 to keep their range.
     """

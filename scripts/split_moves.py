@@ -4,7 +4,7 @@ For every count n from 0 to --max_n and every seed below --seeds, the
 backgrounds n0..n{n-1} are split (transforms/splits.py), one more name is
 added, and the backgrounds in both splits whose split differs are counted;
 the same for held-out foregrounds (--test_foreground_fraction). Printed per
-fraction setting: the worst and the mean count. README ("What a build
+fraction setting: the worst and the mean count. docs/dataset.md ("What a build
 writes") quotes the worst.
 
     python scripts/split_moves.py --max_n 400 --seeds 5

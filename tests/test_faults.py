@@ -1,4 +1,4 @@
-"""Faults a real build meets, made to happen for real (README "Faults
+"""Faults a real build meets, made to happen for real (docs/guarantees.md "Faults
 tried"): an output disk that fills, a read-only output, a second build
 racing one that is still running. Each build that fails says which file and
 why; what it leaves is whole; the rerun after the fix resumes to the

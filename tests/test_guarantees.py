@@ -1,4 +1,4 @@
-"""The build's promises (README "Guarantees"): resumable, incremental, and
+"""The build's promises (docs/guarantees.md): resumable, incremental, and
 hostile inputs never crash the build nor lose a good sample."""
 
 import csv

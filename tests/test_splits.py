@@ -33,7 +33,7 @@ from transforms.splits import (
     split_sizes,
 )
 
-# README, "What a build writes": adding one background moves at most this
+# docs/dataset.md, "What a build writes": adding one background moves at most this
 # many others to another split (scripts/split_moves.py measures it).
 MOST_MOVED_BY_ONE_BACKGROUND = 2
 MOST_MOVED_BY_ONE_FOREGROUND = 1

@@ -3,7 +3,7 @@ remove records that no longer match, leave a row file for each written
 sample, and record each pair once all its samples are written.
 
 One stage module, because these steps only make sense together: their
-order is what keeps a killed or changed build safe (README, Guarantees 2
+order is what keeps a killed or changed build safe (docs/guarantees.md, Guarantees 2
 and 3). The files themselves are read, written and deleted by
 fgbg/pair_records.py alone; this module decides when.
 

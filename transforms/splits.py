@@ -9,7 +9,7 @@ those between to train (`assign_splits`). Drawing each background's split
 from its own hash, as fgbg did before, gave a 100-background build 4 test
 backgrounds instead of 10. Ranking keeps membership stable as inputs grow:
 adding one background moves at most two others, adding one foreground at
-most one other in or out of the held-out set (README, "What a build
+most one other in or out of the held-out set (docs/dataset.md, "What a build
 writes"; scripts/split_moves.py measures it).
 
 `--test_foreground_fraction` holds that share of the foregrounds, ranked

@@ -29,7 +29,7 @@ DEPTH_MODELS_HELP = (
     "SavedModel mapping RGB in [0,1] to depth, or a transformers depth-estimation "
     "checkpoint: a folder (local or gs://) with config.json, model.safetensors and "
     "preprocessor_config.json, or a Hugging Face Hub id such as "
-    f"{checkpoints.SMALL} (README, 'A current depth model'; runs on PyTorch)"
+    f"{checkpoints.SMALL} (docs/depth.md, 'A current depth model'; runs on PyTorch)"
 )
 # DenseDepth's network input, as the original ran it.
 DENSEDEPTH_INPUT_SIZE = "640x480"
@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("minmax", "metric"),
         default="minmax",
         help="minmax: the original's per-image 0..255 grey JPEG. metric: 16-bit PNG "
-        "on one fixed scale for all images (see README). Default: %(default)s.",
+        "on one fixed scale for all images (see docs/depth.md). Default: %(default)s.",
     )
     depth.add_argument(
         "--depth_quality",

@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.1,
         help="Fraction of backgrounds (with all their samples) in the val split: "
         "exactly round(fraction x backgrounds), at least one when positive "
-        "(README, 'What a build writes'). Default: %(default)s.",
+        "(docs/dataset.md, 'What a build writes'). Default: %(default)s.",
     )
     generation.add_argument(
         "--test_fraction",

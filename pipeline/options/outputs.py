@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=False,
         help="Take over the output's lease (.lease.json) when it is stale: the "
-        "build that held it stopped renewing it (README 'Faults tried'). A lease "
+        "build that held it stopped renewing it (docs/guarantees.md, 'Faults tried'). A lease "
         "that is still renewed is never taken.",
     )
     outputs.add_argument(
