@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,6 +32,29 @@ CHROMIUM_TIMEOUT_S = 60
 HOSTILE_NAME = '<img src=x alt=injected> & "q".jpg'
 HOSTILE_ESCAPED = "&lt;img src=x alt=injected&gt; &amp; &quot;q&quot;.jpg"
 VIRIDIS_RAMP = palette.colormap(np.linspace(0, 1, 256)).astype(int)
+# A desktop window and a phone's (an iPhone's CSS width).
+PAGE_WIDTHS = (1280, 390)
+# Every card of a page (a section, or a summary card) whose content is wider
+# than the card (scrollWidth past clientWidth: content spilling out counts,
+# a table scrolling inside its own overflow wrapper does not), or that runs
+# past the page's edge.
+CARD_CHECK = """
+function cardOverflows(doc) {
+  var page = doc.documentElement.clientWidth, cards = doc.querySelectorAll("section, .card");
+  var found = [];
+  cards.forEach(function (card) {
+    var name = card.id || card.textContent.trim().slice(0, 40), box = card.getBoundingClientRect();
+    if (card.scrollWidth > card.clientWidth) {
+      found.push(name + ": " + card.scrollWidth + " px of content in " + card.clientWidth);
+    }
+    if (box.left < 0 || box.right > page) {
+      found.push(name + ": spans " + Math.round(box.left) + " to " + Math.round(box.right) +
+        " px of " + page);
+    }
+  });
+  return {page: page, cards: cards.length, found: found};
+}
+"""
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -402,6 +426,35 @@ def render(root: Path, work: Path) -> Tuple[DomSummary, np.ndarray]:
     return dom, np.asarray(Image.open(screenshot).convert("RGB"))
 
 
+def framed(page_html: str, width: int) -> str:
+    """A page that shows page_html in a frame `width` px wide, then writes what
+    CARD_CHECK finds in it onto its own <body> (a frame, because headless
+    chromium's window is never narrower than 500 px)."""
+    source = json.dumps(page_html).replace("</", "<\\/")
+    return (
+        "<!DOCTYPE html><html><body><script>" + CARD_CHECK + "var frame = "
+        f"document.createElement('iframe'); frame.style.cssText = 'width:{width}px;"
+        "height:2000px;border:0'; frame.addEventListener('load', function () {"
+        " var result = cardOverflows(frame.contentDocument), body = document.body.dataset;"
+        " body.page = result.page; body.cards = result.cards;"
+        " body.overflows = result.found.join(' | '); });"
+        f" frame.srcdoc = {source}; document.body.appendChild(frame);</script></body></html>"
+    )
+
+
+def card_overflows(page_html: str, work: Path, width: int) -> Dict[str, Optional[str]]:
+    """The framed page's <body> attributes: data-page (the frame's width as the
+    page sees it), data-cards (how many) and data-overflows (what spills)."""
+    work.mkdir(parents=True, exist_ok=True)
+    page = work / f"framed-{width}.html"
+    page.write_text(framed(page_html, width), encoding="utf-8")
+    dom = DomSummary()
+    dom.feed(
+        run_chromium(page, work, "--hide-scrollbars", "--virtual-time-budget=5000", "--dump-dom")
+    )
+    return dom.body
+
+
 def color_pixels(image: np.ndarray, rgb: Tuple[int, int, int], tolerance: int = 6) -> int:
     return int(np.all(np.abs(image.astype(int) - rgb) <= tolerance, axis=-1).sum())
 
@@ -431,3 +484,31 @@ def test_untrained_depth_report_shows_its_red_banner_in_the_browser(depth_datase
     dom, pixels = render(depth_dataset, tmp_path)
     assert dom.body.get("data-images-ok") == dom.body.get("data-images-total") == "4"
     assert color_pixels(pixels, palette.BANNER_RGB) > 20_000  # the banner spans the page
+
+
+@pytest.mark.browser
+def test_the_card_check_sees_content_spilling_out_but_not_a_table_scrolling_inside(tmp_path):
+    wide_table = "<table style='width:600px'><tr><td>x</td></tr></table>"
+    page = (
+        "<style>section{width:300px}.table-scroll{overflow-x:auto}</style>"
+        f"<section id='spills'>{wide_table}</section>"
+        f"<section id='scrolls'><div class='table-scroll'>{wide_table}</div></section>"
+        "<div class='card' style='width:500px'>wide card</div>"
+    )
+    body = card_overflows(page, tmp_path, 390)
+    assert body["data-page"] == "390" and body["data-cards"] == "3"
+    found = body["data-overflows"].split(" | ")
+    assert [entry.split(":")[0] for entry in found] == ["spills", "wide card"], found
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+@pytest.mark.parametrize("width", PAGE_WIDTHS)
+def test_every_card_holds_its_tables_at_desktop_and_phone_widths(
+    dataset, depth_dataset, tmp_path, width
+):
+    for root in (dataset, depth_dataset):
+        body = card_overflows(html_of(root), tmp_path / root.parent.name, width)
+        assert body["data-page"] == str(width)
+        assert int(body["data-cards"]) >= 16  # ten sections and six summary cards
+        assert body["data-overflows"] == "", f"{root.parent.name}: {body['data-overflows']}"
