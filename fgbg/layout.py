@@ -12,6 +12,9 @@ from typing import Tuple
 from fgbg.types import Placement
 
 BACKGROUND_DIR = "bg"
+# Each background's depth, as placement by depth reads it (--placement depth,
+# --depth_labels composed): bg_depth/<bg>.png, the build's metric encoding.
+BACKGROUND_DEPTH_DIR = "bg_depth"
 LABEL_CSV = "label_data.csv"
 SAMPLES_CSV = "samples.csv"
 REJECTS_CSV = "rejects.csv"
@@ -28,6 +31,7 @@ LEASE_JSON = ".lease.json"
 # after the backgrounds), so that no background can take one of these names.
 ROOT_NAMES = (
     BACKGROUND_DIR,
+    BACKGROUND_DEPTH_DIR,
     LABEL_CSV,
     SAMPLES_CSV,
     REJECTS_CSV,
@@ -44,6 +48,10 @@ ROOT_NAMES = (
 
 def background_path(stem: str) -> str:
     return f"{BACKGROUND_DIR}/{stem}.jpg"
+
+
+def background_depth_path(stem: str) -> str:
+    return f"{BACKGROUND_DEPTH_DIR}/{stem}.png"
 
 
 def pair_folder(placement: Placement) -> str:

@@ -39,6 +39,7 @@ class Background:
     source: str
     split: str  # UNASSIGNED until transforms/splits.py assigns it
     digest: str  # of the file's bytes: a changed file invalidates its samples
+    aspect: float = 1.0  # width / height before it was resized to a square
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,24 @@ class Placement:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScenePoint:
+    """Where a sample placed by depth stands (--placement depth,
+    transforms/scene_placement.py): its foot point (the bottom centre of its
+    mask, in image pixels), the background's depth there in metres, the
+    scale applied (the drawn scale x Z_ref / foot depth), the fraction of
+    the object seen, the foot points drawn, and whether it fell back to
+    random placement (no floor, or no draw that fitted)."""
+
+    foot_x: int
+    foot_y: int
+    foot_depth: float
+    applied_scale: float
+    visible_fraction: float
+    tries: int
+    fallback: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Composite:
     """One generated sample before it is written.
 
@@ -104,6 +123,7 @@ class Composite:
     # Set when the mask is stored losslessly: its moments follow from the
     # array, so the writer need not decode the PNG again.
     mask_moments: Optional[Moments] = None
+    scene: Optional[ScenePoint] = None  # --placement depth only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +139,7 @@ class SampleRow:
     moments: Dict[str, Moments]
     depth_precision: Optional[str] = None  # what its depth map was made in
     blend: str = NONE  # how its cut-out was blended in (fgbg/blend_modes.py)
+    scene: Optional[ScenePoint] = None  # --placement depth only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,3 +160,5 @@ class WrittenPair:
     moments: Dict[str, Moments]  # per image kind, summed over the pair's samples
     depth_precisions: Tuple[str, ...] = ()  # what its depth maps were made in
     blends: Tuple[Tuple[str, int], ...] = ()  # (blend mode, its samples), by mode
+    redraws: int = 0  # --placement depth: foot points drawn again, over the pair
+    fallbacks: int = 0  # --placement depth: samples that fell back to random placement

@@ -25,7 +25,7 @@ from fgbg.images import encode_jpeg, encode_png
 from fgbg.moments import binary_moments
 from fgbg.storage import read_file
 from fgbg.timing import stage_timer, timed_items
-from fgbg.types import Background, Composite, Foreground, Pair
+from fgbg.types import Background, Composite, Foreground, Pair, Placement
 from transforms.blending import (
     Blend,
     BlendConfig,
@@ -166,19 +166,32 @@ def compose_pair(
         blend = draw_blend(blending, placement) if blending else Blend(NONE)
         overlay = blend_composite(image, rgba, mask, placement.x, placement.y, blend, blending)
         full_mask = place_mask(mask, placement.x, placement.y, placement_config.size)
-        lossless = encoding.mask_format == "png"
-        yield Composite(
-            placement=placement,
-            split=background.split,
-            overlay=overlay,
-            overlay_encoded=encode_jpeg(overlay, encoding.overlay_quality),
-            mask_encoded=encode_mask(full_mask, encoding),
-            pair_key=key,
-            blend=blend.mode,
-            mask_moments=binary_moments(int(np.count_nonzero(mask)), full_mask.size)
-            if lossless
-            else None,
-        )
+        yield sample_composite(background, placement, overlay, full_mask, encoding, key, blend)
+
+
+def sample_composite(
+    background: Background,
+    placement: Placement,
+    overlay: np.ndarray,
+    full_mask: np.ndarray,
+    encoding: EncodingConfig,
+    key: str,
+    blend: Blend,
+) -> Composite:
+    """A sample made: its overlay and whole-image mask encoded as stored."""
+    lossless = encoding.mask_format == "png"
+    return Composite(
+        placement=placement,
+        split=background.split,
+        overlay=overlay,
+        overlay_encoded=encode_jpeg(overlay, encoding.overlay_quality),
+        mask_encoded=encode_mask(full_mask, encoding),
+        pair_key=key,
+        blend=blend.mode,
+        mask_moments=binary_moments(int(np.count_nonzero(full_mask)), full_mask.size)
+        if lossless
+        else None,
+    )
 
 
 class _ComposePair(beam.DoFn):
@@ -261,7 +274,12 @@ class CrossPairs(beam.PTransform):
 
 class ComposeSamples(beam.PTransform):
     """`Pair`s -> every `Composite` of every pair, in number order per pair,
-    each blended as `blending` draws (None: every one a hard paste)."""
+    each blended as `blending` draws (None: every one a hard paste).
+
+    `scene` (--placement depth or --depth_labels composed: a
+    `transforms.scene_placement.SceneConfig`, with the output `root` its
+    background depth maps are in and the build's `depth` configuration)
+    places the samples in their backgrounds' scenes instead."""
 
     def __init__(
         self,
@@ -270,6 +288,9 @@ class ComposeSamples(beam.PTransform):
         placement_config: PlacementConfig,
         encoding: EncodingConfig,
         blending: Optional[BlendConfig] = None,
+        scene=None,
+        root: str = "",
+        depth=None,
     ):
         super().__init__()
         self._foregrounds = foregrounds
@@ -277,12 +298,18 @@ class ComposeSamples(beam.PTransform):
         self._placement_config = placement_config
         self._encoding = encoding
         self._blending = blending
+        self._scene = scene
+        self._root = root
+        self._depth = depth
 
     def expand(self, pairs):
         by_stem = self._foregrounds | "KeyForegrounds" >> beam.Map(lambda fg: (fg.stem, fg))
-        return pairs | "Compose" >> beam.ParDo(
-            _ComposePair(
-                self._input_config, self._placement_config, self._encoding, self._blending
-            ),
-            beam.pvalue.AsDict(by_stem),
-        )
+        settings = (self._input_config, self._placement_config, self._encoding, self._blending)
+        if self._scene is None:
+            compose = _ComposePair(*settings)
+        else:
+            # Imported here: scene_placement builds on this module.
+            from transforms.scene_placement import ComposeSceneFn
+
+            compose = ComposeSceneFn(*settings, self._scene, self._root, self._depth)
+        return pairs | "Compose" >> beam.ParDo(compose, beam.pvalue.AsDict(by_stem))

@@ -135,15 +135,20 @@ def resize_background(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(to_rgb(image).resize((size, size), Image.LANCZOS))
 
 
-def load_background(data: bytes, config: InputConfig) -> np.ndarray:
-    """The background as every stage sees it: decoded, checked and resized."""
+def open_background(data: bytes, config: InputConfig) -> Image.Image:
+    """The background decoded and checked, at its own size."""
     image = open_image(data, config.max_input_pixels)
     if min(image.size) < config.min_background_side:
         raise InputError(
             f"background is {image.size[0]}x{image.size[1]}, smaller than "
             f"--min_background_side={config.min_background_side}"
         )
-    return resize_background(image, config.size)
+    return image
+
+
+def load_background(data: bytes, config: InputConfig) -> np.ndarray:
+    """The background as every stage sees it: decoded, checked and resized."""
+    return resize_background(open_background(data, config), config.size)
 
 
 def binarize(values: np.ndarray, threshold: int) -> np.ndarray:
@@ -299,16 +304,20 @@ class _PrepareBackground(beam.DoFn):
     def process(self, path: str) -> Iterator:
         try:
             data = read_file(path)
-            image = load_background(data, self._config)
+            opened = open_background(data, self._config)
         except (InputError, OSError) as error:
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(path, str(error)))
             return
         self._accepted.inc()
         background = Background(
-            stem=file_stem(path), source=path, split=UNASSIGNED, digest=content_digest(data)
+            stem=file_stem(path),
+            source=path,
+            split=UNASSIGNED,
+            digest=content_digest(data),
+            aspect=opened.size[0] / opened.size[1],
         )
-        yield background, image
+        yield background, resize_background(opened, self._config.size)
 
 
 class ReadBackgrounds(beam.PTransform):
