@@ -132,6 +132,22 @@ class DepthInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class SceneInfo:
+    """manifest.json's `scene`, in builds with --placement depth or
+    --depth_labels composed (docs/scene-placement.md): how samples were
+    placed, the camera's field of view, where the labels come from, and how
+    often a foot point was drawn again or a sample fell back to random
+    placement."""
+
+    placement: str
+    camera_fov: float
+    labels: str  # e.g. "composed from the backgrounds' --bg_depth maps"
+    background_depth: str  # where each background's depth came from
+    redraws: int
+    fallbacks: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Files:
     label_csv: str
     samples_csv: str
@@ -157,12 +173,14 @@ class Manifest:
     options: Dict[str, Any]
     versions: Dict[str, str]
     splits: Optional[Splits] = None  # None in datasets built before it was recorded
+    scene: Optional[SceneInfo] = None  # None unless placed by depth or labels composed
 
     def to_json(self) -> Json:
         document = dataclasses.asdict(self)
         document["depth"] = self.depth.to_json()
-        if self.splits is None:
-            del document["splits"]
+        for name in ("splits", "scene"):
+            if document[name] is None:
+                del document[name]
         return document
 
     @classmethod
@@ -175,6 +193,7 @@ class Manifest:
                 "depth": DepthInfo(**document["depth"]),
                 "files": Files(**document["files"]),
                 "splits": Splits.from_json(document["splits"]) if "splits" in document else None,
+                "scene": SceneInfo(**document["scene"]) if "scene" in document else None,
             }
         )
 

@@ -62,7 +62,15 @@ from fgbg.storage import (
     remove_empty_folder,
     write_file,
 )
-from fgbg.types import Background, Foreground, Moments, Placement, SampleRow, WrittenPair
+from fgbg.types import (
+    Background,
+    Foreground,
+    Moments,
+    Placement,
+    SampleRow,
+    ScenePoint,
+    WrittenPair,
+)
 
 PAIR_RECORD = ".pair.json"
 SAMPLE_ROWS = ".rows"  # a pair's per-sample rows, until the pair is recorded
@@ -103,9 +111,17 @@ def row_to_dict(row: SampleRow) -> Dict[str, object]:
         "moments": {
             kind: [m[0], list(m[1]), list(m[2])] for kind, m in sorted(row.moments.items())
         },
-        **({"depth_precision": row.depth_precision} if row.depth_precision else {}),
+        # Null for depth no model made (labels composed from given maps:
+        # transforms/scene_placement.py); absent, as before, without depth.
+        **(
+            {"depth_precision": row.depth_precision}
+            if row.depth_precision or row.depth_path
+            else {}
+        ),
         # Left out for mode none, so records of builds without --blend keep their bytes.
         **({"blend": row.blend} if row.blend != NONE else {}),
+        # Only with --placement depth, likewise.
+        **({"scene": dataclasses.asdict(row.scene)} if row.scene else {}),
     }
 
 
@@ -121,6 +137,7 @@ def row_from_dict(data: Dict[str, object]) -> SampleRow:
         # Depth of builds from before precision was recorded ran in fp32.
         depth_precision=data.get("depth_precision", FP32 if data["depth_path"] else None),
         blend=data.get("blend", NONE),
+        scene=ScenePoint(**data["scene"]) if "scene" in data else None,
     )
 
 
@@ -356,4 +373,6 @@ def written_pair(rows: Sequence[SampleRow]) -> WrittenPair:
         moments=totals,
         depth_precisions=tuple(sorted({r.depth_precision for r in rows if r.depth_precision})),
         blends=tuple(sorted(collections.Counter(row.blend for row in rows).items())),
+        redraws=sum(max(0, row.scene.tries - 1) for row in rows if row.scene),
+        fallbacks=sum(row.scene.fallback for row in rows if row.scene),
     )

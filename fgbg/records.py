@@ -15,6 +15,9 @@ FEATURE_SPEC documents the record layout:
 - blend (bytes): the sample's --blend mode (fgbg/blend_modes.py); written by
   builds with a --blend other than none, read as 'none' where absent (builds
   with --blend none write exactly the records they wrote before it)
+- foot_x, foot_y, tries, fallback (int64), foot_depth (metres),
+  applied_scale, visible_fraction (float): where the sample stands; written
+  by builds with --placement depth only (transforms/scene_placement.py)
 - background_moments, overlay_moments (int64 x 7): the written image's pixel
   count, per-channel sums and sums of squares (what transforms/normalization.py
   analyses)
@@ -54,6 +57,9 @@ BYTES_FEATURES = (
 FLOAT_FEATURES = ("scale",)
 # Bytes features that records of some builds lack, and what they read as then.
 OPTIONAL_BYTES_FEATURES = {"blend": NONE.encode()}
+# Features of builds with --placement depth only, read as -1 elsewhere.
+SCENE_INT_FEATURES = ("foot_x", "foot_y", "tries", "fallback")
+SCENE_FLOAT_FEATURES = ("foot_depth", "applied_scale", "visible_fraction")
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -99,6 +105,15 @@ def feature_spec() -> Dict[str, object]:
         {
             name: tf.io.FixedLenFeature([], tf.string, default_value=default)
             for name, default in OPTIONAL_BYTES_FEATURES.items()
+        }
+    )
+    spec.update(
+        {name: tf.io.FixedLenFeature([], tf.int64, default_value=-1) for name in SCENE_INT_FEATURES}
+    )
+    spec.update(
+        {
+            name: tf.io.FixedLenFeature([], tf.float32, default_value=-1.0)
+            for name in SCENE_FLOAT_FEATURES
         }
     )
     return spec
@@ -163,6 +178,17 @@ def sample_example(
     }
     if with_blend:
         features["blend"] = row.blend.encode()
+    if row.scene:
+        point = row.scene
+        features.update(
+            foot_x=point.foot_x,
+            foot_y=point.foot_y,
+            tries=point.tries,
+            fallback=int(point.fallback),
+            foot_depth=float(point.foot_depth),
+            applied_scale=float(point.applied_scale),
+            visible_fraction=float(point.visible_fraction),
+        )
     features.update({kind: images[kind] for kind in ("background", "overlay", "mask", "depth")})
     moments = {"background": background_moments, "overlay": row.moments["overlay"]}
     features.update({moments_feature(kind): flat_moments(moments[kind]) for kind in MOMENT_KINDS})

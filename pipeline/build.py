@@ -80,6 +80,7 @@ from pipeline.run_documents import (
     utc_now,
 )
 from pipeline.worker_watchdog import failing_on_worker_death
+from transforms.background_depth import BackgroundDepth
 from transforms.compositing import ComposeSamples, CrossPairs
 from transforms.image_files import MOMENTS, WriteBackgrounds, WriteSamples
 from transforms.inputs import ReadBackgrounds, ReadForegrounds
@@ -93,6 +94,7 @@ from transforms.pairs import (
     WriteSampleRows,
 )
 from transforms.rejects import WriteRejects
+from transforms.scene_placement import SceneCounts
 from transforms.splits import PlanSplits, RemoveExcludedPairs, SplitMoments, planned_pairs
 from transforms.stats import ComputeStats, stats_document
 from transforms.tables import WriteTables
@@ -108,6 +110,11 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     """Assemble the whole pipeline on `p`."""
     root = config.output
     prepared, bg_rejects = p | "ReadBackgrounds" >> ReadBackgrounds(config.bg, config.inputs)
+    if config.scene:
+        prepared, depth_rejects = prepared | "BackgroundDepth" >> BackgroundDepth(
+            root, config.inputs.size, config.scene, config.depth
+        )
+        bg_rejects = (bg_rejects, depth_rejects) | "BackgroundRejects" >> beam.Flatten()
     foregrounds, fg_rejects = p | "ReadForegrounds" >> ReadForegrounds(
         config.fg, config.fg_mask, config.inputs
     )
@@ -129,10 +136,17 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         | "RemoveOutdatedRecords" >> RemoveOutdatedRecords(root)
         | "Compose"
         >> ComposeSamples(
-            foregrounds, config.inputs, config.placements, config.encoding, config.blending
+            foregrounds,
+            config.inputs,
+            config.placements,
+            config.encoding,
+            config.blending,
+            config.scene,
+            root,
+            config.depth,
         )
     )
-    if config.depth:
+    if config.depth_per_composite:
         # Imported here: Beam's RunInference module imports PyTorch whenever
         # it is installed, a cost in every worker that composites-only builds
         # do not need (fgbg/depth/config.py; BENCHMARKS.md#compositing,
@@ -156,7 +170,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     written = (recorded, found[RESUMED]) | "AllPairs" >> beam.Flatten()
 
     split_counts = written | "WriteTables" >> WriteTables(
-        root, config.csv_prefix, config.blending.recorded
+        root, config.csv_prefix, config.blending.recorded, config.placed_by_depth
     )
     records = written | "WriteTFRecords" >> WriteTFRecords(
         root, config.records_per_shard, config.depth_encoding, config.blending.recorded
@@ -212,6 +226,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
         precisions,
         blends,
         after=(stats, transform_written, removed),
+        scene_counts=written | "SceneCounts" >> SceneCounts() if config.scene else None,
     )
 
 

@@ -22,10 +22,12 @@ from pipeline.options import (
     option_values,
     parse_size,
 )
+from pipeline.options.generation import needs_scene_depth
 from transforms.blending import BlendConfig
 from transforms.compositing import EncodingConfig
 from transforms.inputs import InputConfig
 from transforms.placements import PlacementConfig, parse_scales
+from transforms.scene_placement import MODEL, RANDOM, SceneConfig
 from transforms.splits import SplitConfig
 
 # The options that decide what a sample's files contain. A finished pair is
@@ -97,15 +99,33 @@ class BuildConfig:
     fingerprint: str  # of the sample-shaping options
     options: Dict[str, object]  # fgbg's own options, for the manifest
     run: RunContext
+    # --placement depth or --depth_labels composed; None: neither
+    scene: Optional[SceneConfig] = None
+
+    @property
+    def composed_labels(self) -> bool:
+        return self.scene is not None and self.scene.composed
+
+    @property
+    def placed_by_depth(self) -> bool:
+        return self.scene is not None and self.scene.by_depth
+
+    @property
+    def depth_per_composite(self) -> bool:
+        """Whether the depth model runs on every composite (labels by model)."""
+        return self.depth is not None and not self.composed_labels
 
     @property
     def depth_encoding(self) -> str:
         """'minmax', 'metric', or 'none' for a composites-only build."""
+        if self.composed_labels:
+            return self.scene.label_encoding
         return self.depth.encoding if self.depth else "none"
 
     @property
     def depth_extension(self) -> str:
-        return maps.FILE_EXTENSION[self.depth.encoding] if self.depth else ""
+        encoding = self.depth_encoding
+        return maps.FILE_EXTENSION[encoding] if encoding != "none" else ""
 
 
 def build_config(
@@ -150,7 +170,7 @@ def build_config(
         bg_quality=opts.bg_quality,
         depth=depth,
         depth_info=depth_info(opts, checkpoint),
-        depth_scale=depth_scale(depth),
+        depth_scale=depth_scale(depth, scene_config(opts, depth)),
         records_per_shard=opts.records_per_shard,
         tft=opts.tft,
         tft_batch_size=opts.tft_batch_size,
@@ -158,6 +178,7 @@ def build_config(
         fingerprint=options_fingerprint(sample_shaping_values(opts, checkpoint)),
         options=option_values(opts),
         run=run,
+        scene=scene_config(opts, depth),
     )
 
 
@@ -176,7 +197,47 @@ def sample_shaping_values(
     if checkpoint:
         values["depth_weights_sha256"] = checkpoint.weights_sha256
     values.update(blend_shaping_values(blend_config(opts)))
+    values.update(scene_shaping_values(opts))
     return values
+
+
+def scene_shaping_values(opts: FgbgOptions) -> Dict[str, object]:
+    """The scene settings that shape samples, each only away from its
+    default, so outputs built before them stay valid; a --bg_depth map's
+    bytes are in its background's digest (transforms/background_depth.py)."""
+    values: Dict[str, object] = {}
+    if opts.placement != RANDOM:
+        values.update(placement=opts.placement, camera_fov=opts.camera_fov)
+    if opts.depth_labels != MODEL:
+        values["depth_labels"] = opts.depth_labels
+    if opts.bg_depth and needs_scene_depth(opts):
+        values["bg_depth_scale"] = opts.bg_depth_scale
+    return values
+
+
+# Composed labels and background maps without a model (--bg_depth) are
+# stored as DenseDepth's metric maps are: millimetres.
+GIVEN_MAPS_PER_METRE = maps.DENSEDEPTH_CONTENT.stored_per_metre
+GIVEN_MAPS = "given maps (--bg_depth)"
+
+
+def scene_config(opts: FgbgOptions, depth: Optional[DepthConfig]) -> Optional[SceneConfig]:
+    """Placement by depth and composed labels, or None for neither."""
+    if not needs_scene_depth(opts):
+        return None
+    by_model = depth is not None and not opts.bg_depth
+    return SceneConfig(
+        placement=opts.placement,
+        labels=opts.depth_labels,
+        camera_fov=opts.camera_fov,
+        bg_depth=opts.bg_depth,
+        bg_depth_scale=opts.bg_depth_scale,
+        stored_per_metre=families.family(depth).content.stored_per_metre
+        if by_model
+        else GIVEN_MAPS_PER_METRE,
+        label_encoding=opts.depth_encoding,
+        label_quality=opts.depth_quality,
+    )
 
 
 def blend_config(opts: FgbgOptions) -> BlendConfig:
@@ -231,6 +292,13 @@ def depth_config(
 def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> DepthInfo:
     """What the manifest says about depth; loud when it is not real depth,
     or when a checkpoint's licence forbids commercial use."""
+    if opts.depth_model == models.NONE and opts.bg_depth and opts.depth_labels != MODEL:
+        return DepthInfo(
+            model=GIVEN_MAPS,
+            encoding=opts.depth_encoding,
+            holds="metric depth",
+            stored_per_metre=GIVEN_MAPS_PER_METRE if opts.depth_encoding == "metric" else None,
+        )
     if opts.depth_model == models.NONE:
         return DepthInfo(model=models.NONE, note="composites-only build: no depth maps were made")
     info = DepthInfo(
@@ -261,9 +329,19 @@ def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> De
     )
 
 
-def depth_scale(depth: Optional[DepthConfig]) -> Tuple[float, str]:
+def depth_scale(
+    depth: Optional[DepthConfig], scene: Optional[SceneConfig] = None
+) -> Tuple[float, str]:
     """(stored value that means 1.0, what it means), for stats.json: by
-    what the model's maps hold (`maps.MapContent`)."""
+    what the model's maps hold (`maps.MapContent`), or for labels composed
+    from given maps, by their encoding."""
+    if depth is None and scene is not None and scene.composed:
+        if scene.label_encoding == "metric":
+            return float(scene.stored_per_metre), (
+                f"metres: stored value / {scene.stored_per_metre} (16-bit PNG; 0 is no "
+                "measurement in the given maps)"
+            )
+        return 255.0, maps.DENSEDEPTH_CONTENT.minmax_unit
     if depth is None:
         return 255.0, "no depth"
     content = families.family(depth).content

@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import sys
 from importlib import metadata
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -27,6 +27,7 @@ from fgbg.documents import (
     Files,
     Manifest,
     RejectedFile,
+    SceneInfo,
     SplitMembers,
     Splits,
     Timings,
@@ -73,11 +74,12 @@ def manifest_document(
     plan: SplitPlan,
     depth_precisions: Sequence[str] = (),
     blends: Optional[Dict[str, int]] = None,
+    scene_counts: Tuple[int, int] = (0, 0),
 ) -> Manifest:
     """manifest.json's record; `plan` is the build's split plan,
     `depth_precisions` are those the depth maps were made in (one, unless
     workers of a build differed in hardware), `blends` the samples each
-    blending mode made."""
+    blending mode made, `scene_counts` the build's (redraws, fallbacks)."""
     return Manifest(
         dataset="fgbg",
         seed=config.seed,
@@ -109,6 +111,27 @@ def manifest_document(
         options=config.options,
         versions=package_versions(),
         splits=splits_record(plan, split_counts, config.placements.samples_per_pair),
+        scene=scene_info(config, scene_counts),
+    )
+
+
+def scene_info(config: BuildConfig, counts: Tuple[int, int]) -> Optional[SceneInfo]:
+    """The manifest's `scene`: None unless placed by depth or labels composed."""
+    scene = config.scene
+    if scene is None:
+        return None
+    if scene.bg_depth:
+        source = f"given maps, --bg_depth {scene.bg_depth} ({scene.bg_depth_scale:g} per metre)"
+    else:
+        source = f"{config.depth_info.model}, run once per background"
+    labels = f"composed from {source}" if scene.composed else "the depth model, per composite"
+    return SceneInfo(
+        placement=scene.placement,
+        camera_fov=scene.camera_fov,
+        labels=labels,
+        background_depth=source,
+        redraws=counts[0],
+        fallbacks=counts[1],
     )
 
 
@@ -127,14 +150,19 @@ class WriteManifest(beam.PTransform):
         precisions: PCollection,
         blends: PCollection,
         after: Sequence[PCollection],
+        scene_counts: Optional[PCollection] = None,
     ):
         super().__init__()
         self._config = config
         self._inputs = (split_counts, shards, rejects, plan, precisions, blends)
         self._after = after
+        self._scene_counts = scene_counts
 
     def expand(self, begin: PBegin) -> PCollection:
         split_counts, shards, rejects, plan, precisions, blends = self._inputs
+        scene_counts = self._scene_counts
+        if scene_counts is None:
+            scene_counts = begin | "NoSceneCounts" >> beam.Create([])
         return (
             begin
             | "ManifestTrigger" >> beam.Create([None])
@@ -148,13 +176,14 @@ class WriteManifest(beam.PTransform):
                 AsSingleton(plan),
                 AsList(precisions),
                 AsDict(blends),
+                AsList(scene_counts),
                 *(AsList(waited) for waited in self._after),
             )
         )
 
 
 def _write_manifest(
-    _, config, split_counts, shards, rejects, plan, precisions, blends, *_after
+    _, config, split_counts, shards, rejects, plan, precisions, blends, scene_counts, *_after
 ) -> None:
     manifest = manifest_document(
         config,
@@ -164,6 +193,7 @@ def _write_manifest(
         plan,
         precisions,
         blends,
+        scene_counts[0] if scene_counts else (0, 0),
     )
     check_sample_count(manifest.counts)
     remove_stale_shards(config.output, shards)

@@ -119,6 +119,7 @@ class _WriteSample(beam.DoFn):
             moments=moments,
             depth_precision=composite.depth_precision,
             blend=composite.blend,
+            scene=composite.scene,
         )
 
 

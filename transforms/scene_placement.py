@@ -449,3 +449,16 @@ class ComposeSceneFn(_ComposePair):
                 self._redraws.inc(max(0, composite.scene.tries - 1))
                 self._fallbacks.inc(int(composite.scene.fallback))
             yield composite
+
+
+class SceneCounts(beam.PTransform):
+    """`WrittenPair`s -> one (redraws, fallbacks) over the build, for the
+    manifest."""
+
+    def expand(self, pairs):
+        return (
+            pairs
+            | "PairSceneCounts" >> beam.Map(lambda pair: (pair.redraws, pair.fallbacks))
+            | "SumSceneCounts"
+            >> beam.CombineGlobally(lambda counts: tuple(map(sum, zip((0, 0), *counts))))
+        )

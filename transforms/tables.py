@@ -63,8 +63,39 @@ SAMPLE_COLUMNS = (
 BLEND_COLUMN = "blend"
 
 
-def sample_columns(with_blend: bool) -> Tuple[str, ...]:
-    return SAMPLE_COLUMNS + ((BLEND_COLUMN,) if with_blend else ())
+# After it, and only in builds with --placement depth: where each sample
+# stands (transforms/scene_placement.py, fgbg.types.ScenePoint).
+SCENE_COLUMNS = (
+    "foot_x",
+    "foot_y",
+    "foot_depth_m",
+    "applied_scale",
+    "visible_fraction",
+    "tries",
+    "fallback",
+)
+
+
+def sample_columns(with_blend: bool, with_scene: bool = False) -> Tuple[str, ...]:
+    return (
+        SAMPLE_COLUMNS
+        + ((BLEND_COLUMN,) if with_blend else ())
+        + (SCENE_COLUMNS if with_scene else ())
+    )
+
+
+def scene_cells(row: SampleRow) -> List[object]:
+    """A sample's SCENE_COLUMNS."""
+    point = row.scene
+    return [
+        point.foot_x,
+        point.foot_y,
+        f"{point.foot_depth:.4f}",
+        f"{point.applied_scale:.6f}",
+        f"{point.visible_fraction:.6f}",
+        point.tries,
+        int(point.fallback),
+    ]
 
 
 def image_mean(row: SampleRow, kind: str) -> str:
@@ -81,9 +112,12 @@ def mask_coverage(row: SampleRow) -> str:
     return f"{sums[0] / 255 / count:.6f}"
 
 
-def sample_table_rows(rows: Sequence[SampleRow], with_blend: bool = False) -> List[List[object]]:
+def sample_table_rows(
+    rows: Sequence[SampleRow], with_blend: bool = False, with_scene: bool = False
+) -> List[List[object]]:
     """samples.csv rows; the per-image means let reports plot histograms
-    without reopening every image; `with_blend` adds each sample's mode."""
+    without reopening every image; `with_blend` adds each sample's mode,
+    `with_scene` where it stands."""
     table: List[List[object]] = []
     for row in rows:
         p = row.placement
@@ -108,6 +142,7 @@ def sample_table_rows(rows: Sequence[SampleRow], with_blend: bool = False) -> Li
                 mask_coverage(row),
                 image_mean(row, "depth"),
                 *((row.blend,) if with_blend else ()),
+                *(scene_cells(row) if with_scene else ()),
             ]
         )
     return table
@@ -144,10 +179,11 @@ class _WriteTables(beam.DoFn):
     """Streams both CSVs, a pair at a time in table order, from the pairs'
     records: memory holds the list of pair handles and one pair's rows."""
 
-    def __init__(self, root: str, prefix: str, with_blend: bool):
+    def __init__(self, root: str, prefix: str, with_blend: bool, with_scene: bool):
         self._root = root
         self._prefix = prefix
         self._with_blend = with_blend
+        self._with_scene = with_scene
         self._timer = stage_timer("tables")
 
     def process(self, pairs: List[WrittenPair]) -> Iterator[Dict[str, int]]:
@@ -157,29 +193,36 @@ class _WriteTables(beam.DoFn):
             streamed_file(layout.resolve(self._root, layout.LABEL_CSV)) as label,
             streamed_file(layout.resolve(self._root, layout.SAMPLES_CSV)) as samples,
         ):
-            samples.write(render_csv((), header=sample_columns(self._with_blend)))
+            samples.write(render_csv((), header=sample_columns(self._with_blend, self._with_scene)))
             for rows in pair_rows(self._root, ordered):
                 label.write(
                     render_csv(label_rows(rows, self._prefix), delimiter=";", quote_all=True)
                 )
-                samples.write(render_csv(sample_table_rows(rows, self._with_blend)))
+                samples.write(
+                    render_csv(sample_table_rows(rows, self._with_blend, self._with_scene))
+                )
         yield split_counts(ordered)
 
 
 class WriteTables(beam.PTransform):
     """WrittenPair -> label_data.csv (the original's format) and samples.csv,
     sorted by background, foreground and number; outputs the sample count per
-    split. With `with_blend` samples.csv says each sample's blending mode."""
+    split. With `with_blend` samples.csv says each sample's blending mode,
+    with `with_scene` (--placement depth) where each sample stands."""
 
-    def __init__(self, root: str, prefix: str, with_blend: bool = False):
+    def __init__(self, root: str, prefix: str, with_blend: bool = False, with_scene: bool = False):
         super().__init__()
         self._root = root
         self._prefix = prefix
         self._with_blend = with_blend
+        self._with_scene = with_scene
 
     def expand(self, pairs):
         return (
             pairs
             | "GatherPairs" >> beam.combiners.ToList()
-            | "WriteCsvs" >> beam.ParDo(_WriteTables(self._root, self._prefix, self._with_blend))
+            | "WriteCsvs"
+            >> beam.ParDo(
+                _WriteTables(self._root, self._prefix, self._with_blend, self._with_scene)
+            )
         )

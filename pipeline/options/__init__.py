@@ -57,7 +57,10 @@ def check_options(opts: FgbgOptions) -> Optional[Checkpoint]:
     inputs.check(opts)
     outputs.check(opts)
     generation.check(opts)
-    return depth.check(opts)
+    generation.without_unused_model(opts)
+    checkpoint = depth.check(opts)
+    generation.check_scene(opts, checkpoint)
+    return checkpoint
 
 
 def help_parser() -> argparse.ArgumentParser:

@@ -1,16 +1,27 @@
 """The generation options: the samples each pair makes (size, scales,
-placements, mirroring, the run seed), how a cut-out meets its background
-(blending), and the splits."""
+placements, mirroring, the run seed), where in its scene a cut-out stands
+and what its depth label is (placement by depth), how a cut-out meets its
+background (blending), and the splits."""
 
 from __future__ import annotations
 
 import argparse
 import fractions
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 from fgbg.blend_modes import MIXED, MODES, NONE, parse_blend
+from fgbg.depth import models
+from fgbg.depth.checkpoints import Checkpoint
 from pipeline.options.rules import FRACTION, POSITIVE, Range, UsageError, at_least, check_ranges
 from transforms.placements import parse_scales
+from transforms.scene_placement import (
+    COMPOSED,
+    DEPTH,
+    LABEL_SOURCES,
+    MODEL,
+    PLACEMENTS,
+    RANDOM,
+)
 
 RANGES: Tuple[Range, ...] = (
     ("size", *at_least(8)),
@@ -20,6 +31,8 @@ RANGES: Tuple[Range, ...] = (
     ("val_fraction", *FRACTION),
     ("test_fraction", *FRACTION),
     ("test_foreground_fraction", *FRACTION),
+    ("camera_fov", (lambda value: 0 < value < 180), "in (0, 180) degrees"),
+    ("bg_depth_scale", *POSITIVE),
 )
 
 
@@ -56,6 +69,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="Run seed: with the sample's identity it fixes every random draw. "
         "Default: %(default)s.",
+    )
+    scene = parser.add_argument_group(
+        "scene (placement by depth and depth labels by construction: docs/scene-placement.md)"
+    )
+    scene.add_argument(
+        "--placement",
+        choices=PLACEMENTS,
+        default=RANDOM,
+        help="random: each cut-out anywhere in the image at its --scales (the original's). "
+        "depth: standing on a floor or other upward surface of the background's depth, "
+        "scaled by depth (--scales hold at the floor's median depth) and hidden behind "
+        "what is nearer; needs depth in metres (--bg_depth, DenseDepth or a metric "
+        "checkpoint). Cost: BENCHMARKS.md, 'Placement by depth'. Default: %(default)s.",
+    )
+    scene.add_argument(
+        "--depth_labels",
+        choices=LABEL_SOURCES,
+        default=MODEL,
+        help="model: the depth model runs on every composite (the original's). composed: "
+        "the background's depth with the object's foot depth where it is seen, by "
+        "construction, so the model runs once per background, or never with --bg_depth; "
+        "needs depth in metres. Default: %(default)s.",
+    )
+    scene.add_argument(
+        "--camera_fov",
+        type=float,
+        default=60.0,
+        help="Horizontal field of view of the backgrounds' cameras, in degrees, for "
+        "finding floors in their depth (--placement depth). Default: %(default)s.",
+    )
+    scene.add_argument(
+        "--bg_depth",
+        default=None,
+        help="Glob (local or gs://) of the backgrounds' own depth maps, matched by file "
+        "name without suffix: 16-bit PNGs, 0 for no measurement (NYU Depth V2, ScanNet). "
+        "With them no depth model runs for placement or composed labels; a background "
+        "whose map is missing or unusable is rejected.",
+    )
+    scene.add_argument(
+        "--bg_depth_scale",
+        type=float,
+        default=1000.0,
+        help="Stored units per metre of --bg_depth maps (1000: millimetres). Default: %(default)s.",
     )
     generation.add_argument(
         "--blend",
@@ -142,4 +198,54 @@ def _check_split_options(opts: Any) -> None:
         raise UsageError(
             "--test_foreground_fraction holds foregrounds out for the test split, "
             "and --test_fraction 0 makes none"
+        )
+
+
+def needs_scene_depth(opts: Any) -> bool:
+    """Whether the build needs each background's depth in metres."""
+    return opts.placement == DEPTH or opts.depth_labels == COMPOSED
+
+
+def check_scene(opts: Any, checkpoint: Optional[Checkpoint]) -> None:
+    """Placement by depth and composed labels need depth in metres: the
+    user's maps (--bg_depth), DenseDepth, or a metric checkpoint (`checkpoint`,
+    as the depth options described it). A relative one predicts disparity up
+    to an unknown scale and shift, in which no floor has a height and no
+    object a size."""
+    if not needs_scene_depth(opts):
+        if opts.bg_depth:
+            raise UsageError(
+                "--bg_depth is for --placement depth or --depth_labels composed; this "
+                "build would not read it"
+            )
+        return
+    wanted = f"--placement {opts.placement} --depth_labels {opts.depth_labels}"
+    if opts.bg_depth:
+        return
+    if opts.depth_model == models.NONE:
+        raise UsageError(
+            f"{wanted} needs each background's depth in metres: give --bg_depth, or a "
+            "metric --depth_model (densedepth, or a metric checkpoint)"
+        )
+    if checkpoint is not None and not checkpoint.content.metric:
+        raise UsageError(
+            f"{wanted} needs depth in metres; {opts.depth_model} predicts "
+            f"{checkpoint.content.description}, up to an unknown scale and shift, in which "
+            "a floor has no height and an object no size. Use --bg_depth, DenseDepth, or a "
+            "metric checkpoint such as depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
+        )
+
+
+def without_unused_model(opts: Any) -> None:
+    """With --bg_depth and --depth_labels composed no depth model runs: the
+    default --depth_model (densedepth, given no weights) stands down to none,
+    and a model named outright is refused, since it would not run."""
+    if not (opts.bg_depth and opts.depth_labels == COMPOSED):
+        return
+    if opts.depth_model == models.PUBLISHED and not opts.depth_weights:
+        opts.depth_model = models.NONE
+    elif opts.depth_model != models.NONE:
+        raise UsageError(
+            f"--depth_model {opts.depth_model} would not run: with --bg_depth and "
+            "--depth_labels composed the labels come from the given depth maps"
         )
