@@ -58,9 +58,10 @@ def check_options(opts: FgbgOptions) -> Optional[Checkpoint]:
     outputs.check(opts)
     generation.check(opts)
     generation.without_unused_model(opts)
-    checkpoint = depth.check(opts)
-    generation.check_scene(opts, checkpoint)
-    return checkpoint
+    # Before the depth options' own checks, so that a relative checkpoint is
+    # refused for what it predicts, whatever else it would need.
+    generation.check_scene(opts, depth.checked_checkpoint(opts))
+    return depth.check(opts)
 
 
 def help_parser() -> argparse.ArgumentParser:
