@@ -257,3 +257,53 @@ def test_a_depth_map_changes_its_backgrounds_pair_keys():
     first = with_depth_digest(background, b"one map")
     assert first.digest != background.digest
     assert with_depth_digest(background, b"another map").digest != first.digest
+
+
+# ------------------------------------------------------------ background depth
+
+
+def test_a_model_runs_once_per_background_and_its_maps_are_written(tmp_path):
+    """With composed labels and no --bg_depth, the depth stage's handler
+    runs on each background, once: bg_depth/<name>.png holds its metric map."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from fgbg.depth import maps
+    from fgbg.types import Background
+    from tests.depth_fixtures import tiny_depth_config, tiny_depth_model, tiny_raw_reference
+    from transforms.background_depth import BackgroundDepth
+    from transforms.depth import DEPTH_METRICS_NAMESPACE
+    from transforms.scene_placement import SceneConfig
+
+    model_file = str(tmp_path / "tiny.h5")
+    tiny_depth_model().save(model_file)
+    depth = tiny_depth_config(model=model_file, out_size=(64, 64))
+    scene = SceneConfig("depth", "composed", 60.0, None, 1000.0, 1000, "metric", 90)
+    rng = np.random.default_rng(5)
+    prepared = [
+        (Background(f"bg{n}", f"bg{n}.png", "", "d"), rng.integers(0, 256, (64, 64, 3), np.uint8))
+        for n in range(3)
+    ]
+    pipeline = TestPipeline(runner="FnApiRunner")
+    backgrounds, rejects = (
+        pipeline
+        | beam.Create(prepared, reshuffle=False)
+        | BackgroundDepth(str(tmp_path), 64, scene, depth)
+    )
+    assert_that(
+        backgrounds | beam.Map(lambda item: item[0].stem), equal_to(["bg0", "bg1", "bg2"])
+    )
+    assert_that(rejects, equal_to([]), label="NoRejects")
+    result = pipeline.run()
+    result.wait_until_finish()
+    query = result.metrics().query(
+        MetricsFilter().with_namespace(DEPTH_METRICS_NAMESPACE).with_name("num_inferences")
+    )
+    assert query["counters"][0].committed == len(prepared)
+    for background, pixels in prepared:
+        raw = tiny_raw_reference(pixels[None].astype(np.float64) / 255.0)[0]
+        expected, _ = maps.metric_stored(maps.postprocess(raw), (64, 64))
+        written = image(tmp_path / "bg_depth" / f"{background.stem}.png")
+        assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
