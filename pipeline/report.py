@@ -35,6 +35,14 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_ROWS,
         help="Samples in the grid, chosen by the run seed. Default: %(default)s.",
     )
+    result.add_argument(
+        "--compare",
+        metavar="OTHER",
+        default=None,
+        help="Another build of the same inputs and seed (e.g. --placement random beside "
+        "--placement depth): the page shows the same samples of both side by side, with "
+        "their depth labels.",
+    )
     return result
 
 
@@ -46,7 +54,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Tuple[str, str]:
     args = parser().parse_args(argv)
     if args.rows < 1:
         raise ReportError("--rows must be at least 1")
-    write_report(args.output, rows=args.rows)
+    write_report(args.output, rows=args.rows, compare=args.compare)
     root = args.output.rstrip("/")
     return layout.resolve(root, layout.REPORT_HTML), layout.resolve(root, layout.SAMPLES_PNG)
 

@@ -184,6 +184,36 @@ def test_records_say_where_each_sample_stands(scene_build):
         )
 
 
+@pytest.mark.e2e
+def test_the_report_shows_the_same_samples_placed_at_random_beside_by_depth(scene_build, tmp_path):
+    from pipeline import report
+    from tests.helpers import IN_PROCESS
+
+    output, _ = scene_build
+    inputs = output.parent / "in"
+    random = tmp_path / "random"
+    manifest = json.loads((output / "manifest.json").read_text())
+    flags = [f"--{name}={manifest['options'][name]}" for name in ("size", "scales")]
+    flags += [
+        f"--placements_per_scale={manifest['options']['placements_per_scale']}",
+        f"--bg={inputs}/bg/*",
+        f"--fg={inputs}/fg/*",
+        f"--bg_depth={inputs}/depth/*.png",
+        "--depth_labels=composed",
+        "--depth_encoding=metric",
+        "--val_fraction=0",
+        "--test_fraction=0",
+        "--no_tft",
+        f"--output={random}",
+        IN_PROCESS,
+    ]
+    assert build.main(flags) == 0
+    assert report.main([str(output), "--compare", str(random)]) == 0
+    html = (output / "report.html").read_text()
+    assert 'id="placement-comparison"' in html and str(random) in html
+    assert "foot points drawn again" in html
+
+
 # ------------------------------------------------------------ option rules
 
 
@@ -292,9 +322,7 @@ def test_a_model_runs_once_per_background_and_its_maps_are_written(tmp_path):
         | beam.Create(prepared, reshuffle=False)
         | BackgroundDepth(str(tmp_path), 64, scene, depth)
     )
-    assert_that(
-        backgrounds | beam.Map(lambda item: item[0].stem), equal_to(["bg0", "bg1", "bg2"])
-    )
+    assert_that(backgrounds | beam.Map(lambda item: item[0].stem), equal_to(["bg0", "bg1", "bg2"]))
     assert_that(rejects, equal_to([]), label="NoRejects")
     result = pipeline.run()
     result.wait_until_finish()

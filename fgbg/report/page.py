@@ -27,6 +27,7 @@ from fgbg.report.charts import histograms
 from fgbg.report.dataset import Dataset, ordered_modes
 from fgbg.report.grid import blend_grid_size, grid_size
 from fgbg.report.palette import ACCENT_RGB, BANNER_RGB, INK_RGB, hex_color
+from fgbg.report.placement import placement_section
 
 MAX_REJECT_ROWS = 200
 # Horizontal space around the samples image: section padding and border,
@@ -250,9 +251,13 @@ def report_html(
     chosen: Sequence[Dict[str, str]],
     grid_png: bytes,
     blends_png: Optional[bytes] = None,
+    other: Optional[Dataset] = None,
+    comparison_png: Optional[bytes] = None,
 ) -> str:
     """The whole page, every value escaped; `blends_png` is the blending
-    comparison (grid.render_blends) of a build that blended."""
+    comparison (grid.render_blends) of a build that blended,
+    `comparison_png` the same samples of `other` and of this build
+    (placement.render_comparison)."""
     manifest = dataset.manifest
     notes = dataset.stats.notes
     depth = manifest.depth.to_json()
@@ -290,6 +295,7 @@ def report_html(
         },
         rejects=rejects(dataset),
         blending=blending(dataset, blends_png),
+        placement=placement_section(dataset, other, comparison_png, data_uri),
         option_rows=[
             [f"--{name}", display_value(manifest.options[name])]
             for name in sorted(manifest.options)
