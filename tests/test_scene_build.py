@@ -214,6 +214,54 @@ def test_the_report_shows_the_same_samples_placed_at_random_beside_by_depth(scen
     assert "foot points drawn again" in html
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("labels", ["model", "composed"])
+def test_with_a_model_its_forward_passes_are_per_sample_or_per_background(
+    scene_build, tmp_path, labels
+):
+    """A metric model file (the tiny DenseDepth stand-in): with model labels
+    it runs on every composite and placement still reads the given maps;
+    with composed labels and no --bg_depth it runs once per background."""
+    from tests.depth_fixtures import tiny_depth_model
+    from tests.helpers import IN_PROCESS
+
+    output, _ = scene_build
+    inputs = output.parent / "in"
+    model_file = tmp_path / "tiny.h5"
+    tiny_depth_model().save(str(model_file))
+    given = [f"--bg_depth={inputs}/depth/*.png", "--placement=depth"] if labels == "model" else []
+    out = tmp_path / "out"
+    flags = [
+        f"--bg={inputs}/bg/room.png",
+        f"--fg={inputs}/fg/tall.png",
+        f"--depth_model={model_file}",
+        "--depth_input_size=64x64",
+        "--depth_encoding=metric",
+        f"--depth_labels={labels}",
+        *given,
+        "--size=64",
+        "--scales=1.0",
+        "--placements_per_scale=2",
+        "--val_fraction=0",
+        "--test_fraction=0",
+        "--no_tft",
+        f"--output={out}",
+        IN_PROCESS,
+    ]
+    assert build.main(flags) == 0
+    counters = json.loads((out / "timings.json").read_text())["counters"]
+    passes = sum(v for k, v in counters.items() if k.endswith("num_inferences"))
+    rows = samples(out)
+    assert len(rows) == 4
+    assert passes == (len(rows) if labels == "model" else 1)
+    assert ("foot_x" in rows[0]) == (labels == "model"), "scene columns only when placed by depth"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["depth"]["model"] == str(model_file)
+    assert (out / "bg_depth" / "room.png").is_file()
+    for row in rows:
+        assert image(out / row["depth_path"]).dtype == np.uint16
+
+
 # ------------------------------------------------------------ option rules
 
 

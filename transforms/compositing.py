@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -194,6 +194,18 @@ def sample_composite(
     )
 
 
+def cached(cache: "collections.OrderedDict", key, make: Callable[[], object], limit: int):
+    """cache[key], made by `make()` when absent; the cache keeps the `limit`
+    most recently used entries."""
+    value = cache.pop(key, None)
+    if value is None:
+        value = make()
+    cache[key] = value
+    while len(cache) > limit:
+        cache.popitem(last=False)
+    return value
+
+
 class _ComposePair(beam.DoFn):
     """Makes a pair's samples; keeps recently used backgrounds decoded and
     resized, up to a fixed memory budget (not a count that grows with the
@@ -225,13 +237,12 @@ class _ComposePair(beam.DoFn):
         )
 
     def _background_image(self, background: Background) -> np.ndarray:
-        image = self._backgrounds.pop(background.source, None)
-        if image is None:
-            image = load_background(read_file(background.source), self._input_config)
-        self._backgrounds[background.source] = image
-        while len(self._backgrounds) > self._cached_backgrounds:
-            self._backgrounds.popitem(last=False)
-        return image
+        return cached(
+            self._backgrounds,
+            background.source,
+            lambda: load_background(read_file(background.source), self._input_config),
+            self._cached_backgrounds,
+        )
 
     def process(self, pair: Pair, foregrounds: Dict[str, Foreground]) -> Iterator[Composite]:
         made = compose_pair(

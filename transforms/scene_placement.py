@@ -39,6 +39,7 @@ from transforms.compositing import (
     EncodingConfig,
     _ComposePair,
     blend_composite,
+    cached,
     mirror,
     place_mask,
     resize_cutout,
@@ -417,18 +418,12 @@ class ComposeSceneFn(_ComposePair):
         self._precision = precision.resolve(self._depth) if made_by_model else None
 
     def _scene(self, background: Background) -> BackgroundScene:
-        scene = self._scenes.pop(background.stem, None)
-        if scene is None:
-            data = read_file(
-                layout.resolve(self._root, layout.background_depth_path(background.stem))
-            )
-            depth = decode_scene_depth(data, self._scene_config)
-            camera = Camera(self._scene_config.camera_fov, background.aspect)
-            scene = background_scene(depth, camera)
-        self._scenes[background.stem] = scene
-        while len(self._scenes) > self._cached_backgrounds:
-            self._scenes.popitem(last=False)
-        return scene
+        def load() -> BackgroundScene:
+            path = layout.resolve(self._root, layout.background_depth_path(background.stem))
+            depth = decode_scene_depth(read_file(path), self._scene_config)
+            return background_scene(depth, Camera(self._scene_config.camera_fov, background.aspect))
+
+        return cached(self._scenes, background.stem, load, self._cached_backgrounds)
 
     def process(self, pair: Pair, foregrounds: Dict[str, Foreground]) -> Iterator[Composite]:
         made = compose_scene_pair(
