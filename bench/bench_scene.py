@@ -1,15 +1,9 @@
-"""Placement by depth: a build with --placement depth --depth_labels composed
-against a depth-off build of the same inputs, in one invocation.
-
-Inputs: workload.make_inputs' 640x480 backgrounds and demo cut-outs, each
-background given a depth map (--bg_depth, 16-bit millimetres) of a floor
-and a back wall seen by a camera pitched 5-25 degrees. The two builds
-alternate --rounds times (default runner, one worker per core, --no_tft
-unless --tft); each one's median run is reported, with the ratio. Then,
-with --model_backgrounds N, one build of N backgrounds with composed labels
-and the untrained DenseDepth (real architecture, seeded weights) counts the
-depth model's forward passes against the samples. The scene build's CPU per
-sample is saved as bench/project_dataflow.py reads it.
+"""Placement by depth: a --placement depth --depth_labels composed build
+(--bg_depth maps of a floor and a wall, camera pitched 5-25 degrees) against
+a depth-off build of the same inputs (workload.make_inputs), alternating
+--rounds times (default runner, --no_tft unless --tft), medians reported;
+with --model_backgrounds N, the forward passes of composed labels with the
+untrained DenseDepth. Saves CPU per sample as bench/project_dataflow.py reads it.
 
     python bench/bench_scene.py --backgrounds 20 --foregrounds 20 --rounds 3 --model_backgrounds 4
 """
@@ -77,20 +71,13 @@ def main(argv=None) -> int:
                 common.say(f"round {round_index + 1}: {name}")
                 out = folder / "out" / name.replace(" ", "_")
                 runs[name].append(common.run_pipeline(globs, out, args.tft, extra))
-        rows, medians = [], {}
-        for name, measured in runs.items():
-            run = sorted(measured, key=lambda r: r["wall_s"])[len(measured) // 2]
-            medians[name] = run
-            rows.append(
-                [
-                    name,
-                    f"{run['wall_s']:.1f}",
-                    f"{run['samples'] / run['wall_s']:.0f}",
-                    f"{common.per_sample_ms(run['cpu_s'], run['samples']):.2f}",
-                    counter(run, "num_inferences"),
-                    f"{run['peak_rss_mb']:.0f}",
-                ]
-            )
+        medians = {n: sorted(m, key=lambda r: r["wall_s"])[len(m) // 2] for n, m in runs.items()}
+        rows = [
+            [n, f"{r['wall_s']:.1f}", f"{r['samples'] / r['wall_s']:.0f}"]
+            + [f"{common.per_sample_ms(r['cpu_s'], r['samples']):.2f}"]
+            + [counter(r, "num_inferences"), f"{r['peak_rss_mb']:.0f}"]
+            for n, r in medians.items()
+        ]
         ratio = medians["scene"]["wall_s"] / medians["depth off"]["wall_s"]
         scene_run = medians["scene"]
         lines = [
