@@ -39,6 +39,7 @@ from apache_beam.options.pipeline_options import (
     DebugOptions,
     GoogleCloudOptions,
     PipelineOptions,
+    SetupOptions,
 )
 
 from fgbg import layout
@@ -50,6 +51,7 @@ from fgbg.documents import (
     write_stats,
     write_timings,
 )
+from fgbg.import_order import load_triton_first
 from fgbg.lease import Lease, LeaseHeldError, LeaseLostError, lease_store
 from fgbg.progress import ProgressReporter
 from fgbg.report import write_report
@@ -215,6 +217,18 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     )
 
 
+# Imported first by every SDK worker (Beam's --beam_plugins).
+WORKER_START = "fgbg.worker_start"
+
+
+def start_workers_with_triton_first(options: PipelineOptions) -> None:
+    """Every SDK worker of the run, local or on Dataflow, imports
+    WORKER_START at its start, before anything can load TensorFlow there
+    (fgbg/import_order.py says why)."""
+    setup = options.view_as(SetupOptions)
+    setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_START]
+
+
 def count_matches(pattern: Optional[str]) -> int:
     return len(match_files(pattern)) if pattern else 0
 
@@ -222,11 +236,13 @@ def count_matches(pattern: Optional[str]) -> int:
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     """Build the dataset; returns its manifest. A Dataflow dry run returns
     None after writing the job file. Raises UsageError on bad options."""
+    load_triton_first()
     flags = without_unset_flexrs_goal(sys.argv[1:] if argv is None else argv)
     unknown = unknown_arguments(flags)
     if unknown:
         raise UsageError(f"unknown option(s) {' '.join(unknown)} (see --help)")
     options = PipelineOptions(flags)
+    start_workers_with_triton_first(options)
     FileSystems.set_options(options)
     opts = options.view_as(FgbgOptions)
     checkpoint = check_options(opts)

@@ -31,6 +31,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 
 from fgbg.depth import families, maps, models, precision, shared_memory
 from fgbg.depth.config import DepthConfig
+from fgbg.import_order import load_triton_first
 from fgbg.types import Composite
 
 # Beam metrics of this stage: RunInference's own (num_inferences,
@@ -69,6 +70,8 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         self._fill_to = 0 if config.device == models.CUDA else config.batch_size
 
     def load_model(self):
+        # The runtimes load TensorFlow or transformers (and so triton).
+        load_triton_first()
         config = self._config
         if config.loader is not None:
             model = config.loader(config)
