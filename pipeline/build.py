@@ -59,6 +59,7 @@ from fgbg.storage import match_files, remove_stale_temporaries
 from pipeline.config import BuildConfig, RunContext, build_config
 from pipeline.console import configure_logging, failure_reason, filtered_stderr
 from pipeline.dataflow import (
+    apply_staging_defaults,
     apply_worker_defaults,
     flexrs_problem,
     is_dataflow,
@@ -266,6 +267,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
             apply_workers(options, workers)
     if is_dataflow(runner):
         apply_worker_defaults(options)
+        apply_staging_defaults(options)
         problem = flexrs_problem(options)
         if problem:
             raise UsageError(problem)
