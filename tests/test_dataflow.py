@@ -124,6 +124,7 @@ def test_the_workers_get_the_lock_as_their_requirements(tmp_path):
         Path(dst).name: Path(src) for src, dst, _ in Stager.extract_staging_tuple_iter(resources)
     }
     assert "workflow.tar.gz" in staged
+
     def pins(path: Path):
         return [line for line in path.read_text().splitlines() if "==" in line]
 
