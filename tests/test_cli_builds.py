@@ -18,15 +18,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import pytest
 
 from fgbg import layout
 from tests.helpers import REPO, make_inputs
 
-# A build takes 20-60 s on an idle 2-core machine (BENCHMARKS.md has no
-# figure: these are checks, not measurements); the deadline only stops a hang.
+# Only stops a hang: a build here takes a small part of it.
 DEADLINE_S = 600
 STDERR_TAIL = 3000
 
@@ -39,7 +38,7 @@ class DepthPath:
     # The build's depth flags, given a folder for any model files it needs.
     flags: Callable[[Path], List[str]]
     runtime: str  # what the manifest's depth section says ran it
-    needs: tuple = ()  # importable modules the path needs in the test process
+    needs: Tuple[str, ...] = ()  # modules the test process needs for the path
 
 
 def _depth_anything(metric: bool) -> Callable[[Path], List[str]]:
