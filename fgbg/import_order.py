@@ -10,16 +10,16 @@ TensorFlow runtime) and, where the torch extra is installed on Linux,
 triton: transformers reaches it through `torch._dynamo` while its modeling
 code loads, in the same worker processes.
 
-So each entry point calls `load_triton_first` before anything there may
-load TensorFlow: `pipeline.build.run` (the launcher, and a local build's
-in-process worker), every SDK worker process at its start (the
-`fgbg.worker_start` Beam plugin, which `run` names for local and Dataflow
-workers alike), and the stages that load either library (the depth model's
-loading, the TFT stage), for pipelines assembled without `run`. Other
-projects hit by the same bug did the same (e.g. PythonOT/POT#839). Keep it
-until the TensorFlow release setup.py allows ships the upstream fix
-(tensorflow/tensorflow#124230 drops RTLD_GLOBAL from the wheels);
-tests/test_import_order.py shows the crash without it.
+Only depth on the torch runtime brings triton into a build, so such a build
+calls `load_triton_first` before anything may load TensorFlow:
+`pipeline.build.run` (the launcher, and a local build's in-process worker),
+every SDK worker process at its start (the `fgbg.worker_start` Beam plugin,
+which `run` names for local and Dataflow workers alike), and the depth
+stage before it loads a torch-runtime model, for pipelines assembled
+without `run`. Other projects hit by the same bug did the same (e.g.
+PythonOT/POT#839). Keep it until the TensorFlow release setup.py allows
+ships the upstream fix (tensorflow/tensorflow#124230 drops RTLD_GLOBAL from
+the wheels); tests/test_import_order.py shows the crash without it.
 
 Importing this module changes nothing; only the call does.
 """

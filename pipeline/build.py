@@ -43,6 +43,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from fgbg import layout
+from fgbg.depth import models
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.documents import (
     Manifest,
@@ -222,10 +223,21 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
 WORKER_START = "fgbg.worker_start"
 
 
-def start_workers_with_triton_first(options: PipelineOptions) -> None:
-    """Every SDK worker of the run, local or on Dataflow, imports
-    WORKER_START at its start, before anything can load TensorFlow there
-    (fgbg/import_order.py says why)."""
+def loads_triton(opts: FgbgOptions) -> bool:
+    """Whether a build's processes may load triton: only depth on the torch
+    runtime brings it in (transformers reaches it through torch._dynamo,
+    torch.compile compiles with it). Checked options: a checkpoint's
+    runtime is torch by then."""
+    return opts.depth_model != models.NONE and opts.depth_runtime == models.TORCH
+
+
+def load_triton_first_everywhere(options: PipelineOptions) -> None:
+    """Load triton before TensorFlow here, the launcher, and in every SDK
+    worker of the run, local or on Dataflow: each imports WORKER_START at its
+    start, before anything there can load TensorFlow (fgbg/import_order.py
+    says why). Builds that never load triton skip this: it costs every
+    process memory (BENCHMARKS.md, "Triton before TensorFlow")."""
+    load_triton_first()
     setup = options.view_as(SetupOptions)
     setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_START]
 
@@ -237,16 +249,16 @@ def count_matches(pattern: Optional[str]) -> int:
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     """Build the dataset; returns its manifest. A Dataflow dry run returns
     None after writing the job file. Raises UsageError on bad options."""
-    load_triton_first()
     flags = without_unset_flexrs_goal(sys.argv[1:] if argv is None else argv)
     unknown = unknown_arguments(flags)
     if unknown:
         raise UsageError(f"unknown option(s) {' '.join(unknown)} (see --help)")
     options = PipelineOptions(flags)
-    start_workers_with_triton_first(options)
     FileSystems.set_options(options)
     opts = options.view_as(FgbgOptions)
     checkpoint = check_options(opts)
+    if loads_triton(opts):
+        load_triton_first_everywhere(options)
     runner = resolve_runner(options)
     input_files = {
         "backgrounds": count_matches(opts.bg),

@@ -75,11 +75,30 @@ def test_a_worker_loads_triton_first_so_tensorflow_may_follow(checkpoint):
     assert "depth (32, 32) triton True" in done.stdout
 
 
-def test_every_build_names_the_worker_start_module_for_its_workers():
+@pytest.mark.parametrize(
+    "depth, loads",
+    [
+        (["--depth_model=none"], False),
+        (["--depth_model=untrained"], False),  # DenseDepth on TensorFlow
+        (["--depth_model=untrained", "--depth_runtime=torch"], True),
+    ],
+    ids=["no_depth", "densedepth_tensorflow", "densedepth_torch"],
+)
+def test_only_builds_with_depth_on_torch_order_triton_first(depth, loads):
+    """The others never load triton, and loading it costs every process."""
+    from pipeline import build
+    from pipeline.options import FgbgOptions, check_options
+
+    opts = PipelineOptions(["--bg=b/*", "--fg=f/*", "--output=o", *depth]).view_as(FgbgOptions)
+    check_options(opts)
+    assert build.loads_triton(opts) == loads
+
+
+def test_every_worker_of_such_a_build_starts_by_loading_triton():
     from pipeline import build
 
     options = PipelineOptions(["--beam_plugins=some.plugin"])
-    build.start_workers_with_triton_first(options)
+    build.load_triton_first_everywhere(options)
     assert options.view_as(SetupOptions).beam_plugins == ["some.plugin", build.WORKER_START]
     # Beam passes the options to every worker, which imports the modules named.
     worker_options = PipelineOptions.from_dictionary(options.get_all_options())

@@ -70,9 +70,11 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         self._fill_to = 0 if config.device == models.CUDA else config.batch_size
 
     def load_model(self):
-        # The runtimes load TensorFlow or transformers (and so triton).
-        load_triton_first()
         config = self._config
+        if config.runtime == models.TORCH:
+            # transformers reaches triton, in a process that may have loaded
+            # TensorFlow: pipelines assembled without pipeline.build.run.
+            load_triton_first()
         if config.loader is not None:
             model = config.loader(config)
         else:

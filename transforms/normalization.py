@@ -43,7 +43,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from fgbg import layout
 from fgbg.images import CHANNELS
-from fgbg.import_order import load_triton_first
 from fgbg.records import MOMENT_KINDS, decode_exact, moments_feature, raw_feature_spec
 from fgbg.storage import copy_tree, delete_files, list_folder
 from transforms.stats import normalization_splits
@@ -177,8 +176,6 @@ class AnalyzeRecords(beam.PTransform):
         self._batch_size = batch_size
 
     def expand(self, examples):
-        # TFT loads TensorFlow here, in the process that builds the graph.
-        load_triton_first()
         import tensorflow_transform.beam as tft_beam
         from tfx_bsl.public import tfxio
 
