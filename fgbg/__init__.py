@@ -19,6 +19,7 @@
   crashes (tensorflow/tensorflow#124205).
 
 Importing any of these changes nothing in the caller's process, except
-worker_start, whose whole job is what its import does: every Beam SDK worker
-imports it first (--beam_plugins) to load triton before TensorFlow.
+worker_start, whose whole job is what its import does: each Beam SDK worker
+of a build with depth on torch imports it first (--beam_plugins) to load
+triton before TensorFlow.
 """

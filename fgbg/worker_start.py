@@ -1,6 +1,7 @@
-"""What every Beam SDK worker process of a build does first.
+"""What every Beam SDK worker process of a build with depth on torch does first.
 
-`pipeline.build.run` names this module in Beam's --beam_plugins, which each
+`pipeline.build.run` names this module in Beam's --beam_plugins for such a
+build (the only kind that loads triton), which each
 SDK worker (the local runner's worker processes and Dataflow's alike)
 imports at its start, before it unpickles any stage, so that importing it
 is its whole job: it loads triton before anything in the worker can load
