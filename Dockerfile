@@ -11,7 +11,11 @@ COPY setup.py /fgbg/
 COPY pipeline /fgbg/pipeline
 COPY transforms /fgbg/transforms
 COPY fgbg /fgbg/fgbg
-RUN pip install --no-cache-dir "/fgbg[torch]"
+COPY requirements /fgbg/requirements
+# At the versions the tests passed with (docs/dependencies.md): the
+# application's lock, and the torch extra's.
+RUN pip install --no-cache-dir -r /fgbg/requirements/app.txt \
+    -c /fgbg/requirements/dev.txt "/fgbg[torch]"
 
 # TensorFlow is installed too (TFT runs it); should it find CUDA libraries,
 # this keeps the first process that loads it from reserving the GPU's memory.

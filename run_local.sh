@@ -40,9 +40,9 @@ gpu=()
 if [ "${FGBG_GPU:-auto}" != 0 ] && [[ " $* " != *" --depth_runtime"* ]] &&
   command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
   if ! python -c 'import torch' 2>/dev/null; then
-    echo "GPU found: installing PyTorch into $VIRTUAL_ENV (pip install -e '.[torch]'," \
-      "once, a few GB)." >&2
-    python -m pip install -q -e '.[torch]'
+    echo "GPU found: installing PyTorch into $VIRTUAL_ENV (pip install -e '.[torch]'" \
+      "at the lock's versions, once, a few GB)." >&2
+    python -m pip install -q -c requirements/dev.txt -e '.[torch]'
   fi
   if python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
     echo "GPU found: depth runs on it (--depth_runtime torch)." >&2

@@ -7,9 +7,11 @@ cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
 bash scripts/install_chromium.sh
 # The torch extra (PyTorch readers, DenseDepth on PyTorch, transformers depth
-# checkpoints) and its tests; run_local.sh goes without. torch is pinned to
-# the CPU build this machine keeps on disk (a plain range pulls CUDA's GBs).
-python -m pip install -q torch==2.13.0 -e ".[torch]"
+# checkpoints) and its tests, at the lock's versions (run_local.sh goes
+# without): its torch pin takes the CPU build where the machine keeps one on
+# disk (else PyPI's CUDA build), and triton comes either way, as on users'
+# machines (docs/dependencies.md).
+python -m pip install -q -r requirements/dev.txt -e ".[torch]"
 ruff format --check .
 ruff check .
 python -m pytest -q "$@" tests

@@ -41,6 +41,8 @@ setuptools.setup(
         # The report's page is a template (fgbg/report/page.py says why).
         "jinja2>=3.1,<4",
         "markupsafe>=2.1,<4",
+        # Depth models exported to ONNX, on the CPU (a small wheel, no CUDA).
+        "onnxruntime>=1.23,<2",
     ],
     extras_require={
         "test": [
@@ -48,6 +50,11 @@ setuptools.setup(
             "gcp-storage-emulator>=2026.7,<2027",
             # Pinned: formatting changes between ruff releases.
             "ruff==0.17.6",
+            # torch.onnx.export, which the ONNX runtime's tests export with.
+            "onnx>=1.23,<2",
+            "onnxscript>=0.7,<1",
+            # Compiles the lock (scripts/refresh_lock.sh).
+            "uv>=0.13,<0.14",
         ],
         # PyTorch readers (fgbg/torch_data.py), DenseDepth on PyTorch, and
         # transformers depth checkpoints such as Depth Anything V2

@@ -14,7 +14,12 @@
   reads, the sample grid, the histograms, and the page with its template;
 - training_data: readers for training code (tf.data), free of Beam;
 - torch_data: the same for PyTorch (the `torch` extra);
-- beam_compat: the private Beam APIs fgbg relies on, gathered in one place.
+- beam_compat: the private Beam APIs fgbg relies on, gathered in one place;
+- import_order: triton loaded before TensorFlow, which the other order
+  crashes (tensorflow/tensorflow#124205).
 
-Importing any of these changes nothing in the caller's process.
+Importing any of these changes nothing in the caller's process, except
+worker_start, whose whole job is what its import does: each Beam SDK worker
+of a build with depth on torch imports it first (--beam_plugins) to load
+triton before TensorFlow.
 """

@@ -39,9 +39,11 @@ from apache_beam.options.pipeline_options import (
     DebugOptions,
     GoogleCloudOptions,
     PipelineOptions,
+    SetupOptions,
 )
 
 from fgbg import layout
+from fgbg.depth import models
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.documents import (
     Manifest,
@@ -50,6 +52,7 @@ from fgbg.documents import (
     write_stats,
     write_timings,
 )
+from fgbg.import_order import load_triton_first
 from fgbg.lease import Lease, LeaseHeldError, LeaseLostError, lease_store
 from fgbg.progress import ProgressReporter
 from fgbg.report import write_report
@@ -57,6 +60,7 @@ from fgbg.storage import match_files, remove_stale_temporaries
 from pipeline.config import BuildConfig, RunContext, build_config
 from pipeline.console import configure_logging, failure_reason, filtered_stderr
 from pipeline.dataflow import (
+    apply_staging_defaults,
     apply_worker_defaults,
     flexrs_problem,
     is_dataflow,
@@ -230,6 +234,29 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     )
 
 
+# Imported first by every SDK worker (Beam's --beam_plugins).
+WORKER_START = "fgbg.worker_start"
+
+
+def loads_triton(opts: FgbgOptions) -> bool:
+    """Whether a build's processes may load triton: only depth on the torch
+    runtime brings it in (transformers reaches it through torch._dynamo,
+    torch.compile compiles with it). Checked options: a checkpoint's
+    runtime is torch by then."""
+    return opts.depth_model != models.NONE and opts.depth_runtime == models.TORCH
+
+
+def load_triton_first_everywhere(options: PipelineOptions) -> None:
+    """Load triton before TensorFlow here, the launcher, and in every SDK
+    worker of the run, local or on Dataflow: each imports WORKER_START at its
+    start, before anything there can load TensorFlow (fgbg/import_order.py
+    says why). Builds that never load triton skip this: it costs every
+    process memory (BENCHMARKS.md, "Triton before TensorFlow")."""
+    load_triton_first()
+    setup = options.view_as(SetupOptions)
+    setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_START]
+
+
 def count_matches(pattern: Optional[str]) -> int:
     return len(match_files(pattern)) if pattern else 0
 
@@ -245,6 +272,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     FileSystems.set_options(options)
     opts = options.view_as(FgbgOptions)
     checkpoint = check_options(opts)
+    if loads_triton(opts):
+        load_triton_first_everywhere(options)
     runner = resolve_runner(options)
     input_files = {
         "backgrounds": count_matches(opts.bg),
@@ -265,6 +294,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
             apply_workers(options, workers)
     if is_dataflow(runner):
         apply_worker_defaults(options)
+        apply_staging_defaults(options)
         problem = flexrs_problem(options)
         if problem:
             raise UsageError(problem)

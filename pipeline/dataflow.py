@@ -1,5 +1,5 @@
-"""Dataflow: the worker defaults, and dry runs that build the complete job
-description offline.
+"""Dataflow: the worker defaults, the lock the workers install, and dry runs
+that build the complete job description offline.
 
 With `--dry_run=True` Beam's DataflowRunner translates the whole graph and
 pickles every DoFn, then returns without staging or submitting anything, and
@@ -12,12 +12,14 @@ written beside the job file as `<job file>.pipeline.json`.
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Sequence
 
 from apache_beam.options.pipeline_options import (
     DebugOptions,
     GoogleCloudOptions,
     PipelineOptions,
+    SetupOptions,
     TestOptions,
     WorkerOptions,
 )
@@ -54,6 +56,34 @@ def apply_worker_defaults(options: PipelineOptions) -> WorkerOptions:
     worker.machine_type = worker.machine_type or DEFAULT_MACHINE_TYPE
     worker.max_num_workers = worker.max_num_workers or DEFAULT_MAX_NUM_WORKERS
     return worker
+
+
+# The application's lock, beside setup.py (docs/dependencies.md).
+LOCK = os.path.join("requirements", "app.txt")
+# Beam's value for "install the requirements from PyPI on the workers".
+NO_REQUIREMENTS_CACHE = "skip"
+
+
+def apply_staging_defaults(options: PipelineOptions) -> SetupOptions:
+    """Stage the lock beside --setup_file as the workers' --requirements_file,
+    unless the caller named one or a container image (which installs the lock
+    itself: Dockerfile).
+
+    Beam's guidance is that the workers run the launcher's versions; setup.py
+    only has ranges, which a worker would resolve to whatever is newest on the
+    day. Unless --requirements_cache names a folder, the workers install the
+    locked versions from PyPI when they start (Beam's "skip"), instead of the
+    launcher downloading every wheel (TensorFlow's alone is hundreds of MB)
+    and uploading them to the staging location for every job.
+    """
+    setup = options.view_as(SetupOptions)
+    image = options.view_as(WorkerOptions).sdk_container_image
+    if setup.setup_file and not setup.requirements_file and not image:
+        lock = os.path.join(os.path.dirname(os.path.abspath(setup.setup_file)), LOCK)
+        if os.path.isfile(lock):
+            setup.requirements_file = lock
+            setup.requirements_cache = setup.requirements_cache or NO_REQUIREMENTS_CACHE
+    return setup
 
 
 # Flexible Resource Scheduling (Beam's --flexrs_goal=COST_OPTIMIZED):

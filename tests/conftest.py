@@ -21,3 +21,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def inputs(tmp_path: Path) -> Dict[str, str]:
     return make_inputs(tmp_path / "inputs")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """triton before any test module loads TensorFlow: the other order
+    crashes the test process (fgbg/import_order.py)."""
+    from fgbg.import_order import load_triton_first
+
+    load_triton_first()

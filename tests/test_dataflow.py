@@ -12,6 +12,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.dataflow import (
     DEFAULT_MACHINE_TYPE,
+    LOCK,
+    apply_staging_defaults,
     apply_worker_defaults,
     flexrs_problem,
     is_dataflow,
@@ -90,6 +92,8 @@ def test_dry_run_builds_the_whole_gpu_job(tmp_path):
         assert any(name == stage or name.startswith(stage + "/") for name in names), stage
     assert any("RunInference" in name for name in names)
     assert "flexResourceSchedulingGoal" not in job["environment"]
+    # The container installs the lock itself (Dockerfile).
+    assert "requirements_file" not in environment
 
 
 @pytest.mark.e2e
@@ -100,6 +104,45 @@ def test_dry_run_builds_a_flexrs_job_on_cpu_workers(tmp_path):
     assert job["environment"]["flexResourceSchedulingGoal"] == "FLEXRS_COST_OPTIMIZED"
     assert job["environment"]["workerPools"][0]["machineType"] == DEFAULT_MACHINE_TYPE
     assert "nvidia" not in json.dumps(job["environment"])
+    options = job["environment"]["sdkPipelineOptions"]["options"]
+    assert options["requirements_file"] == str(REPO / LOCK)
+    assert options["requirements_cache"] == "skip"
+
+
+@pytest.mark.processes
+def test_the_workers_get_the_lock_as_their_requirements(tmp_path):
+    """What Beam's stager uploads for a job the pipeline submits: the lock as
+    the workers' requirements.txt, beside the package (setup.py's ranges)."""
+    from apache_beam.runners.portability.stager import Stager
+
+    options = PipelineOptions([f"--setup_file={REPO / 'setup.py'}"])
+    apply_staging_defaults(options)
+    resources = Stager.create_job_resources(
+        options, str(tmp_path), log_submission_env_dependencies=False
+    )
+    staged = {
+        Path(dst).name: Path(src) for src, dst, _ in Stager.extract_staging_tuple_iter(resources)
+    }
+    assert "workflow.tar.gz" in staged
+
+    def pins(path: Path):
+        return [line for line in path.read_text().splitlines() if "==" in line]
+
+    assert pins(staged["requirements.txt"]) == pins(REPO / LOCK)
+    assert "apache-beam==2.77.0" in pins(REPO / LOCK)
+
+
+@pytest.mark.parametrize(
+    "given, requirements",
+    [
+        (["--requirements_file=mine.txt"], "mine.txt"),
+        (["--sdk_container_image=fgbg-worker"], None),
+    ],
+    ids=["own_requirements", "container_image"],
+)
+def test_a_callers_requirements_or_image_keep_the_lock_out(given, requirements):
+    options = PipelineOptions([f"--setup_file={REPO / 'setup.py'}", *given])
+    assert apply_staging_defaults(options).requirements_file == requirements
 
 
 def test_flexrs_on_gpu_workers_is_refused_before_anything_is_built(tmp_path):

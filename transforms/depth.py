@@ -31,6 +31,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 
 from fgbg.depth import families, maps, models, precision, shared_memory
 from fgbg.depth.config import DepthConfig
+from fgbg.import_order import load_triton_first
 from fgbg.types import Composite
 
 # Beam metrics of this stage: RunInference's own (num_inferences,
@@ -70,6 +71,10 @@ class DepthModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
 
     def load_model(self):
         config = self._config
+        if config.runtime == models.TORCH:
+            # transformers reaches triton, in a process that may have loaded
+            # TensorFlow: pipelines assembled without pipeline.build.run.
+            load_triton_first()
         if config.loader is not None:
             model = config.loader(config)
         else:
