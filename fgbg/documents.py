@@ -100,11 +100,13 @@ class DepthInfo:
     input_resize: Optional[str] = None
     # Set for transformers checkpoints only (DenseDepth's records are as
     # they were): its weights' digest, what its maps hold, its licence, and
-    # a metric build's stored value per metre.
+    # a metric build's stored value per metre; and the ONNX export that ran
+    # on the onnx runtime (whose digest is weights_sha256).
     weights_sha256: Optional[str] = None
     holds: Optional[str] = None
     licence: Optional[str] = None
     stored_per_metre: Optional[int] = None
+    onnx_file: Optional[str] = None
     warning: Optional[str] = None
     note: Optional[str] = None
 
@@ -123,7 +125,7 @@ class DepthInfo:
             document["runtime"] = self.runtime
         if self.input_resize:
             document["input_resize"] = self.input_resize
-        for name in ("weights_sha256", "holds", "licence", "stored_per_metre"):
+        for name in ("weights_sha256", "holds", "licence", "stored_per_metre", "onnx_file"):
             if getattr(self, name):
                 document[name] = getattr(self, name)
         if self.warning:

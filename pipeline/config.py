@@ -322,6 +322,7 @@ def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> De
         weights_sha256=checkpoint.weights_sha256,
         holds=content.description,
         licence=checkpoint.licence,
+        onnx_file=checkpoint.onnx_file,
         stored_per_metre=content.stored_per_metre if opts.depth_encoding == "metric" else None,
         warning=models.non_commercial_warning(checkpoint.source, checkpoint.licence)
         if checkpoint.non_commercial

@@ -276,6 +276,12 @@ def too_many_rejects(manifest: Manifest, max_fraction: float) -> bool:
     return inputs > 0 and manifest.counts.rejected / inputs > max_fraction
 
 
+def on_onnx_runtime(depth: DepthInfo) -> str:
+    """What the summary adds to the depth model's name when an ONNX export
+    of it made the maps."""
+    return f" ({depth.onnx_file} on ONNX Runtime)" if depth.onnx_file else ""
+
+
 def summary(
     manifest: Manifest, timings: Timings, output: str, workers: Optional[Workers] = None
 ) -> str:
@@ -292,7 +298,7 @@ def summary(
         f"  training: {layout.TFRECORD_DIR}/, {layout.LABEL_CSV}, {layout.SAMPLES_CSV}, "
         f"{layout.STATS_JSON}",
         f"  rejected: {counts.rejected} input files (see {layout.REJECTS_CSV})",
-        f"  depth:    {manifest.depth.model}",
+        f"  depth:    {manifest.depth.model}{on_onnx_runtime(manifest.depth)}",
     ]
     blends = counts.samples_per_blend
     if set(blends) - {NO_BLEND}:

@@ -29,3 +29,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from fgbg.import_order import load_triton_first
 
     load_triton_first()
+
+
+@pytest.fixture(scope="session")
+def onnx_exports(tmp_path_factory):
+    """Tiny seeded Depth Anything V2 checkpoints and their ONNX exports,
+    each exported once per test session (an export takes seconds):
+    `onnx_exports(side, metric)` -> (safetensors folder, export folder)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.depth_fixtures import OnnxExports
+
+    return OnnxExports(tmp_path_factory.mktemp("onnx-exports"))

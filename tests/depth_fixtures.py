@@ -7,7 +7,8 @@ A plain module (not conftest.py): test modules import what they use.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Dict, Iterator, Sequence, Tuple
 
 import numpy as np
 
@@ -133,3 +134,25 @@ def gcs_emulator(monkeypatch, bucket: str) -> Iterator[object]:
     monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
     with emulated_bucket(monkeypatch, bucket) as handle:
         yield handle
+
+
+class OnnxExports:
+    """Tiny seeded Depth Anything V2 checkpoints (safetensors) and their ONNX
+    exports in the Hub's layout, at a fixed input side, each made once
+    (conftest.py's session fixture `onnx_exports` holds one)."""
+
+    def __init__(self, root: Path):
+        self._root = root
+        self._made: Dict[Tuple[int, bool], Tuple[str, str]] = {}
+
+    def __call__(self, side: int = 56, metric: bool = False) -> Tuple[str, str]:
+        """(checkpoint folder, export folder) for inputs of `side` x `side`;
+        a metric one predicts metres up to 20."""
+        if (side, metric) not in self._made:
+            from fgbg.depth import seeded_checkpoints
+
+            folder = self._root / f"{'metric' if metric else 'relative'}-{side}"
+            checkpoint = seeded_checkpoints.write(str(folder / "safetensors"), metric=metric)
+            export = seeded_checkpoints.export_onnx(checkpoint, str(folder / "onnx"), side)
+            self._made[side, metric] = (checkpoint, export)
+        return self._made[side, metric]

@@ -3,13 +3,17 @@ other that `AutoModelForDepthEstimation` loads): where --depth_model's
 checkpoint is, what it holds, and its local copy.
 
 A checkpoint is a folder, local or gs://, holding `config.json`,
-`preprocessor_config.json` and safetensors weights, or a Hugging Face Hub id
+`preprocessor_config.json` and its weights, or a Hugging Face Hub id
 (`depth-anything/Depth-Anything-V2-Small-hf`) resolved through the Hub's
 cache, which downloads only where the network allows and never with
-HF_HUB_OFFLINE=1. The launcher describes it once (`describe`: the checks
-that need no model, what its maps hold, its weights' sha256, its licence);
-each worker copies it (`local_folder`) and loads only weights with that
-digest, so the records name what ran.
+HF_HUB_OFFLINE=1. Its weights are safetensors, which the transformers
+runtime loads, or an ONNX export in the Hub's layout (`onnx/model.onnx`,
+`onnx/model_quantized.onnx`, ...), which the ONNX runtime runs
+(fgbg/depth/onnx_runtime.py); a checkpoint with only an export runs on
+ONNX Runtime unasked. The launcher describes it once (`describe`: the
+checks that need no model, what its maps hold, its weights' sha256, its
+licence); each worker copies it (`local_folder`) and loads only weights with
+that digest, so the records name what ran.
 
 No PyTorch and no transformers: the launcher imports this.
 """
@@ -50,6 +54,21 @@ _CARD_LICENCE = re.compile(r"^license:\s*['\"]?([^'\"\s]+)", re.MULTILINE)
 NON_COMMERCIAL = ("cc-by-nc",)
 
 SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
+# An ONNX export in the Hub's layout (transformers.js reads it): the file
+# --depth_onnx_file names by default, and the precisions its siblings' names
+# say (model_fp16.onnx, model_quantized.onnx: onnxruntime's quantize_dynamic).
+ONNX_WEIGHTS = "onnx/model.onnx"
+_ONNX_NAME = re.compile(r"^model(?:_(\w+))?\.onnx$")
+_ONNX_PRECISIONS = {
+    None: models.FP32,
+    "fp16": models.FP16,
+    "quantized": models.INT8,
+    "int8": models.INT8,
+    "uint8": models.INT8,
+}
+# Weights kept beside a large export (ONNX's external data), by the names
+# exporters give them.
+_ONNX_DATA_SUFFIXES = ("_data", ".data")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +78,10 @@ class Checkpoint:
     source: --depth_model as given (a Hub id or a folder).
     config, processor: the checkpoint's config.json and
         preprocessor_config.json, parsed.
-    weights_sha256: of its safetensors weights (`weights_digest`).
+    weights_sha256: of the weights it runs (`weights_digest`).
     licence: as its model card states it, or None.
+    onnx_file: the ONNX export it runs (a path inside it), on the ONNX
+        runtime; None for its safetensors, on the transformers runtime.
     """
 
     source: str
@@ -68,6 +89,22 @@ class Checkpoint:
     processor: Dict
     weights_sha256: str
     licence: Optional[str]
+    onnx_file: Optional[str] = None
+
+    @property
+    def runtime(self) -> str:
+        """What runs it: models.ONNX for an ONNX export, else models.TORCH."""
+        return models.ONNX if self.onnx_file else models.TORCH
+
+    @property
+    def onnx_precision(self) -> str:
+        """The arithmetic its ONNX export holds, as the Hub's file names say
+        (model.onnx: fp32; model_quantized.onnx: int8; ...), or the name's
+        own suffix; "as exported" for a name outside that convention."""
+        found = _ONNX_NAME.match(posixpath.basename(self.onnx_file or ""))
+        if not found:
+            return "as exported"
+        return _ONNX_PRECISIONS.get(found.group(1), found.group(1))
 
     @property
     def content(self) -> maps.MapContent:
@@ -103,12 +140,15 @@ class Checkpoint:
 
     def record(self, input_size: Tuple[int, int]) -> Dict[str, str]:
         """What a pair's record says of the model its depth came from."""
-        return {
+        record = {
             "model": self.source,
             "weights_sha256": self.weights_sha256,
             "holds": self.content.description,
             "input_size": f"{input_size[0]}x{input_size[1]}",
         }
+        if self.onnx_file:
+            record["onnx_file"] = self.onnx_file
+        return record
 
 
 def is_checkpoint(model: str) -> bool:
@@ -138,16 +178,25 @@ def missing_message(model: str, reason: str) -> str:
     )
 
 
-def hub_folder(model: str) -> str:
-    """The Hub id's snapshot folder in the Hugging Face cache, downloaded
-    first where the network allows (HF_HUB_OFFLINE=1: the cache only)."""
+def hub_patterns(onnx_file: Optional[str] = None) -> List[str]:
+    """The files of a Hub checkpoint a build reads: its configuration, card
+    and safetensors weights, or the ONNX export `onnx_file` (and its
+    external data, where it has some)."""
+    if onnx_file:
+        weights = [onnx_file, *(onnx_file + suffix for suffix in _ONNX_DATA_SUFFIXES)]
+    else:
+        weights = ["*.safetensors", WEIGHTS_INDEX]
+    return [CONFIG, PROCESSOR, MODEL_CARD, *weights]
+
+
+def hub_folder(model: str, onnx_file: Optional[str] = None) -> str:
+    """The Hub id's snapshot folder in the Hugging Face cache, with the
+    files `hub_patterns` names downloaded first where the network allows
+    (HF_HUB_OFFLINE=1: the cache only)."""
     import huggingface_hub
 
     try:
-        return huggingface_hub.snapshot_download(
-            model,
-            allow_patterns=[CONFIG, PROCESSOR, MODEL_CARD, "*.safetensors", WEIGHTS_INDEX],
-        )
+        return huggingface_hub.snapshot_download(model, allow_patterns=hub_patterns(onnx_file))
     except Exception as error:  # the Hub client's many ways of not finding it
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelLoadError(
@@ -155,10 +204,11 @@ def hub_folder(model: str) -> str:
         ) from error
 
 
-def folder_of(model: str) -> str:
+def folder_of(model: str, onnx_file: Optional[str] = None) -> str:
     """The folder a checkpoint's files are read from: the Hub id's cache
-    snapshot, or the folder itself (local or gs://)."""
-    return hub_folder(model) if is_hub_id(model) else model.rstrip("/")
+    snapshot (with `onnx_file`'s export, or its safetensors weights), or the
+    folder itself (local or gs://)."""
+    return hub_folder(model, onnx_file) if is_hub_id(model) else model.rstrip("/")
 
 
 def weight_files(folder: str, names: List[str]) -> List[str]:
@@ -176,7 +226,35 @@ def weight_files(folder: str, names: List[str]) -> List[str]:
             "code when loaded; fgbg loads safetensors only (model.safetensors). Convert "
             "them, or fetch the checkpoint's safetensors files"
         )
-    raise ModelLoadError(f"{folder}: no {WEIGHTS} (the checkpoint's weights)")
+    raise ModelLoadError(
+        f"{folder}: no {WEIGHTS} (the checkpoint's weights) and no ONNX export ({ONNX_WEIGHTS})"
+    )
+
+
+def has_torch_weights(names: List[str]) -> bool:
+    """Whether a checkpoint's files include weights for the transformers
+    runtime (safetensors, or the pickled ones it refuses with the reason)."""
+    return any(name in names for name in (WEIGHTS, WEIGHTS_INDEX, *PICKLED_WEIGHTS))
+
+
+def onnx_files(folder: str, names: List[str], onnx_file: str) -> List[str]:
+    """The ONNX export `onnx_file` and its external data files, or
+    ModelLoadError naming the missing file."""
+    if onnx_file not in names:
+        raise ModelLoadError(f"{folder}: no {onnx_file} (the ONNX export to run)")
+    return [onnx_file, *(onnx_file + s for s in _ONNX_DATA_SUFFIXES if onnx_file + s in names)]
+
+
+def _files_of(model: str, runtime: Optional[str], onnx_file: str) -> Tuple[str, List[str]]:
+    """A checkpoint's folder and the files in it, with what `runtime` runs
+    fetched from the Hub: the export `onnx_file` when asked for, or when no
+    runtime is and the Hub's snapshot has no transformers weights."""
+    folder = folder_of(model, onnx_file if runtime == models.ONNX else None)
+    names = list_folder(folder)
+    if runtime is None and is_hub_id(model) and not has_torch_weights(names):
+        folder = folder_of(model, onnx_file)
+        names = list_folder(folder)
+    return folder, names
 
 
 def weights_digest(folder: str, files: List[str]) -> str:
@@ -203,15 +281,21 @@ def _read_json(folder: str, name: str) -> Dict:
         raise ModelLoadError(f"{path}: not valid JSON ({error})") from error
 
 
-def describe(model: str) -> Checkpoint:
+def describe(
+    model: str, runtime: Optional[str] = None, onnx_file: str = ONNX_WEIGHTS
+) -> Checkpoint:
     """The checkpoint --depth_model names, checked as far as it can be
-    without loading it; ModelLoadError naming the file and the reason."""
-    folder = folder_of(model)
-    names = list_folder(folder)
+    without loading it; ModelLoadError naming the file and the reason.
+    `runtime`: models.ONNX runs its export `onnx_file`, models.TORCH its
+    safetensors weights, None whichever it has (the safetensors first)."""
+    folder, names = _files_of(model, runtime, onnx_file)
     for needed in (CONFIG, PROCESSOR):
         if needed not in names:
             raise ModelLoadError(missing_message(model, f"no {needed} in {folder}"))
-    files = weight_files(folder, names)
+    exported = runtime == models.ONNX or (
+        runtime is None and not has_torch_weights(names) and onnx_file in names
+    )
+    files = onnx_files(folder, names, onnx_file) if exported else weight_files(folder, names)
     card = read_file(FileSystems.join(folder, MODEL_CARD)) if MODEL_CARD in names else b""
     licence = _CARD_LICENCE.search(card.decode("utf-8", "replace"))
     return Checkpoint(
@@ -220,6 +304,7 @@ def describe(model: str) -> Checkpoint:
         processor=_read_json(folder, PROCESSOR),
         weights_sha256=weights_digest(folder, files),
         licence=licence.group(1) if licence else None,
+        onnx_file=onnx_file if exported else None,
     )
 
 
@@ -228,9 +313,12 @@ def local_folder(checkpoint: Checkpoint) -> Iterator[str]:
     """A local folder holding the checkpoint, with the weights the launcher
     described (ModelLoadError when they changed since): the folder itself,
     the Hub cache's snapshot, or a temporary copy of a gs:// folder."""
-    folder = folder_of(checkpoint.source)
+    folder = folder_of(checkpoint.source, checkpoint.onnx_file)
     names = list_folder(folder)
-    files = weight_files(folder, names)
+    if checkpoint.onnx_file:
+        files = onnx_files(folder, names, checkpoint.onnx_file)
+    else:
+        files = weight_files(folder, names)
     with contextlib.ExitStack() as stack:
         if not is_local(folder):
             local = stack.enter_context(tempfile.TemporaryDirectory(prefix="fgbg-checkpoint-"))

@@ -12,9 +12,11 @@ decides how they are encoded and described.
 - TransformersCheckpoint: a transformers depth-estimation checkpoint
   (Depth Anything V2), on PyTorch, with the checkpoint's own image
   processor before and after the network.
+- OnnxExport: the same checkpoint's ONNX export, on ONNX Runtime, with the
+  same processor's steps in numpy and Pillow (no PyTorch, no transformers).
 
-Nothing here imports TensorFlow, PyTorch or transformers: each family
-imports its runtime when a worker first needs it.
+Nothing here imports TensorFlow, PyTorch, transformers or onnxruntime: each
+family imports its runtime when a worker first needs it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from fgbg.depth import maps, models
+from fgbg.depth import image_processor, maps, models
 from fgbg.depth.config import DepthConfig
 
 
@@ -135,6 +137,34 @@ class TransformersCheckpoint(DepthFamily):
         return self._processor
 
 
+class OnnxExport(DepthFamily):
+    """A checkpoint's ONNX export (fgbg/depth/onnx_runtime.py), prepared and
+    post-processed as its image processor does (fgbg/depth/image_processor.py),
+    so its maps are the transformers runtime's."""
+
+    @property
+    def content(self) -> maps.MapContent:
+        return self.config.checkpoint.content
+
+    def load(self, precision: str) -> Any:
+        """The export, in the precision its file holds (`precision`, which
+        `precision.resolve` read from it)."""
+        from fgbg.depth import onnx_runtime
+
+        return onnx_runtime.load_depth_model(self.config.checkpoint)
+
+    def preprocess(self, composites: np.ndarray) -> np.ndarray:
+        processor = self.config.checkpoint.processor
+        return image_processor.preprocess(processor, composites, self.config.input_size)
+
+    def postprocess(self, raw: np.ndarray) -> np.ndarray:
+        return image_processor.postprocess(raw, self.config.out_size)
+
+
 def family(config: DepthConfig) -> DepthFamily:
     """The family that runs this configuration's model."""
-    return TransformersCheckpoint(config) if config.checkpoint else DenseDepth(config)
+    if config.checkpoint is None:
+        return DenseDepth(config)
+    if config.checkpoint.runtime == models.ONNX:
+        return OnnxExport(config)
+    return TransformersCheckpoint(config)

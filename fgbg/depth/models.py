@@ -19,13 +19,17 @@ FP32 = "fp32"
 BF16 = "bf16"
 FP16 = "fp16"
 TF32 = "tf32"
+# What an ONNX export's int8 weights run in (the ONNX runtime records the
+# precision its file holds: fgbg/depth/checkpoints.py).
+INT8 = "int8"
 TENSORFLOW_PRECISIONS = (FP32, BF16)
 GPU_PRECISIONS = (FP16, TF32)  # what only the torch runtime on a GPU runs
 
 # --depth_runtime: what runs the network (fgbg/depth/<runtime>_runtime.py).
 TENSORFLOW = "tensorflow"
 TORCH = "torch"
-RUNTIMES = (TENSORFLOW, TORCH)
+ONNX = "onnx"  # ONNX Runtime on the CPU, for a checkpoint's ONNX export
+RUNTIMES = (TENSORFLOW, TORCH, ONNX)
 
 # How composites reach the network size (the manifest's depth.input_resize):
 # PIL's Lanczos on the CPU, as the original did, or --depth_resize_on_device.

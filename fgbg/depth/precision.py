@@ -120,7 +120,10 @@ def resolve(config: DepthConfig) -> str:
     """The precision this worker runs: `auto` is the fastest one that met
     the rule for the build's settings and that the device runs natively,
     else fp32; a named one must run natively, so that what the records say
-    is what ran."""
+    is what ran. An ONNX export runs in the precision its file holds, which
+    the options checked against a named one."""
+    if config.checkpoint is not None and config.checkpoint.runtime == models.ONNX:
+        return config.checkpoint.onnx_precision
     if config.precision == models.FP32:
         return models.FP32
     device = device_kind(config)

@@ -9,11 +9,15 @@ smaller, for tests. Weights are drawn He-normal (a freshly initialised
 model's 0.02-scaled weights give nearly constant maps) and a relative
 head's last bias is positive (its ReLU would otherwise zero the map), so
 maps vary with the image.
+
+`export_onnx` makes a checkpoint's ONNX export in the Hub's layout (as
+onnx-community's exports are laid out), `quantize` its int8 sibling.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Optional
 
 import torch
@@ -105,3 +109,59 @@ def write(
 
 def parameter_count(size: str) -> int:
     return sum(p.numel() for p in DepthAnythingForDepthEstimation(config(size)).parameters())
+
+
+class _PredictedDepth(torch.nn.Module):
+    """The network as exported: pixel_values in, predicted_depth out."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.network(pixel_values=pixel_values).predicted_depth
+
+
+def export_onnx(checkpoint: str, folder: str, side: int) -> str:
+    """The checkpoint folder's network exported to ONNX as the Hub lays an
+    export out: `folder` gets its config.json, preprocessor_config.json,
+    model card and onnx/model.onnx (no safetensors); returns `folder`.
+
+    The batch is dynamic; height and width are fixed at `side`: the head
+    computes its output size with int(), which torch.export specialises
+    to the example's (the Hub's exports are dynamic in both).
+    """
+    from transformers import DepthAnythingForDepthEstimation
+
+    from fgbg.depth import checkpoints
+
+    os.makedirs(os.path.join(folder, "onnx"), exist_ok=True)
+    for name in (checkpoints.CONFIG, checkpoints.PROCESSOR, checkpoints.MODEL_CARD):
+        if os.path.exists(os.path.join(checkpoint, name)):
+            shutil.copyfile(os.path.join(checkpoint, name), os.path.join(folder, name))
+    network = DepthAnythingForDepthEstimation.from_pretrained(checkpoint).eval()
+    example = torch.zeros(2, 3, side, side)
+    torch.onnx.export(
+        _PredictedDepth(network).eval(),
+        (example,),
+        os.path.join(folder, checkpoints.ONNX_WEIGHTS),
+        dynamo=True,
+        input_names=["pixel_values"],
+        output_names=["predicted_depth"],
+        dynamic_shapes={"pixel_values": {0: torch.export.Dim.DYNAMIC}},
+        external_data=False,
+        verbose=False,
+    )
+    return folder
+
+
+def quantize(folder: str, name: str = "onnx/model_quantized.onnx") -> str:
+    """The export's int8 sibling as the Hub's model_quantized.onnx is made:
+    onnxruntime's quantize_dynamic (int8 weights, activations quantised per
+    batch). Returns its path inside `folder`."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    from fgbg.depth import checkpoints
+
+    quantize_dynamic(os.path.join(folder, checkpoints.ONNX_WEIGHTS), os.path.join(folder, name))
+    return name

@@ -29,7 +29,10 @@ DEPTH_MODELS_HELP = (
     "SavedModel mapping RGB in [0,1] to depth, or a transformers depth-estimation "
     "checkpoint: a folder (local or gs://) with config.json, model.safetensors and "
     "preprocessor_config.json, or a Hugging Face Hub id such as "
-    f"{checkpoints.SMALL} (docs/depth.md, 'A current depth model'; runs on PyTorch)"
+    f"{checkpoints.SMALL} (docs/depth.md, 'A current depth model'; runs on PyTorch), or "
+    f"its ONNX export (the same with {checkpoints.ONNX_WEIGHTS} in place of "
+    "model.safetensors, such as onnx-community/depth-anything-v2-small; runs on "
+    "ONNX Runtime: docs/onnx-runtime.md)"
 )
 # DenseDepth's network input, as the original ran it.
 DENSEDEPTH_INPUT_SIZE = "640x480"
@@ -128,8 +131,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=models.TENSORFLOW,
         help="What runs DenseDepth. tensorflow: any DenseDepth or Keras --depth_model. "
         "torch: the published weights or untrained only, on a GPU when one is present "
-        "(pip install -e .[torch]). A transformers checkpoint always runs on torch. "
+        "(pip install -e .[torch]). A transformers checkpoint runs on torch, or on onnx "
+        "(ONNX Runtime on the CPU, no PyTorch needed) when it has only an ONNX export "
+        "or this says onnx: its --depth_onnx_file (BENCHMARKS.md, 'ONNX Runtime'). "
         "Default: %(default)s.",
+    )
+    depth.add_argument(
+        "--depth_onnx_file",
+        default=checkpoints.ONNX_WEIGHTS,
+        help="--depth_runtime onnx: the checkpoint's ONNX export to run, a path inside it "
+        "as the Hub lays exports out: onnx/model.onnx (fp32), onnx/model_quantized.onnx "
+        "(int8 weights: faster, and judged by the precision rule in BENCHMARKS.md, "
+        "'ONNX Runtime'); naming one runs the onnx runtime. Default: %(default)s.",
     )
     depth.add_argument(
         "--depth_device",
@@ -194,7 +207,7 @@ def check(opts: Any) -> Optional[Checkpoint]:
         )
     if opts.depth_model == models.PUBLISHED and not opts.depth_weights:
         raise UsageError(models.MISSING_WEIGHTS_MESSAGE)
-    _check_depth_runtime(opts, checkpoint is not None)
+    _check_depth_runtime(opts, checkpoint)
     if opts.depth_model != models.PUBLISHED and opts.depth_weights:
         raise UsageError(
             f"--depth_weights is for --depth_model densedepth only; "
@@ -224,7 +237,9 @@ def checked_checkpoint(opts: Any) -> Optional[Checkpoint]:
     if not checkpoints.is_checkpoint(opts.depth_model):
         return None
     try:
-        checkpoint = checkpoints.describe(opts.depth_model)
+        checkpoint = checkpoints.describe(
+            opts.depth_model, asked_runtime(opts), opts.depth_onnx_file
+        )
     except models.ModelLoadError as error:
         raise UsageError(str(error)) from None
     if opts.depth_encoding == "metric" and not checkpoint.content.metric:
@@ -242,20 +257,76 @@ def checked_checkpoint(opts: Any) -> Optional[Checkpoint]:
             f"--depth_input_size {opts.depth_input_size}: {opts.depth_model} needs positive "
             f"multiples of its patch size, {patch} (e.g. {16 * patch} = 16 patches)"
         )
-    opts.depth_runtime = models.TORCH
+    if checkpoint.runtime == models.ONNX:
+        _check_export(checkpoint, (opts.size, opts.size), (width, height))
+    opts.depth_runtime = checkpoint.runtime
     return checkpoint
 
 
-def _check_depth_runtime(opts: Any, checkpoint: bool) -> None:
-    """The torch runtime's needs, told before a worker starts; `checkpoint`:
-    --depth_model names a transformers checkpoint."""
+def asked_runtime(opts: Any) -> Optional[str]:
+    """The runtime a checkpoint must run on: onnx when --depth_runtime or
+    --depth_onnx_file says so, torch when --depth_runtime does, else None
+    (its own: its safetensors on torch, or its only ONNX export on onnx)."""
+    if opts.depth_runtime == models.ONNX or opts.depth_onnx_file != checkpoints.ONNX_WEIGHTS:
+        return models.ONNX
+    return models.TORCH if opts.depth_runtime == models.TORCH else None
+
+
+def _check_export(
+    checkpoint: Checkpoint, image_size: Tuple[int, int], input_size: Tuple[int, int]
+) -> None:
+    """UsageError unless the ONNX runtime can prepare the checkpoint's
+    images and ONNX Runtime reads its export (both without PyTorch), at the
+    size the processor makes of the dataset's images (W, H)."""
+    from fgbg.depth import image_processor, onnx_runtime
+
+    try:
+        image_processor.check_supported(checkpoint.processor)
+    except ValueError as error:
+        raise UsageError(f"--depth_model {checkpoint.source}: {error}") from None
+    try:
+        fixed = onnx_runtime.check_loads(checkpoint)
+    except models.ModelLoadError as error:
+        raise UsageError(str(error)) from None
+    size = image_processor.network_size(checkpoint.processor, image_size, input_size)
+    if fixed not in (None, size):
+        name = f"{checkpoint.source}: {checkpoint.onnx_file}"
+        raise UsageError(onnx_runtime.size_message(name, fixed, size))
+
+
+def _check_onnx_runtime(opts: Any, checkpoint: Optional[Checkpoint]) -> None:
+    """--depth_runtime onnx runs a checkpoint's export, in the precision
+    its file holds."""
+    if checkpoint is None:
+        raise UsageError(
+            "--depth_runtime onnx and --depth_onnx_file run a checkpoint's ONNX export: "
+            f"--depth_model a folder or Hub id with {checkpoints.ONNX_WEIGHTS} beside its "
+            "config.json and preprocessor_config.json"
+        )
+    held = checkpoint.onnx_precision
+    if opts.depth_precision not in (models.AUTO, held):
+        raise UsageError(
+            f"--depth_precision {opts.depth_precision}: {checkpoint.onnx_file} holds {held} "
+            "weights and runs in that; pass auto (the manifest records it), or choose "
+            "another --depth_onnx_file"
+        )
+
+
+def _check_depth_runtime(opts: Any, checkpoint: Optional[Checkpoint]) -> None:
+    """The torch and onnx runtimes' needs, told before a worker starts;
+    `checkpoint`: the transformers checkpoint --depth_model names."""
+    if asked_runtime(opts) == models.ONNX:
+        _check_onnx_runtime(opts, checkpoint)
     if opts.depth_runtime != models.TORCH:
         if opts.depth_device != models.AUTO or opts.depth_compile or opts.depth_resize_on_device:
             raise UsageError(
                 "--depth_device, --depth_compile and --depth_resize_on_device are for "
                 "--depth_runtime torch"
             )
-        if opts.depth_precision in models.GPU_PRECISIONS:
+        if (
+            opts.depth_runtime == models.TENSORFLOW
+            and opts.depth_precision in models.GPU_PRECISIONS
+        ):
             raise UsageError(
                 f"--depth_precision {opts.depth_precision} is for --depth_runtime torch on a "
                 f"GPU; the tensorflow runtime runs auto, {', '.join(models.TENSORFLOW_PRECISIONS)}"
