@@ -43,6 +43,9 @@ setuptools.setup(
         "markupsafe>=2.1,<4",
         # Depth models exported to ONNX, on the CPU (a small wheel, no CUDA).
         "onnxruntime>=1.23,<2",
+        # run_local.sh's first-run model from the Hugging Face Hub's cache
+        # (fgbg/depth/first_run.py), without transformers.
+        "huggingface_hub>=1,<3",
     ],
     extras_require={
         "test": [
