@@ -28,7 +28,15 @@ network, the authors' post-processing. Paths:
   (its full architecture with seeded weights, fgbg/depth/seeded_checkpoints.py),
   through the same handler on PyTorch at a 224 or 518 square input, its
   maps post-processed to the dataset size: its cost, not its error (no
-  error columns: it is not DenseDepth).
+  error columns: it is not DenseDepth);
+- da-onnx-224 / da-onnx-518 / da-int8-224 / da-int8-518: the same seeded
+  Small exported to ONNX for that input side (torch.onnx.export), and its
+  int8 sibling (onnxruntime's quantize_dynamic, which is how the Hub's
+  model_quantized.onnx is made), through the same handler on the onnx
+  runtime (ONNX Runtime's default threads, as torch's). Below the table:
+  their largest difference from the torch path's maps, and the precision
+  rule (fgbg/depth/precision_rule.py, minmax at the dataset size) for int8
+  against the fp32 export.
 
 Reported per path: CPU seconds per image (the process's own, over the timed
 batches after a warm-up batch), wall images/s, the process's peak RSS, and
@@ -65,9 +73,12 @@ DEFAULTS = workload.build_defaults()
 PATHS = (
     "tf-fp32-written,tf-fp32,tf-fp32-written-1thread,tf-fp32-written-xla,tf-bf16-written,"
     "tf-bf16,torch-fp32-written,torch-fp32,torch-fp32-1thread,torch-bf16,"
-    "torch-fp32-device-resize,openvino-fp32,openvino-bf16,da-small-224,da-small-518"
+    "torch-fp32-device-resize,openvino-fp32,openvino-bf16,da-small-224,da-small-518,"
+    "da-onnx-224,da-onnx-518,da-int8-224,da-int8-518"
 ).split(",")
-DEPTH_ANYTHING = "da-small-"  # the paths of Depth Anything V2 Small, by input side
+DEPTH_ANYTHING = "da-"  # the paths of Depth Anything V2 Small, by kind and input side
+# Depth Anything's kinds: its checkpoint on torch, its ONNX export, the export's int8.
+ONNX_FILES = {"da-small": "", "da-onnx": "onnx/model.onnx", "da-int8": "onnx/model_quantized.onnx"}
 BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decoder
 
 
@@ -84,9 +95,10 @@ def batch_step(
     from transforms.depth import DepthModelHandler
 
     if path.startswith(DEPTH_ANYTHING):
-        side = int(path[len(DEPTH_ANYTHING) :])
-        config = workload.depth_config((side, side), batch_size, runtime="torch", device="cpu")
-        config = workload.with_checkpoint(config, checkpoint)
+        kind, side = path.rsplit("-", 1)
+        config = workload.depth_config((int(side),) * 2, batch_size, runtime="torch", device="cpu")
+        folder = f"{checkpoint}-onnx-{side}" if ONNX_FILES[kind] else checkpoint
+        config = workload.with_checkpoint(config, folder, ONNX_FILES[kind])
         handler = DepthModelHandler(config)
         model = handler.load_model()
         return lambda batch: np.stack(handler.run_inference(list(batch), model))
@@ -234,7 +246,37 @@ def report(results: List[Dict], argv: List[str], load: float) -> str:
         + f"{baseline.get('size', '')}, batches of the pipeline's default size; "
         + "seeded untrained weights (the real architecture).\n\n"
         + common.table(headers, rows)
+        + "".join(f"\n{line}" for result in results for line in result.get("notes", ()))
     )
+
+
+def onnx_notes(results: List[Dict], maps: Dict[str, np.ndarray]) -> None:
+    """Each ONNX path's largest difference from the torch path's maps at its
+    side (relative to their largest value), and for int8 the precision
+    rule against the fp32 export's maps, as notes under the table."""
+    from fgbg.depth import precision_rule
+
+    for result in results:
+        kind, _, side = result["path"].rpartition("-")
+        torch_maps, fp32_maps = maps.get(f"da-small-{side}"), maps.get(f"da-onnx-{side}")
+        if kind not in ("da-onnx", "da-int8") or torch_maps is None:
+            continue
+        ours = maps[result["path"]]
+        largest = float(np.abs(ours - torch_maps).max() / np.abs(torch_maps).max())
+        notes = [f"{result['path']}: largest difference from da-small-{side}: {largest:.2e}"]
+        if kind == "da-int8" and fp32_maps is not None:
+            out = (DEFAULTS.size, DEFAULTS.size)
+            verdict = precision_rule.judge(
+                list(fp32_maps), list(ours), "minmax", out, DEFAULTS.depth_quality
+            )
+            difference, budget = verdict.difference, verdict.budget
+            notes.append(
+                f"{result['path']} against da-onnx-{side}, precision rule (minmax, "
+                f"{out[0]}, q{DEFAULTS.depth_quality}): grey levels mean {difference.mean:.3f} / "
+                f"p99 {difference.p99:.2f}, budget {budget.mean:.3f} / {budget.p99:.2f}: "
+                + ("passes" if verdict.passes else "fails")
+            )
+        result["notes"] = notes
 
 
 def main(argv=None) -> int:
@@ -261,10 +303,15 @@ def main(argv=None) -> int:
         images_file = os.path.join(folder, "composites.npy")
         np.save(images_file, workload.demo_composites(args.images))
         if any(path.startswith(DEPTH_ANYTHING) for path in paths):
-            workload.depth_anything_small(Path(folder))
+            small = workload.depth_anything_small(Path(folder))
+            exported = {p.rsplit("-", 1)[1] for p in paths if ONNX_FILES.get(p.rsplit("-", 1)[0])}
+            for side in sorted(exported):
+                workload.onnx_export(small, int(side))
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = [run_path(path, images_file, folder, args) for path in paths]
         reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
+        made = {r["path"]: np.load(r["depth_file"]) for r in results if "depth_file" in r}
+        onnx_notes(results, made)
         for result in results:
             depth_file = result.pop("depth_file", None)
             if depth_file and not result["path"].startswith(DEPTH_ANYTHING):

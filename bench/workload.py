@@ -27,6 +27,10 @@ MODELS = {DENSEDEPTH: "DenseDepth", DEPTH_ANYTHING: "Depth Anything V2 Small"}
 _WRITE_SMALL = (
     "import sys; from fgbg.depth import seeded_checkpoints as s; s.write(sys.argv[1], 'small')"
 )
+_EXPORT = (
+    "import sys; from fgbg.depth import seeded_checkpoints as s; "
+    "s.quantize(s.export_onnx(sys.argv[1], sys.argv[2], int(sys.argv[3])))"
+)
 
 
 def build_defaults() -> "FgbgOptions":
@@ -88,17 +92,34 @@ def depth_anything_small(folder: Path) -> str:
     return path
 
 
+def onnx_export(checkpoint: str, side: int) -> str:
+    """The checkpoint exported to ONNX for `side` x `side` inputs, with its
+    int8 sibling (onnx/model_quantized.onnx), beside it; the export's path."""
+    path = f"{checkpoint}-onnx-{side}"
+    subprocess.run(
+        [sys.executable, "-c", _EXPORT, checkpoint, path, str(side)], check=True, cwd=ROOT
+    )
+    return path
+
+
 def depth_model(model: str, checkpoint: str) -> str:
     """A build's --depth_model for a benchmark's --model: DenseDepth's name,
     or the folder `depth_anything_small` wrote (`checkpoint`)."""
     return checkpoint if model == DEPTH_ANYTHING else model
 
 
-def with_checkpoint(config, folder: str):
-    """`config` (a DepthConfig) running the transformers checkpoint in `folder`."""
-    from fgbg.depth import checkpoints
+def with_checkpoint(config, folder: str, onnx_file: str = ""):
+    """`config` (a DepthConfig) running the transformers checkpoint in
+    `folder`, or its ONNX export `onnx_file` on the onnx runtime."""
+    from fgbg.depth import checkpoints, models
 
-    return dataclasses.replace(config, model=folder, checkpoint=checkpoints.describe(folder))
+    if onnx_file:
+        checkpoint = checkpoints.describe(folder, models.ONNX, onnx_file)
+    else:
+        checkpoint = checkpoints.describe(folder)
+    return dataclasses.replace(
+        config, model=folder, checkpoint=checkpoint, runtime=checkpoint.runtime
+    )
 
 
 def make_inputs(folder: Path, backgrounds: int, foregrounds: int) -> Dict[str, str]:

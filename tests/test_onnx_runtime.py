@@ -159,6 +159,32 @@ def test_an_export_is_described_by_its_file_and_runs_on_onnx_unasked(onnx_export
 
 
 @pytest.mark.model
+def test_an_exports_external_weights_are_digested_and_loaded_with_it(export, tmp_path):
+    """A large export keeps its weights beside it (model.onnx_data): the
+    digest covers both, and the worker's copy loads them."""
+    onnx = pytest.importorskip("onnx")
+    folder = tmp_path / "external"
+    shutil.copytree(export, folder)
+    model = onnx.load(str(folder / checkpoints.ONNX_WEIGHTS))
+    onnx.save_model(
+        model,
+        str(folder / checkpoints.ONNX_WEIGHTS),
+        save_as_external_data=True,
+        location="model.onnx_data",
+    )
+    assert (folder / "onnx" / "model.onnx_data").stat().st_size > 10_000
+    found = checkpoints.describe(str(folder))
+    inline = checkpoints.describe(export)
+    assert found.weights_sha256 != inline.weights_sha256
+    composites = random_overlays(2, 64, seed=2)
+    maps = []
+    for checkpoint_folder in (str(folder), export):
+        handler = DepthModelHandler(config_of(checkpoint_folder))
+        maps.append(np.stack(handler.run_inference(composites, handler.load_model())))
+    np.testing.assert_array_equal(*maps)
+
+
+@pytest.mark.model
 def test_the_int8_sibling_is_chosen_by_its_file_and_records_int8(quantized):
     chosen = (
         f"--depth_model={quantized}",

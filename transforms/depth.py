@@ -15,9 +15,10 @@ misshapen output, fails the bundle (Beam retries it, then fails the job). No
 dead-letter output: a sample without depth would break the dataset's
 four-column CSV contract, and a half-depth dataset is worse than a failed run.
 
-TensorFlow or PyTorch is imported only when a worker loads the model
-(through `fgbg.depth.tensorflow_runtime` or `torch_runtime`), so
-composites-only builds never load either.
+TensorFlow, PyTorch or ONNX Runtime is imported only when a worker loads
+the model (through `fgbg.depth.tensorflow_runtime`, `torch_runtime`,
+`transformers_runtime` or `onnx_runtime`), so composites-only builds never
+load any.
 """
 
 from __future__ import annotations

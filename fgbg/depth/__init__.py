@@ -7,10 +7,16 @@ transformers depth-estimation checkpoints (Depth Anything V2, Yang et al., 2024)
 - maps: network input sizes, DenseDepth's pre/post-processing, what a map
   holds (MapContent) and the depth-map codecs (numpy and Pillow only);
 - families: the one interface the stage runs every model through (load,
-  pre-process, forward, post-process, what a map holds), and its DenseDepth
-  and transformers families (no TensorFlow, PyTorch or transformers);
-- checkpoints: transformers checkpoints found (folder, gs:// or Hub id),
-  described on the launcher and copied on workers (no PyTorch);
+  pre-process, forward, post-process, what a map holds), and its DenseDepth,
+  transformers and ONNX-export families (no TensorFlow, PyTorch or
+  transformers);
+- checkpoints: transformers checkpoints and their ONNX exports found
+  (folder, gs:// or Hub id), described on the launcher and copied on
+  workers (no PyTorch);
+- image_processor: a checkpoint's image processor (DPT's) before and after
+  the network, in numpy and Pillow, for the ONNX runtime;
+- first_run: run_local.sh's model when it has none, Depth Anything V2
+  Small's ONNX export from the Hugging Face cache;
 - shared_memory: batches and maps between worker processes and the one
   model they share, through shared memory (numpy only);
 - precision_rule: whether a precision's written depth files are close
@@ -25,9 +31,9 @@ transformers depth-estimation checkpoints (Depth Anything V2, Yang et al., 2024)
 - torch_densedepth: the same in PyTorch;
 - safe_loading: the allow-list that model files pass before Keras
   deserialises them;
-- tensorflow_runtime, torch_runtime, transformers_runtime: a loaded model
-  and its forward pass, for the families, with the same names,
+- tensorflow_runtime, torch_runtime, transformers_runtime, onnx_runtime: a
+  loaded model and its forward pass, for the families, with the same names,
   `load_depth_model` and `DepthModel.predict`;
 - seeded_checkpoints: Depth Anything V2 checkpoints with seeded weights in
-  the published layout, for tests and benchmarks.
+  the published layout, and their ONNX exports, for tests and benchmarks.
 """
