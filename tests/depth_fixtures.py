@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,6 +39,27 @@ def tiny_depth_config(**overrides) -> DepthConfig:
     )
     values.update(overrides)
     return DepthConfig(**values)
+
+
+def checkpoint_config(
+    folder: str, side: int, runtime: Optional[str] = None, onnx_file: str = "", **overrides
+) -> DepthConfig:
+    """tiny_depth_config running the checkpoint in `folder` on the CPU at a
+    `side` x `side` input, minmax, on the runtime it chooses (or `runtime`,
+    with its ONNX export `onnx_file`), with `overrides`."""
+    from fgbg.depth import checkpoints, models
+
+    checkpoint = checkpoints.describe(folder, runtime, onnx_file or checkpoints.ONNX_WEIGHTS)
+    values = dict(
+        model=folder,
+        runtime=checkpoint.runtime,
+        device=models.CPU,
+        input_size=(side, side),
+        encoding="minmax",
+        checkpoint=checkpoint,
+    )
+    values.update(overrides)
+    return tiny_depth_config(**values)
 
 
 def tiny_depth_model(bias: float = TINY_BIAS):

@@ -37,7 +37,7 @@ from fgbg.depth import (  # noqa: E402
 from fgbg.depth.families import family  # noqa: E402
 from pipeline import build  # noqa: E402
 from pipeline.options import FgbgOptions, UsageError, check_options  # noqa: E402
-from tests.depth_fixtures import make_composite, random_overlays, tiny_depth_config  # noqa: E402
+from tests.depth_fixtures import checkpoint_config, make_composite, random_overlays  # noqa: E402
 from tests.helpers import (  # noqa: E402
     emulated_bucket,
     small_build_args,
@@ -70,17 +70,7 @@ def options(*flags: str) -> FgbgOptions:
 
 
 def da_config(checkpoint_folder: str, **overrides):
-    checkpoint = checkpoints.describe(checkpoint_folder)
-    values = dict(
-        model=checkpoint_folder,
-        runtime=models.TORCH,
-        device=models.CPU,
-        input_size=(SIDE, SIDE),
-        encoding="minmax",
-        checkpoint=checkpoint,
-    )
-    values.update(overrides)
-    return tiny_depth_config(**values)
+    return checkpoint_config(checkpoint_folder, SIDE, **overrides)
 
 
 def test_the_seeded_small_checkpoint_has_the_published_parameter_count():

@@ -31,7 +31,7 @@ from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 from fgbg.depth import checkpoints, image_processor, models, seeded_checkpoints  # noqa: E402
 from pipeline import build  # noqa: E402
 from pipeline.options import FgbgOptions, UsageError, check_options  # noqa: E402
-from tests.depth_fixtures import make_composite, random_overlays, tiny_depth_config  # noqa: E402
+from tests.depth_fixtures import checkpoint_config, make_composite, random_overlays  # noqa: E402
 from tests.helpers import small_build_args  # noqa: E402
 from transforms.depth import DepthModelHandler, EstimateDepth  # noqa: E402
 
@@ -77,20 +77,10 @@ def options(*flags: str) -> FgbgOptions:
     return FgbgOptions(["--bg=b/*", "--fg=f/*", "--output=o", *flags])
 
 
-def config_of(folder: str, runtime=None, onnx_file=checkpoints.ONNX_WEIGHTS, **overrides):
-    """The depth stage's configuration for checkpoint `folder`, on the
-    runtime it chooses (or `runtime`), at the exports' size."""
-    checkpoint = checkpoints.describe(folder, runtime, onnx_file)
-    values = dict(
-        model=folder,
-        runtime=checkpoint.runtime,
-        device=models.CPU,
-        input_size=(SIDE, SIDE),
-        encoding="minmax",
-        checkpoint=checkpoint,
-    )
-    values.update(overrides)
-    return tiny_depth_config(**values)
+def config_of(folder: str, runtime=None, onnx_file="", **overrides):
+    """The depth stage's configuration for checkpoint `folder` at the
+    exports' size, on the runtime it chooses (or `runtime`)."""
+    return checkpoint_config(folder, SIDE, runtime, onnx_file, **overrides)
 
 
 @pytest.mark.model
