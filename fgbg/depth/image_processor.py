@@ -14,6 +14,7 @@ numpy and Pillow only.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, Sequence, Tuple
 
@@ -107,13 +108,15 @@ def postprocess(raw: np.ndarray, out_size: Tuple[int, int]) -> np.ndarray:
     """Raw (N, h, w) predictions brought to `out_size` (W, H) as
     `post_process_depth_estimation` brings them: PyTorch's bicubic
     `interpolate` (align_corners=False, A = -0.75, edge samples repeated,
-    no antialiasing), as two matrix products per map."""
+    no antialiasing), as two matrix products per map (its weights, made
+    once per pair of sizes, are read-only)."""
     raw = np.asarray(raw, dtype=np.float32)
     rows = bicubic_weights(raw.shape[1], out_size[1])
     columns = bicubic_weights(raw.shape[2], out_size[0])
-    return np.einsum("oh,nhw,pw->nop", rows, raw.astype(np.float64), columns).astype(np.float32)
+    return (rows @ raw.astype(np.float64) @ columns.T).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=16)
 def bicubic_weights(size_in: int, size_out: int) -> np.ndarray:
     """(size_out, size_in): each output sample's weights over the input
     samples along one axis, with PyTorch's source positions (half-pixel
@@ -125,6 +128,7 @@ def bicubic_weights(size_in: int, size_out: int) -> np.ndarray:
         first = math.floor(source)
         for tap, weight in zip(range(first - 1, first + 3), _cubic_taps(source - first)):
             weights[out, min(max(tap, 0), size_in - 1)] += weight
+    weights.flags.writeable = False
     return weights
 
 
