@@ -28,7 +28,7 @@ ONNX_FILE = checkpoints.ONNX_WEIGHTS
 # model card for its licence.
 FILES = [checkpoints.CONFIG, checkpoints.PROCESSOR, ONNX_FILE, checkpoints.MODEL_CARD]
 # The network input: 16 x 16 patches, the demo's image size, rather than the
-# processor's 518 (BENCHMARKS.md, "ONNX Runtime": several times the CPU).
+# processor's 518 (about 7 times the CPU: BENCHMARKS.md, "ONNX Runtime").
 INPUT_SIZE = "224"
 # Seconds the Hub client waits for the Hub's first answer, and for each read
 # of a download, before it gives up (its defaults are 10 and 10).

@@ -141,8 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=checkpoints.ONNX_WEIGHTS,
         help="--depth_runtime onnx: the checkpoint's ONNX export to run, a path inside it "
         "as the Hub lays exports out: onnx/model.onnx (fp32), onnx/model_quantized.onnx "
-        "(int8 weights: faster, and judged by the precision rule in BENCHMARKS.md, "
-        "'ONNX Runtime'); naming one runs the onnx runtime. Default: %(default)s.",
+        "(int8 weights, which failed the precision rule and ran slower than fp32: "
+        "BENCHMARKS.md, 'ONNX Runtime'); naming one runs the onnx runtime. "
+        "Default: %(default)s.",
     )
     depth.add_argument(
         "--depth_device",
