@@ -43,8 +43,9 @@ from apache_beam.options.pipeline_options import (
 )
 
 from fgbg import layout
-from fgbg.depth import models
+from fgbg.depth import models, thread_budget
 from fgbg.depth.checkpoints import Checkpoint
+from fgbg.depth.thread_budget import ThreadBudget
 from fgbg.documents import (
     Manifest,
     read_manifest,
@@ -65,14 +66,17 @@ from pipeline.dataflow import (
     flexrs_problem,
     is_dataflow,
     is_dry_run,
+    sdk_process_per_vcpu,
     without_unset_flexrs_goal,
     write_dry_run_job,
 )
 from pipeline.local_workers import (
     LOCAL_RUNNERS,
+    Workers,
     apply_workers,
     available_cores,
     local_workers,
+    processes_on_machine,
     resolve_runner,
 )
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
@@ -288,10 +292,10 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
         )
     started = utc_now()
     local = runner in LOCAL_RUNNERS
-    if local and test_pipeline is None:
-        workers = local_workers(flags, available_cores())
-        if workers.by_default:
-            apply_workers(options, workers)
+    workers = local_workers(flags, available_cores()) if local and test_pipeline is None else None
+    if workers and workers.by_default:
+        apply_workers(options, workers)
+    threads = depth_thread_budget(opts, options, local, workers)
     if is_dataflow(runner):
         apply_worker_defaults(options)
         apply_staging_defaults(options)
@@ -300,11 +304,29 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
             raise UsageError(problem)
     if is_dry_run(options):
         return _build(
-            options, opts, checkpoint, input_files, started, local, test_pipeline, lease=None
+            options, opts, checkpoint, input_files, started, local, test_pipeline, threads
         )
     store = lease_store(opts.output.rstrip("/"), options)
     with Lease(store, opts.lease_stale_after_s, local, opts.force) as lease:
-        return _build(options, opts, checkpoint, input_files, started, local, test_pipeline, lease)
+        return _build(
+            options, opts, checkpoint, input_files, started, local, test_pipeline, threads, lease
+        )
+
+
+def depth_thread_budget(
+    opts: FgbgOptions, options: PipelineOptions, local: bool, workers: Optional[Workers]
+) -> Optional[ThreadBudget]:
+    """The depth runtime's threads in each worker process
+    (fgbg/depth/thread_budget.py): none for a composites-only build, or a
+    local one run on a test's pipeline (its processes are the test's)."""
+    if opts.depth_model == models.NONE or (local and workers is None):
+        return None
+    named = opts.depth_threads or None
+    if workers:
+        cores = available_cores()
+        processes = processes_on_machine(workers)
+        return thread_budget.local_budget(cores, processes, opts.depth_share_model, named)
+    return thread_budget.remote_budget(sdk_process_per_vcpu(options), opts.depth_share_model, named)
 
 
 def _build(
@@ -315,7 +337,8 @@ def _build(
     started: str,
     local: bool,
     test_pipeline: Optional[beam.Pipeline],
-    lease: Optional[Lease],
+    threads: Optional[ThreadBudget],
+    lease: Optional[Lease] = None,
 ) -> Optional[Manifest]:
     """The build proper, holding the output's lease; a dry run writes no
     output, so it takes no lease (`lease` None) and returns None.
@@ -338,6 +361,7 @@ def _build(
             input_files=input_files,
             tft_temp_dir=tft_temp_dir,
             progress_dir=progress_dir,
+            threads=threads,
         ),
         checkpoint,
     )

@@ -34,6 +34,11 @@ class Workers:
         return workers + (" (one per core)" if self.by_default else "")
 
 
+def processes_on_machine(workers: Workers) -> int:
+    """The worker processes a local run starts: one for the in-process modes."""
+    return workers.count if workers.mode == PROCESSES else 1
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity, where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):

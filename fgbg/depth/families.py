@@ -74,11 +74,12 @@ class DenseDepth(DepthFamily):
                 precision,
                 config.device,
                 config.compile_model,
+                config.threads,
             )
         from fgbg.depth import tensorflow_runtime
 
         return tensorflow_runtime.load_depth_model(
-            config.model, config.weights, config.seed, precision
+            config.model, config.weights, config.seed, precision, config.threads
         )
 
     def preprocess(self, composites: np.ndarray) -> np.ndarray:
@@ -112,7 +113,7 @@ class TransformersCheckpoint(DepthFamily):
 
         config = self.config
         return transformers_runtime.load_depth_model(
-            config.checkpoint, precision, config.device, config.compile_model
+            config.checkpoint, precision, config.device, config.compile_model, config.threads
         )
 
     def preprocess(self, composites: np.ndarray) -> np.ndarray:
