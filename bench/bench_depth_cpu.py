@@ -352,9 +352,11 @@ def main(argv=None) -> int:
     if args.worker:
         worker(args)
         return 0
-    paths = args.paths.split(",")
-    if BASELINE not in paths:
+    paths = [path for path in args.paths.split(",") if path]
+    if paths and BASELINE not in paths:
         parser.error(f"--paths must include {BASELINE}, the reference")
+    if not paths and not args.builds:
+        parser.error("nothing to measure: give --paths or --builds")
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-cpu-") as folder:
         images_file = os.path.join(folder, "composites.npy")
         np.save(images_file, workload.demo_composites(args.images))
@@ -363,14 +365,14 @@ def main(argv=None) -> int:
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = [run_path(path, images_file, folder, args) for path in paths]
         builds = run_builds(args, Path(folder))
-        reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
         for result in results:
             depth_file = result.pop("depth_file", None)
             if depth_file and not result["path"].startswith(DEPTH_ANYTHING):
+                reference = np.load(os.path.join(folder, f"{BASELINE}.npy"))
                 result["error"] = common.depth_errors(np.load(depth_file), reference)
                 result["size"] = args.size
     argv_used = sys.argv if argv is None else [__file__, *argv]
-    markdown = report(results, argv_used, load)
+    markdown = report(results, argv_used, load) if results else common.header(argv_used, load)
     if builds:
         headers = "build | run as | rounds | samples | wall s (median) | wall vs first | "
         headers += "CPU s per sample | CPU s per map: build / model alone | threads per process | "

@@ -80,6 +80,7 @@ from pipeline.local_workers import (
     resolve_runner,
 )
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
+from pipeline.options.depth import named_threads
 from pipeline.run_documents import (
     WriteManifest,
     summary,
@@ -295,7 +296,9 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     workers = local_workers(flags, available_cores()) if local and test_pipeline is None else None
     if workers and workers.by_default:
         apply_workers(options, workers)
-    threads = depth_thread_budget(opts, options, local, workers)
+    # A build on a test's pipeline runs in the test's processes: no budget.
+    on_test_pipeline = local and workers is None
+    threads = None if on_test_pipeline else depth_thread_budget(opts, options, workers)
     if is_dataflow(runner):
         apply_worker_defaults(options)
         apply_staging_defaults(options)
@@ -314,19 +317,22 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
 
 
 def depth_thread_budget(
-    opts: FgbgOptions, options: PipelineOptions, local: bool, workers: Optional[Workers]
+    opts: FgbgOptions,
+    options: PipelineOptions,
+    workers: Optional[Workers],
+    cores: Optional[int] = None,
 ) -> Optional[ThreadBudget]:
     """The depth runtime's threads in each worker process
-    (fgbg/depth/thread_budget.py): none for a composites-only build, or a
-    local one run on a test's pipeline (its processes are the test's)."""
-    if opts.depth_model == models.NONE or (local and workers is None):
+    (fgbg/depth/thread_budget.py) of a local build with `workers` on `cores`
+    cores (this machine's by default), or of a remote runner's workers
+    (`workers` None); none for a composites-only build."""
+    if opts.depth_model == models.NONE:
         return None
-    named = opts.depth_threads or None
-    if workers:
-        cores = available_cores()
-        processes = processes_on_machine(workers)
-        return thread_budget.local_budget(cores, processes, opts.depth_share_model, named)
-    return thread_budget.remote_budget(sdk_process_per_vcpu(options), opts.depth_share_model, named)
+    named, shared = named_threads(opts), opts.depth_share_model
+    if workers is None:
+        return thread_budget.remote_budget(sdk_process_per_vcpu(options), shared, named)
+    cores = cores or available_cores()
+    return thread_budget.local_budget(cores, processes_on_machine(workers), shared, named)
 
 
 def _build(

@@ -40,3 +40,52 @@ def test_the_summary_line_says_how_many_workers_ran():
     assert Workers(1, "multi_processing", False).describe() == "1 process"
     assert Workers(4, "multi_threading", False).describe() == "4 threads in this process"
     assert Workers(1, "in_memory", False).describe() == "1, in this process"
+
+
+def depth_budget(flags, cores: int = 6, model: str = "untrained"):
+    """The thread budget a build with `flags` gets on `cores` cores."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.build import depth_thread_budget
+    from pipeline.options import FgbgOptions
+
+    args = [*BUILD, f"--depth_model={model}", *flags]
+    options = PipelineOptions(args)
+    return depth_thread_budget(
+        options.view_as(FgbgOptions), options, local_workers(args, cores), cores
+    )
+
+
+def test_each_worker_process_gets_its_share_of_the_cores():
+    multi = ["--direct_running_mode=multi_processing"]
+    assert depth_budget([*multi, "--direct_num_workers=3"]).per_process == 2
+    assert depth_budget([*multi, "--direct_num_workers=3", "--depth_share_model"]).per_process == 4
+    one = depth_budget(["--direct_running_mode=in_memory"])
+    assert (one.per_process, one.processes, one.threads_to_set) == (6, 1, None)
+
+
+def test_a_named_thread_count_wins_over_the_budget():
+    named = depth_budget(["--direct_running_mode=multi_processing", "--depth_threads=4"])
+    assert (named.per_process, named.named, named.threads_to_set) == (4, True, 4)
+
+
+def test_dataflow_workers_get_a_thread_per_sdk_process():
+    dataflow = depth_budget(["--runner=DataflowRunner"])
+    assert (dataflow.per_process, dataflow.cores) == (1, None)
+    one_process = ["--runner=DataflowRunner", "--experiments=no_use_multiple_sdk_containers"]
+    assert depth_budget(one_process).threads_to_set is None
+
+
+def test_a_composites_only_build_has_no_budget():
+    assert depth_budget([], model="none") is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_thread_count_is_auto_or_positive(value):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import FgbgOptions, UsageError, check_options
+
+    opts = PipelineOptions([*BUILD, f"--depth_threads={value}"]).view_as(FgbgOptions)
+    with pytest.raises(UsageError, match="--depth_threads"):
+        check_options(opts)
