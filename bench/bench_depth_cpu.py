@@ -57,6 +57,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -240,8 +241,10 @@ def run_build(kind: str, config: str, globs: Dict[str, str], folder: Path, args)
     samples and maps, the thread budget it recorded, the 1-minute load."""
     name, *flags = config.split()
     depth, _ = BUILDS[kind]
-    extra = [*BUILD_FLAGS, *(flag.format(da=folder / "da-small") for flag in depth)]
+    extra = [*BUILD_FLAGS, *(flag.format(da=folder.parent / "da-small") for flag in depth)]
     output = folder / "output"
+    shutil.rmtree(output, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     common.say(f"build {kind} {config}")
     extra += [*serving_configs.runner_flags(name), *flags]
     command = common.pipeline_command(globs, output, extra=extra)
@@ -251,6 +254,7 @@ def run_build(kind: str, config: str, globs: Dict[str, str], folder: Path, args)
     samples = manifest["counts"]["samples"]
     maps = samples if kind != "none" else 0
     threads = manifest["depth"].get("threads")
+    common.say(f"  {measured['wall_s']:.1f} s wall, {measured['cpu_s']:.1f} CPU s, load {load:.1f}")
     return {
         "kind": kind,
         "config": config,

@@ -1,7 +1,9 @@
-"""How many workers a local build runs: one worker process per core unless
+"""How many workers a local build runs: by default what measured fastest for
+its kind of build on a machine of its size (`default_workers`), unless
 Beam's own --direct_num_workers or --direct_running_mode is given (then those
-win). Beam's local runner defaults to one in-process worker, which leaves
-every other core idle (BENCHMARKS.md, "Every core by default")."""
+win). BENCHMARKS.md, "Every core by default", has the figures; each worker
+process's depth runtime gets its share of the cores
+(fgbg/depth/thread_budget.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,17 @@ from typing import Optional, Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from pipeline.options import FgbgOptions
+
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 WORKER_FLAGS = ("--direct_num_workers", "--direct_running_mode")
 PROCESSES = "multi_processing"
+IN_PROCESS = "in_memory"
+# The kinds of build whose default workers differ.
+COMPOSITES_ONLY, DEPTH_ON_CPU, DEPTH_ON_GPU = "composites-only", "depth on CPU", "depth on GPU"
+# Machines with fewer cores run a composites-only or CPU-depth build in one
+# process by default (`default_workers`).
+MIN_CORES_FOR_PROCESSES = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,13 +35,15 @@ class Workers:
     by_default: bool  # chosen here, not named on the command line
 
     def describe(self) -> str:
-        if self.mode == "in_memory":
+        if self.mode == IN_PROCESS:
             workers = "1, in this process"
         elif self.mode == PROCESSES:
             workers = f"{self.count} process{'es' if self.count != 1 else ''}"
         else:
             workers = f"{self.count} thread{'s' if self.count != 1 else ''} in this process"
-        return workers + (" (one per core)" if self.by_default else "")
+        if not self.by_default:
+            return workers
+        return workers + (" (one per core)" if self.mode == PROCESSES else " (the default here)")
 
 
 def processes_on_machine(workers: Workers) -> int:
@@ -55,17 +67,43 @@ def is_local(runner: Optional[str]) -> bool:
     return runner is None or runner.split(".")[-1] in LOCAL_RUNNERS
 
 
+def build_kind(depth_model: str, depth_device: str, share_model: bool) -> str:
+    """Which default a build gets: a model shared by the processes, or named
+    for a GPU, is run_local.sh's GPU configuration."""
+    if depth_model == "none":
+        return COMPOSITES_ONLY
+    return DEPTH_ON_GPU if depth_device == "cuda" or share_model else DEPTH_ON_CPU
+
+
+def default_workers(cores: int, kind: str) -> Workers:
+    """The workers a build of `kind` runs on `cores` cores unless told
+    (BENCHMARKS.md, "Every core by default", for each line's figures)."""
+    if kind == DEPTH_ON_GPU:
+        # The CPU work around a GPU model outgrows one process: the device
+        # stand-in was kept busier and built faster with a process per core.
+        return Workers(cores, PROCESSES, True)
+    if cores < MIN_CORES_FOR_PROCESSES:
+        # On 2 cores a second process costs more than it gains (its start-up,
+        # its own model, the runner's data plane): one process measured fastest.
+        return Workers(1, IN_PROCESS, True)
+    # Composites and CPU depth spread over the cores, a model and its
+    # budgeted threads per process: projected faster from 3 cores up.
+    return Workers(cores, PROCESSES, True)
+
+
 def local_workers(flags: Sequence[str], cores: int) -> Optional[Workers]:
     """The workers a build with these command-line flags runs on a machine
     with `cores` cores: None on a remote runner; Beam's flags as given when
-    either is named; otherwise one worker process per core."""
+    either is named; otherwise the default for its kind of build."""
     options = PipelineOptions(list(flags))
     if not is_local(options.view_as(StandardOptions).runner):
         return None
     if names_workers(flags):
         direct = options.view_as(DirectOptions)
         return Workers(direct.direct_num_workers or cores, direct.direct_running_mode, False)
-    return Workers(cores, PROCESSES, True)
+    opts = options.view_as(FgbgOptions)
+    kind = build_kind(opts.depth_model, opts.depth_device, opts.depth_share_model)
+    return default_workers(cores, kind)
 
 
 def apply_workers(options: PipelineOptions, workers: Workers) -> None:

@@ -1,11 +1,20 @@
-"""A local build's workers: one process per core unless Beam's flags say
-otherwise; the summary's line says which ran."""
+"""A local build's workers: the measured default for its kind of build and
+machine unless Beam's flags say otherwise; the summary's line says which
+ran; each worker process's depth threads."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.local_workers import Workers, local_workers
+from pipeline.local_workers import (
+    COMPOSITES_ONLY,
+    DEPTH_ON_CPU,
+    DEPTH_ON_GPU,
+    Workers,
+    build_kind,
+    default_workers,
+    local_workers,
+)
 
 BUILD = ["--bg=in/bg/*", "--fg=in/fg/*", "--output=out"]
 
@@ -31,6 +40,32 @@ def test_named_workers_win(flags, expected):
     assert local_workers([*BUILD, *flags], cores=6) == expected
 
 
+@pytest.mark.parametrize(
+    "flags, kind",
+    [
+        (["--depth_model=none"], COMPOSITES_ONLY),
+        ([], DEPTH_ON_CPU),
+        (["--depth_runtime=torch", "--depth_device=cpu"], DEPTH_ON_CPU),
+        (["--depth_runtime=torch", "--depth_device=cuda"], DEPTH_ON_GPU),
+        (["--depth_share_model"], DEPTH_ON_GPU),
+    ],
+)
+def test_two_cores_run_one_process_unless_a_gpu_model_is_fed(flags, kind):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import FgbgOptions
+
+    opts = PipelineOptions([*BUILD, *flags]).view_as(FgbgOptions)
+    assert build_kind(opts.depth_model, opts.depth_device, opts.depth_share_model) == kind
+    expected = (
+        Workers(2, "multi_processing", True)
+        if kind == DEPTH_ON_GPU
+        else Workers(1, "in_memory", True)
+    )
+    assert local_workers([*BUILD, *flags], cores=2) == expected
+    assert default_workers(8, kind) == Workers(8, "multi_processing", True)
+
+
 def test_a_remote_runner_has_no_local_workers():
     assert local_workers([*BUILD, "--runner=DataflowRunner"], cores=6) is None
 
@@ -40,6 +75,7 @@ def test_the_summary_line_says_how_many_workers_ran():
     assert Workers(1, "multi_processing", False).describe() == "1 process"
     assert Workers(4, "multi_threading", False).describe() == "4 threads in this process"
     assert Workers(1, "in_memory", False).describe() == "1, in this process"
+    assert Workers(1, "in_memory", True).describe() == "1, in this process (the default here)"
 
 
 def depth_budget(flags, cores: int = 6, model: str = "untrained"):
