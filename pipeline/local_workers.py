@@ -21,8 +21,8 @@ PROCESSES = "multi_processing"
 IN_PROCESS = "in_memory"
 # The kinds of build whose default workers differ.
 COMPOSITES_ONLY, DEPTH_ON_CPU, DEPTH_ON_GPU = "composites-only", "depth on CPU", "depth on GPU"
-# Machines with fewer cores run a composites-only or CPU-depth build in one
-# process by default (`default_workers`).
+# Machines with fewer cores run a composites-only build in one process by
+# default (`default_workers`).
 MIN_CORES_FOR_PROCESSES = 3
 
 
@@ -82,12 +82,16 @@ def default_workers(cores: int, kind: str) -> Workers:
         # The CPU work around a GPU model outgrows one process: the device
         # stand-in was kept busier and built faster with a process per core.
         return Workers(cores, PROCESSES, True)
+    if kind == DEPTH_ON_CPU:
+        # A model per process on its share of the cores (one thread each on
+        # 2 cores) beat one process whose model's threads wait on each other.
+        return Workers(cores, PROCESSES, True)
     if cores < MIN_CORES_FOR_PROCESSES:
-        # On 2 cores a second process costs more than it gains (its start-up,
-        # its own model, the runner's data plane): one process measured fastest.
+        # Composites only, 2 cores: a second process's start-up and the
+        # runner's data plane cost more than it gains; one process was fastest.
         return Workers(1, IN_PROCESS, True)
-    # Composites and CPU depth spread over the cores, a model and its
-    # budgeted threads per process: projected faster from 3 cores up.
+    # Composites only from 3 cores: the per-sample work spreads over them,
+    # projected faster than one process held to about a core by its GIL.
     return Workers(cores, PROCESSES, True)
 
 

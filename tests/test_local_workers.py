@@ -50,7 +50,7 @@ def test_named_workers_win(flags, expected):
         (["--depth_share_model"], DEPTH_ON_GPU),
     ],
 )
-def test_two_cores_run_one_process_unless_a_gpu_model_is_fed(flags, kind):
+def test_two_cores_run_one_process_only_for_composites(flags, kind):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.options import FgbgOptions
@@ -58,9 +58,9 @@ def test_two_cores_run_one_process_unless_a_gpu_model_is_fed(flags, kind):
     opts = PipelineOptions([*BUILD, *flags]).view_as(FgbgOptions)
     assert build_kind(opts.depth_model, opts.depth_device, opts.depth_share_model) == kind
     expected = (
-        Workers(2, "multi_processing", True)
-        if kind == DEPTH_ON_GPU
-        else Workers(1, "in_memory", True)
+        Workers(1, "in_memory", True)
+        if kind == COMPOSITES_ONLY
+        else Workers(2, "multi_processing", True)
     )
     assert local_workers([*BUILD, *flags], cores=2) == expected
     assert default_workers(8, kind) == Workers(8, "multi_processing", True)
