@@ -43,7 +43,6 @@ from apache_beam.options.pipeline_options import (
 )
 
 from fgbg import layout
-from fgbg.depth import models, thread_budget
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.thread_budget import ThreadBudget
 from fgbg.documents import (
@@ -66,21 +65,18 @@ from pipeline.dataflow import (
     flexrs_problem,
     is_dataflow,
     is_dry_run,
-    sdk_process_per_vcpu,
     without_unset_flexrs_goal,
     write_dry_run_job,
 )
 from pipeline.local_workers import (
     LOCAL_RUNNERS,
-    Workers,
     apply_workers,
     available_cores,
+    depth_thread_budget,
     local_workers,
-    processes_on_machine,
     resolve_runner,
 )
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
-from pipeline.options.depth import named_threads
 from pipeline.run_documents import (
     WriteManifest,
     summary,
@@ -314,25 +310,6 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
         return _build(
             options, opts, checkpoint, input_files, started, local, test_pipeline, threads, lease
         )
-
-
-def depth_thread_budget(
-    opts: FgbgOptions,
-    options: PipelineOptions,
-    workers: Optional[Workers],
-    cores: Optional[int] = None,
-) -> Optional[ThreadBudget]:
-    """The depth runtime's threads in each worker process
-    (fgbg/depth/thread_budget.py) of a local build with `workers` on `cores`
-    cores (this machine's by default), or of a remote runner's workers
-    (`workers` None); none for a composites-only build."""
-    if opts.depth_model == models.NONE:
-        return None
-    named, shared = named_threads(opts), opts.depth_share_model
-    if workers is None:
-        return thread_budget.remote_budget(sdk_process_per_vcpu(options), shared, named)
-    cores = cores or available_cores()
-    return thread_budget.local_budget(cores, processes_on_machine(workers), shared, named)
 
 
 def _build(

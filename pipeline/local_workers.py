@@ -3,7 +3,7 @@ its kind of build on a machine of its size (`default_workers`), unless
 Beam's own --direct_num_workers or --direct_running_mode is given (then those
 win). BENCHMARKS.md, "Every core by default", has the figures; each worker
 process's depth runtime gets its share of the cores
-(fgbg/depth/thread_budget.py)."""
+(fgbg/depth/thread_budget.py, `depth_thread_budget`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from typing import Optional, Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from fgbg.depth import models, thread_budget
+from fgbg.depth.thread_budget import ThreadBudget
+from pipeline.dataflow import sdk_process_per_vcpu
 from pipeline.options import FgbgOptions
+from pipeline.options.depth import named_threads
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 WORKER_FLAGS = ("--direct_num_workers", "--direct_running_mode")
@@ -124,3 +128,22 @@ def resolve_runner(options: PipelineOptions) -> str:
     if standard.runner is None:
         standard.runner = "FnApiRunner"
     return standard.runner.split(".")[-1]
+
+
+def depth_thread_budget(
+    opts: FgbgOptions,
+    options: PipelineOptions,
+    workers: Optional[Workers],
+    cores: Optional[int] = None,
+) -> Optional[ThreadBudget]:
+    """The depth runtime's threads in each worker process
+    (fgbg/depth/thread_budget.py) of a local build with `workers` on `cores`
+    cores (this machine's by default), or of a remote runner's workers
+    (`workers` None); none for a composites-only build."""
+    if opts.depth_model == models.NONE:
+        return None
+    named, shared = named_threads(opts), opts.depth_share_model
+    if workers is None:
+        return thread_budget.remote_budget(sdk_process_per_vcpu(options), shared, named)
+    cores = cores or available_cores()
+    return thread_budget.local_budget(cores, processes_on_machine(workers), shared, named)

@@ -82,7 +82,7 @@ def depth_budget(flags, cores: int = 6, model: str = "untrained"):
     """The thread budget a build with `flags` gets on `cores` cores."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.build import depth_thread_budget
+    from pipeline.local_workers import depth_thread_budget
     from pipeline.options import FgbgOptions
 
     args = [*BUILD, f"--depth_model={model}", *flags]
