@@ -83,19 +83,11 @@ BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decode
 # Kinds of build: their flags (the issue's samples: 1 background x 4 cut-outs)
 # and the model-alone path each is compared with; "{da}" is the checkpoint.
 BUILDS = {
-    "none": (["--placements_per_scale=3"], None),
-    "tf": (["--depth_model=untrained", "--placements_per_scale=1"], "tf-fp32"),
-    "torch": (
-        ["--depth_model=untrained", "--depth_runtime=torch", "--depth_device=cpu"],
-        "torch-fp32",
-    ),
+    "none": ("--placements_per_scale=3", None),
+    "tf": ("--depth_model=untrained", "tf-fp32"),
+    "torch": ("--depth_model=untrained --depth_runtime=torch --depth_device=cpu", "torch-fp32"),
     "da-small-224": (
-        [
-            "--depth_model={da}",
-            "--depth_input_size=224",
-            "--depth_device=cpu",
-            "--placements_per_scale=3",
-        ],
+        "--depth_model={da} --depth_input_size=224 --depth_device=cpu --placements_per_scale=3",
         "da-small-224",
     ),
 }
@@ -241,7 +233,7 @@ def run_build(kind: str, config: str, globs: Dict[str, str], folder: Path, args)
     samples and maps, the thread budget it recorded, the 1-minute load."""
     name, *flags = config.split()
     depth, _ = BUILDS[kind]
-    extra = [*BUILD_FLAGS, *(flag.format(da=folder.parent / "da-small") for flag in depth)]
+    extra = [*BUILD_FLAGS, *depth.format(da=folder.parent / "da-small").split()]
     output = folder / "output"
     shutil.rmtree(output, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -255,15 +247,8 @@ def run_build(kind: str, config: str, globs: Dict[str, str], folder: Path, args)
     maps = samples if kind != "none" else 0
     threads = manifest["depth"].get("threads")
     common.say(f"  {measured['wall_s']:.1f} s wall, {measured['cpu_s']:.1f} CPU s, load {load:.1f}")
-    return {
-        "kind": kind,
-        "config": config,
-        "samples": samples,
-        "maps": maps,
-        "load_1min": load,
-        "threads": threads,
-        **measured,
-    }
+    record = dict(kind=kind, config=config, samples=samples, maps=maps, threads=threads)
+    return {**record, "load_1min": load, **measured}
 
 
 def build_rows(builds: List[Dict], results: List[Dict]) -> List[List[str]]:
@@ -292,12 +277,14 @@ def build_rows(builds: List[Dict], results: List[Dict]) -> List[List[str]]:
                 runs[0]["samples"],
                 f"{wall:.1f}",
                 f"{wall / first[kind]:.2f}x",
+            ]
+            + [
                 f"{cpu / runs[0]['samples']:.3f}",
                 per_map,
                 threads["per_process"] if threads else "-",
-                " ".join(f"{run['load_1min']:.1f}" for run in runs),
-                f"{median(runs, 'others_cpu_s'):.0f}",
             ]
+            + [" ".join(f"{run['load_1min']:.1f}" for run in runs)]
+            + [f"{median(runs, 'others_cpu_s'):.0f}"]
         )
     return rows
 
