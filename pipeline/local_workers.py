@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from fgbg.depth import models, thread_budget
+from fgbg.depth import checkpoints, models, thread_budget
 from fgbg.depth.thread_budget import ThreadBudget
 from pipeline.dataflow import sdk_process_per_vcpu
 from pipeline.options import FgbgOptions
@@ -23,10 +23,13 @@ LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "Swit
 WORKER_FLAGS = ("--direct_num_workers", "--direct_running_mode")
 PROCESSES = "multi_processing"
 IN_PROCESS = "in_memory"
-# The kinds of build whose default workers differ.
-COMPOSITES_ONLY, DEPTH_ON_CPU, DEPTH_ON_GPU = "composites-only", "depth on CPU", "depth on GPU"
-# Machines with fewer cores run a composites-only build in one process by
-# default (`default_workers`).
+# The kinds of build whose default workers differ (`default_workers`).
+COMPOSITES_ONLY = "composites only"
+TENSORFLOW_ON_CPU = "DenseDepth on TensorFlow"
+PYTORCH_ON_CPU = "a model on PyTorch's CPU threads"  # DenseDepth on torch, Depth Anything
+DEPTH_ON_GPU = "depth on a GPU"
+# Below this many cores, the kinds of build that measured fastest in one
+# process on 2 cores run in one process (`default_workers`).
 MIN_CORES_FOR_PROCESSES = 3
 
 
@@ -71,12 +74,17 @@ def is_local(runner: Optional[str]) -> bool:
     return runner is None or runner.split(".")[-1] in LOCAL_RUNNERS
 
 
-def build_kind(depth_model: str, depth_device: str, share_model: bool) -> str:
+def build_kind(opts: FgbgOptions) -> str:
     """Which default a build gets: a model shared by the processes, or named
-    for a GPU, is run_local.sh's GPU configuration."""
-    if depth_model == "none":
+    for a GPU, is run_local.sh's GPU configuration; a transformers
+    checkpoint runs on PyTorch whatever --depth_runtime says."""
+    if opts.depth_model == models.NONE:
         return COMPOSITES_ONLY
-    return DEPTH_ON_GPU if depth_device == "cuda" or share_model else DEPTH_ON_CPU
+    if opts.depth_device == models.CUDA or opts.depth_share_model:
+        return DEPTH_ON_GPU
+    if opts.depth_runtime == models.TORCH or checkpoints.is_checkpoint(opts.depth_model):
+        return PYTORCH_ON_CPU
+    return TENSORFLOW_ON_CPU
 
 
 def default_workers(cores: int, kind: str) -> Workers:
@@ -86,16 +94,17 @@ def default_workers(cores: int, kind: str) -> Workers:
         # The CPU work around a GPU model outgrows one process: the device
         # stand-in was kept busier and built faster with a process per core.
         return Workers(cores, PROCESSES, True)
-    if kind == DEPTH_ON_CPU:
-        # A model per process on its share of the cores (one thread each on
-        # 2 cores) beat one process whose model's threads wait on each other.
+    if kind == PYTORCH_ON_CPU:
+        # A model per process on one thread each beat one process whose
+        # OpenMP threads wait on each other at every layer (half the CPU).
         return Workers(cores, PROCESSES, True)
     if cores < MIN_CORES_FOR_PROCESSES:
-        # Composites only, 2 cores: a second process's start-up and the
+        # Composites only and TensorFlow's DenseDepth, 2 cores: a second
+        # process's start-up (TensorFlow, its model, its traced graph) and the
         # runner's data plane cost more than it gains; one process was fastest.
         return Workers(1, IN_PROCESS, True)
-    # Composites only from 3 cores: the per-sample work spreads over them,
-    # projected faster than one process held to about a core by its GIL.
+    # From 3 cores: the per-sample work spreads over the processes, projected
+    # faster than one process held to about a core by its GIL (not measured).
     return Workers(cores, PROCESSES, True)
 
 
@@ -109,9 +118,7 @@ def local_workers(flags: Sequence[str], cores: int) -> Optional[Workers]:
     if names_workers(flags):
         direct = options.view_as(DirectOptions)
         return Workers(direct.direct_num_workers or cores, direct.direct_running_mode, False)
-    opts = options.view_as(FgbgOptions)
-    kind = build_kind(opts.depth_model, opts.depth_device, opts.depth_share_model)
-    return default_workers(cores, kind)
+    return default_workers(cores, build_kind(options.view_as(FgbgOptions)))
 
 
 def apply_workers(options: PipelineOptions, workers: Workers) -> None:
