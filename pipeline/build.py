@@ -43,6 +43,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from fgbg import layout
+from fgbg.depth import models
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.thread_budget import ThreadBudget
 from fgbg.documents import (
@@ -293,8 +294,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     if workers and workers.by_default:
         apply_workers(options, workers)
     # A build on a test's pipeline runs in the test's processes: no budget.
-    on_test_pipeline = local and workers is None
-    threads = None if on_test_pipeline else depth_thread_budget(opts, options, workers)
+    threads = None if local and workers is None else depth_thread_budget(opts, options, workers)
     if is_dataflow(runner):
         apply_worker_defaults(options)
         apply_staging_defaults(options)
