@@ -47,6 +47,16 @@ largest difference). The composites are the demo scenes with the demo
 cut-outs pasted by the pipeline's own compositing.
 
     python bench/bench_depth_cpu.py --images 8 --name depth_cpu
+
+With --builds, whole `python -m pipeline.build` runs of each kind of build
+(BUILDS: depth off, DenseDepth on each runtime, Depth Anything V2 Small at
+224) in each --configs way of running (bench/serving_configs.py's names,
+each optionally followed by build flags), each a fresh process tree,
+interleaved round by round (A B A B), with the model-alone paths of the
+same run beside them: wall and CPU per sample, medians over the rounds.
+
+    python bench/bench_depth_cpu.py --builds none,tf,torch,da-small-224 --rounds 3 \\
+        --paths tf-fp32-written,tf-fp32,torch-fp32,da-small-224 --name every_core
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,7 +78,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import common, workload  # noqa: E402
+from bench import common, serving_configs, workload  # noqa: E402
 
 DEFAULTS = workload.build_defaults()
 PATHS = (
@@ -80,6 +91,18 @@ DEPTH_ANYTHING = "da-"  # the paths of Depth Anything V2 Small, by kind and inpu
 # Depth Anything's kinds: its checkpoint on torch, its ONNX export, the export's int8.
 ONNX_FILES = {"da-small": "", "da-onnx": "onnx/model.onnx", "da-int8": "onnx/model_quantized.onnx"}
 BASELINE = "tf-fp32-written"  # the depth stage before the low-resolution decoder
+# Kinds of build: their flags (the issue's samples: 1 background x 4 cut-outs)
+# and the model-alone path each is compared with; "{da}" is the checkpoint.
+BUILDS = {
+    "none": ("--placements_per_scale=3", None),
+    "tf": ("--depth_model=untrained", "tf-fp32"),
+    "torch": ("--depth_model=untrained --depth_runtime=torch --depth_device=cpu", "torch-fp32"),
+    "da-small-224": (
+        "--depth_model={da} --depth_input_size=224 --depth_device=cpu --placements_per_scale=3",
+        "da-small-224",
+    ),
+}
+BUILD_FLAGS = ["--seed=8", "--placements_per_scale=1"]
 
 
 def batch_step(
@@ -216,6 +239,68 @@ def run_path(path: str, images_file: str, folder: str, args) -> Dict:
     return result
 
 
+def run_build(kind: str, config: str, globs: Dict[str, str], folder: Path, args) -> Dict:
+    """One whole build of `kind` run as `config` (a serving configuration's
+    name and build flags), in a fresh process tree: its wall and CPU seconds,
+    samples and maps, the thread budget it recorded, the 1-minute load."""
+    name, *flags = config.split()
+    depth, _ = BUILDS[kind]
+    extra = [*BUILD_FLAGS, *depth.format(da=folder.parent / "da-small").split()]
+    output = folder / "output"
+    shutil.rmtree(output, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    common.say(f"build {kind} {config}")
+    extra += [*serving_configs.runner_flags(name), *flags]
+    command = common.pipeline_command(globs, output, extra=extra)
+    load = os.getloadavg()[0]
+    measured = common.run_measured(command, folder / "build.log", timeout_s=args.timeout_s)
+    manifest = json.loads((output / "manifest.json").read_text())
+    samples = manifest["counts"]["samples"]
+    maps = samples if kind != "none" else 0
+    threads = manifest["depth"].get("threads")
+    common.say(f"  {measured['wall_s']:.1f} s wall, {measured['cpu_s']:.1f} CPU s, load {load:.1f}")
+    record = dict(kind=kind, config=config, samples=samples, maps=maps, threads=threads)
+    return {**record, "load_1min": load, **measured}
+
+
+def build_rows(builds: List[Dict], results: List[Dict]) -> List[List[str]]:
+    """Per kind and configuration: median wall and CPU per sample, the
+    wall against the kind's first configuration, and CPU per map against
+    the model-alone path's CPU per image."""
+    alone = {r["path"]: r["cpu_s"] / r["images"] for r in results if "cpu_s" in r}
+    median = lambda runs, key: float(np.median([run[key] for run in runs]))  # noqa: E731
+    rows, first = [], {}
+    for kind, config in dict.fromkeys((b["kind"], b["config"]) for b in builds):
+        runs = [b for b in builds if (b["kind"], b["config"]) == (kind, config)]
+        wall, cpu = median(runs, "wall_s"), median(runs, "cpu_s")
+        first.setdefault(kind, wall)
+        path, maps = BUILDS[kind][1], runs[0]["maps"]
+        per_map = (
+            f"{cpu / maps:.3f} / {alone[path]:.3f} = {cpu / maps / alone[path]:.2f}x"
+            if maps and path in alone
+            else "-"
+        )
+        threads = runs[0]["threads"]
+        rows.append(
+            [
+                kind,
+                config,
+                len(runs),
+                runs[0]["samples"],
+                f"{wall:.1f}",
+                f"{wall / first[kind]:.2f}x",
+            ]
+            + [
+                f"{cpu / runs[0]['samples']:.3f}",
+                per_map,
+                threads["per_process"] if threads else "-",
+            ]
+            + [" ".join(f"{run['load_1min']:.1f}" for run in runs)]
+            + [f"{median(runs, 'others_cpu_s'):.0f}"]
+        )
+    return rows
+
+
 def report(results: List[Dict], argv: List[str], load: float) -> str:
     baseline = next(r for r in results if r["path"] == BASELINE)
     rows = []
@@ -286,6 +371,10 @@ def main(argv=None) -> int:
     add("--batch_size", type=int, default=DEFAULTS.depth_batch_size)
     add("--images", type=int, default=8, help="timed images per path (after a warm-up batch)")
     add("--paths", default=",".join(PATHS), help="comma-separated paths")
+    add("--builds", default="", help=f"comma-separated kinds of whole build: {', '.join(BUILDS)}")
+    add("--configs", default="default,in_process", help="comma-separated ways to run each build")
+    add("--rounds", type=int, default=2, help="rounds of builds, each configuration once a round")
+    add("--timeout_s", type=float, default=1800.0, help="a build's limit")
     common.add_output_options(parser, "depth_cpu")
     common.add_quiet_options(parser, retries=False)
     add("--worker", default=None, help=argparse.SUPPRESS)
@@ -296,9 +385,11 @@ def main(argv=None) -> int:
     if args.worker:
         worker(args)
         return 0
-    paths = args.paths.split(",")
-    if BASELINE not in paths:
+    paths = [path for path in args.paths.split(",") if path]
+    if paths and BASELINE not in paths:
         parser.error(f"--paths must include {BASELINE}, the reference")
+    if not paths and not args.builds:
+        parser.error("nothing to measure: give --paths or --builds")
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-cpu-") as folder:
         images_file = os.path.join(folder, "composites.npy")
         np.save(images_file, workload.demo_composites(args.images))
@@ -309,17 +400,41 @@ def main(argv=None) -> int:
                 workload.onnx_export(small, int(side))
         load = common.wait_for_quiet_cpu(args.max_busy)
         results = [run_path(path, images_file, folder, args) for path in paths]
-        reference = np.load(next(r for r in results if r["path"] == BASELINE)["depth_file"])
         made = {r["path"]: np.load(r["depth_file"]) for r in results if "depth_file" in r}
         onnx_notes(results, made)
+        builds = run_builds(args, Path(folder))
         for result in results:
             depth_file = result.pop("depth_file", None)
             if depth_file and not result["path"].startswith(DEPTH_ANYTHING):
+                reference = np.load(os.path.join(folder, f"{BASELINE}.npy"))
                 result["error"] = common.depth_errors(np.load(depth_file), reference)
                 result["size"] = args.size
     argv_used = sys.argv if argv is None else [__file__, *argv]
-    common.save(args.name, report(results, argv_used, load), results, args.results)
+    markdown = report(results, argv_used, load) if results else common.header(argv_used, load)
+    if builds:
+        headers = "build | run as | rounds | samples | wall s (median) | wall vs first | "
+        headers += "CPU s per sample | CPU s per map: build / model alone | threads per process | "
+        headers += "load (1 min) before each | other jobs' CPU s (median)"
+        markdown += "\n\n" + common.table(headers, build_rows(builds, results))
+    common.save(args.name, markdown, {"paths": results, "builds": builds}, args.results)
     return 0
+
+
+def run_builds(args, folder: Path) -> List[Dict]:
+    """--builds x --configs, round by round (A B A B), on the issue's inputs."""
+    kinds = [kind for kind in args.builds.split(",") if kind]
+    if not kinds:
+        return []
+    globs = workload.make_inputs(folder / "inputs", 1, 4)
+    if "da-small-224" in kinds and not (folder / "da-small").exists():
+        workload.depth_anything_small(folder)
+    configs = [config.strip() for config in args.configs.split(",")]
+    return [
+        run_build(kind, config, globs, folder / "build", args)
+        for _ in range(args.rounds)
+        for kind in kinds
+        for config in configs
+    ]
 
 
 if __name__ == "__main__":

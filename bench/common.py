@@ -186,7 +186,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 # --- the pipeline -----------------------------------------------------------------------
 
-# The local runner by name; a build's default workers (one process per core).
+# The local runner by name; a build's default workers (pipeline/local_workers.py).
 LOCAL_RUNNER = ("--runner", "FnApiRunner")
 
 

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         "--depth_cpu_s_per_image",
         type=float,
         default=None,
-        help="measured DenseDepth CPU s per image (bench/results/depth_cores.md)",
+        help="DenseDepth CPU s per image: a whole build's (BENCHMARKS.md, 'Every core by default')",
     )
     add("--depth_images_per_s", type=float, help="measured DenseDepth images/s on one GPU")
     add(

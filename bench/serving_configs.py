@@ -1,7 +1,7 @@
 """How Beam's local runner serves the depth model, by name, for
 bench_serving.py and bench_depth_gpu.py, and the depth stage alone in a
 pipeline of demo composites. A configuration is `KIND[:N][/device_resize]`:
-default (no worker flags: a build runs one process per core); in_process
+default (no worker flags: the build's own default, pipeline/local_workers.py); in_process
 (one worker in the launching process); threads:N (worker threads sharing its
 model); processes:N (worker processes, a model each); shared:N (processes
 calling one model per machine, --depth_share_model, through shared memory);

@@ -109,6 +109,10 @@ class DepthInfo:
     onnx_file: Optional[str] = None
     warning: Optional[str] = None
     note: Optional[str] = None
+    # The depth runtime's threads per worker process and what they were made
+    # from (fgbg/depth/thread_budget.py's ThreadBudget); None in datasets
+    # built before it was recorded, and in builds on a test's pipeline.
+    threads: Optional[Dict[str, Any]] = None
 
     def to_json(self) -> Json:
         if self.model == "none":
@@ -125,7 +129,8 @@ class DepthInfo:
             document["runtime"] = self.runtime
         if self.input_resize:
             document["input_resize"] = self.input_resize
-        for name in ("weights_sha256", "holds", "licence", "stored_per_metre", "onnx_file"):
+        names = ("weights_sha256", "holds", "licence", "stored_per_metre", "onnx_file", "threads")
+        for name in names:
             if getattr(self, name):
                 document[name] = getattr(self, name)
         if self.warning:

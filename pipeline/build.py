@@ -45,6 +45,7 @@ from apache_beam.options.pipeline_options import (
 from fgbg import layout
 from fgbg.depth import models
 from fgbg.depth.checkpoints import Checkpoint
+from fgbg.depth.thread_budget import ThreadBudget
 from fgbg.documents import (
     Manifest,
     read_manifest,
@@ -72,6 +73,7 @@ from pipeline.local_workers import (
     LOCAL_RUNNERS,
     apply_workers,
     available_cores,
+    depth_thread_budget,
     local_workers,
     resolve_runner,
 )
@@ -288,10 +290,11 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
         )
     started = utc_now()
     local = runner in LOCAL_RUNNERS
-    if local and test_pipeline is None:
-        workers = local_workers(flags, available_cores())
-        if workers.by_default:
-            apply_workers(options, workers)
+    workers = local_workers(flags, available_cores()) if local and test_pipeline is None else None
+    if workers and workers.by_default:
+        apply_workers(options, workers)
+    # A build on a test's pipeline runs in the test's processes: no budget.
+    threads = None if local and workers is None else depth_thread_budget(opts, options, workers)
     if is_dataflow(runner):
         apply_worker_defaults(options)
         apply_staging_defaults(options)
@@ -300,11 +303,13 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
             raise UsageError(problem)
     if is_dry_run(options):
         return _build(
-            options, opts, checkpoint, input_files, started, local, test_pipeline, lease=None
+            options, opts, checkpoint, input_files, started, local, test_pipeline, threads
         )
     store = lease_store(opts.output.rstrip("/"), options)
     with Lease(store, opts.lease_stale_after_s, local, opts.force) as lease:
-        return _build(options, opts, checkpoint, input_files, started, local, test_pipeline, lease)
+        return _build(
+            options, opts, checkpoint, input_files, started, local, test_pipeline, threads, lease
+        )
 
 
 def _build(
@@ -315,7 +320,8 @@ def _build(
     started: str,
     local: bool,
     test_pipeline: Optional[beam.Pipeline],
-    lease: Optional[Lease],
+    threads: Optional[ThreadBudget],
+    lease: Optional[Lease] = None,
 ) -> Optional[Manifest]:
     """The build proper, holding the output's lease; a dry run writes no
     output, so it takes no lease (`lease` None) and returns None.
@@ -338,6 +344,7 @@ def _build(
             input_files=input_files,
             tft_temp_dir=tft_temp_dir,
             progress_dir=progress_dir,
+            threads=threads,
         ),
         checkpoint,
     )

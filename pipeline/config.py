@@ -13,6 +13,7 @@ from fgbg.blend_modes import GAUSSIAN, MOTION, NONE, parse_blend
 from fgbg.depth import families, maps, models
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.config import DepthConfig
+from fgbg.depth.thread_budget import ThreadBudget
 from fgbg.documents import DepthInfo
 from fgbg.pair_records import options_fingerprint
 from pipeline.options import (
@@ -71,6 +72,9 @@ class RunContext:
     input_files: Dict[str, int]  # files matched by --bg, --fg and --fg_mask
     tft_temp_dir: str  # scratch space of the tensorflow-transform analysis
     progress_dir: Optional[str]  # local runs: where workers count finished samples
+    # The depth runtime's threads per worker process (fgbg/depth/thread_budget.py);
+    # None: its default (composites-only builds, builds on a test's pipeline).
+    threads: Optional[ThreadBudget] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +138,7 @@ def build_config(
     """The configuration of options that check_options accepted, with the
     transformers checkpoint it described (None for DenseDepth)."""
     output = opts.output.rstrip("/")
-    depth = depth_config(opts, checkpoint)
+    depth = with_threads(depth_config(opts, checkpoint), run.threads)
     return BuildConfig(
         bg=opts.bg,
         fg=opts.fg,
@@ -169,7 +173,7 @@ def build_config(
         blending=blend_config(opts),
         bg_quality=opts.bg_quality,
         depth=depth,
-        depth_info=depth_info(opts, checkpoint),
+        depth_info=with_budget(depth_info(opts, checkpoint), run.threads),
         depth_scale=depth_scale(depth, scene_config(opts, depth)),
         records_per_shard=opts.records_per_shard,
         tft=opts.tft,
@@ -287,6 +291,22 @@ def depth_config(
         share_model=opts.depth_share_model,
         checkpoint=checkpoint,
     )
+
+
+def with_threads(
+    depth: Optional[DepthConfig], threads: Optional[ThreadBudget]
+) -> Optional[DepthConfig]:
+    """`depth` running on the threads its budget sets in each worker."""
+    if depth is None or threads is None:
+        return depth
+    return dataclasses.replace(depth, threads=threads.threads_to_set)
+
+
+def with_budget(info: DepthInfo, threads: Optional[ThreadBudget]) -> DepthInfo:
+    """`info` recording the thread budget (none for composites-only builds)."""
+    if threads is None or info.model == models.NONE:
+        return info
+    return dataclasses.replace(info, threads=threads.to_json())
 
 
 def depth_info(opts: FgbgOptions, checkpoint: Optional[Checkpoint] = None) -> DepthInfo:

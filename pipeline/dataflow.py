@@ -44,6 +44,13 @@ def is_dataflow(runner: str) -> bool:
     return runner.split(".")[-1].lower().removesuffix("runner") in ("dataflow", "testdataflow")
 
 
+def sdk_process_per_vcpu(options: PipelineOptions) -> bool:
+    """Whether Dataflow runs one SDK process per vCPU (its default) rather
+    than one per VM (--experiments=no_use_multiple_sdk_containers): how many
+    processes share each worker's cores (fgbg/depth/thread_budget.py)."""
+    return "no_use_multiple_sdk_containers" not in (options.view_as(DebugOptions).experiments or [])
+
+
 def apply_worker_defaults(options: PipelineOptions) -> WorkerOptions:
     """Fill in the worker type and cap the caller left unset.
 

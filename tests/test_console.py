@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.console import is_chatter
-from pipeline.local_workers import available_cores
+from pipeline.local_workers import COMPOSITES_ONLY, available_cores, default_workers
 from tests.helpers import IN_PROCESS, small_build_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,13 +46,13 @@ def build_output(args) -> str:
 
 @pytest.mark.e2e
 def test_a_run_is_quiet_unless_verbose(tmp_path, inputs):
-    """Also the workers' line: the quiet run names no workers (one process
-    per core), the loud one names two."""
+    """Also the workers' line: the quiet run names no workers (the default
+    for this machine), the loud one names two."""
     default = small_build_args(inputs, tmp_path / "quiet", tft=True)
     quiet = build_output([arg for arg in default if arg != IN_PROCESS])
     assert "fgbg: 32 samples" in quiet
-    cores = available_cores()
-    assert f"  workers:  {cores} process{'es' if cores > 1 else ''} (one per core)\n" in quiet
+    workers = default_workers(available_cores(), COMPOSITES_ONLY).describe()
+    assert f"  workers:  {workers}\n" in quiet
     lines = quiet.splitlines(keepends=True)
     assert not [line for line in lines if is_chatter(line.encode())]
     assert "Setting to DenseTensor" not in quiet and "Worker: " not in quiet

@@ -36,6 +36,7 @@ from fgbg.depth import (  # noqa: E402
 )
 from fgbg.depth.families import family  # noqa: E402
 from pipeline import build  # noqa: E402
+from pipeline.local_workers import available_cores  # noqa: E402
 from pipeline.options import FgbgOptions, UsageError, check_options  # noqa: E402
 from tests.depth_fixtures import checkpoint_config, make_composite, random_overlays  # noqa: E402
 from tests.helpers import (  # noqa: E402
@@ -307,6 +308,11 @@ def test_a_build_records_the_checkpoint_and_resumes_only_with_it(relative, input
         "torch",
     )
     assert depth["licence"] == "apache-2.0" and "warning" not in depth
+    # one process, in this one: the runtime keeps its default, every core
+    assert (depth["threads"]["processes"], depth["threads"]["per_process"]) == (
+        1,
+        available_cores(),
+    )
     records = sorted(output.glob("*/*/.pair.json"))
     assert len(records) == manifest.counts.samples // manifest.counts.samples_per_pair
     for record in records:
@@ -332,6 +338,25 @@ def test_a_build_records_the_checkpoint_and_resumes_only_with_it(relative, input
     new_sha = checkpoints.describe(retrained).weights_sha256
     assert {json.loads(r.read_text())["depth_model"]["weights_sha256"] for r in records} == {
         new_sha
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.processes
+def test_a_build_records_its_thread_budget_and_named_workers_and_threads_win(
+    relative, inputs, tmp_path
+):
+    workers = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    manifest = build.run(
+        build_args(inputs, tmp_path / "out", relative, *workers, "--depth_threads=3")
+    )
+    assert manifest.depth.threads == {
+        "per_process": 3,
+        "cores": available_cores(),
+        "processes": 2,
+        "shared_model": False,
+        "named": True,
+        "where": "this machine",
     }
 
 

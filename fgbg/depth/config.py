@@ -51,6 +51,10 @@ class DepthConfig:
         CPU on every image (False only to measure that: bench/bench_serving.py).
     checkpoint: the transformers checkpoint `model` names, as the launcher
         described it (fgbg/depth/checkpoints.py); None for DenseDepth.
+    threads: the CPU threads of the runtime in each process that runs the
+        model (fgbg/depth/thread_budget.py: the launcher's share of the cores per
+        process, or --depth_threads); None: the runtime's default, every
+        core, as in a build whose one process has the machine.
     loader: loads the model in place of the runtime (called with this
         configuration), for benchmarks' device stand-in (bench/standin.py);
         never set from the command line. The stage records the precision
@@ -75,4 +79,5 @@ class DepthConfig:
     share_model: bool = False
     shared_memory: bool = True
     checkpoint: Optional["Checkpoint"] = None
+    threads: Optional[int] = None
     loader: Optional[Callable[["DepthConfig"], Any]] = None

@@ -76,11 +76,12 @@ class DenseDepth(DepthFamily):
                 precision,
                 config.device,
                 config.compile_model,
+                config.threads,
             )
         from fgbg.depth import tensorflow_runtime
 
         return tensorflow_runtime.load_depth_model(
-            config.model, config.weights, config.seed, precision
+            config.model, config.weights, config.seed, precision, config.threads
         )
 
     def preprocess(self, composites: np.ndarray) -> np.ndarray:
@@ -114,7 +115,7 @@ class TransformersCheckpoint(DepthFamily):
 
         config = self.config
         return transformers_runtime.load_depth_model(
-            config.checkpoint, precision, config.device, config.compile_model
+            config.checkpoint, precision, config.device, config.compile_model, config.threads
         )
 
     def preprocess(self, composites: np.ndarray) -> np.ndarray:
@@ -151,7 +152,7 @@ class OnnxExport(DepthFamily):
         `precision.resolve` read from it)."""
         from fgbg.depth import onnx_runtime
 
-        return onnx_runtime.load_depth_model(self.config.checkpoint)
+        return onnx_runtime.load_depth_model(self.config.checkpoint, self.config.threads)
 
     def preprocess(self, composites: np.ndarray) -> np.ndarray:
         processor = self.config.checkpoint.processor

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from fgbg.depth import models
+from fgbg.depth import models, thread_budget
 from fgbg.depth.keras_densedepth import (
     LowResolutionDecoder,
     build_densedepth,
@@ -88,10 +88,17 @@ class DepthModel:
 
 
 def load_depth_model(
-    model: str, weights: Optional[str], seed: int, precision: str = models.FP32
+    model: str,
+    weights: Optional[str],
+    seed: int,
+    precision: str = models.FP32,
+    threads: Optional[int] = None,
 ) -> DepthModel:
     """The runtime's entry point: the named model, ready to predict in
-    `precision` (fp32 or bf16, as fgbg/depth/precision.py resolved it).
+    `precision` (fp32 or bf16, as fgbg/depth/precision.py resolved it), on
+    `threads` intra- and inter-op threads (the process's budget,
+    fgbg/depth/thread_budget.py; None: TensorFlow's default, every core), set
+    before anything here starts TensorFlow's context.
 
     bf16 turns on oneDNN's automatic mixed precision for the worker process
     (TensorFlow's graph rewrite runs convolutions and matrix products in
@@ -104,6 +111,7 @@ def load_depth_model(
             f"--depth_precision {precision} needs --depth_runtime torch; the tensorflow "
             f"runtime runs {', '.join(models.TENSORFLOW_PRECISIONS)}"
         )
+    thread_budget.apply_tensorflow(threads)
     # Set either way: a process that loaded a bf16 model before must not run
     # this one in bf16 too.
     tf.config.optimizer.set_experimental_options(

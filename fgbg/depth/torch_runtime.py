@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fgbg.depth import models
+from fgbg.depth import models, thread_budget
 from fgbg.depth.models import ModelLoadError
 from fgbg.depth.torch_densedepth import (
     DenseDepth,
@@ -196,8 +196,11 @@ def load_depth_model(
     precision: str = models.FP32,
     device: str = models.AUTO,
     compile_model: bool = False,
+    threads: Optional[int] = None,
 ) -> DepthModel:
     """The runtime's entry point: the named model on `device`, ready to
-    predict in `precision`."""
+    predict in `precision`, on `threads` CPU threads (the process's budget,
+    fgbg/depth/thread_budget.py; None: PyTorch's default, every core)."""
+    thread_budget.apply_torch(threads)
     target = resolve_device(device)
     return DepthModel(load_network(model, weights, seed), target, precision, compile_model)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 from transformers.modeling_outputs import DepthEstimatorOutput
 from transformers.utils import logging as transformers_logging
 
-from fgbg.depth import checkpoints
+from fgbg.depth import checkpoints, thread_budget
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.models import ModelLoadError
 from fgbg.depth.torch_runtime import (
@@ -112,10 +112,17 @@ class DepthModel:
 
 
 def load_depth_model(
-    checkpoint: Checkpoint, precision: str, device: str, compile_model: bool = False
+    checkpoint: Checkpoint,
+    precision: str,
+    device: str,
+    compile_model: bool = False,
+    threads: Optional[int] = None,
 ) -> DepthModel:
     """The runtime's entry point: the checkpoint's network (safetensors
-    only, with the weights the launcher described) on `device`."""
+    only, with the weights the launcher described) on `device`, on
+    `threads` CPU threads (the process's budget, fgbg/depth/thread_budget.py;
+    None: PyTorch's default, every core)."""
+    thread_budget.apply_torch(threads)
     transformers_logging.disable_progress_bar()
     target = resolve_device(device)
     with checkpoints.local_folder(checkpoint) as folder:

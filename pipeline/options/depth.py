@@ -36,6 +36,7 @@ DEPTH_MODELS_HELP = (
 )
 # DenseDepth's network input, as the original ran it.
 DENSEDEPTH_INPUT_SIZE = "640x480"
+AUTO_THREADS = "auto"  # --depth_threads: the worker's share of the cores
 
 RANGES: Tuple[Range, ...] = (
     ("depth_quality", *QUALITY),
@@ -174,6 +175,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(Beam's share_model_across_processes), instead of one model per process: "
         "for a GPU that cannot hold a model per worker.",
     )
+    depth.add_argument(
+        "--depth_threads",
+        default=AUTO_THREADS,
+        help="CPU threads of the depth runtime in each worker process that runs the "
+        "model: auto is its share of the machine's cores (cores / worker processes; "
+        "with --depth_share_model the model's process gets the cores the others "
+        "leave it), so processes do not fight over cores (docs/thread-budgets.md; "
+        "BENCHMARKS.md, 'Every core by default'). Default: %(default)s.",
+    )
+
+
+def named_threads(opts: Any) -> Optional[int]:
+    """The thread count --depth_threads names, or None for auto."""
+    return None if opts.depth_threads == AUTO_THREADS else int(opts.depth_threads)
 
 
 def depth_batch_size_option(opts: Any) -> str:
@@ -193,6 +208,10 @@ def check(opts: Any) -> Optional[Checkpoint]:
     the transformers checkpoint --depth_model names, as described for the
     check (`checked_checkpoint`), or None."""
     check_ranges(opts, RANGES)
+    if opts.depth_threads != AUTO_THREADS and not (
+        opts.depth_threads.isdigit() and int(opts.depth_threads) >= 1
+    ):
+        raise UsageError(f"--depth_threads must be auto or at least 1, not {opts.depth_threads!r}")
     checkpoint = checked_checkpoint(opts)
     if checkpoint is None:
         opts.depth_input_size = model_input_size(opts)
