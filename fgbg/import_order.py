@@ -30,6 +30,11 @@ import importlib
 import importlib.util
 import logging
 import sys
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from fgbg.depth import models
 
 # What `load_triton_first` found and did.
 ABSENT = "absent"  # triton or TensorFlow is not installed: nothing to order
@@ -67,3 +72,26 @@ def load_triton_first() -> str:
         return HIDDEN
     importlib.import_module("triton")
     return LOADED
+
+
+# Imported first by every SDK worker (Beam's --beam_plugins).
+WORKER_START = "fgbg.worker_start"
+
+
+def loads_triton(opts: Any) -> bool:
+    """Whether a build's processes may load triton: only depth on the torch
+    runtime brings it in (transformers reaches it through torch._dynamo,
+    torch.compile compiles with it). Checked options: a checkpoint's
+    runtime is torch by then."""
+    return opts.depth_model != models.NONE and opts.depth_runtime == models.TORCH
+
+
+def load_triton_first_everywhere(options: PipelineOptions) -> None:
+    """Load triton before TensorFlow here, the launcher, and in every SDK
+    worker of the run, local or on Dataflow: each imports WORKER_START at its
+    start, before anything there can load TensorFlow (fgbg/import_order.py
+    says why). Builds that never load triton skip this: it costs every
+    process memory (BENCHMARKS.md, "Triton before TensorFlow")."""
+    load_triton_first()
+    setup = options.view_as(SetupOptions)
+    setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_START]

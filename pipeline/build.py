@@ -26,6 +26,7 @@ the report (report.html, samples.png).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 import tempfile
@@ -39,11 +40,9 @@ from apache_beam.options.pipeline_options import (
     DebugOptions,
     GoogleCloudOptions,
     PipelineOptions,
-    SetupOptions,
 )
 
 from fgbg import layout
-from fgbg.depth import models
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.thread_budget import ThreadBudget
 from fgbg.documents import (
@@ -53,11 +52,11 @@ from fgbg.documents import (
     write_stats,
     write_timings,
 )
-from fgbg.import_order import load_triton_first
+from fgbg.import_order import load_triton_first_everywhere, loads_triton
 from fgbg.lease import Lease, LeaseHeldError, LeaseLostError, lease_store
 from fgbg.progress import ProgressReporter
 from fgbg.report import write_report
-from fgbg.storage import match_files, remove_stale_temporaries
+from fgbg.storage import remove_stale_temporaries
 from pipeline.config import BuildConfig, RunContext, build_config
 from pipeline.console import configure_logging, failure_reason, filtered_stderr
 from pipeline.dataflow import (
@@ -78,6 +77,7 @@ from pipeline.local_workers import (
     resolve_runner,
 )
 from pipeline.options import FgbgOptions, UsageError, check_options, help_parser, unknown_arguments
+from pipeline.options.inputs import input_file_counts
 from pipeline.run_documents import (
     WriteManifest,
     summary,
@@ -236,33 +236,6 @@ def build_graph(p: beam.Pipeline, config: BuildConfig) -> None:
     )
 
 
-# Imported first by every SDK worker (Beam's --beam_plugins).
-WORKER_START = "fgbg.worker_start"
-
-
-def loads_triton(opts: FgbgOptions) -> bool:
-    """Whether a build's processes may load triton: only depth on the torch
-    runtime brings it in (transformers reaches it through torch._dynamo,
-    torch.compile compiles with it). Checked options: a checkpoint's
-    runtime is torch by then."""
-    return opts.depth_model != models.NONE and opts.depth_runtime == models.TORCH
-
-
-def load_triton_first_everywhere(options: PipelineOptions) -> None:
-    """Load triton before TensorFlow here, the launcher, and in every SDK
-    worker of the run, local or on Dataflow: each imports WORKER_START at its
-    start, before anything there can load TensorFlow (fgbg/import_order.py
-    says why). Builds that never load triton skip this: it costs every
-    process memory (BENCHMARKS.md, "Triton before TensorFlow")."""
-    load_triton_first()
-    setup = options.view_as(SetupOptions)
-    setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_START]
-
-
-def count_matches(pattern: Optional[str]) -> int:
-    return len(match_files(pattern)) if pattern else 0
-
-
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     """Build the dataset; returns its manifest. A Dataflow dry run returns
     None after writing the job file. Raises UsageError on bad options."""
@@ -277,17 +250,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
     if loads_triton(opts):
         load_triton_first_everywhere(options)
     runner = resolve_runner(options)
-    input_files = {
-        "backgrounds": count_matches(opts.bg),
-        "foregrounds": count_matches(opts.fg),
-        "masks": count_matches(opts.fg_mask),
-    }
-    if not input_files["backgrounds"] or not input_files["foregrounds"]:
-        raise UsageError(
-            f"no input files: --bg {opts.bg!r} matched "
-            f"{input_files['backgrounds']}, --fg {opts.fg!r} matched "
-            f"{input_files['foregrounds']}"
-        )
+    input_files = input_file_counts(opts)
     started = utc_now()
     local = runner in LOCAL_RUNNERS
     workers = local_workers(flags, available_cores()) if local and test_pipeline is None else None
@@ -301,15 +264,14 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None) -> Manifest:
         problem = flexrs_problem(options)
         if problem:
             raise UsageError(problem)
+    build = functools.partial(
+        _build, options, opts, checkpoint, input_files, started, local, test_pipeline, threads
+    )
     if is_dry_run(options):
-        return _build(
-            options, opts, checkpoint, input_files, started, local, test_pipeline, threads
-        )
+        return build()
     store = lease_store(opts.output.rstrip("/"), options)
     with Lease(store, opts.lease_stale_after_s, local, opts.force) as lease:
-        return _build(
-            options, opts, checkpoint, input_files, started, local, test_pipeline, threads, lease
-        )
+        return build(lease)
 
 
 def _build(

@@ -11,6 +11,7 @@ import sys
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from fgbg import import_order
 from tests.helpers import REPO
 
 pytestmark = [pytest.mark.processes]
@@ -86,20 +87,18 @@ def test_a_worker_loads_triton_first_so_tensorflow_may_follow(checkpoint):
 )
 def test_only_builds_with_depth_on_torch_order_triton_first(depth, loads):
     """The others never load triton, and loading it costs every process."""
-    from pipeline import build
     from pipeline.options import FgbgOptions, check_options
 
     opts = PipelineOptions(["--bg=b/*", "--fg=f/*", "--output=o", *depth]).view_as(FgbgOptions)
     check_options(opts)
-    assert build.loads_triton(opts) == loads
+    assert import_order.loads_triton(opts) == loads
 
 
 def test_every_worker_of_such_a_build_starts_by_loading_triton():
-    from pipeline import build
 
     options = PipelineOptions(["--beam_plugins=some.plugin"])
-    build.load_triton_first_everywhere(options)
-    assert options.view_as(SetupOptions).beam_plugins == ["some.plugin", build.WORKER_START]
+    import_order.load_triton_first_everywhere(options)
+    assert options.view_as(SetupOptions).beam_plugins == ["some.plugin", import_order.WORKER_START]
     # Beam passes the options to every worker, which imports the modules named.
     worker_options = PipelineOptions.from_dictionary(options.get_all_options())
-    assert build.WORKER_START in worker_options.view_as(SetupOptions).beam_plugins
+    assert import_order.WORKER_START in worker_options.view_as(SetupOptions).beam_plugins

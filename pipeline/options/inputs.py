@@ -4,9 +4,10 @@ makes an input file one to reject."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from pipeline.options.rules import FRACTION, Range, at_least, check_ranges
+from fgbg.storage import match_files
+from pipeline.options.rules import FRACTION, Range, UsageError, at_least, check_ranges
 
 RANGES: Tuple[Range, ...] = (
     ("mask_threshold", (lambda value: 0 <= value < 255), "in 0..254"),
@@ -59,3 +60,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(opts: Any) -> None:
     """The inputs' rules, with a message naming the option."""
     check_ranges(opts, RANGES)
+
+
+def input_file_counts(opts: Any) -> Dict[str, int]:
+    """How many files --bg, --fg and --fg_mask match (the manifest's
+    input_files); a build with no background or no foreground is a usage
+    error naming the globs."""
+    counts = {
+        "backgrounds": _count_matches(opts.bg),
+        "foregrounds": _count_matches(opts.fg),
+        "masks": _count_matches(opts.fg_mask),
+    }
+    if not counts["backgrounds"] or not counts["foregrounds"]:
+        raise UsageError(
+            f"no input files: --bg {opts.bg!r} matched {counts['backgrounds']}, "
+            f"--fg {opts.fg!r} matched {counts['foregrounds']}"
+        )
+    return counts
+
+
+def _count_matches(pattern: Optional[str]) -> int:
+    return len(match_files(pattern)) if pattern else 0
