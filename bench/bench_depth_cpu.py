@@ -101,6 +101,11 @@ BUILDS = {
         "--depth_model={da} --depth_input_size=224 --depth_device=cpu --placements_per_scale=3",
         "da-small-224",
     ),
+    "da-onnx-224": (
+        "--depth_model={da}-onnx-224 --depth_runtime=onnx --depth_input_size=224 "
+        "--placements_per_scale=3",
+        "da-onnx-224",
+    ),
 }
 BUILD_FLAGS = ["--seed=8", "--placements_per_scale=1"]
 
@@ -426,8 +431,12 @@ def run_builds(args, folder: Path) -> List[Dict]:
     if not kinds:
         return []
     globs = workload.make_inputs(folder / "inputs", 1, 4)
-    if "da-small-224" in kinds and not (folder / "da-small").exists():
-        workload.depth_anything_small(folder)
+    if any(kind.startswith(DEPTH_ANYTHING) for kind in kinds):
+        small = str(folder / "da-small")
+        if not (folder / "da-small").exists():
+            small = workload.depth_anything_small(folder)
+        if "da-onnx-224" in kinds and not Path(f"{small}-onnx-224").exists():
+            workload.onnx_export(small, 224)
     configs = [config.strip() for config in args.configs.split(",")]
     return [
         run_build(kind, config, globs, folder / "build", args)
