@@ -34,6 +34,7 @@ from fgbg.report.grid import (
     font,
     outline_mask,
     placeholder_tile,
+    render_rows,
 )
 from fgbg.storage import StorageError, match_files, read_file
 from fgbg.types import Foreground
@@ -178,28 +179,18 @@ def render_beside_random(dataset: Dataset, rows: Sequence[Dict[str, str]]) -> Im
     remade at random with its mask outlined, the build's overlay with its
     mask outlined, and the build's depth label."""
     foregrounds = build_foregrounds(dataset, [row["fg"] for row in rows])
-    canvas = Image.new("RGB", beside_random_size(len(rows)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for column, title in enumerate(BESIDE_RANDOM_COLUMNS):
-        draw.text(
-            (MARGIN + column * (TILE + GAP) + TILE // 2, MARGIN + HEADER_HEIGHT // 2),
-            title,
-            fill=INK_RGB,
-            font=font(14),
-            anchor="mm",
-        )
-    for index, row in enumerate(rows):
-        top = MARGIN + HEADER_HEIGHT + index * (TILE + CAPTION_HEIGHT + GAP)
+
+    def at_random(row: Dict[str, str]) -> Image.Image:
         foreground = foregrounds.get(row["fg"])
-        random = (
-            outline_mask(*placed_at_random(dataset, row, foreground))
-            if foreground
-            else placeholder_tile("foreground not found")
-        )
-        for column, tile in enumerate([random] + sample_tiles(dataset, row)):
-            canvas.paste(tile, (MARGIN + column * (TILE + GAP), top))
-        draw.text((MARGIN, top + TILE + 4), row["id"], fill=(91, 100, 117), font=font(12))
-    return canvas
+        if foreground is None:
+            return placeholder_tile("foreground not found")
+        return outline_mask(*placed_at_random(dataset, row, foreground))
+
+    return render_rows(
+        beside_random_size(len(rows)),
+        BESIDE_RANDOM_COLUMNS,
+        [([at_random(row)] + sample_tiles(dataset, row), row["id"]) for row in rows],
+    )
 
 
 def placement_section(
