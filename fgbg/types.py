@@ -124,6 +124,9 @@ class Composite:
     # array, so the writer need not decode the PNG again.
     mask_moments: Optional[Moments] = None
     scene: Optional[ScenePoint] = None  # --placement depth only
+    # Set when a composed label is stored losslessly (metric), for the same
+    # reason as mask_moments.
+    depth_moments: Optional[Moments] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -273,6 +273,8 @@ def test_report_is_self_contained_and_escapes_input_names(dataset):
     ):
         assert f'id="{table_id}"' in page
     assert 'id="depth-warning"' not in page and "no depth in this build" in page
+    # Placed at random with nothing to compare: no placement section at all.
+    assert 'id="placement"' not in page and 'id="placement-beside-random"' not in page
     # One line after the doctype, but for the stylesheet's and the script's own lines.
     doctype, rest = page.split("\n", 1)
     assert (

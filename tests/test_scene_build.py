@@ -5,7 +5,9 @@ and the option rules that need no build."""
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -184,6 +186,43 @@ def test_records_say_where_each_sample_stands(scene_build):
         )
 
 
+def page_image(html: str, image_id: str) -> np.ndarray:
+    """The pixels of the page's <img id=image_id> (a data: URI PNG)."""
+    tag = html.split(f'id="{image_id}"', 1)[1].split(">", 1)[0]
+    encoded = tag.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
+    return image_bytes(base64.b64decode(encoded))
+
+
+def image_bytes(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as opened:
+        return np.asarray(opened.convert("RGB"))
+
+
+@pytest.mark.e2e
+def test_the_build_report_shows_samples_placed_at_random_beside_by_depth(scene_build):
+    from fgbg.report import placement
+    from fgbg.report.dataset import load_dataset
+    from fgbg.report.grid import CAPTION_HEIGHT, GAP, HEADER_HEIGHT, MARGIN, TILE
+
+    output, _ = scene_build
+    dataset = load_dataset(str(output))
+    rows = placement.beside_random_rows(dataset)
+    assert len(rows) == placement.BESIDE_RANDOM_SAMPLES
+    assert set(placement.build_foregrounds(dataset, [r["fg"] for r in rows])) == {
+        r["fg"] for r in rows
+    }
+    shown = page_image((output / "report.html").read_text(), "placement-beside-random")
+    width, height = placement.beside_random_size(len(rows))
+    assert shown.shape == (height, width, 3)
+    # Each row's three tiles are pictures, none the grey "not found" placeholder.
+    for index in range(len(rows)):
+        top = MARGIN + HEADER_HEIGHT + index * (TILE + CAPTION_HEIGHT + GAP)
+        for column in range(3):
+            left = MARGIN + column * (TILE + GAP)
+            tile = shown[top : top + TILE, left : left + TILE].reshape(-1, 3)
+            assert len(np.unique(tile, axis=0)) > 50, (index, column)
+
+
 @pytest.mark.e2e
 def test_the_report_shows_the_same_samples_placed_at_random_beside_by_depth(scene_build, tmp_path):
     from pipeline import report
@@ -208,6 +247,18 @@ def test_the_report_shows_the_same_samples_placed_at_random_beside_by_depth(scen
         IN_PROCESS,
     ]
     assert build.main(flags) == 0
+    # The build's own report remade these samples' random placement exactly
+    # as the random build made them (the mask does not depend on --blend).
+    from fgbg.report import placement
+    from fgbg.report.dataset import load_dataset
+
+    dataset = load_dataset(str(output))
+    rows = placement.beside_random_rows(dataset)
+    foregrounds = placement.build_foregrounds(dataset, [r["fg"] for r in rows])
+    theirs = {r["id"]: r for r in samples(random)}
+    for row in rows:
+        _, mask = placement.placed_at_random(dataset, row, foregrounds[row["fg"]])
+        assert np.array_equal(np.asarray(mask), image(random / theirs[row["id"]]["mask_path"]))
     assert report.main([str(output), "--compare", str(random)]) == 0
     html = (output / "report.html").read_text()
     assert 'id="placement-comparison"' in html and str(random) in html

@@ -14,6 +14,7 @@ from PIL import Image
 
 from fgbg.blend_modes import GAUSSIAN, NONE
 from fgbg.depth import maps
+from fgbg.moments import encoded_moments
 from fgbg.scene import (
     Camera,
     DepthMapError,
@@ -98,9 +99,7 @@ def placed_samples(room: Room = ROOM, foreground: Foreground = None):
         (foreground.rgba, foreground.mask),
         (foreground.rgba[:, ::-1], foreground.mask[:, ::-1]),
     )
-    samples = list(
-        scene_cutouts(PLACEMENTS, scene, "room", cutouts, foreground.stem, resize_cutout)
-    )
+    samples = list(scene_cutouts(PLACEMENTS, scene, "room", cutouts, foreground.stem))
     return scene, surface, samples
 
 
@@ -181,7 +180,7 @@ def test_a_scene_without_a_floor_falls_back_to_random_placement_in_front():
     scene = background_scene(depth, CAMERA)
     foreground = person()
     cutouts = ((foreground.rgba, foreground.mask),) * 2
-    samples = list(scene_cutouts(PLACEMENTS, scene, "wall", cutouts, "person", resize_cutout))
+    samples = list(scene_cutouts(PLACEMENTS, scene, "wall", cutouts, "person"))
     assert all(s.point.fallback and s.point.tries == 0 for s in samples)
     assert all(s.point.visible_fraction == 1.0 and s.point.foot_depth == 3.0 for s in samples)
     assert all(not s.in_front.any() for s in samples)
@@ -287,6 +286,8 @@ def test_a_composed_label_is_the_background_outside_the_mask_and_the_foot_inside
         # where --blend feathers the overlay.
         assert set(np.unique(label[mask])) == {round(composite.scene.foot_depth * 1000)}
         assert set(np.unique(mask)) <= {False, True}
+        # The writer takes these instead of decoding the label again.
+        assert composite.depth_moments == encoded_moments(composite.depth)
 
 
 def test_random_placement_with_composed_labels_keeps_the_random_overlays():
@@ -326,6 +327,7 @@ def test_min_max_labels_are_the_min_max_of_the_composed_map():
     grey = np.asarray(Image.open(io.BytesIO(made[0].depth)))
     assert grey.dtype == np.uint8 and grey.shape == (SIZE, SIZE)
     assert made[0].depth[:2] == b"\xff\xd8", "a JPEG, as min-max maps are stored"
+    assert made[0].depth_moments is None, "lossy: the writer decodes what it wrote"
 
 
 # ---------------------------------------------------------------- depth maps

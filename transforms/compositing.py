@@ -56,15 +56,24 @@ def mirror(foreground: Foreground) -> Tuple[np.ndarray, np.ndarray]:
 def resize_cutout(
     rgba: np.ndarray, mask: np.ndarray, size: Tuple[int, int]
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Lanczos-resize the cut-out and its mask with the same geometry.
+    """Lanczos-resize the cut-out and its mask with the same geometry
+    (`resize_rgba`, `resize_mask`)."""
+    return resize_rgba(rgba, size), resize_mask(mask, size)
 
-    Pillow resizes RGBA with premultiplied alpha, so transparent pixels do not
-    bleed colour into the edge. The mask is re-binarised at half intensity so
-    it stays strictly 0/255 and follows the resized outline.
-    """
-    small_rgba = np.asarray(Image.fromarray(rgba, "RGBA").resize(size, Image.LANCZOS))
+
+def resize_rgba(rgba: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """The cut-out Lanczos-resized. Pillow resizes RGBA with premultiplied
+    alpha, so transparent pixels do not bleed colour into the edge."""
+    return np.asarray(Image.fromarray(rgba, "RGBA").resize(size, Image.LANCZOS))
+
+
+def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """The mask Lanczos-resized and re-binarised at half intensity, so it
+    stays strictly 0/255 and follows the resized outline. Apart from the
+    cut-out, so that placement by depth can try a size on the mask alone
+    (a quarter of the RGBA's cost) before it resizes the cut-out."""
     small_mask = np.asarray(Image.fromarray(mask, "L").resize(size, Image.LANCZOS))
-    return small_rgba, np.where(small_mask >= 128, 255, 0).astype(np.uint8)
+    return np.where(small_mask >= 128, 255, 0).astype(np.uint8)
 
 
 def alpha_composite(background: np.ndarray, rgba: np.ndarray, x: int, y: int) -> np.ndarray:

@@ -104,8 +104,9 @@ class _WriteSample(beam.DoFn):
         for relative, data in files.values():
             write_file(layout.resolve(self._root, relative), data)
         # Lossy files (JPEG overlays, depth, JPEG masks) get the statistics of
-        # the written file; a PNG mask's come with the composite.
-        known = {"mask": composite.mask_moments} if composite.mask_moments else {}
+        # the written file; a PNG mask's, and a composed metric label's, come
+        # with the composite.
+        known = {"mask": composite.mask_moments, "depth": composite.depth_moments}
         moments = {
             kind: known.get(kind) or encoded_moments(data) for kind, (_, data) in files.items()
         }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -30,10 +30,19 @@ from fgbg.blend_modes import NONE
 from fgbg.depth import maps, precision
 from fgbg.depth.config import DepthConfig
 from fgbg.hashing import rng_for
+from fgbg.moments import pixel_moments
 from fgbg.scene import Camera, support_mask
 from fgbg.storage import read_file
 from fgbg.timing import timed_items
-from fgbg.types import Background, Composite, Foreground, Pair, Placement, ScenePoint
+from fgbg.types import (
+    Background,
+    Composite,
+    Foreground,
+    Moments,
+    Pair,
+    Placement,
+    ScenePoint,
+)
 from transforms.blending import Blend, BlendConfig, draw_blend
 from transforms.compositing import (
     EncodingConfig,
@@ -43,6 +52,8 @@ from transforms.compositing import (
     mirror,
     place_mask,
     resize_cutout,
+    resize_mask,
+    resize_rgba,
     sample_composite,
 )
 from transforms.inputs import InputConfig
@@ -53,9 +64,6 @@ from transforms.placements import (
     sample_number,
     scaled_size,
 )
-
-# resize(rgba, mask, (w, h)) -> both resized (transforms/compositing.resize_cutout).
-Resize = Callable[[np.ndarray, np.ndarray, Tuple[int, int]], Tuple[np.ndarray, np.ndarray]]
 
 RANDOM = "random"
 DEPTH = "depth"
@@ -135,18 +143,19 @@ class ScenedCutout:
     point: ScenePoint
 
 
-def visible_part(
-    rgba: np.ndarray, mask: np.ndarray, in_front: np.ndarray, x: int, y: int
-) -> Tuple[np.ndarray, np.ndarray, float]:
-    """The cut-out and mask with what `in_front` hides cut away, and the
-    fraction of the mask still seen."""
-    height, width = mask.shape
-    hidden = in_front[y : y + height, x : x + width]
+def visible_mask(mask: np.ndarray, hidden: np.ndarray) -> Tuple[np.ndarray, float]:
+    """The mask with what `hidden` (the background in front, under the
+    mask's box) covers cut away, and the fraction of the mask still seen."""
     seen = np.where(hidden, 0, mask).astype(np.uint8)
+    total = int(np.count_nonzero(mask))
+    return seen, (np.count_nonzero(seen) / total if total else 0.0)
+
+
+def hide(rgba: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """The cut-out, transparent where `hidden`."""
     cut = rgba.copy()
     cut[..., 3] = np.where(hidden, 0, rgba[..., 3])
-    total = int(np.count_nonzero(mask))
-    return cut, seen, (np.count_nonzero(seen) / total if total else 0.0)
+    return cut
 
 
 def place_on_floor(
@@ -154,12 +163,15 @@ def place_on_floor(
     rng: np.random.Generator,
     placement: Placement,
     cutout: Tuple[np.ndarray, np.ndarray],
-    resize: Resize,
 ) -> Optional[ScenedCutout]:
     """Draw a foot point among the support pixels until the object fits in
     the image and enough of it is seen (MAX_TRIES draws at most); the first
     draw that does, or None. `cutout` is the full-size (flipped) RGBA and
-    mask, `placement` the sample with its drawn scale."""
+    mask, `placement` the sample with its drawn scale.
+
+    A draw is tried on the resized mask alone, with the occlusion under its
+    box only; the cut-out is resized, and the whole image's occlusion made,
+    once, for the draw that is kept (redraws were most of a build's cost)."""
     size = scene.depth.shape[0]
     rgba, mask = cutout
     height, width = mask.shape
@@ -170,22 +182,22 @@ def place_on_floor(
         w, h = scaled_size(width, height, scale)
         if w > size or h > size:
             continue
-        small_rgba, small_mask = resize(rgba, mask, (w, h))
+        small_mask = resize_mask(mask, (w, h))
         if not small_mask.any():
             continue
         offset_x, offset_y = foot_offset(small_mask)
         x, y = foot_x - offset_x, foot_y - offset_y
         if not (0 <= x <= size - w and 0 <= y <= size - h):
             continue
-        in_front = nearer_than(scene.depth, depth)
-        seen_rgba, seen, fraction = visible_part(small_rgba, small_mask, in_front, x, y)
+        hidden = nearer_than(scene.depth[y : y + h, x : x + w], depth)
+        seen, fraction = visible_mask(small_mask, hidden)
         if fraction < MIN_VISIBLE_FRACTION:
             continue
         return ScenedCutout(
             placement=dataclasses.replace(placement, x=x, y=y, w=w, h=h),
-            rgba=seen_rgba,
+            rgba=hide(resize_rgba(rgba, (w, h)), hidden),
             mask=seen,
-            in_front=in_front,
+            in_front=nearer_than(scene.depth, depth),
             point=ScenePoint(
                 foot_x=foot_x,
                 foot_y=foot_y,
@@ -246,12 +258,10 @@ def scene_cutouts(
     bg_stem: str,
     cutouts: Tuple[Tuple[np.ndarray, np.ndarray], ...],
     fg_stem: str,
-    resize: Resize,
 ) -> Iterator[ScenedCutout]:
     """Every sample of one pair placed by depth, in number order (the
     numbering of transforms/placements.py). `cutouts`: the full-size RGBA
-    and mask of each flip in `config.flips`; `resize(rgba, mask, (w, h))`
-    resizes a cut-out (transforms/compositing.resize_cutout)."""
+    and mask of each flip in `config.flips`."""
     height, width = cutouts[0][1].shape
     for flip_index, (flip, cutout) in enumerate(zip(config.flips, cutouts)):
         for scale_index, scale in enumerate(config.scales):
@@ -265,9 +275,9 @@ def scene_cutouts(
                 placed = None
                 if scene.has_floor:
                     rng = rng_for("scene", config.seed, bg_stem, fg_stem, number)
-                    placed = place_on_floor(scene, rng, placement, cutout, resize)
+                    placed = place_on_floor(scene, rng, placement, cutout)
                 if placed is None:
-                    at_drawn_scale = at_drawn_scale or resize(*cutout, (w, h))
+                    at_drawn_scale = at_drawn_scale or resize_cutout(*cutout, (w, h))
                     tries = MAX_TRIES if scene.has_floor else 0
                     placed = fallback_placement(scene, config, placement, at_drawn_scale, tries)
                 yield placed
@@ -318,7 +328,6 @@ def all_in_front(
     bg_stem: str,
     cutouts: Tuple[Tuple[np.ndarray, np.ndarray], ...],
     fg_stem: str,
-    resize: Resize,
 ) -> Iterator[ScenedCutout]:
     """Every sample of one pair placed at random (transforms/placements.py),
     each in front of everything under it (`fallback_placement`'s depth): the
@@ -326,19 +335,22 @@ def all_in_front(
     height, width = cutouts[0][1].shape
     for placement in pair_placements(config, bg_stem, fg_stem, (width, height)):
         flip_index = config.flips.index(placement.flip)
-        small = resize(*cutouts[flip_index], (placement.w, placement.h))
+        small = resize_cutout(*cutouts[flip_index], (placement.w, placement.h))
         yield fallback_placement(scene, config, placement, small, 0)
 
 
-def encode_label(label: np.ndarray, config: SceneConfig) -> bytes:
-    """A composed label as the build stores depth: metric, round(metres x
-    stored_per_metre) in a 16-bit PNG (0 stays 'no measurement'), so the
-    object's depth, read from a stored map, is stored exactly; min-max, the
-    original's per-image JPEG of the composed map."""
+def encode_label(label: np.ndarray, config: SceneConfig) -> Tuple[bytes, Optional[Moments]]:
+    """A composed label as the build stores depth, and its moments when
+    they follow from the array (so the writer need not decode it again).
+    Metric: round(metres x stored_per_metre) in a 16-bit PNG (0 stays 'no
+    measurement'), so the object's depth, read from a stored map, is stored
+    exactly; lossless, so its moments are the stored values'. Min-max: the
+    original's per-image JPEG of the composed map; lossy, so no moments."""
     if config.label_encoding == "minmax":
-        return maps.encode_minmax(label, label.shape[::-1], config.label_quality)
+        return maps.encode_minmax(label, label.shape[::-1], config.label_quality), None
     stored = np.clip(np.rint(label * config.stored_per_metre), 0, maps.UINT16_MAX)
-    return maps.encode_stored(stored.astype(np.uint16))
+    stored = stored.astype(np.uint16)
+    return maps.encode_stored(stored), pixel_moments(stored)
 
 
 def decode_scene_depth(data: bytes, config: SceneConfig) -> np.ndarray:
@@ -370,9 +382,7 @@ def compose_scene_pair(
         (mirror(foreground),) if placement_config.mirror else ()
     )
     place = scene_cutouts if scene_config.by_depth else all_in_front
-    for placed in place(
-        placement_config, scene, background.stem, cutouts, foreground.stem, resize_cutout
-    ):
+    for placed in place(placement_config, scene, background.stem, cutouts, foreground.stem):
         p = placed.placement
         blend = draw_blend(blending, p) if blending else Blend(NONE)
         overlay = blend_composite(image, placed.rgba, placed.mask, p.x, p.y, blend, blending)
@@ -382,8 +392,9 @@ def compose_scene_pair(
         made = sample_composite(background, p, overlay, full_mask, encoding, key, blend)
         if scene_config.composed:
             label = composed_label(scene.depth, full_mask, placed.point.foot_depth)
+            encoded, moments = encode_label(label, scene_config)
             made = dataclasses.replace(
-                made, depth=encode_label(label, scene_config), depth_precision=depth_precision
+                made, depth=encoded, depth_moments=moments, depth_precision=depth_precision
             )
         yield dataclasses.replace(made, scene=placed.point if scene_config.by_depth else None)
 

@@ -24,14 +24,20 @@ from fgbg import layout
 from fgbg.report.dataset import DEFAULT_ROWS, load_dataset
 from fgbg.report.grid import png_bytes, render_blends, render_grid
 from fgbg.report.page import report_html
-from fgbg.report.placement import compared_rows, render_comparison
+from fgbg.report.placement import (
+    beside_random_rows,
+    compared_rows,
+    render_beside_random,
+    render_comparison,
+)
 from fgbg.storage import write_file
 
 
 def write_report(output: str, rows: int = DEFAULT_ROWS, compare: Optional[str] = None) -> None:
     """Write samples.png and report.html at the root of the dataset `output`;
     with `compare`, another build of the same inputs, the page shows both
-    builds' samples side by side (placement.py).
+    builds' samples side by side (placement.py); without it, a build placed
+    by depth shows a few of its samples beside their random placement.
 
     Raises ReportError (fgbg/report/dataset.py) when `output` is not a finished build.
     """
@@ -43,8 +49,12 @@ def write_report(output: str, rows: int = DEFAULT_ROWS, compare: Optional[str] =
     other = load_dataset(compare, rows) if compare else None
     compared = compared_rows(dataset, other) if other else []
     comparison_png = png_bytes(render_comparison(other, dataset, compared)) if compared else None
+    beside = beside_random_rows(dataset) if other is None else []
+    beside_png = png_bytes(render_beside_random(dataset, beside)) if beside else None
     write_file(layout.resolve(dataset.root, layout.SAMPLES_PNG), grid_png)
     write_file(
         layout.resolve(dataset.root, layout.REPORT_HTML),
-        report_html(dataset, chosen, grid_png, blends_png, other, comparison_png).encode("utf-8"),
+        report_html(
+            dataset, chosen, grid_png, blends_png, other, comparison_png, beside_png
+        ).encode("utf-8"),
     )

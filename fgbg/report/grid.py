@@ -115,9 +115,21 @@ def grid_size(rows: int, depth: bool) -> Tuple[int, int]:
 
 def render_grid(dataset: Dataset, chosen: Sequence[Dict[str, str]]) -> Image.Image:
     """samples.png: one row per chosen sample, columns as GRID_COLUMNS."""
-    canvas = Image.new("RGB", grid_size(len(chosen), dataset.has_depth), "white")
+    return render_rows(
+        grid_size(len(chosen), dataset.has_depth),
+        GRID_COLUMNS,
+        [(row_tiles(dataset, row), caption(row)) for row in chosen],
+    )
+
+
+def render_rows(
+    size: Tuple[int, int], titles: Sequence[str], rows: Sequence[Tuple[List[Image.Image], str]]
+) -> Image.Image:
+    """A white canvas of `size`: a title over each column, then one row of
+    tiles per sample with its caption under it."""
+    canvas = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(canvas)
-    for column, title in enumerate(GRID_COLUMNS):
+    for column, title in enumerate(titles):
         draw.text(
             (MARGIN + column * (TILE + GAP) + TILE // 2, MARGIN + HEADER_HEIGHT // 2),
             title,
@@ -125,11 +137,11 @@ def render_grid(dataset: Dataset, chosen: Sequence[Dict[str, str]]) -> Image.Ima
             font=font(14),
             anchor="mm",
         )
-    for index, row in enumerate(chosen):
+    for index, (tiles, text) in enumerate(rows):
         top = MARGIN + HEADER_HEIGHT + index * (TILE + CAPTION_HEIGHT + GAP)
-        for column, tile in enumerate(row_tiles(dataset, row)):
+        for column, tile in enumerate(tiles):
             canvas.paste(tile, (MARGIN + column * (TILE + GAP), top))
-        draw.text((MARGIN, top + TILE + 4), caption(row), fill=(91, 100, 117), font=font(12))
+        draw.text((MARGIN, top + TILE + 4), text, fill=(91, 100, 117), font=font(12))
     return canvas
 
 

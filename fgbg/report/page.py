@@ -253,11 +253,14 @@ def report_html(
     blends_png: Optional[bytes] = None,
     other: Optional[Dataset] = None,
     comparison_png: Optional[bytes] = None,
+    beside_random_png: Optional[bytes] = None,
 ) -> str:
     """The whole page, every value escaped; `blends_png` is the blending
     comparison (grid.render_blends) of a build that blended,
     `comparison_png` the same samples of `other` and of this build
-    (placement.render_comparison)."""
+    (placement.render_comparison), `beside_random_png` a build placed by
+    depth's samples beside their random placement
+    (placement.render_beside_random)."""
     manifest = dataset.manifest
     notes = dataset.stats.notes
     depth = manifest.depth.to_json()
@@ -295,7 +298,7 @@ def report_html(
         },
         rejects=rejects(dataset),
         blending=blending(dataset, blends_png),
-        placement=placement_section(dataset, other, comparison_png, data_uri),
+        placement=placement_section(dataset, other, comparison_png, data_uri, beside_random_png),
         option_rows=[
             [f"--{name}", display_value(manifest.options[name])]
             for name in sorted(manifest.options)
