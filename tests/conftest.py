@@ -41,3 +41,11 @@ def onnx_exports(tmp_path_factory):
     from tests.depth_fixtures import OnnxExports
 
     return OnnxExports(tmp_path_factory.mktemp("onnx-exports"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The GCS emulator's process (tests/gcs_helpers.py), started by the
+    first test that needed it, ends with the test run."""
+    from tests.gcs_helpers import stop_emulator_process
+
+    stop_emulator_process()

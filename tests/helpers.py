@@ -1,6 +1,6 @@
 """Helpers the test modules share: tiny, seeded input sets made on the fly
 (nothing is downloaded), reduced build options, a dataset's comparable
-files, the GCS emulator, and Beam graphs of the compositing stages.
+files, the GCS emulator (tests/gcs_helpers.py), and Beam graphs of the compositing stages.
 
 A plain module (fixtures and hooks live in conftest.py): test modules import
 what they use.
@@ -8,17 +8,16 @@ what they use.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from tests.gcs_helpers import emulated_bucket, emulator  # noqa: F401 (shared here)
 
 # Tests build in their own process, as they did before a build's default
 # became one worker process per core (pipeline/local_workers.py); a test that
@@ -166,117 +165,6 @@ def compose_inputs(
     return pairs | ComposeSamples(foregrounds, config, placements, encoding)
 
 
-@contextlib.contextmanager
-def emulator(monkeypatch, bucket: str) -> Iterator[object]:
-    """A real GCS JSON API server on loopback (gcp-storage-emulator) holding
-    one bucket, in memory; Beam and google-cloud-storage reach it through
-    STORAGE_EMULATOR_HOST. Yields the server."""
-    from gcp_storage_emulator.server import create_server
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@contextlib.contextmanager
-def emulated_bucket(monkeypatch, bucket: str) -> Iterator[object]:
-    """The emulator's bucket, to upload into and inspect."""
-    from google.cloud import storage
-
-    with emulator(monkeypatch, bucket):
-        yield storage.Client.create_anonymous_client().bucket(bucket)
-
-
-def honour_generation_preconditions(monkeypatch) -> None:
-    """Make the emulator answer `ifGenerationMatch` as GCS does (412 when the
-    object's generation differs; 0 means "does not exist"), on object
-    inserts and deletes. gcp-storage-emulator ignores preconditions, and the
-    output lease (fgbg/lease.py) is built on them. This extends the test
-    server, not the code under test."""
-    from http import HTTPStatus
-
-    from gcp_storage_emulator import server
-    from gcp_storage_emulator.exceptions import NotFound
-    from gcp_storage_emulator.handlers import objects
-
-    lock = threading.Lock()
-
-    def generation(storage, bucket: str, name: str) -> int:
-        try:
-            return int(storage.get_file_obj(bucket, name)["generation"])
-        except NotFound:
-            return 0
-
-    def checked(handler, object_name):
-        def handle(request, response, storage, *args, **kwargs):
-            wanted = request.query.get("ifGenerationMatch")
-            if wanted is None:
-                return handler(request, response, storage, *args, **kwargs)
-            with lock:
-                current = generation(storage, request.params["bucket_name"], object_name(request))
-                if current != int(wanted[0]):
-                    response.status = HTTPStatus.PRECONDITION_FAILED
-                    response.json({"error": {"code": 412, "message": "conditionNotMet"}})
-                    return None
-                return handler(request, response, storage, *args, **kwargs)
-
-        return handle
-
-    def inserted_name(request) -> str:
-        if "name" in request.query:
-            return request.query["name"][0]
-        return request.data["meta"]["name"]
-
-    for _, handlers in server.HANDLERS:
-        for method, handler in list(handlers.items()):
-            if handler is objects.insert:
-                monkeypatch.setitem(handlers, method, checked(handler, inserted_name))
-            elif handler is objects.delete:
-                monkeypatch.setitem(
-                    handlers, method, checked(handler, lambda r: r.params["object_id"])
-                )
-
-
-def answer_repeated_upload_completions(monkeypatch) -> None:
-    """Make the emulator answer a repeat of a resumable upload's last chunk
-    as GCS does: the session of a finished upload answers 200 with the
-    object it made. gcp-storage-emulator forgets the session and answers
-    404, so a client whose answer to the last chunk was lost (it retries,
-    as it should) would fail. This extends the test server, not the code
-    under test."""
-    from gcp_storage_emulator import server
-    from gcp_storage_emulator.exceptions import NotFound
-    from gcp_storage_emulator.handlers import objects
-
-    finished: Dict[str, Tuple[str, str]] = {}  # upload id -> (bucket, object name)
-
-    def upload_partial(request, response, storage, *args, **kwargs):
-        upload_id = request.query.get("upload_id")[0]
-        if upload_id in finished:
-            response.json(storage.get_file_obj(*finished[upload_id]))
-            return None
-        try:
-            session = storage.get_resumable_file_obj(upload_id)
-        except NotFound:
-            session = None
-        answer = objects.upload_partial(request, response, storage, *args, **kwargs)
-        if session is not None and upload_id not in storage.resumable:
-            finished[upload_id] = (session["bucket"], session["name"])
-        return answer
-
-    for _, handlers in server.HANDLERS:
-        for method, handler in list(handlers.items()):
-            if handler is objects.upload_partial:
-                monkeypatch.setitem(handlers, method, upload_partial)
-
-
 def small_build_args(
     inputs: Dict[str, str], output: Path, *extra: str, tft: bool = False
 ) -> List[str]:
@@ -354,3 +242,23 @@ def download_tree(bucket, prefix: str, local: Path) -> None:
         target = local / blob.name[len(prefix) + 1 :]
         target.parent.mkdir(parents=True, exist_ok=True)
         blob.download_to_filename(str(target))
+
+
+def assert_nothing_half_written(root: Path, killed: bool = False) -> None:
+    """Every image decodes, every JSON parses, every recorded pair's files
+    are all there, and no temporary file stays, unless the process writing
+    it was `killed` (the next run deletes it)."""
+    from fgbg.pair_records import PAIR_RECORD
+
+    if not killed:
+        assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    for path in root.rglob("*"):
+        if path.suffix in (".jpg", ".png"):
+            with Image.open(path) as image:
+                image.load()
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+    for record in root.rglob(PAIR_RECORD):
+        for row in json.loads(record.read_text())["rows"]:
+            for kind in ("overlay_path", "mask_path"):
+                assert (root / row[kind]).is_file(), (record, row[kind])

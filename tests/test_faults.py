@@ -16,13 +16,18 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from PIL import Image
 
 from fgbg import layout
 from fgbg.pair_records import PAIR_RECORD
 from pipeline import build
 from pipeline.worker_watchdog import worker_processes
-from tests.helpers import comparable, make_inputs, small_build_args, timings
+from tests.helpers import (
+    assert_nothing_half_written,
+    comparable,
+    make_inputs,
+    small_build_args,
+    timings,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -62,24 +67,6 @@ def read_only(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", str(folder)], check=True)
-
-
-def assert_nothing_half_written(root: Path, killed: bool = False) -> None:
-    """Every image decodes, every JSON parses, every recorded pair's files
-    are all there, and no temporary file stays, unless the process writing
-    it was `killed` (the next run deletes it)."""
-    if not killed:
-        assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
-    for path in root.rglob("*"):
-        if path.suffix in (".jpg", ".png"):
-            with Image.open(path) as image:
-                image.load()
-        elif path.suffix == ".json":
-            json.loads(path.read_text())
-    for record in root.rglob(PAIR_RECORD):
-        for row in json.loads(record.read_text())["rows"]:
-            for kind in ("overlay_path", "mask_path"):
-                assert (root / row[kind]).is_file(), (record, row[kind])
 
 
 def clean_build(tmp_path: Path, inputs) -> Path:

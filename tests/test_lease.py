@@ -26,7 +26,7 @@ from fgbg.lease import (
     utc_now,
 )
 from tests.fault_proxy import FaultProxy
-from tests.helpers import emulated_bucket, honour_generation_preconditions
+from tests.helpers import emulated_bucket
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "fgbg-lease"
@@ -39,8 +39,7 @@ def output(request, tmp_path, monkeypatch):
     if request.param == "local":
         yield str(tmp_path / "out")
         return
-    honour_generation_preconditions(monkeypatch)
-    with emulated_bucket(monkeypatch, BUCKET):
+    with emulated_bucket(monkeypatch, BUCKET, preconditions=True):
         yield f"gs://{BUCKET}/datasets/v1"
 
 
@@ -197,8 +196,7 @@ def test_the_lease_stays_correct_when_answers_are_lost(monkeypatch):
     happened, and the generation preconditions turn each repeat into a 412
     or 404 that the lease reads as its own earlier success."""
     monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
-    honour_generation_preconditions(monkeypatch)
-    with emulated_bucket(monkeypatch, BUCKET):
+    with emulated_bucket(monkeypatch, BUCKET, preconditions=True):
         with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], 0.0, lost_every=3) as proxy:
             monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
             output = f"gs://{BUCKET}/datasets/v1"

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -25,16 +24,14 @@ from fgbg.storage import TEMPORARY_SUFFIX
 from pipeline import build
 from tests.fault_proxy import FaultProxy
 from tests.helpers import (
-    answer_repeated_upload_completions,
+    assert_nothing_half_written,
     comparable,
     download_tree,
     emulator,
-    honour_generation_preconditions,
     make_inputs,
     small_build_args,
     upload_tree,
 )
-from tests.test_faults import assert_nothing_half_written
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,8 +45,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.gcs, pytest.mark.e2e]
 
 @contextlib.contextmanager
 def bucket_with_inputs(monkeypatch, inputs: Path) -> Iterator[tuple]:
-    """A fresh emulator whose bucket holds `inputs` under inputs/: the
-    server and the bucket."""
+    """The emulator, emptied to a bucket that holds `inputs` under inputs/:
+    the emulator and the bucket."""
     from google.cloud import storage
 
     monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
@@ -78,7 +75,7 @@ def undisturbed(inputs, tmp_path_factory) -> dict:
 
 @pytest.fixture
 def storage(monkeypatch, inputs, undisturbed):
-    """A fresh emulator holding the inputs, and the undisturbed build."""
+    """The emulator, emptied to hold the inputs, and the undisturbed build."""
     with bucket_with_inputs(monkeypatch, inputs) as (server, bucket):
         yield server, bucket, undisturbed
 
@@ -110,38 +107,18 @@ def test_a_build_through_flaky_storage_makes_exactly_the_undisturbed_files(
         assert built(bucket, tmp_path, "flaky") == clean
 
 
-def restart_when(server, ready, down_s: float) -> threading.Thread:
-    """In a thread: once `ready()`, stop the emulator's HTTP server (the
-    emulator's own stop), keep it down `down_s` seconds, and serve the same
-    storage again on the same port."""
-    from gcp_storage_emulator.server import APIThread
-
-    def outage() -> None:
-        deadline = time.monotonic() + 120
-        while not ready() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        api = server._api
-        api.join()
-        time.sleep(down_s)
-        server._api = APIThread(api._host, api._port, server._storage)
-        server.start()
-
-    thread = threading.Thread(target=outage, daemon=True)
-    thread.start()
-    return thread
+def overlays_in(bucket) -> int:
+    return sum("/overlay/" in blob.name for blob in bucket.list_blobs(prefix="datasets/"))
 
 
 def test_a_build_rides_out_the_storage_stopping_and_starting_again(tmp_path, storage):
+    """Once 10 samples' overlays are stored, the emulator stops answering
+    (its listening socket closed, as its own stop does), stays down 4 s,
+    and serves the same storage again on the same port."""
     server, bucket, clean = storage
-
-    def samples_written() -> int:
-        names = server._storage.objects.get(BUCKET, {})
-        return sum("/overlay/" in name for name in names)
-
-    outage = restart_when(server, lambda: samples_written() >= 10, down_s=4.0)
+    server.stop_when("/overlay/", count=10, down_s=4.0)
     build.run(small_build_args(INPUTS, f"{GS}/datasets/v1", *SIZE))
-    outage.join(timeout=5)
-    assert not outage.is_alive() and samples_written() == 3 * 2 * 12
+    assert server.outage_over(timeout_s=5) and overlays_in(bucket) == 3 * 2 * 12
     assert built(bucket, tmp_path, "restarted") == clean
 
 
@@ -174,10 +151,9 @@ def test_answers_lost_after_the_storage_acted_are_retried_to_exactly_the_undistu
     again. The emulator answers the repeats as GCS does (a finished
     upload's session answers with its object; the lease's generation
     preconditions)."""
-    _, bucket, clean = storage
+    server, bucket, clean = storage
     shorten_first_retry_wait(monkeypatch)
-    answer_repeated_upload_completions(monkeypatch)
-    honour_generation_preconditions(monkeypatch)
+    server.answer(preconditions=True, repeated_uploads=True)
     with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], 0.0, lost_every=50) as proxy:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
         build.run(small_build_args(INPUTS, f"{GS}/datasets/v1", *SIZE))
