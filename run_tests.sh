@@ -14,7 +14,7 @@ bash scripts/install_chromium.sh
 python -m pip install -q -r requirements/dev.txt -e ".[torch]"
 ruff format --check .
 ruff check .
-python -m pytest -q "$@" tests
+python -m pytest -q --durations=25 "$@" tests
 if [ -f composer/run_tests.sh ]; then
   bash composer/run_tests.sh
 fi

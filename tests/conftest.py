@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import pytest
 
-from tests.helpers import make_inputs
+from tests.helpers import FULL_SIZE, comparable, make_inputs, small_build_args
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,3 +49,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests.gcs_helpers import stop_emulator_process
 
     stop_emulator_process()
+
+
+@pytest.fixture(scope="session")
+def full_size_clean(tmp_path_factory) -> Tuple[Dict[str, str], dict]:
+    """4 backgrounds x 3 foregrounds, and the `comparable` files of one
+    undisturbed full-size build of them, made once for every test that
+    breaks a build of these inputs and compares its rerun (the tests only
+    read the inputs; the build's files are compared, never written)."""
+    from pipeline import build
+
+    root = tmp_path_factory.mktemp("full_size")
+    inputs = make_inputs(root / "in", backgrounds=4, foregrounds=3)
+    output = root / "clean" / "out"
+    build.run(small_build_args(inputs, output, *FULL_SIZE))
+    return inputs, comparable(output)

@@ -121,7 +121,12 @@ def emulator(
 ) -> Iterator[EmulatorProcess]:
     """The emulator, emptied to hold `bucket` (and `more_buckets`),
     answering as `EmulatorProcess.answer` says; STORAGE_EMULATOR_HOST points
-    at it. Emptied again at the end."""
+    at it, and Beam connects to it anonymously at once (its credential
+    lookup otherwise backs off and retries for about 20 s:
+    apache_beam/internal/gcp/auth.py). Emptied again at the end."""
+    from apache_beam.internal.gcp import auth
+
+    monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
     process = emulator_process()
     process.reset(bucket, *more_buckets)
     process.answer(preconditions, repeated_uploads)

@@ -262,3 +262,8 @@ def assert_nothing_half_written(root: Path, killed: bool = False) -> None:
         for row in json.loads(record.read_text())["rows"]:
             for kind in ("overlay_path", "mask_path"):
                 assert (root / row[kind]).is_file(), (record, row[kind])
+
+
+# Sample counts and size of a full-size build (40 samples a pair at 160
+# pixels), for tests that must catch a build in the middle of its work.
+FULL_SIZE = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]

@@ -22,16 +22,17 @@ from fgbg.pair_records import PAIR_RECORD
 from pipeline import build
 from pipeline.worker_watchdog import worker_processes
 from tests.helpers import (
+    FULL_SIZE,
     assert_nothing_half_written,
     comparable,
     make_inputs,
     small_build_args,
     timings,
 )
+from transforms import image_files
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-FULL_SIZE = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
@@ -69,16 +70,24 @@ def read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["umount", str(folder)], check=True)
 
 
-def clean_build(tmp_path: Path, inputs) -> Path:
-    output = tmp_path / "clean" / "out"
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """3 backgrounds x 3 foregrounds, shared by the tests below (which only
+    read them), so that one undisturbed build serves them all."""
+    return make_inputs(tmp_path_factory.mktemp("faults") / "in", backgrounds=3, foregrounds=3)
+
+
+@pytest.fixture(scope="module")
+def clean(inputs, tmp_path_factory) -> dict:
+    """An undisturbed build of the inputs, made once for the module."""
+    output = tmp_path_factory.mktemp("clean") / "out"
     build.run(small_build_args(inputs, output, *FULL_SIZE))
-    return output
+    return comparable(output)
 
 
 def test_a_full_disk_fails_naming_the_file_and_a_rerun_after_freeing_space_resumes(
-    tmp_path, capsys
+    tmp_path, capsys, inputs, clean
 ):
-    inputs = make_inputs(tmp_path / "in", backgrounds=3, foregrounds=3)
     with loop_filesystem(tmp_path, size_mb=16) as disk:
         free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
         ballast = disk / "ballast"
@@ -98,14 +107,15 @@ def test_a_full_disk_fails_naming_the_file_and_a_rerun_after_freeing_space_resum
         ballast.unlink()
         build.run(args)
         assert timings(output)["compositing.pairs_resumed"] >= recorded
-        assert comparable(output) == comparable(clean_build(tmp_path, inputs))
+        assert comparable(output) == clean
 
 
-def test_a_read_only_output_fails_naming_it_and_a_rerun_after_the_fix_resumes(tmp_path, capsys):
+def test_a_read_only_output_fails_naming_it_and_a_rerun_after_the_fix_resumes(
+    tmp_path, capsys, inputs, clean
+):
     """A whole read-only output is refused before any work (taking the
     lease is the first write); a read-only folder inside it fails the build
     when a sample is first written there, naming the file."""
-    inputs = make_inputs(tmp_path / "in", backgrounds=3, foregrounds=3)
     output = tmp_path / "out"
     args = small_build_args(inputs, output, *FULL_SIZE)
 
@@ -123,7 +133,7 @@ def test_a_read_only_output_fails_naming_it_and_a_rerun_after_the_fix_resumes(tm
         assert f"cannot write {output}/bg2/fg_" in error and "Read-only file system" in error
         assert_nothing_half_written(output)
     build.run(args)
-    assert comparable(output) == comparable(clean_build(tmp_path, inputs))
+    assert comparable(output) == clean
 
 
 def start_build(args) -> subprocess.Popen:
@@ -144,8 +154,9 @@ def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> None
         time.sleep(0.05)
 
 
-def test_a_second_build_into_an_output_in_use_is_refused_and_the_first_finishes(tmp_path, capsys):
-    inputs = make_inputs(tmp_path / "in", backgrounds=3, foregrounds=3)
+def test_a_second_build_into_an_output_in_use_is_refused_and_the_first_finishes(
+    tmp_path, capsys, inputs, clean
+):
     output = tmp_path / "out"
     args = small_build_args(inputs, output, *FULL_SIZE)
     first = start_build(args)
@@ -159,39 +170,52 @@ def test_a_second_build_into_an_output_in_use_is_refused_and_the_first_finishes(
     error = first.communicate(timeout=300)[1].decode()
     assert first.returncode == 0, error
     assert not (output / layout.LEASE_JSON).exists()
-    assert comparable(output) == comparable(clean_build(tmp_path, inputs))
+    assert comparable(output) == clean
 
 
-def test_the_other_order_a_build_started_elsewhere_is_refused_by_this_one(tmp_path):
+def test_the_other_order_a_build_started_elsewhere_is_refused_by_this_one(
+    tmp_path, monkeypatch, inputs, clean
+):
     """The same race the other way round: this process builds (in a
     thread), and a build started from another terminal is refused, naming
-    this process; this build then finishes unharmed."""
-    inputs = make_inputs(tmp_path / "in", backgrounds=8, foregrounds=6)  # 1,920 samples
+    this process; this build then finishes unharmed. This build's first
+    sample waits (bounded) until the other build has been refused, so the
+    other build always meets it running."""
     output = tmp_path / "out"
     args = small_build_args(inputs, output, *FULL_SIZE)
+    writing, refused = threading.Event(), threading.Event()
+    write_file = image_files.write_file
+
+    def write_once_refused(path: str, data: bytes) -> None:
+        if "/overlay/" in path:
+            writing.set()
+            refused.wait(timeout=120)
+        write_file(path, data)
+
+    monkeypatch.setattr(image_files, "write_file", write_once_refused)
     holder = threading.Thread(target=build.run, args=(args,))
     holder.start()
     try:
-        deadline = time.monotonic() + 120
-        while not (output / layout.LEASE_JSON).exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert writing.wait(timeout=120), "this build never wrote a sample"
+        assert (output / layout.LEASE_JSON).exists()
         second = start_build(args)
         error = second.communicate(timeout=120)[1].decode()
         assert second.returncode == build.EXIT_OUTPUT_BUSY, error
         assert "another build is writing this output: run " in error
         assert f"(pid {os.getpid()})" in error
     finally:
+        refused.set()
         holder.join(timeout=300)
+    assert not holder.is_alive()
     assert not (output / layout.LEASE_JSON).exists()
-    assert comparable(output) == comparable(clean_build(tmp_path, inputs))
+    assert comparable(output) == clean
 
 
-def test_a_stale_lease_needs_force_and_a_killed_builds_lease_does_not(tmp_path, capsys):
+def test_a_stale_lease_needs_force_and_a_killed_builds_lease_does_not(tmp_path, capsys, inputs):
     """A build killed outright leaves its lease; the next build on the same
     host sees that its process is gone and takes it over. A lease of a
     build elsewhere that stopped renewing it is stale: refused without
     --force, taken over with it."""
-    inputs = make_inputs(tmp_path / "in", backgrounds=3, foregrounds=3)
     output = tmp_path / "out"
     args = small_build_args(inputs, output, *FULL_SIZE)
     killed = start_build(args)
@@ -221,12 +245,13 @@ def test_a_stale_lease_needs_force_and_a_killed_builds_lease_does_not(tmp_path, 
     assert not (output / layout.LEASE_JSON).exists()
 
 
-def test_a_worker_killed_mid_bundle_fails_the_build_and_a_rerun_resumes(tmp_path):
+def test_a_worker_killed_mid_bundle_fails_the_build_and_a_rerun_resumes(tmp_path, full_size_clean):
     """On the multi-process local runner one SDK worker is killed while
     samples are being written: the runner does not retry, so the build
     fails at once, saying so; what it wrote under final names is whole, and
-    the rerun resumes to the dataset an undisturbed build makes."""
-    inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=3)
+    the rerun resumes to the dataset an undisturbed build makes (on one
+    process: bytes do not depend on the running mode, test_build_e2e)."""
+    inputs, clean = full_size_clean
     output = tmp_path / "out"
     args = small_build_args(inputs, output, *FULL_SIZE, *MULTI_PROCESS)
     victim = start_build(args)
@@ -244,9 +269,7 @@ def test_a_worker_killed_mid_bundle_fails_the_build_and_a_rerun_resumes(tmp_path
 
     build.run(args)
     assert timings(output).get("compositing.pairs_resumed", 0) >= recorded
-    clean = tmp_path / "clean" / "out"
-    build.run(small_build_args(inputs, clean, *FULL_SIZE, *MULTI_PROCESS))
-    assert comparable(output) == comparable(clean)
+    assert comparable(output) == clean
 
 
 def test_a_worker_that_dies_before_connecting_fails_the_build_instead_of_hanging(tmp_path):

@@ -19,6 +19,7 @@ from PIL import Image
 
 from pipeline import build
 from tests.helpers import (
+    FULL_SIZE,
     LOCAL_RUNNER,
     comparable,
     make_background,
@@ -55,9 +56,8 @@ def kill_build_when(args, ready: Callable[[], bool]) -> None:
 
 def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
     inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=6, masks=2)
-    full_size = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
     killed = tmp_path / "killed" / "out"
-    args = small_build_args(inputs, killed, *full_size)
+    args = small_build_args(inputs, killed, *FULL_SIZE)
     kill_build_when(args, lambda: len(list(killed.rglob(".pair.json"))) >= 3)
     finished_before = len(list(killed.rglob(".pair.json")))
     assert finished_before < 24 and not (killed / "manifest.json").exists()
@@ -69,19 +69,18 @@ def test_killed_build_resumes_to_the_uninterrupted_dataset(tmp_path):
     assert not [p for p in killed.rglob("*") if p.name.endswith(".tmp")]
 
     uninterrupted = tmp_path / "whole" / "out"
-    build.run(small_build_args(inputs, uninterrupted, *full_size))
+    build.run(small_build_args(inputs, uninterrupted, *FULL_SIZE))
     assert comparable(killed) == comparable(uninterrupted)
 
 
-def test_pairs_written_but_not_yet_recorded_survive_a_kill(tmp_path):
+def test_pairs_written_but_not_yet_recorded_survive_a_kill(tmp_path, full_size_clean):
     """Pairs are recorded after a per-pair count that batch runners finish
     only with the whole write stage; a build killed before then must still
     keep the pairs whose samples it wrote (their row files), not make them
     again."""
-    inputs = make_inputs(tmp_path / "in", backgrounds=4, foregrounds=3)
-    full_size = ["--size=160", "--scales=1.0,0.8,0.6,0.4", "--placements_per_scale=5"]
+    inputs, uninterrupted = full_size_clean
     killed = tmp_path / "killed" / "out"
-    args = small_build_args(inputs, killed, *full_size)
+    args = small_build_args(inputs, killed, *FULL_SIZE)
 
     def complete_row_sets() -> int:
         return sum(len(list(rows.glob("*.json"))) == 40 for rows in killed.glob("*/*/.rows"))
@@ -95,9 +94,7 @@ def test_pairs_written_but_not_yet_recorded_survive_a_kill(tmp_path):
     assert counters["compositing.pairs_resumed"] >= kept >= 2
     assert counters.get("compositing.pairs", 0) == 12 - counters["compositing.pairs_resumed"]
     assert not list(killed.glob("*/*/.rows/*"))
-    uninterrupted = tmp_path / "whole" / "out"
-    build.run(small_build_args(inputs, uninterrupted, *full_size))
-    assert comparable(killed) == comparable(uninterrupted)
+    assert comparable(killed) == uninterrupted
 
 
 def test_added_inputs_compute_only_new_pairs(tmp_path):

@@ -88,9 +88,24 @@ def test_a_stale_lease_is_taken_only_with_force_and_its_holder_learns_it_lost(ou
     assert read_lease(output) is not None
 
 
+def renewed_past_stale_time(output: str, timeout_s: float = 60.0) -> dict:
+    """The lease's record once its holder has renewed it later than its
+    stale time after it was taken (so it would be stale by now had it not
+    been renewed); fails after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        held = read_lease(output)
+        started = datetime.datetime.fromisoformat(held["started_at"])
+        renewed = datetime.datetime.fromisoformat(held["renewed_at"])
+        if (renewed - started).total_seconds() > held["stale_after_s"]:
+            return held
+        time.sleep(held["stale_after_s"] / 10)
+    raise AssertionError(f"the lease was not renewed past its stale time in {timeout_s} s")
+
+
 def test_a_renewed_lease_never_goes_stale(output):
     with lease(output, stale_after_s=1.0) as holder:
-        time.sleep(2.5)
+        renewed_past_stale_time(output)
         with pytest.raises(LeaseHeldError, match="another build is writing"):
             lease(output, force=True).acquire()
         holder.check_held()
@@ -125,6 +140,7 @@ import sys
 from apache_beam.internal.gcp import auth
 from apache_beam.options.pipeline_options import PipelineOptions
 from fgbg.lease import Lease, LeaseHeldError, lease_store
+auth.get_service_credentials = lambda options: None  # the emulator is anonymous
 store = lease_store(sys.argv[1], PipelineOptions([]))
 store.read()
 lease = Lease(store, 60.0, True)
