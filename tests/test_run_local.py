@@ -121,7 +121,9 @@ def test_a_gpu_without_pytorch_gets_the_torch_extra_installed_first(fake_gpu, tm
     (fake / "pip" / "__main__.py").write_text(FAKE_PIP.format(torch=CUDA_TORCH))
     stderr, options = run_local(fake_gpu, tmp_path)
     assert "installing PyTorch" in stderr and GPU_FOUND in stderr
-    assert (fake / "pip-arguments.txt").read_text() == "install -q -c requirements/dev.txt -e .[torch]"
+    assert (
+        fake / "pip-arguments.txt"
+    ).read_text() == "install -q -c requirements/dev.txt -e .[torch]"
     assert {name: options[name] for name in GPU_OPTIONS} == GPU_OPTIONS
 
 
