@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from fgbg.depth import checkpoints, models, thread_budget
+from fgbg.depth import models, thread_budget
 from fgbg.depth.thread_budget import ThreadBudget
 from pipeline.dataflow import sdk_process_per_vcpu
 from pipeline.options import FgbgOptions
@@ -25,8 +25,7 @@ PROCESSES = "multi_processing"
 IN_PROCESS = "in_memory"
 # The kinds of build whose default workers differ (`default_workers`).
 COMPOSITES_ONLY = "composites only"
-TENSORFLOW_ON_CPU = "DenseDepth on TensorFlow"
-PYTORCH_ON_CPU = "a model on PyTorch's CPU threads"  # DenseDepth on torch, Depth Anything
+DEPTH_ON_CPU = "depth on the CPU"  # any model, on TensorFlow, PyTorch or ONNX Runtime
 DEPTH_ON_GPU = "depth on a GPU"
 # Below this many cores, the kinds of build that measured fastest in one
 # process on 2 cores run in one process (`default_workers`).
@@ -76,16 +75,12 @@ def is_local(runner: Optional[str]) -> bool:
 
 def build_kind(opts: FgbgOptions) -> str:
     """Which default a build gets: a model shared by the processes, or named
-    for a GPU, is run_local.sh's GPU configuration; a checkpoint runs on
-    PyTorch, or on ONNX Runtime (its export), whose threads wait on each
-    other at every layer as PyTorch's do: both are counted as one kind."""
+    for a GPU, is run_local.sh's GPU configuration."""
     if opts.depth_model == models.NONE:
         return COMPOSITES_ONLY
     if opts.depth_device == models.CUDA or opts.depth_share_model:
         return DEPTH_ON_GPU
-    if opts.depth_runtime == models.TORCH or checkpoints.is_checkpoint(opts.depth_model):
-        return PYTORCH_ON_CPU
-    return TENSORFLOW_ON_CPU
+    return DEPTH_ON_CPU
 
 
 def default_workers(cores: int, kind: str) -> Workers:
@@ -95,14 +90,11 @@ def default_workers(cores: int, kind: str) -> Workers:
         # The CPU work around a GPU model outgrows one process: the device
         # stand-in was kept busier and built faster with a process per core.
         return Workers(cores, PROCESSES, True)
-    if kind == PYTORCH_ON_CPU:
-        # A model per process on one thread each beat one process whose
-        # OpenMP threads wait on each other at every layer (half the CPU).
-        return Workers(cores, PROCESSES, True)
     if cores < MIN_CORES_FOR_PROCESSES:
-        # Composites only and TensorFlow's DenseDepth, 2 cores: a second
-        # process's start-up (TensorFlow, its model, its traced graph) and the
-        # runner's data plane cost more than it gains; one process was fastest.
+        # 2 cores, on a quiet machine: one process, its runtime on both
+        # cores, was as fast as two for every model and runtime, and faster
+        # for Depth Anything on either runtime (a second process loads
+        # another model and runtime); composites only were no faster in two.
         return Workers(1, IN_PROCESS, True)
     # From 3 cores: the per-sample work spreads over the processes, projected
     # faster than one process held to about a core by its GIL (not measured).

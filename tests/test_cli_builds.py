@@ -1,6 +1,8 @@
 """Builds as users run them, one per depth path: `python -m pipeline.build`
-in a fresh interpreter, on the local default runner (a worker process per
-core: no --direct_* flag) with TFT on, on tiny inputs.
+in a fresh interpreter, on the local default runner (no --direct_* flag;
+one process on 2 cores, pipeline/local_workers.py) with TFT on, on tiny
+inputs; one path runs in a worker process per core, as the default does
+from 3 cores and on a GPU, where a worker's own imports run.
 
 In-process builds share the test process's imports, so they cannot see what
 goes wrong in a fresh worker process: a library loaded in the wrong order
@@ -41,7 +43,10 @@ class DepthPath:
     needs: Tuple[str, ...] = ()  # modules the test process needs for the path
 
 
-def _depth_anything(metric: bool) -> Callable[[Path], List[str]]:
+WORKER_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+
+
+def _depth_anything(metric: bool, *runner: str) -> Callable[[Path], List[str]]:
     def flags(models: Path) -> List[str]:
         from fgbg.depth import seeded_checkpoints
 
@@ -50,7 +55,7 @@ def _depth_anything(metric: bool) -> Callable[[Path], List[str]]:
         )
         # 4x4 patches of 14: the network at its cheapest.
         encoding = ["--depth_encoding=metric"] if metric else []
-        return [f"--depth_model={folder}", "--depth_input_size=56", *encoding]
+        return [f"--depth_model={folder}", "--depth_input_size=56", *encoding, *runner]
 
     return flags
 
@@ -72,7 +77,12 @@ PATHS = [
         ("torch",),
     ),
     DepthPath("depth-anything-relative", _depth_anything(False), "torch", ("transformers",)),
-    DepthPath("depth-anything-metric", _depth_anything(True), "torch", ("transformers",)),
+    DepthPath(
+        "depth-anything-metric-worker-processes",
+        _depth_anything(True, *WORKER_PROCESSES),
+        "torch",
+        ("transformers",),
+    ),
 ]
 
 

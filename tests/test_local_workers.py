@@ -8,9 +8,8 @@ import pytest
 
 from pipeline.local_workers import (
     COMPOSITES_ONLY,
+    DEPTH_ON_CPU,
     DEPTH_ON_GPU,
-    PYTORCH_ON_CPU,
-    TENSORFLOW_ON_CPU,
     Workers,
     build_kind,
     default_workers,
@@ -45,14 +44,14 @@ def test_named_workers_win(flags, expected):
     "flags, kind",
     [
         (["--depth_model=none"], COMPOSITES_ONLY),
-        ([], TENSORFLOW_ON_CPU),
-        (["--depth_runtime=torch", "--depth_device=cpu"], PYTORCH_ON_CPU),
-        (["--depth_model=depth-anything/Depth-Anything-V2-Small-hf"], PYTORCH_ON_CPU),
+        ([], DEPTH_ON_CPU),
+        (["--depth_runtime=torch", "--depth_device=cpu"], DEPTH_ON_CPU),
+        (["--depth_model=depth-anything/Depth-Anything-V2-Small-hf"], DEPTH_ON_CPU),
         (["--depth_runtime=torch", "--depth_device=cuda"], DEPTH_ON_GPU),
         (["--depth_share_model"], DEPTH_ON_GPU),
     ],
 )
-def test_two_cores_run_a_process_each_only_for_pytorch_and_gpu_builds(flags, kind):
+def test_two_cores_run_a_process_each_only_for_gpu_builds(flags, kind):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.options import FgbgOptions
@@ -61,7 +60,7 @@ def test_two_cores_run_a_process_each_only_for_pytorch_and_gpu_builds(flags, kin
     assert build_kind(opts) == kind
     expected = (
         Workers(1, "in_memory", True)
-        if kind in (COMPOSITES_ONLY, TENSORFLOW_ON_CPU)
+        if kind in (COMPOSITES_ONLY, DEPTH_ON_CPU)
         else Workers(2, "multi_processing", True)
     )
     assert local_workers([*BUILD, *flags], cores=2) == expected
