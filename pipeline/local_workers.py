@@ -23,7 +23,8 @@ LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "Swit
 WORKER_FLAGS = ("--direct_num_workers", "--direct_running_mode")
 PROCESSES = "multi_processing"
 IN_PROCESS = "in_memory"
-# The kinds of build whose default workers differ (`default_workers`).
+# The kinds of build a default is chosen for (`default_workers`); below 3
+# cores only a GPU build's differs, measured (docs/thread-budgets.md).
 COMPOSITES_ONLY = "composites only"
 DEPTH_ON_CPU = "depth on the CPU"  # any model, on TensorFlow, PyTorch or ONNX Runtime
 DEPTH_ON_GPU = "depth on a GPU"
