@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build a dataset on this machine (the default workers for its kind of build and
-# cores: docs/thread-budgets.md). With no arguments: the demo dataset from demo/inputs into demo/output. Any argument passes through to
+# Build a dataset on this machine (the default workers for its kind of build
+# and cores: docs/thread-budgets.md). With no arguments: the demo dataset from
+# demo/inputs into demo/output. Any argument passes through to
 # `python -m pipeline.build` and overrides the demo's choice of the same option.
 #
 # Depth: the published DenseDepth weights are used when they are at
