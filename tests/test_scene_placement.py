@@ -14,7 +14,8 @@ from PIL import Image
 
 from fgbg.blend_modes import GAUSSIAN, NONE
 from fgbg.depth import maps
-from fgbg.moments import encoded_moments
+from fgbg.images import encode_png_fast
+from fgbg.moments import encoded_moments, pixel_moments
 from fgbg.scene import (
     Camera,
     DepthMapError,
@@ -35,7 +36,7 @@ from tests.scene_fixtures import (
     scene_image,
 )
 from transforms.blending import BlendConfig
-from transforms.compositing import EncodingConfig, resize_cutout
+from transforms.compositing import EncodingConfig, place_mask, resize_cutout
 from transforms.placements import PlacementConfig
 from transforms.scene_placement import (
     COMPOSED,
@@ -45,9 +46,14 @@ from transforms.scene_placement import (
     SceneConfig,
     background_scene,
     compose_scene_pair,
+    composed_label,
     foot_offset,
     nearer_than,
     scene_cutouts,
+    stored_label,
+    stored_label_base,
+    stored_map,
+    stored_value,
 )
 
 SIZE = 64
@@ -328,6 +334,37 @@ def test_min_max_labels_are_the_min_max_of_the_composed_map():
     assert grey.dtype == np.uint8 and grey.shape == (SIZE, SIZE)
     assert made[0].depth[:2] == b"\xff\xd8", "a JPEG, as min-max maps are stored"
     assert made[0].depth_moments is None, "lossy: the writer decodes what it wrote"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_stored_label_made_in_its_box_is_the_composed_label_stored(seed):
+    """The build's path (the background's stored map with the object's value
+    under its visible mask, moments by difference) against the definition
+    (`composed_label`, then stored): the same pixels, the same moments, with
+    unmeasured pixels and values at the 16-bit limit under the mask."""
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.5, 70.0, (SIZE, SIZE)).astype(np.float32)
+    depth[rng.random((SIZE, SIZE)) < 0.2] = 0
+    seen = np.where(rng.random((23, 17)) < 0.6, 255, 0).astype(np.uint8)
+    x, y = int(rng.integers(SIZE - 17)), int(rng.integers(SIZE - 23))
+    foot = float(depth[y + 22, x + 8] or 2.345)
+    expected = stored_map(composed_label(depth, place_mask(seen, x, y, SIZE), foot), 1000)
+    label, moments = stored_label(
+        stored_label_base(depth, 1000), seen, x, y, stored_value(foot, 1000)
+    )
+    assert label.dtype == np.uint16 and np.array_equal(label, expected)
+    assert moments == pixel_moments(expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8])
+def test_fast_pngs_are_lossless_and_read_by_pillow(dtype):
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, np.iinfo(dtype).max, (31, 45), endpoint=True).astype(dtype)
+    values[:10] = 1234 % np.iinfo(dtype).max  # a run, as a label's background rows are
+    data = encode_png_fast(values)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png(data).dtype == dtype and np.array_equal(png(data), values)
+    assert encode_png_fast(values) == data, "the same bytes every time"
 
 
 # ---------------------------------------------------------------- depth maps
