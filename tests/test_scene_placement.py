@@ -37,17 +37,21 @@ from tests.scene_fixtures import (
 )
 from transforms.blending import BlendConfig
 from transforms.compositing import EncodingConfig, place_mask, resize_cutout
-from transforms.placements import PlacementConfig
+from transforms.placements import PlacementConfig, scaled_size
 from transforms.scene_placement import (
     COMPOSED,
     DEPTH,
+    ESTIMATE_MARGIN,
     MODEL,
     RANDOM,
     SceneConfig,
     background_scene,
     compose_scene_pair,
     composed_label,
+    estimated_foot_offset,
+    foot_extent,
     foot_offset,
+    misses_image,
     nearer_than,
     scene_cutouts,
     stored_label,
@@ -155,6 +159,32 @@ def test_the_foot_is_the_bottom_centre_of_the_mask():
         offset_x, offset_y = foot_offset(sample.mask)
         p = sample.placement
         assert (p.x + offset_x, p.y + offset_y) == (sample.point.foot_x, sample.point.foot_y)
+
+
+@pytest.mark.parametrize("shape", [(10, 22), (56, 150), (139, 150), (150, 54)])
+def test_the_estimated_foot_is_within_the_margin_of_the_resized_masks(shape):
+    """The check before the resize refuses only draws the resized mask
+    would: its estimate of the foot is nearer than ESTIMATE_MARGIN to the
+    resized mask's own at every size, mirrored or not."""
+    width, height = shape
+    mask = person(width, height).mask
+    for full in (mask, mask[:, ::-1]):
+        extent = foot_extent(full)
+        for scale in np.linspace(0.05, 2.5, 60):
+            size = scaled_size(width, height, scale)
+            small = resize_cutout(np.dstack([full] * 4), full, size)[1]
+            if not small.any():
+                continue
+            estimate = estimated_foot_offset(extent, (width, height), size)
+            assert np.abs(np.subtract(estimate, foot_offset(small))).max() <= 1 < ESTIMATE_MARGIN
+
+
+def test_a_box_misses_the_image_only_past_the_margin():
+    assert not misses_image(0, 0, (10, 20), 64, 0)
+    assert not misses_image(54, 44, (10, 20), 64, 0)
+    assert misses_image(-1, 0, (10, 20), 64, 0) and misses_image(55, 0, (10, 20), 64, 0)
+    assert not misses_image(-2, 46, (10, 20), 64, 2)
+    assert misses_image(-2.5, 0, (10, 20), 64, 2) and misses_image(0, 46.5, (10, 20), 64, 2)
 
 
 def test_height_times_foot_depth_is_constant_within_a_foreground_and_scale():
