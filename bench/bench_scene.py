@@ -3,8 +3,9 @@
 a depth-off build of the same inputs (workload.make_inputs), alternating
 --rounds times (default runner, --no_tft unless --tft), medians reported
 with what each build wrote (all its files, and bytes per depth label) and
-the load average at the start and the end; with --model_backgrounds N, the forward passes of composed labels with the
-untrained DenseDepth. Saves CPU per sample as bench/project_dataflow.py reads it.
+the load average at the start and the end; with --model_backgrounds N,
+the forward passes of composed labels with the untrained DenseDepth.
+Saves CPU per sample as bench/project_dataflow.py reads it.
 
     python bench/bench_scene.py --backgrounds 20 --foregrounds 20 --rounds 3 --model_backgrounds 4
 """
