@@ -14,7 +14,8 @@ from PIL import Image
 
 from fgbg.blend_modes import GAUSSIAN, NONE
 from fgbg.depth import maps
-from fgbg.moments import encoded_moments
+from fgbg.images import encode_png_fast
+from fgbg.moments import encoded_moments, pixel_moments
 from fgbg.scene import (
     Camera,
     DepthMapError,
@@ -35,19 +36,28 @@ from tests.scene_fixtures import (
     scene_image,
 )
 from transforms.blending import BlendConfig
-from transforms.compositing import EncodingConfig, resize_cutout
-from transforms.placements import PlacementConfig
+from transforms.compositing import EncodingConfig, place_mask, resize_cutout
+from transforms.placements import PlacementConfig, scaled_size
 from transforms.scene_placement import (
     COMPOSED,
     DEPTH,
+    ESTIMATE_MARGIN,
     MODEL,
     RANDOM,
     SceneConfig,
     background_scene,
     compose_scene_pair,
+    composed_label,
+    estimated_foot_offset,
+    foot_extent,
     foot_offset,
+    misses_image,
     nearer_than,
     scene_cutouts,
+    stored_label,
+    stored_label_base,
+    stored_map,
+    stored_value,
 )
 
 SIZE = 64
@@ -149,6 +159,32 @@ def test_the_foot_is_the_bottom_centre_of_the_mask():
         offset_x, offset_y = foot_offset(sample.mask)
         p = sample.placement
         assert (p.x + offset_x, p.y + offset_y) == (sample.point.foot_x, sample.point.foot_y)
+
+
+@pytest.mark.parametrize("shape", [(10, 22), (56, 150), (139, 150), (150, 54)])
+def test_the_estimated_foot_is_within_the_margin_of_the_resized_masks(shape):
+    """The check before the resize refuses only draws the resized mask
+    would: its estimate of the foot is nearer than ESTIMATE_MARGIN to the
+    resized mask's own at every size, mirrored or not."""
+    width, height = shape
+    mask = person(width, height).mask
+    for full in (mask, mask[:, ::-1]):
+        extent = foot_extent(full)
+        for scale in np.linspace(0.05, 2.5, 60):
+            size = scaled_size(width, height, scale)
+            small = resize_cutout(np.dstack([full] * 4), full, size)[1]
+            if not small.any():
+                continue
+            estimate = estimated_foot_offset(extent, (width, height), size)
+            assert np.abs(np.subtract(estimate, foot_offset(small))).max() <= 1 < ESTIMATE_MARGIN
+
+
+def test_a_box_misses_the_image_only_past_the_margin():
+    assert not misses_image(0, 0, (10, 20), 64, 0)
+    assert not misses_image(54, 44, (10, 20), 64, 0)
+    assert misses_image(-1, 0, (10, 20), 64, 0) and misses_image(55, 0, (10, 20), 64, 0)
+    assert not misses_image(-2, 46, (10, 20), 64, 2)
+    assert misses_image(-2.5, 0, (10, 20), 64, 2) and misses_image(0, 46.5, (10, 20), 64, 2)
 
 
 def test_height_times_foot_depth_is_constant_within_a_foreground_and_scale():
@@ -328,6 +364,37 @@ def test_min_max_labels_are_the_min_max_of_the_composed_map():
     assert grey.dtype == np.uint8 and grey.shape == (SIZE, SIZE)
     assert made[0].depth[:2] == b"\xff\xd8", "a JPEG, as min-max maps are stored"
     assert made[0].depth_moments is None, "lossy: the writer decodes what it wrote"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_stored_label_made_in_its_box_is_the_composed_label_stored(seed):
+    """The build's path (the background's stored map with the object's value
+    under its visible mask, moments by difference) against the definition
+    (`composed_label`, then stored): the same pixels, the same moments, with
+    unmeasured pixels and values at the 16-bit limit under the mask."""
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.5, 70.0, (SIZE, SIZE)).astype(np.float32)
+    depth[rng.random((SIZE, SIZE)) < 0.2] = 0
+    seen = np.where(rng.random((23, 17)) < 0.6, 255, 0).astype(np.uint8)
+    x, y = int(rng.integers(SIZE - 17)), int(rng.integers(SIZE - 23))
+    foot = float(depth[y + 22, x + 8] or 2.345)
+    expected = stored_map(composed_label(depth, place_mask(seen, x, y, SIZE), foot), 1000)
+    label, moments = stored_label(
+        stored_label_base(depth, 1000), seen, x, y, stored_value(foot, 1000)
+    )
+    assert label.dtype == np.uint16 and np.array_equal(label, expected)
+    assert moments == pixel_moments(expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8])
+def test_fast_pngs_are_lossless_and_read_by_pillow(dtype):
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, np.iinfo(dtype).max, (31, 45), endpoint=True).astype(dtype)
+    values[:10] = 1234 % np.iinfo(dtype).max  # a run, as a label's background rows are
+    data = encode_png_fast(values)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png(data).dtype == dtype and np.array_equal(png(data), values)
+    assert encode_png_fast(values) == data, "the same bytes every time"
 
 
 # ---------------------------------------------------------------- depth maps

@@ -28,15 +28,9 @@ from fgbg.scene import DepthMapError, check_depth_map, decode_depth_png, resize_
 from fgbg.storage import read_file, write_file
 from fgbg.types import Background, Reject
 from transforms.inputs import REJECTS, MatchPaths, file_stem, keep_first, name_key
-from transforms.scene_placement import SceneConfig
+from transforms.scene_placement import SceneConfig, stored_map
 
 Prepared = Tuple[Background, np.ndarray]  # a background and its resized image
-
-
-def stored_map(depth: np.ndarray, stored_per_metre: int) -> np.ndarray:
-    """Metres as the build stores them: round(metres x stored_per_metre) in
-    16 bits, 0 still 'no measurement'."""
-    return np.clip(np.rint(depth * stored_per_metre), 0, maps.UINT16_MAX).astype(np.uint16)
 
 
 def given_map(data: bytes, background: Background, size: int, config: SceneConfig) -> np.ndarray:
