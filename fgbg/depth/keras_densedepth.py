@@ -112,7 +112,7 @@ def add_tap(conv_a_output: tf.Tensor, mixed: tf.Tensor, ky: tf.Tensor, kx: tf.Te
 
     The tap's offsets `ky`, `kx` are int32 tensors, not Python ints, so that
     the nine taps of a block share one trace: Python ints would trace and
-    compile it 36 times in a model's first call, about 1.2 CPU s of every
+    compile it 36 times in a model's first call, about 1.3 CPU s of every
     build (BENCHMARKS.md, "Every core by default"), for the same values."""
     return conv_a_output + _shifted(upsample2_aligned_by_gathers(mixed), ky, kx)
 
