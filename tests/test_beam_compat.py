@@ -57,18 +57,19 @@ def test_the_local_runner_starts_workers_as_the_watchdog_expects():
 
 @pytest.mark.processes
 def test_run_inference_loads_without_the_model_manager_and_torch():
-    """RunInference's module, as the depth stage imports it, in a fresh
-    interpreter: its classes are there (ModelManager as None: Beam's
-    fallback, which imports it where a pipeline asks for it), and neither
-    the model manager's module nor PyTorch is loaded."""
+    """RunInference's module, as the depth stage (imported first) imports
+    it, in a fresh interpreter: its classes are there (ModelManager as
+    None: Beam's fallback, which imports it where a pipeline asks for it),
+    and neither the model manager's module nor PyTorch is loaded."""
     probe = (
         "import json, sys\n"
+        "import transforms.depth\n"
         "from fgbg import beam_compat\n"
         "base = beam_compat.run_inference_module()\n"
         "wanted = ('RunInference', 'ModelHandler', 'KeyedModelHandler', 'ModelManager')\n"
         "names = [name for name in wanted if hasattr(base, name)]\n"
         "state = {'names': names, 'manager': beam_compat.MODEL_MANAGER_MODULE in sys.modules,\n"
-        "         'torch': 'torch' in sys.modules}\n"
+        "         'torch': 'torch' in sys.modules, 'fallback': base.ModelManager is None}\n"
         "print(json.dumps(state))\n"
     )
     out = subprocess.run(
@@ -79,4 +80,5 @@ def test_run_inference_loads_without_the_model_manager_and_torch():
         "names": ["RunInference", "ModelHandler", "KeyedModelHandler", "ModelManager"],
         "manager": False,
         "torch": False,
+        "fallback": True,
     }
