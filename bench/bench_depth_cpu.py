@@ -57,6 +57,14 @@ same run beside them: wall and CPU per sample, medians over the rounds.
 
     python bench/bench_depth_cpu.py --builds none,tf,torch,da-small-224 --rounds 3 \\
         --paths tf-fp32-written,tf-fp32,torch-fp32,da-small-224 --name every_core
+
+With --startup N, N fresh processes each go through a TensorFlow depth
+process's start-up phase by phase, as the depth stage does (the seeded
+model, the default decoder), then run two batches: CPU s per phase,
+medians, and the first batch's excess over the second (tracing, the first
+call's kernels).
+
+    python bench/bench_depth_cpu.py --paths "" --startup 3 --name tf_startup
 """
 
 from __future__ import annotations
@@ -222,6 +230,72 @@ def worker(args) -> None:
     print(json.dumps(result), flush=True)
 
 
+def startup_worker(args) -> None:
+    """Child: a TensorFlow depth process's start-up, CPU s per phase, as JSON."""
+    phases: Dict[str, float] = {}
+    last = common.own_cpu_s()
+
+    def done(phase: str) -> None:
+        nonlocal last
+        now = common.own_cpu_s()
+        phases[phase], last = now - last, now
+
+    import tensorflow  # noqa: F401
+    import tf_keras  # noqa: F401
+
+    done("import tensorflow, tf_keras")
+    from transforms.depth import DepthModelHandler
+
+    done("import the depth stage (RunInference; Beam loaded before)")
+    from fgbg.depth import keras_densedepth, tensorflow_runtime
+    from pipeline.options import parse_size
+
+    model = keras_densedepth.build_densedepth()
+    done("build the Keras model")
+    keras_densedepth.fill_seeded_weights(model, DEFAULTS.seed)
+    done("seeded weights: draw, set")
+    depth_model = tensorflow_runtime.DepthModel(model, low_resolution_decoder=True)
+    done("the low-resolution decoder's mixes")
+    config = workload.depth_config(parse_size(args.size), args.batch_size)
+    handler = DepthModelHandler(config)
+    batch = list(np.load(args.images_file)[: args.batch_size])
+    for phase in ("first batch", "second batch"):
+        handler.run_inference(batch, depth_model)
+        done(phase)
+    print(json.dumps(phases), flush=True)
+
+
+def startup_rows(runs: List[Dict[str, float]], batch_size: int) -> List[List[str]]:
+    """Median CPU s per phase over the runs, the first batch's excess over
+    the second, and the start-up before the second batch in all."""
+    median = {phase: float(np.median([run[phase] for run in runs])) for phase in runs[0]}
+    steady = median["second batch"]
+    rows = [[phase, f"{cpu:.2f}"] for phase, cpu in median.items()]
+    excess = median["first batch"] - steady
+    rows.append(["first batch's excess over the second (trace, first call)", f"{excess:.2f}"])
+    start = sum(median.values()) - median["first batch"] - steady + excess
+    rows.append(
+        ["**start-up in all** (every phase but the batches, plus the excess)", f"{start:.2f}"]
+    )
+    rows.append([f"a batch of {batch_size}, per image (the second)", f"{steady / batch_size:.3f}"])
+    return rows
+
+
+def run_startup(images_file: str, args) -> List[Dict[str, float]]:
+    """--startup fresh processes, one after another."""
+    runs = []
+    for _ in range(args.startup):
+        common.say("startup")
+        common.wait_for_quiet_cpu(args.max_busy)
+        command = [sys.executable, __file__, "--startup_worker", "--images_file", images_file]
+        command += ["--size", args.size, "--batch_size", str(args.batch_size)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode:
+            raise RuntimeError(f"startup failed:\n{done.stderr[-3000:]}")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return runs
+
+
 def run_path(path: str, images_file: str, folder: str, args) -> Dict:
     """One path in its own process; skipped when its runtime is not installed."""
     common.say(path)
@@ -380,9 +454,11 @@ def main(argv=None) -> int:
     add("--configs", default="default,in_process", help="comma-separated ways to run each build")
     add("--rounds", type=int, default=2, help="rounds of builds, each configuration once a round")
     add("--timeout_s", type=float, default=1800.0, help="a build's limit")
+    add("--startup", type=int, default=0, help="fresh processes timing TensorFlow's start-up")
     common.add_output_options(parser, "depth_cpu")
     common.add_quiet_options(parser, retries=False)
     add("--worker", default=None, help=argparse.SUPPRESS)
+    add("--startup_worker", action="store_true", help=argparse.SUPPRESS)
     add("--images_file", default=None, help=argparse.SUPPRESS)
     add("--out_file", default=None, help=argparse.SUPPRESS)
     add("--checkpoint", default="", help=argparse.SUPPRESS)
@@ -390,11 +466,14 @@ def main(argv=None) -> int:
     if args.worker:
         worker(args)
         return 0
+    if args.startup_worker:
+        startup_worker(args)
+        return 0
     paths = [path for path in args.paths.split(",") if path]
     if paths and BASELINE not in paths:
         parser.error(f"--paths must include {BASELINE}, the reference")
-    if not paths and not args.builds:
-        parser.error("nothing to measure: give --paths or --builds")
+    if not paths and not args.builds and not args.startup:
+        parser.error("nothing to measure: give --paths, --builds or --startup")
     with tempfile.TemporaryDirectory(prefix="fgbg-depth-cpu-") as folder:
         images_file = os.path.join(folder, "composites.npy")
         np.save(images_file, workload.demo_composites(args.images))
@@ -408,6 +487,7 @@ def main(argv=None) -> int:
         made = {r["path"]: np.load(r["depth_file"]) for r in results if "depth_file" in r}
         onnx_notes(results, made)
         builds = run_builds(args, Path(folder))
+        startup = run_startup(images_file, args) if args.startup else []
         for result in results:
             depth_file = result.pop("depth_file", None)
             if depth_file and not result["path"].startswith(DEPTH_ANYTHING):
@@ -421,7 +501,13 @@ def main(argv=None) -> int:
         headers += "CPU s per sample | CPU s per map: build / model alone | threads per process | "
         headers += "load (1 min) before each | other jobs' CPU s (median)"
         markdown += "\n\n" + common.table(headers, build_rows(builds, results))
-    common.save(args.name, markdown, {"paths": results, "builds": builds}, args.results)
+    if startup:
+        headers = (
+            f"a TensorFlow depth process's start-up, {len(startup)} processes | CPU s (median)"
+        )
+        markdown += "\n\n" + common.table(headers, startup_rows(startup, args.batch_size))
+    data = {"paths": results, "builds": builds, "startup": startup}
+    common.save(args.name, markdown, data, args.results)
     return 0
 
 

@@ -16,11 +16,16 @@ tests/test_beam_compat.py fails naming it.
   starts an SDK worker (a thread of that name runs `python -m` that module
   and raises when the process exits non-zero), which
   pipeline/worker_watchdog.py watches.
+- `run_inference_module`: RunInference's module without its model
+  manager's module, which imports PyTorch and SciPy.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
+from types import ModuleType
 from typing import List, Type
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -50,3 +55,32 @@ def fnapi_environment_version() -> str:
     from apache_beam.runners.dataflow.internal import apiclient
 
     return apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION
+
+
+RUN_INFERENCE_MODULE = "apache_beam.ml.inference.base"
+# Imported by RUN_INFERENCE_MODULE inside try/except ImportError.
+MODEL_MANAGER_MODULE = "apache_beam.ml.inference.model_manager"
+
+
+def run_inference_module() -> ModuleType:
+    """Beam's RunInference module (RunInference, ModelHandler,
+    KeyedModelHandler), imported without its model manager's module where
+    neither is loaded yet.
+
+    The model manager's module imports PyTorch, then SciPy, at its top
+    (Beam 2.77), so every process that runs a depth model on TensorFlow or
+    ONNX Runtime would load PyTorch for nothing wherever it is installed:
+    about 1.1 CPU s and its memory (BENCHMARKS.md, "Every core by
+    default"), even where SciPy is missing and the manager then fails to
+    import anyway, as in fgbg's lock. RunInference's module catches the
+    ImportError this makes, as it does that one, and imports the manager
+    where a pipeline asks for it (use_model_manager=True, which fgbg never
+    passes).
+    """
+    if RUN_INFERENCE_MODULE not in sys.modules and MODEL_MANAGER_MODULE not in sys.modules:
+        sys.modules[MODEL_MANAGER_MODULE] = None  # its import raises ImportError
+        try:
+            importlib.import_module(RUN_INFERENCE_MODULE)
+        finally:
+            del sys.modules[MODEL_MANAGER_MODULE]
+    return importlib.import_module(RUN_INFERENCE_MODULE)

@@ -5,12 +5,19 @@ instead of deep inside a build or a dry run."""
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from fgbg import beam_compat
 from fgbg.beam_compat import declared_options, fnapi_environment_version, options_parser
 from pipeline.options import FgbgOptions
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_options_parser_parses_like_pipeline_options():
@@ -46,3 +53,32 @@ def test_the_local_runner_starts_workers_as_the_watchdog_expects():
     assert f"-m {beam_compat.WORKER_MODULE}" in inspect.getsource(fn_runner)
     run = inspect.getsource(local_job_service.SubprocessSdkWorker.run)
     assert "if p.returncode:" in run and "raise RuntimeError(" in run
+
+
+@pytest.mark.processes
+def test_run_inference_loads_without_the_model_manager_and_torch():
+    """RunInference's module, as the depth stage (imported first) imports
+    it, in a fresh interpreter: its classes are there (ModelManager as
+    None: Beam's fallback, which imports it where a pipeline asks for it),
+    and neither the model manager's module nor PyTorch is loaded."""
+    probe = (
+        "import json, sys\n"
+        "import transforms.depth\n"
+        "from fgbg import beam_compat\n"
+        "base = beam_compat.run_inference_module()\n"
+        "wanted = ('RunInference', 'ModelHandler', 'KeyedModelHandler', 'ModelManager')\n"
+        "names = [name for name in wanted if hasattr(base, name)]\n"
+        "state = {'names': names, 'manager': beam_compat.MODEL_MANAGER_MODULE in sys.modules,\n"
+        "         'torch': 'torch' in sys.modules, 'fallback': base.ModelManager is None}\n"
+        "print(json.dumps(state))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state == {
+        "names": ["RunInference", "ModelHandler", "KeyedModelHandler", "ModelManager"],
+        "manager": False,
+        "torch": False,
+        "fallback": True,
+    }

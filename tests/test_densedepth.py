@@ -113,8 +113,32 @@ def test_a_tap_compiled_by_xla_adds_its_shifted_upsampled_mix(ky, kx):
     total = rng.normal(size=(2, 8, 10, 3)).astype(np.float32)
     upsampled = np.pad(kd.upsample_aligned(mixed, (2, 2)).numpy(), [(0, 0), (1, 1), (1, 1), (0, 0)])
     expected = total + upsampled[:, ky : ky + 8, kx : kx + 10]
-    got = kd.add_tap(total, mixed, ky, kx).numpy()
+    got = kd.add_tap(total, mixed, *kd.tap_offsets(3 * ky + kx)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_the_nine_taps_of_a_shape_share_one_trace():
+    """The offsets are tensors, so a block's nine taps trace (and XLA
+    compiles) `add_tap` once, not nine times; a shape no other test uses."""
+    rng = np.random.default_rng(9)
+    mixed = rng.normal(size=(1, 3, 7, 2)).astype(np.float32)
+    total = rng.normal(size=(1, 6, 14, 2)).astype(np.float32)
+    before = kd.add_tap.experimental_get_tracing_count()
+    sums = [kd.add_tap(total, mixed, *kd.tap_offsets(tap)).numpy() for tap in range(9)]
+    assert kd.add_tap.experimental_get_tracing_count() - before == 1
+    assert len({value.tobytes() for value in sums}) == 9
+
+
+def test_layers_built_under_zero_initial_values_start_at_zero():
+    """What `build_densedepth` builds its layers under: every variable of
+    known shape starts at zero, not at its initialiser's random draw."""
+    import tensorflow as tf
+
+    with tf.variable_creator_scope(kd.zero_initial_values):
+        layer = tf_keras.layers.Conv2D(4, 3, bias_initializer="ones")
+        layer.build((None, 8, 8, 2))
+    assert [tuple(v.shape) for v in layer.weights] == [(3, 3, 2, 4), (4,)]
+    assert not any(np.any(v.numpy()) for v in layer.weights)
 
 
 # ---------------------------------------------------------------------------

@@ -148,11 +148,15 @@ class BackgroundDepth(beam.PTransform):
         return attached.backgrounds, attached[REJECTS]
 
     def _estimated(self, prepared):
-        # Imported here, as pipeline/build.py imports the depth stage: Beam's
-        # RunInference module imports PyTorch whenever it is installed.
-        from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-
-        from transforms.depth import DEPTH_METRICS_NAMESPACE, DepthModelHandler
+        # Imported here, as pipeline/build.py imports the depth stage, and
+        # from it: it imports Beam's RunInference without PyTorch
+        # (fgbg/beam_compat.py).
+        from transforms.depth import (
+            DEPTH_METRICS_NAMESPACE,
+            DepthModelHandler,
+            KeyedModelHandler,
+            RunInference,
+        )
 
         handler = KeyedModelHandler(DepthModelHandler(self._depth))
         return (

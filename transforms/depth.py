@@ -28,12 +28,18 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
+from fgbg.beam_compat import run_inference_module
 from fgbg.depth import families, maps, models, precision, shared_memory
 from fgbg.depth.config import DepthConfig
 from fgbg.import_order import load_triton_first
 from fgbg.types import Composite
+
+# Without PyTorch, which Beam's model manager would load (fgbg/beam_compat.py).
+_run_inference = run_inference_module()
+KeyedModelHandler = _run_inference.KeyedModelHandler
+ModelHandler = _run_inference.ModelHandler
+RunInference = _run_inference.RunInference
 
 # Beam metrics of this stage: RunInference's own (num_inferences,
 # inference_batch_latency_micro_secs, load_model_latency_milli_secs,

@@ -104,12 +104,22 @@ def _interpolate_aligned_x2(images: tf.Tensor, axis: int) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True)
-def add_tap(conv_a_output: tf.Tensor, mixed: tf.Tensor, ky: int, kx: int) -> tf.Tensor:
+def add_tap(conv_a_output: tf.Tensor, mixed: tf.Tensor, ky: tf.Tensor, kx: tf.Tensor) -> tf.Tensor:
     """`conv_a_output` plus one tap's mix up-sampled and shifted, compiled by
     XLA into one pass over the full-resolution output instead of TensorFlow's
     four (up-sample, pad, slice, add), which are memory-bound
-    (BENCHMARKS.md, "Depth on CPU")."""
+    (BENCHMARKS.md, "Depth on CPU").
+
+    The tap's offsets `ky`, `kx` are int32 tensors, not Python ints, so that
+    the nine taps of a block share one trace: Python ints would trace and
+    compile it 36 times in a model's first call, about 1.4 CPU s of every
+    build (BENCHMARKS.md, "Every core by default"), for the same values."""
     return conv_a_output + _shifted(upsample2_aligned_by_gathers(mixed), ky, kx)
+
+
+def tap_offsets(tap: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Tap t's (ky, kx) = divmod(t, 3), as `add_tap` takes them."""
+    return tuple(tf.constant(offset, tf.int32) for offset in divmod(tap, 3))
 
 
 def _pair(size) -> Tuple[int, int]:
@@ -125,18 +135,33 @@ def build_densedepth(seed: Optional[int] = None) -> tf_keras.Model:
     With a seed, every weight is drawn from that seed (see
     `fill_seeded_weights`), so every worker that builds the untrained model
     gets the same one and tests can compare outputs across load paths.
+    Without one every weight is zero, for the caller to set them all
+    (`load_published_weights`): Keras's random initial values would be
+    drawn only to be overwritten (`zero_initial_values`).
     """
-    encoder = tf_keras.applications.DenseNet169(
-        include_top=False, weights=None, input_shape=(None, None, 3)
-    )
-    x = tf_keras.layers.Conv2D(DECODER_FILTERS, 1, padding="same", name="conv2")(encoder.output)
-    for block in UP_BLOCKS:
-        x = _up_block(x, encoder.get_layer(block.skip).output, block)
-    depth = tf_keras.layers.Conv2D(1, 3, padding="same", name="conv3")(x)
+    with tf.variable_creator_scope(zero_initial_values):
+        encoder = tf_keras.applications.DenseNet169(
+            include_top=False, weights=None, input_shape=(None, None, 3)
+        )
+        x = tf_keras.layers.Conv2D(DECODER_FILTERS, 1, padding="same", name="conv2")(encoder.output)
+        for block in UP_BLOCKS:
+            x = _up_block(x, encoder.get_layer(block.skip).output, block)
+        depth = tf_keras.layers.Conv2D(1, 3, padding="same", name="conv3")(x)
     model = tf_keras.Model(encoder.input, depth, name="densedepth")
     if seed is not None:
         fill_seeded_weights(model, seed)
     return model
+
+
+def zero_initial_values(next_creator, **kwargs) -> tf.Variable:
+    """A `tf.variable_creator_scope` creator that starts a variable of known
+    shape at zero instead of its Keras initialiser's random draw: for a
+    model whose every weight is set next, the draws (0.3 to 0.4 CPU s for
+    DenseDepth's 864 weights) would be thrown away."""
+    shape, dtype = kwargs.get("shape"), kwargs.get("dtype")
+    if callable(kwargs.get("initial_value")) and shape is not None:
+        kwargs["initial_value"] = lambda: tf.zeros(shape, dtype)
+    return next_creator(**kwargs)
 
 
 def _up_block(x, skip, block: UpBlock):
@@ -259,14 +284,16 @@ class LowResolutionDecoder(tf.Module):
             for tap, (mix_kernel, mix_bias) in enumerate(zip(mix_kernels, mix_biases)):
                 with tf.control_dependencies([conv_a_output]):
                     mixed = tf.nn.conv2d(x, mix_kernel, 1, "VALID") + mix_bias
-                conv_a_output = add_tap(conv_a_output, mixed, *divmod(tap, 3))
+                conv_a_output = add_tap(conv_a_output, mixed, *tap_offsets(tap))
             x = activation(conv_b(conv_a_output))
         return self.conv3(x)
 
 
-def _shifted(image: tf.Tensor, ky: int, kx: int) -> tf.Tensor:
+def _shifted(image: tf.Tensor, ky: tf.Tensor, kx: tf.Tensor) -> tf.Tensor:
     """NHWC `image` moved so that output (i, j) holds input (i + ky - 1,
-    j + kx - 1), zero outside the image (convA's zero padding)."""
+    j + kx - 1), zero outside the image (convA's zero padding). A slice
+    from tensor offsets and a static size, which XLA compiles once for all
+    offsets."""
     height, width = tf.shape(image)[1], tf.shape(image)[2]
     padded = tf.pad(image, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return padded[:, ky : ky + height, kx : kx + width, :]
+    return tf.slice(padded, tf.stack([0, ky, kx, 0]), tf.stack([-1, height, width, -1]))
