@@ -14,7 +14,10 @@ bash scripts/install_chromium.sh
 python -m pip install -q -r requirements/dev.txt -e ".[torch]"
 ruff format --check .
 ruff check .
-python -m pytest -q --durations=25 "$@" tests
+# One pytest worker per core (pytest-xdist), each test module whole on one
+# worker so its module-scoped builds are made once (docs/development.md,
+# "How the suite runs"); `-n 0` after it runs the suite in this process.
+python -m pytest -q -n auto --dist loadfile --durations=25 "$@" tests
 if [ -f composer/run_tests.sh ]; then
   bash composer/run_tests.sh
 fi

@@ -45,7 +45,8 @@ def onnx_exports(tmp_path_factory):
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The GCS emulator's process (tests/gcs_helpers.py), started by the
-    first test that needed it, ends with the test run."""
+    first test that needed it, ends with the test run (each pytest-xdist
+    worker ends its own)."""
     from tests.gcs_helpers import stop_emulator_process
 
     stop_emulator_process()

@@ -1,7 +1,8 @@
-"""The GCS emulator for the tests: one process for the whole test run
-(tests/gcs_server.py), started by the first test that needs it and stopped
-when the run ends (conftest.py's `pytest_sessionfinish`); each test gets it
-wiped, holding its own fresh bucket(s). Beam and google-cloud-storage reach
+"""The GCS emulator for the tests: one process for the whole test run, or
+for each of its pytest-xdist workers (tests/gcs_server.py, on ports the
+system picks), started by the first test that needs it and stopped when the
+run ends (conftest.py's `pytest_sessionfinish`); each test gets it wiped,
+holding its own fresh bucket(s). Beam and google-cloud-storage reach
 it over HTTP through STORAGE_EMULATOR_HOST, as they would reach GCS.
 """
 

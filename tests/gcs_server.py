@@ -4,7 +4,8 @@ another (`/_control/...`) through which a test resets it, makes it answer
 as GCS does where the emulator does not, stops it for a while, and waits
 for that outage to end.
 
-Run by tests/gcs_helpers.py, once per test run: `python tests/gcs_server.py`
+Run by tests/gcs_helpers.py, once per test run (per pytest-xdist worker):
+`python tests/gcs_server.py`
 prints one JSON line, {"api": PORT, "control": PORT}, once both answer, and
 exits when its standard input closes (the test run ended, however it ended).
 

@@ -34,14 +34,15 @@ def test_the_stand_in_holds_one_device_across_processes(tmp_path):
     assert 0 < standin.busy_share(calls) <= 1
 
 
-def test_the_stand_ins_maps_have_the_networks_shape():
-    device = standin.StandInDevice(1e6, "/tmp/unused.lock", "/dev/null")
+def test_the_stand_ins_maps_have_the_networks_shape(tmp_path):
+    lock = str(tmp_path / "device.lock")  # the test's own: no device shared with another test
+    device = standin.StandInDevice(1e6, lock, "/dev/null")
     maps = device.predict_composites(np.zeros((3, 224, 224, 3), np.uint8), (640, 480))
     assert maps.shape == (3, 240, 320, 1) and maps.dtype == np.float32
     assert np.isfinite(maps).all() and maps.min() > 0
     with pytest.raises(ValueError, match="rate"):
-        standin.StandInDevice(0, "/tmp/unused.lock", "/dev/null")
-    head = standin.StandInDevice(1e6, "/tmp/unused.lock", "/dev/null", full_size=True)
+        standin.StandInDevice(0, lock, "/dev/null")
+    head = standin.StandInDevice(1e6, lock, "/dev/null", full_size=True)
     maps = head.predict_composites(np.zeros((3, 224, 224, 3), np.uint8), (518, 518))
     assert maps.shape == (3, 518, 518)  # a transformers depth head's: the input's size
 
