@@ -17,7 +17,9 @@ ruff check .
 # One pytest worker per core (pytest-xdist), each test module whole on one
 # worker so its module-scoped builds are made once (docs/development.md,
 # "How the suite runs"); `-n 0` after it runs the suite in this process.
-python -m pytest -q -n auto --dist loadfile --durations=25 "$@" tests
+# At most 8 workers: each holds a build's models (1-1.5 GB), and past the
+# suite's largest modules more workers only wait.
+python -m pytest -q -n auto --maxprocesses 8 --dist loadfile --durations=25 "$@" tests
 if [ -f composer/run_tests.sh ]; then
   bash composer/run_tests.sh
 fi
