@@ -19,14 +19,17 @@ from fgbg import layout
 from pipeline import build
 from tests.depth_fixtures import tiny_depth_model
 from tests.helpers import (
+    LOCAL_RUNNER,
     all_files,
     comparable,
     download_tree,
     emulated_bucket,
+    make_foreground,
     make_inputs,
     small_build_args,
     upload_tree,
 )
+from tests.scene_fixtures import Room, write_scene
 
 BUCKET = "fgbg-test"
 
@@ -210,3 +213,54 @@ def test_publishing_the_transform_replaces_an_earlier_one(tmp_path, bucket):
     ]
     assert blobs["d/transform/transform_fn/saved_model.pb"] == b"new graph"
     assert b'name: "overlay_moments"' in blobs["d/transform/metadata/schema.pbtxt"]
+
+
+def scene_build_args(inputs: str, output: str) -> list:
+    """Placement by depth with composed metric labels from the backgrounds'
+    own maps under `inputs` (bg/, depth/, fg/), a few seconds' build."""
+    return [
+        f"--bg={inputs}/bg/*",
+        f"--fg={inputs}/fg/*",
+        f"--bg_depth={inputs}/depth/*.png",
+        "--placement=depth",
+        "--depth_labels=composed",
+        "--depth_encoding=metric",
+        f"--output={output}",
+        "--size=64",
+        "--scales=1.0",
+        "--placements_per_scale=2",
+        "--val_fraction=0",
+        "--test_fraction=0",
+        *LOCAL_RUNNER,
+    ]
+
+
+def is_image(name: str) -> bool:
+    """A sample's overlay, mask or label, or a background's depth map."""
+    kinds = ("/overlay/", "/mask/", "/depth/")
+    return name.startswith(layout.BACKGROUND_DEPTH_DIR + "/") or any(k in name for k in kinds)
+
+
+@pytest.mark.e2e
+def test_depth_maps_from_a_bucket_place_and_label_as_local_ones_do(tmp_path, bucket):
+    local_inputs = tmp_path / "inputs"
+    write_scene(local_inputs, "room", Room())
+    write_scene(local_inputs, "nomap", Room())
+    (local_inputs / "depth" / "nomap.png").unlink()
+    (local_inputs / "fg").mkdir()
+    make_foreground(local_inputs / "fg" / "thing.png", size=(12, 28), seed=0)
+    upload_tree(bucket, local_inputs, "inputs")
+
+    local = build.run(scene_build_args(str(local_inputs), str(tmp_path / "local")))
+    remote = build.run(scene_build_args(f"gs://{BUCKET}/inputs", f"gs://{BUCKET}/scene"))
+    download_tree(bucket, "scene", tmp_path / "remote")
+
+    assert remote.counts.samples == local.counts.samples == 4
+    assert [Path(r.path).name for r in remote.rejects] == ["nomap.png"]
+    assert "no depth map named nomap" in remote.rejects[0].reason
+    local_images, remote_images = (
+        {name: data for name, data in all_files(root).items() if is_image(name)}
+        for root in (tmp_path / "local", tmp_path / "remote")
+    )
+    assert len(remote_images) == 3 * 4 + 1
+    assert remote_images == local_images
