@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
 
 import numpy as np
 from PIL import Image
@@ -109,3 +109,22 @@ def write_scene(folder: Path, name: str, room: Room, seed: int = 0) -> np.ndarra
     Image.fromarray(scene_image(surface, seed)).save(folder / "bg" / f"{name}.png")
     Image.fromarray(millimetres(depth)).save(folder / "depth" / f"{name}.png")
     return surface
+
+
+def scene_build_args(inputs: str, output: str, *extra: str) -> List[str]:
+    """A build placing by depth with composed metric labels from the
+    backgrounds' own maps under `inputs` (bg/, depth/, fg/), at 64 px, every
+    sample in train; `extra` flags after these."""
+    return [
+        f"--bg={inputs}/bg/*",
+        f"--fg={inputs}/fg/*",
+        f"--bg_depth={inputs}/depth/*.png",
+        "--placement=depth",
+        "--depth_labels=composed",
+        "--depth_encoding=metric",
+        f"--output={output}",
+        "--size=64",
+        "--val_fraction=0",
+        "--test_fraction=0",
+        *extra,
+    ]

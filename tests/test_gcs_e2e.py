@@ -29,7 +29,7 @@ from tests.helpers import (
     small_build_args,
     upload_tree,
 )
-from tests.scene_fixtures import Room, write_scene
+from tests.scene_fixtures import Room, scene_build_args, write_scene
 
 BUCKET = "fgbg-test"
 
@@ -215,24 +215,8 @@ def test_publishing_the_transform_replaces_an_earlier_one(tmp_path, bucket):
     assert b'name: "overlay_moments"' in blobs["d/transform/metadata/schema.pbtxt"]
 
 
-def scene_build_args(inputs: str, output: str) -> list:
-    """Placement by depth with composed metric labels from the backgrounds'
-    own maps under `inputs` (bg/, depth/, fg/), a few seconds' build."""
-    return [
-        f"--bg={inputs}/bg/*",
-        f"--fg={inputs}/fg/*",
-        f"--bg_depth={inputs}/depth/*.png",
-        "--placement=depth",
-        "--depth_labels=composed",
-        "--depth_encoding=metric",
-        f"--output={output}",
-        "--size=64",
-        "--scales=1.0",
-        "--placements_per_scale=2",
-        "--val_fraction=0",
-        "--test_fraction=0",
-        *LOCAL_RUNNER,
-    ]
+# One scale, two placements, in this process: 4 samples a pair.
+SMALL_SCENE = ("--scales=1.0", "--placements_per_scale=2", *LOCAL_RUNNER)
 
 
 def is_image(name: str) -> bool:
@@ -251,8 +235,10 @@ def test_depth_maps_from_a_bucket_place_and_label_as_local_ones_do(tmp_path, buc
     make_foreground(local_inputs / "fg" / "thing.png", size=(12, 28), seed=0)
     upload_tree(bucket, local_inputs, "inputs")
 
-    local = build.run(scene_build_args(str(local_inputs), str(tmp_path / "local")))
-    remote = build.run(scene_build_args(f"gs://{BUCKET}/inputs", f"gs://{BUCKET}/scene"))
+    local = build.run(scene_build_args(str(local_inputs), str(tmp_path / "local"), *SMALL_SCENE))
+    remote = build.run(
+        scene_build_args(f"gs://{BUCKET}/inputs", f"gs://{BUCKET}/scene", *SMALL_SCENE)
+    )
     download_tree(bucket, "scene", tmp_path / "remote")
 
     assert remote.counts.samples == local.counts.samples == 4

@@ -22,7 +22,14 @@ from pipeline import build
 from pipeline.config import RunContext, build_config
 from pipeline.options import FgbgOptions, UsageError, check_options
 from tests.helpers import make_foreground
-from tests.scene_fixtures import UPWARD, Room, millimetres, render, write_scene
+from tests.scene_fixtures import (
+    UPWARD,
+    Room,
+    millimetres,
+    render,
+    scene_build_args,
+    write_scene,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ROOMS = {
@@ -70,19 +77,13 @@ def scene_build(tmp_path_factory):
             sys.executable,
             "-m",
             "pipeline.build",
-            f"--bg={inputs}/bg/*",
-            f"--fg={inputs}/fg/*",
-            f"--bg_depth={inputs}/depth/*.png",
-            "--placement=depth",
-            "--depth_labels=composed",
-            "--depth_encoding=metric",
-            f"--output={output}",
-            "--size=64",
-            "--scales=1.0,0.6",
-            "--placements_per_scale=2",
-            "--records_per_shard=16",
-            "--val_fraction=0",
-            "--test_fraction=0",
+            *scene_build_args(
+                str(inputs),
+                str(output),
+                "--scales=1.0,0.6",
+                "--placements_per_scale=2",
+                "--records_per_shard=16",
+            ),
         ],
         cwd=REPO,
         capture_output=True,
