@@ -35,7 +35,7 @@ from transforms.blending import (
     poisson_clone,
 )
 from transforms.inputs import InputConfig, load_background
-from transforms.placements import PlacementConfig, pair_placements, scaled_size
+from transforms.placements import PlacementConfig, pair_placements
 from transforms.splits import EXCLUDED, SplitPlan, plan_pairs
 
 
@@ -159,23 +159,40 @@ def compose_pair(
 ) -> Iterator[Composite]:
     """All samples of one pair, in number order; without `blending`, every
     sample is a hard paste (mode none)."""
-    cutouts: Dict[Tuple[bool, float], Tuple[np.ndarray, np.ndarray]] = {}
-    mirrored = mirror(foreground) if placement_config.mirror else None
-    height, width = foreground.mask.shape
-    for placement in pair_placements(
-        placement_config, background.stem, foreground.stem, (width, height)
-    ):
-        variant = (placement.flip, placement.scale)
-        if variant not in cutouts:
-            rgba, mask = mirrored if placement.flip else (foreground.rgba, foreground.mask)
-            cutouts[variant] = resize_cutout(
-                rgba, mask, scaled_size(width, height, placement.scale)
-            )
-        rgba, mask = cutouts[variant]
+    cutouts = flip_cutouts(foreground, placement_config)
+    placed = resized_placements(placement_config, background.stem, foreground.stem, cutouts)
+    for placement, (rgba, mask) in placed:
         blend = draw_blend(blending, placement) if blending else Blend(NONE)
         overlay = blend_composite(image, rgba, mask, placement.x, placement.y, blend, blending)
         full_mask = place_mask(mask, placement.x, placement.y, placement_config.size)
         yield sample_composite(background, placement, overlay, full_mask, encoding, key, blend)
+
+
+def flip_cutouts(
+    foreground: Foreground, config: PlacementConfig
+) -> Tuple[Tuple[np.ndarray, np.ndarray], ...]:
+    """The full-size RGBA and mask of each flip in `config.flips`."""
+    unflipped = (foreground.rgba, foreground.mask)
+    return (unflipped, mirror(foreground)) if config.mirror else (unflipped,)
+
+
+def resized_placements(
+    config: PlacementConfig,
+    bg_stem: str,
+    fg_stem: str,
+    cutouts: Tuple[Tuple[np.ndarray, np.ndarray], ...],
+) -> Iterator[Tuple[Placement, Tuple[np.ndarray, np.ndarray]]]:
+    """Every placement of one pair (transforms/placements.py) with its
+    cut-out resized to the placement's size, each flip and scale resized
+    once. `cutouts`: `flip_cutouts`."""
+    resized: Dict[Tuple[bool, float], Tuple[np.ndarray, np.ndarray]] = {}
+    height, width = cutouts[0][1].shape
+    for placement in pair_placements(config, bg_stem, fg_stem, (width, height)):
+        variant = (placement.flip, placement.scale)
+        if variant not in resized:
+            full = cutouts[config.flips.index(placement.flip)]
+            resized[variant] = resize_cutout(*full, (placement.w, placement.h))
+        yield placement, resized[variant]
 
 
 def sample_composite(

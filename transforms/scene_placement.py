@@ -50,18 +50,18 @@ from transforms.compositing import (
     _ComposePair,
     blend_composite,
     cached,
-    mirror,
+    flip_cutouts,
     place_mask,
     resize_cutout,
     resize_mask,
     resize_rgba,
+    resized_placements,
     sample_composite,
 )
 from transforms.inputs import InputConfig
 from transforms.placements import (
     PlacementConfig,
     draw_position,
-    pair_placements,
     sample_number,
     scaled_size,
 )
@@ -418,10 +418,7 @@ def all_in_front(
     """Every sample of one pair placed at random (transforms/placements.py),
     each in front of everything under it (`fallback_placement`'s depth): the
     overlays and masks of --placement random, with labels composed."""
-    height, width = cutouts[0][1].shape
-    for placement in pair_placements(config, bg_stem, fg_stem, (width, height)):
-        flip_index = config.flips.index(placement.flip)
-        small = resize_cutout(*cutouts[flip_index], (placement.w, placement.h))
+    for placement, small in resized_placements(config, bg_stem, fg_stem, cutouts):
         yield fallback_placement(scene, config, placement, small, 0)
 
 
@@ -461,9 +458,7 @@ def compose_scene_pair(
     composed labels each sample's depth is made here (`composed_label`, its
     mask the visible part) and `depth_precision` says what made the
     background's map (None for --bg_depth)."""
-    cutouts = ((foreground.rgba, foreground.mask),) + (
-        (mirror(foreground),) if placement_config.mirror else ()
-    )
+    cutouts = flip_cutouts(foreground, placement_config)
     place = scene_cutouts if scene_config.by_depth else all_in_front
     metric = scene_config.composed and scene_config.label_encoding == "metric"
     base = stored_label_base(scene.depth, scene_config.stored_per_metre) if metric else None
