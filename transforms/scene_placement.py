@@ -195,11 +195,13 @@ def place_on_floor(
     rng: np.random.Generator,
     placement: Placement,
     cutout: Tuple[np.ndarray, np.ndarray],
+    extent: Tuple[int, int, int],
 ) -> Optional[ScenedCutout]:
     """Draw a foot point among the support pixels until the object fits in
     the image and enough of it is seen (MAX_TRIES draws at most); the first
     draw that does, or None. `cutout` is the full-size (flipped) RGBA and
-    mask, `placement` the sample with its drawn scale.
+    mask, `extent` its mask's `foot_extent`, `placement` the sample with its
+    drawn scale.
 
     A draw is first tried on its box as the full-size mask gives it
     (`estimated_foot_offset`, ESTIMATE_MARGIN), then on the resized mask
@@ -209,7 +211,6 @@ def place_on_floor(
     size = scene.depth.shape[0]
     rgba, mask = cutout
     height, width = mask.shape
-    extent = foot_extent(mask)
     for tries in range(1, MAX_TRIES + 1):
         foot_y, foot_x = divmod(int(scene.support[rng.integers(scene.support.size)]), size)
         depth = float(scene.depth[foot_y, foot_x])
@@ -302,6 +303,7 @@ def scene_cutouts(
     and mask of each flip in `config.flips`."""
     height, width = cutouts[0][1].shape
     for flip_index, (flip, cutout) in enumerate(zip(config.flips, cutouts)):
+        extent = foot_extent(cutout[1])
         for scale_index, scale in enumerate(config.scales):
             w, h = scaled_size(width, height, scale)
             at_drawn_scale = None
@@ -313,7 +315,7 @@ def scene_cutouts(
                 placed = None
                 if scene.has_floor:
                     rng = rng_for("scene", config.seed, bg_stem, fg_stem, number)
-                    placed = place_on_floor(scene, rng, placement, cutout)
+                    placed = place_on_floor(scene, rng, placement, cutout, extent)
                 if placed is None:
                     at_drawn_scale = at_drawn_scale or resize_cutout(*cutout, (w, h))
                     tries = MAX_TRIES if scene.has_floor else 0
