@@ -69,13 +69,12 @@ def run_inference_module() -> ModuleType:
 
     The model manager's module imports PyTorch, then SciPy, at its top
     (Beam 2.77), so every process that runs a depth model on TensorFlow or
-    ONNX Runtime would load PyTorch for nothing wherever it is installed:
-    about 1.1 CPU s and its memory (BENCHMARKS.md, "Every core by
-    default"), even where SciPy is missing and the manager then fails to
-    import anyway, as in fgbg's lock. RunInference's module catches the
-    ImportError this makes, as it does that one, and imports the manager
-    where a pipeline asks for it (use_model_manager=True, which fgbg never
-    passes).
+    ONNX Runtime would load PyTorch for nothing wherever it is installed
+    (BENCHMARKS.md, "A TensorFlow process's start-up"), even where SciPy is
+    missing and the manager then fails to import anyway, as in fgbg's lock.
+    RunInference's module catches the ImportError this makes, as it does
+    that one, and imports the manager where a pipeline asks for it
+    (use_model_manager=True, which fgbg never passes).
     """
     if RUN_INFERENCE_MODULE not in sys.modules and MODEL_MANAGER_MODULE not in sys.modules:
         sys.modules[MODEL_MANAGER_MODULE] = None  # its import raises ImportError

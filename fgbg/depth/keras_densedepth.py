@@ -112,8 +112,8 @@ def add_tap(conv_a_output: tf.Tensor, mixed: tf.Tensor, ky: tf.Tensor, kx: tf.Te
 
     The tap's offsets `ky`, `kx` are int32 tensors, not Python ints, so that
     the nine taps of a block share one trace: Python ints would trace and
-    compile it 36 times in a model's first call, about 1.4 CPU s of every
-    build (BENCHMARKS.md, "Every core by default"), for the same values."""
+    compile it once per tap and block in a model's first call, for the same
+    values (BENCHMARKS.md, "A TensorFlow process's start-up")."""
     return conv_a_output + _shifted(upsample2_aligned_by_gathers(mixed), ky, kx)
 
 
@@ -156,8 +156,8 @@ def build_densedepth(seed: Optional[int] = None) -> tf_keras.Model:
 def zero_initial_values(next_creator, **kwargs) -> tf.Variable:
     """A `tf.variable_creator_scope` creator that starts a variable of known
     shape at zero instead of its Keras initialiser's random draw: for a
-    model whose every weight is set next, the draws (0.3 to 0.4 CPU s for
-    DenseDepth's 864 weights) would be thrown away."""
+    model whose every weight is set next, the draws would be thrown away
+    (BENCHMARKS.md, "A TensorFlow process's start-up")."""
     shape, dtype = kwargs.get("shape"), kwargs.get("dtype")
     if callable(kwargs.get("initial_value")) and shape is not None:
         kwargs["initial_value"] = lambda: tf.zeros(shape, dtype)
