@@ -208,9 +208,12 @@ def run_pipeline(
     extra: Sequence[str] = (),
     timeout_s: Optional[float] = None,
 ) -> Dict[str, object]:
-    """One build in a fresh output folder; measurements plus timings.json."""
+    """One build in a fresh output folder; measurements plus timings.json.
+    What came before (the inputs made, an earlier build's output removed) is
+    flushed to disk first, so that its writeback is not charged to this build."""
     if output.exists():
         shutil.rmtree(output)
+    os.sync()
     output.parent.mkdir(parents=True, exist_ok=True)
     log = output.parent / f"{output.name}.log"
     command = pipeline_command(globs, output, tft, extra)

@@ -43,6 +43,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from fgbg import layout
+from fgbg.depth import shared_model_files
 from fgbg.depth.checkpoints import Checkpoint
 from fgbg.depth.thread_budget import ThreadBudget
 from fgbg.documents import (
@@ -295,6 +296,9 @@ def _build(
         # ones written under a temporary name on object stores.
         remove_stale_temporaries(output, ("", layout.TFRECORD_DIR))
     progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if local else None
+    # Local workers share this machine's temporary folder, where Beam's
+    # shared model leaves files under its tag.
+    model_tag = shared_model_files.new_tag() if local and opts.depth_share_model else None
     scratch = tempfile.mkdtemp(prefix="fgbg-tft-") if local or dry_run else None
     tft_temp_dir = scratch or FileSystems.join(
         options.view_as(GoogleCloudOptions).temp_location or output, "fgbg-tft"
@@ -307,6 +311,7 @@ def _build(
             tft_temp_dir=tft_temp_dir,
             progress_dir=progress_dir,
             threads=threads,
+            shared_model_tag=model_tag,
         ),
         checkpoint,
     )
@@ -336,6 +341,8 @@ def _build(
         for folder in (progress_dir, scratch):
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
+        if model_tag:
+            shared_model_files.remove_files(model_tag)
     return read_manifest(config.output)
 
 

@@ -75,6 +75,9 @@ class RunContext:
     # The depth runtime's threads per worker process (fgbg/depth/thread_budget.py);
     # None: its default (composites-only builds, builds on a test's pipeline).
     threads: Optional[ThreadBudget] = None
+    # Local builds with --depth_share_model: the tag of the shared model's
+    # files in the temporary folder (fgbg/depth/shared_model_files.py).
+    shared_model_tag: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +142,8 @@ def build_config(
     transformers checkpoint it described (None for DenseDepth)."""
     output = opts.output.rstrip("/")
     depth = with_threads(depth_config(opts, checkpoint), run.threads)
+    if depth is not None and run.shared_model_tag:
+        depth = dataclasses.replace(depth, model_tag=run.shared_model_tag)
     return BuildConfig(
         bg=opts.bg,
         fg=opts.fg,

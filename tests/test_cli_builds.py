@@ -1,8 +1,10 @@
 """Builds as users run them, one per depth path: `python -m pipeline.build`
 in a fresh interpreter, on the local default runner (no --direct_* flag;
 one process on 2 cores, pipeline/local_workers.py) with TFT on, on tiny
-inputs; one path runs in a worker process per core, as the default does
-from 3 cores and on a GPU, where a worker's own imports run.
+inputs; two paths run in a worker process per core, as the default does
+from 3 cores and on a GPU (one with the model shared across them), where a
+worker's own imports run. Every build has a temporary folder of its own,
+which it must leave empty.
 
 In-process builds share the test process's imports, so they cannot see what
 goes wrong in a fresh worker process: a library loaded in the wrong order
@@ -79,6 +81,15 @@ PATHS = [
     ),
     DepthPath("depth-anything-relative", _depth_anything(False), "torch", ("transformers",)),
     DepthPath(
+        "densedepth-tensorflow-shared-model",
+        lambda models: [
+            "--depth_model=untrained",
+            "--depth_input_size=32x32",
+            "--depth_share_model",
+        ],
+        "tensorflow",
+    ),
+    DepthPath(
         "depth-anything-metric-worker-processes",
         _depth_anything(True, *WORKER_PROCESSES),
         "torch",
@@ -107,11 +118,13 @@ def build_command(inputs: dict, output: Path, depth_flags: List[str]) -> List[st
     ]
 
 
-def run_build(path: DepthPath, command: List[str]) -> subprocess.CompletedProcess:
-    """Run the build in its own process group, so a hang kills its workers too."""
+def run_build(path: DepthPath, command: List[str], temp: Path) -> subprocess.CompletedProcess:
+    """Run the build in its own process group, so a hang kills its workers
+    too, with `temp` its temporary folder."""
     process = subprocess.Popen(
         command,
         cwd=REPO,
+        env={**os.environ, "TMPDIR": str(temp)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -140,7 +153,9 @@ def test_a_command_line_build_on_the_default_runner_writes_its_dataset(path, tmp
     (tmp_path / "models").mkdir()
     output = tmp_path / "out"
     command = build_command(inputs, output, path.flags(tmp_path / "models"))
-    done = run_build(path, command)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    done = run_build(path, command, temp)
     assert done.returncode == 0, (
         f"{path.name}: the build exited with status {done.returncode}; its stderr ends:\n"
         f"{done.stderr[-STDERR_TAIL:]}"
@@ -153,3 +168,6 @@ def test_a_command_line_build_on_the_default_runner_writes_its_dataset(path, tmp
     samples = manifest["counts"]["samples"]
     assert samples == 2 and len(list(output.glob("*/*/depth/*"))) == samples, path.name
     assert any((output / layout.TRANSFORM_DIR).rglob("saved_model.pb")), path.name
+    # Nothing left behind in the temporary folder (a shared model's address
+    # and lock files: fgbg/depth/shared_model_files.py).
+    assert sorted(p.name for p in temp.iterdir()) == [], path.name

@@ -23,6 +23,7 @@ import numpy as np
 from fgbg import layout
 from fgbg.depth import families, maps
 from fgbg.depth.config import DepthConfig
+from fgbg.depth.shared_model_files import stage_tag
 from fgbg.hashing import content_digest
 from fgbg.scene import DepthMapError, check_depth_map, decode_depth_png, resize_nearest
 from fgbg.storage import read_file, write_file
@@ -163,6 +164,10 @@ class BackgroundDepth(beam.PTransform):
             prepared
             | "KeyByBackground" >> beam.Map(_keyed_by_background)
             | "BackgroundInference"
-            >> RunInference(handler, metrics_namespace=DEPTH_METRICS_NAMESPACE)
+            >> RunInference(
+                handler,
+                metrics_namespace=DEPTH_METRICS_NAMESPACE,
+                model_identifier=stage_tag(self._depth.model_tag, "backgrounds"),
+            )
             | "WriteBackgroundDepth" >> beam.ParDo(_WriteModelMap(self._root, self._depth))
         )

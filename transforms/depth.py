@@ -32,6 +32,7 @@ import numpy as np
 from fgbg.beam_compat import run_inference_module
 from fgbg.depth import families, maps, models, precision, shared_memory
 from fgbg.depth.config import DepthConfig
+from fgbg.depth.shared_model_files import stage_tag
 from fgbg.import_order import load_triton_first
 from fgbg.types import Composite
 
@@ -181,7 +182,12 @@ class EstimateDepth(beam.PTransform):
         return (
             composites
             | "KeyByComposite" >> beam.Map(_keyed_by_composite)
-            | "RunInference" >> RunInference(handler, metrics_namespace=DEPTH_METRICS_NAMESPACE)
+            | "RunInference"
+            >> RunInference(
+                handler,
+                metrics_namespace=DEPTH_METRICS_NAMESPACE,
+                model_identifier=stage_tag(self._config.model_tag, "composites"),
+            )
             | "EncodeDepth" >> beam.ParDo(_EncodeDepthFn(self._config))
         )
 

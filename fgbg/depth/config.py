@@ -55,6 +55,9 @@ class DepthConfig:
         model (fgbg/depth/thread_budget.py: the launcher's share of the cores per
         process, or --depth_threads); None: the runtime's default, every
         core, as in a build whose one process has the machine.
+    model_tag: with share_model, what the stages' RunInference names the
+        served model (fgbg/depth/shared_model_files.py: the launcher removes
+        its files when the build ends); None: Beam's random name.
     loader: loads the model in place of the runtime (called with this
         configuration), for benchmarks' device stand-in (bench/standin.py);
         never set from the command line. The stage records the precision
@@ -80,4 +83,5 @@ class DepthConfig:
     shared_memory: bool = True
     checkpoint: Optional["Checkpoint"] = None
     threads: Optional[int] = None
+    model_tag: Optional[str] = None
     loader: Optional[Callable[["DepthConfig"], Any]] = None
