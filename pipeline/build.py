@@ -296,8 +296,7 @@ def _build(
         # ones written under a temporary name on object stores.
         remove_stale_temporaries(output, ("", layout.TFRECORD_DIR))
     progress_dir = tempfile.mkdtemp(prefix="fgbg-progress-") if local else None
-    # Local workers share this machine's temporary folder, where Beam's
-    # shared model leaves files under its tag.
+    # Beam's shared model leaves files in the local workers' temporary folder.
     model_tag = shared_model_files.new_tag() if local and opts.depth_share_model else None
     scratch = tempfile.mkdtemp(prefix="fgbg-tft-") if local or dry_run else None
     tft_temp_dir = scratch or FileSystems.join(
