@@ -82,17 +82,17 @@ def published_h5(published_keras):
 # The network
 
 
-def test_the_weights_are_laid_out_as_keras_lays_them_out():
+def test_the_weights_are_laid_out_as_keras_lays_them_out(published_keras):
     """Same layers, same weights per layer, same shapes, same order: what
     lets one loader check and copy nyu.h5 for both runtimes."""
-    keras = [(name, list(specs)) for name, specs in kd.keras_layout(kd.build_densedepth())]
+    keras = [(name, list(specs)) for name, specs in kd.keras_layout(published_keras[0])]
     assert [(name, list(specs)) for name, specs in td.DenseDepth().layout()] == keras
 
 
-def test_the_untrained_model_is_tensorflows_for_the_same_seed():
+def test_the_untrained_model_is_tensorflows_for_the_same_seed(published_keras):
     images = np.stack(random_overlays(2, 64, seed=3)).astype(np.float32) / 255
-    expected = kd.build_densedepth(seed=42).predict_on_batch(images)
-    network = td.build_densedepth(seed=42)
+    expected = published_keras[0].predict_on_batch(images)  # built from SEED
+    network = td.build_densedepth(seed=SEED)
     with torch.inference_mode():
         raw = network(torch.from_numpy(images).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-5)
