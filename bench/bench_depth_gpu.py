@@ -346,8 +346,8 @@ def parse_args(argv) -> argparse.Namespace:
         "--share_process",
         action="store_true",
         help="all but the builds in one process, where starting one (PyTorch, the network) "
-        "costs more than the measurement: a CPU's tiny run; peak RSS is then the process's "
-        "so far, and GPU figures of a stage span the process",
+        "costs more than the measurement, as in a CPU's tiny run (BENCHMARKS.md, 'The test "
+        "suite'); peak RSS is then the process's so far, a stage's GPU figures the process's",
     )
     add("--backgrounds", type=int, default=25)
     add("--foregrounds", type=int, default=10)
