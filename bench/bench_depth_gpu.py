@@ -21,7 +21,8 @@ its variants of precision, batch and compile, stages and builds.
 A CONFIG (bench/serving_configs.py) names how Beam's local runner serves the
 model, e.g. `shared:16/device_resize`. Each measurement runs in a process of
 its own (its own GPU memory and peak RSS), with nvidia-smi sampled where it
-exists. If the first measurement fails, the run stops there.
+exists; --share_process (on in --tiny) runs all but the builds in one. If the
+first measurement fails, the run stops there.
 
     python bench/bench_depth_gpu.py --name depth_gpu            # the GPU machine
     python bench/bench_depth_gpu.py --tiny --name depth_gpu_tiny  # any CPU (CI)
@@ -48,14 +49,14 @@ from fgbg.depth import families, models  # noqa: E402
 
 DEFAULTS = workload.build_defaults()
 BASELINE_BATCH = 60  # the original notebook's batch size
-DISTINCT_COMPOSITES = 32  # composed once, then repeated under new sample numbers
 
-# --tiny: a run any CPU finishes in about a minute, so CI keeps this script working.
+# --tiny: a run any CPU finishes in under a minute, so CI keeps this script working.
 TINY = {
     "device": "cpu",
     "precision": models.BF16,
     "batch_size": 4,
     "images": 8,
+    "distinct": 8,
     "input_size": "64x64",
     "measurements": "model,stage=in_process,build=in_process,baseline,precision_error,"
     "model=written,model=batch:2,model=tf32,model=fp16,precision_error=tf32,"
@@ -63,6 +64,7 @@ TINY = {
     "backgrounds": 2,
     "foregrounds": 1,
     "build_flags": "--scales=1.0 --placements_per_scale=1",
+    "share_process": True,
 }
 
 
@@ -95,11 +97,10 @@ def depth_config(args, config_name: str = "", precision: str = ""):
     return serving_configs.depth_config_for(config, config_name) if config_name else config
 
 
-def overlays(count: int) -> List[np.ndarray]:
-    """`count` composite images of the demo inputs (DISTINCT_COMPOSITES of
-    them, repeated)."""
-    distinct = workload.demo_composites(min(count, DISTINCT_COMPOSITES))
-    return [distinct[number % len(distinct)] for number in range(count)]
+def overlays(count: int, distinct: int) -> List[np.ndarray]:
+    """`count` composite images of the demo inputs (`distinct` of them, repeated)."""
+    composites = workload.demo_composites(min(count, distinct))
+    return [composites[number % len(composites)] for number in range(count)]
 
 
 def timed_loop(step, items: Sequence) -> Dict:
@@ -138,7 +139,7 @@ def measure_model(args, variant: str = "") -> Dict:
         )
     else:
         model = depth.load(precision)
-    batch = depth.preprocess(np.stack(overlays(batch_size)))
+    batch = depth.preprocess(np.stack(overlays(batch_size, args.distinct)))
     # two warm-up calls: cuDNN's algorithm search, torch.compile's first call
     warm_up = timed_loop(lambda _: model.predict(batch), range(2))["wall_s"]
     batches = max(1, args.images // batch_size)
@@ -156,7 +157,7 @@ def measure_precision_error(args, precision: str = "") -> Dict:
     config = depth_config(args)
     network = torch_runtime.load_network("untrained", None, config.seed)
     device = torch_runtime.resolve_device(config.device)
-    images = overlays(DISTINCT_COMPOSITES)
+    images = overlays(args.distinct, args.distinct)
     batch = np.stack([maps.preprocess(o, config.input_size) for o in images])
 
     def depth(precision: str) -> np.ndarray:
@@ -178,7 +179,7 @@ def measure_baseline(args) -> Dict:
     config = depth_config(args)
     device = torch_runtime.resolve_device(config.device)
     network = torch_densedepth.build_densedepth(config.seed).to(device)
-    batches = common.batches(overlays(args.images), BASELINE_BATCH)
+    batches = common.batches(overlays(args.images, args.distinct), BASELINE_BATCH)
 
     def one_batch(batch: Sequence[np.ndarray]) -> int:
         inputs = torch.from_numpy(maps.preprocess(np.stack(batch), config.input_size))
@@ -195,7 +196,7 @@ def measure_baseline(args) -> Dict:
 def measure_stage(args, config_name: str) -> Dict:
     """EstimateDepth in a Beam pipeline on the local runner, as configured."""
     depth = depth_config(args, config_name, models.AUTO)
-    return serving_configs.run_stage(config_name, depth, args.images, DISTINCT_COMPOSITES)
+    return serving_configs.run_stage(config_name, depth, args.images, args.distinct)
 
 
 def _device_memory(device) -> Dict:
@@ -207,36 +208,58 @@ def _device_memory(device) -> Dict:
 
 
 def child(args) -> None:
-    """Run one measurement and print it as the last line of stdout."""
-    cpu = common.tree_cpu_s()
-    kind, _, variant = args.child.partition("=")
-    if kind == "baseline":
-        measured = measure_baseline(args)
-    else:
-        measure = {"model": measure_model, "precision_error": measure_precision_error}
-        measured = measure.get(kind, measure_stage)(args, variant)
-    # The model and the baseline time their loop; a stage's run includes
-    # its start-up, as a build's does.
-    measured.setdefault("cpu_s", common.tree_cpu_s() - cpu)
-    measured["peak_rss_mb"] = common.own_peak_rss_mb()
-    common.print_result(measured)
+    """Run the measurements --child names (comma-separated), one after
+    another, and print each one's result as a line of stdout."""
+    for measurement in args.child.split(","):
+        cpu = common.tree_cpu_s()
+        kind, _, variant = measurement.partition("=")
+        if kind == "baseline":
+            measured = measure_baseline(args)
+        else:
+            measure = {"model": measure_model, "precision_error": measure_precision_error}
+            measured = measure.get(kind, measure_stage)(args, variant)
+        # The model and the baseline time their loop; a stage's run includes
+        # its start-up, as a build's does.
+        measured.setdefault("cpu_s", common.tree_cpu_s() - cpu)
+        measured["peak_rss_mb"] = common.own_peak_rss_mb()
+        common.print_result(measured)
 
 
 # --- the parent: runs each child, the builds, and reports -----------------------------
 
 
-def run_child(args, measurement: str, folder: Path) -> Dict:
-    """One measurement in a child process (killed with its Beam workers
-    past --timeout_s); its output goes to a log in `folder`."""
-    command = [sys.executable, __file__, "--child", measurement, *args.forwarded]
-    log = folder / f"{measurement.replace(':', '_').replace('/', '_')}.log"
+def run_child(args, measurements: Sequence[str], folder: Path) -> List[Dict]:
+    """`measurements` in one child process, in order (killed with its Beam
+    workers past --timeout_s each); its output goes to a log in `folder`.
+    Their results up to the first that fails, that one's failure included."""
+    command = [sys.executable, __file__, "--child", ",".join(measurements), *args.forwarded]
+    log = folder / f"{measurements[0].replace(':', '_').replace('/', '_')}.log"
+    failure = None
     try:
         with gpu_sampler.GpuSampler() as gpu:
-            common.run_measured(command, log, timeout_s=args.timeout_s)
+            common.run_measured(command, log, timeout_s=args.timeout_s * len(measurements))
     except RuntimeError as error:
-        return {"measurement": measurement, "failed": str(error)[-2000:]}
-    measured = common.child_result(log)
-    return {"measurement": measurement, **measured, **gpu.summary(measured.get("timed_window"))}
+        failure = str(error)[-2000:]
+    measured = common.child_results(log)
+    done = min(len(measured), len(measurements) - 1) if failure else len(measurements)
+    results = [
+        {"measurement": name, **result, **gpu.summary(result.get("timed_window"))}
+        for name, result in zip(measurements[:done], measured)
+    ]
+    if failure:
+        results.append({"measurement": measurements[done], "failed": failure})
+    return results
+
+
+def process_groups(measurements: Sequence[str], share_process: bool) -> List[List[str]]:
+    """The measurements, grouped as processes run them: each in its own, or
+    with `share_process` all but the builds in the first (each build is a
+    `pipeline.build` process of its own either way)."""
+    if not share_process:
+        return [[name] for name in measurements]
+    builds = [[name] for name in measurements if name.startswith("build=")]
+    others = [name for name in measurements if not name.startswith("build=")]
+    return ([others] if others else []) + builds
 
 
 def run_build(args, config_name: str, globs: Dict[str, str], folder: Path) -> Dict:
@@ -304,6 +327,13 @@ def parse_args(argv) -> argparse.Namespace:
     add("--precision", default=models.BF16, choices=PRECISIONS)
     add("--batch_size", type=int, default=DEFAULTS.depth_gpu_batch_size)
     add("--images", type=int, default=2048, help="images per model/stage run")
+    add(
+        "--distinct",
+        type=int,
+        default=32,
+        help="distinct demo composites, composed once, then repeated under new sample "
+        "numbers; precision_error compares these",
+    )
     add("--input_size", default=DEFAULTS.depth_input_size)
     add("--compile", action="store_true", help="torch.compile the network")
     add(
@@ -312,6 +342,13 @@ def parse_args(argv) -> argparse.Namespace:
         help="comma-separated, run in this order (see above)",
     )
     add("--timeout_s", type=float, default=240.0, help="longest one measurement may run")
+    add(
+        "--share_process",
+        action="store_true",
+        help="all but the builds in one process, where starting one (PyTorch, the network) "
+        "costs more than the measurement, as in a CPU's tiny run (BENCHMARKS.md, 'The test "
+        "suite'); peak RSS is then the process's so far, a stage's GPU figures the process's",
+    )
     add("--backgrounds", type=int, default=25)
     add("--foregrounds", type=int, default=10)
     add("--build_flags", default="", help="more flags for every build")
@@ -326,7 +363,7 @@ def parse_args(argv) -> argparse.Namespace:
     if parser.parse_args(argv).tiny:  # TINY's sizes become the defaults; options still win
         parser.set_defaults(**TINY)
     args = parser.parse_args(argv)
-    forwarded = ("model", "device", "precision", "batch_size", "images", "input_size")
+    forwarded = ("model", "device", "precision", "batch_size", "images", "distinct", "input_size")
     args.forwarded = [f"--{name}={getattr(args, name)}" for name in forwarded]
     args.forwarded += ["--compile"] if args.compile else []
     return args
@@ -356,18 +393,22 @@ def main(argv=None) -> int:
             args.checkpoint = workload.depth_anything_small(Path(folder))
             args.forwarded.append(f"--checkpoint={args.checkpoint}")
         globs: Dict[str, str] = {}
-        for measurement in measurements:
-            common.say(measurement)
-            kind, _, config = measurement.partition("=")
-            if kind != "build":
-                record(run_child(args, measurement, Path(folder)))
-            else:
-                globs = globs or workload.make_inputs(
-                    Path(folder) / "inputs", args.backgrounds, args.foregrounds
-                )
-                record(run_build(args, config, globs, Path(folder)))
-            if len(results) == 1 and "failed" in results[0]:
-                break  # the network itself does not run: nothing else would
+        for group in process_groups(measurements, args.share_process):
+            while group:  # after a failure, the rest of a group in a fresh process
+                common.say(", ".join(group))
+                kind, _, config = group[0].partition("=")
+                if kind != "build":
+                    done = run_child(args, group, Path(folder))
+                else:
+                    globs = globs or workload.make_inputs(
+                        Path(folder) / "inputs", args.backgrounds, args.foregrounds
+                    )
+                    done = [run_build(args, config, globs, Path(folder))]
+                for result in done:
+                    record(result)
+                if "failed" in results[0]:
+                    return 1  # the network itself does not run: nothing else would
+                group = group[len(done) :]
     return 1 if any("failed" in r for r in results) else 0
 
 

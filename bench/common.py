@@ -365,8 +365,13 @@ def print_result(result: Dict) -> None:
 
 def child_result(log: Path) -> Dict:
     """The result a child measurement printed last in its log."""
+    return child_results(log)[-1]
+
+
+def child_results(log: Path) -> List[Dict]:
+    """Every result a child printed in its log, in order."""
     lines = [line for line in log.read_text().splitlines() if line.startswith(RESULT)]
-    return json.loads(lines[-1][len(RESULT) :])
+    return [json.loads(line[len(RESULT) :]) for line in lines]
 
 
 def doc_parser(doc: str) -> argparse.ArgumentParser:

@@ -84,12 +84,15 @@ def tiny_raw_reference(images: np.ndarray) -> np.ndarray:
     return TINY_BIAS + TINY_SCALE * blocks
 
 
-def write_published_h5(seed: int, path: str) -> None:
+def write_published_h5(seed: int, path: str):
     """DenseDepth with weights drawn from `seed`, saved as nyu.h5 was saved: a
-    full Keras 2 HDF5 model file (173 MB), the published file's layout."""
+    full Keras 2 HDF5 model file (173 MB), the published file's layout. The
+    Keras model saved, for references that need the network as written."""
     from fgbg.depth import keras_densedepth
 
-    keras_densedepth.build_densedepth(seed=seed).save(path, save_format="h5")
+    model = keras_densedepth.build_densedepth(seed=seed)
+    model.save(path, save_format="h5")
+    return model
 
 
 def make_composite(number: int, overlay: np.ndarray, split: str = "train") -> Composite:

@@ -143,3 +143,37 @@ def test_a_measurement_past_its_timeout_is_killed_with_its_workers():
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(worker)
+
+
+def test_only_the_tiny_run_shares_a_process_between_measurements():
+    """The GPU machine's run keeps each measurement in a process of its own
+    (its own GPU memory and peak RSS); --tiny runs all but the builds in one."""
+    from bench import bench_depth_gpu
+
+    names = ["model", "build=in_process", "baseline", "stage=in_process"]
+    assert not bench_depth_gpu.parse_args([]).share_process
+    assert bench_depth_gpu.parse_args(["--tiny"]).share_process
+    assert bench_depth_gpu.process_groups(names, share_process=False) == [[n] for n in names]
+    assert bench_depth_gpu.process_groups(names, share_process=True) == [
+        ["model", "baseline", "stage=in_process"],
+        ["build=in_process"],
+    ]
+
+
+def test_a_shared_process_that_fails_keeps_the_results_before_it(tmp_path, monkeypatch):
+    """The measurements a shared child finished are kept, the one it died
+    in is the failure, and the caller starts a fresh child for the rest."""
+    from bench import bench_depth_gpu, common
+
+    def child_dies_in_the_second(command, log, timeout_s):
+        assert command[command.index("--child") + 1] == "model,baseline,stage=in_process"
+        log.write_text(common.RESULT + json.dumps({"images": 8}) + "\nTraceback ...\n")
+        raise RuntimeError("exited 1")
+
+    monkeypatch.setattr(common, "run_measured", child_dies_in_the_second)
+    args = bench_depth_gpu.parse_args(["--tiny"])
+    results = bench_depth_gpu.run_child(args, ["model", "baseline", "stage=in_process"], tmp_path)
+    assert results == [
+        {"measurement": "model", "images": 8},
+        {"measurement": "baseline", "failed": "exited 1"},
+    ]
