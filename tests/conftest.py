@@ -9,13 +9,21 @@ from typing import Dict, Tuple
 
 import pytest
 
+from pipeline.local_workers import available_cores
 from tests.helpers import FULL_SIZE, comparable, make_inputs, small_build_args
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """TensorFlow's C++ start-up lines stay out of test output, in this
-    process and the builds it starts."""
+    process and the builds it starts. Under pytest-xdist each worker's
+    OpenMP runtimes (PyTorch's) get its share of the cores, in the worker
+    and the processes it starts, before any of them loads: two threads per
+    worker on a core another worker keeps busy wait on each other at every
+    layer (docs/development.md, "How the suite runs")."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // workers)))
 
 
 @pytest.fixture
