@@ -27,6 +27,15 @@ LOCAL_RUNNER = ["--runner=FnApiRunner", IN_PROCESS]
 REPO = Path(__file__).resolve().parents[1]
 
 
+def fresh_interpreter_json(code: str):
+    """Run `code` in a fresh interpreter from the repository root (it fails
+    the test unless it succeeds); the JSON its last line of stdout holds."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_bench(script: str, results: Path, *args: str, timeout: float) -> dict:
     """`python bench/<script> ARGS --name tiny --results RESULTS` from the
     repository root; fails with its output unless it succeeds; its JSON."""

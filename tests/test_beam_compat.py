@@ -5,10 +5,6 @@ instead of deep inside a build or a dry run."""
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -16,8 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from fgbg import beam_compat
 from fgbg.beam_compat import declared_options, fnapi_environment_version, options_parser
 from pipeline.options import FgbgOptions
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import fresh_interpreter_json
 
 
 def test_options_parser_parses_like_pipeline_options():
@@ -72,11 +67,7 @@ def test_run_inference_loads_without_the_model_manager_and_torch():
         "         'torch': 'torch' in sys.modules, 'fallback': base.ModelManager is None}\n"
         "print(json.dumps(state))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    state = json.loads(out.stdout.strip().splitlines()[-1])
-    assert state == {
+    assert fresh_interpreter_json(probe) == {
         "names": ["RunInference", "ModelHandler", "KeyedModelHandler", "ModelManager"],
         "manager": False,
         "torch": False,

@@ -3,15 +3,9 @@ training reader brings in neither Beam nor TensorFlow until it is called."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
+from tests.helpers import fresh_interpreter_json
 
 pytestmark = [pytest.mark.processes]
 
@@ -29,10 +23,7 @@ def imported_state(code: str) -> dict:
         "                  'environ_changed': sorted(k for k in set(before) | set(os.environ)\n"
         "                                            if before.get(k) != os.environ.get(k))}))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return fresh_interpreter_json(probe)
 
 
 def test_the_training_reader_imports_neither_beam_nor_tensorflow():

@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -28,9 +26,14 @@ from fgbg.torch_data import (  # noqa: E402
     pooled_standardization,
 )
 from pipeline import build  # noqa: E402
-from tests.helpers import emulated_bucket, make_inputs, small_build_args, upload_tree  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    emulated_bucket,
+    fresh_interpreter_json,
+    make_inputs,
+    small_build_args,
+    upload_tree,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 DEPTH = ("--depth_model=untrained", "--depth_input_size=64x64")
 BUCKET = "fgbg-torch"
 
@@ -110,10 +113,7 @@ def test_importing_the_reader_imports_neither_beam_nor_tensorflow():
         "print(json.dumps([any(m.startswith('apache_beam') for m in sys.modules),\n"
         "                  'tensorflow' in sys.modules]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, False]
+    assert fresh_interpreter_json(probe) == [False, False]
 
 
 def test_items_are_model_ready_chw_tensors_of_the_files_on_disk(dataset):
